@@ -1,0 +1,95 @@
+//! The `rzero` binary: argument parsing, logging, progress bars and glue.
+//!
+//! Every subcommand lives in `cmd/<name>.rs` with an `Args` struct and a
+//! `run(args) -> anyhow::Result<()>`; the library crates do the work.
+
+mod cmd;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// R-Zero in Rust: a Challenger writes math problems, a Solver learns to solve them,
+/// with no human-written data.
+#[derive(Parser, Debug)]
+#[command(name = "rzero", version, about, long_about = None)]
+struct Cli {
+    /// Only print warnings and errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the full R-Zero loop (Challenger -> dataset -> Solver), resumable.
+    Run(cmd::run::Args),
+    /// Print a full, commented configuration for a preset.
+    Config(cmd::config::Args),
+    /// Generate completions for prompts (JSONL in, JSONL out).
+    Generate(cmd::generate::Args),
+    /// Per-token log-probabilities of completions given prompts.
+    Score(cmd::score::Args),
+    /// Grade answers against gold answers (JSONL in, JSONL out).
+    Grade(cmd::grade::Args),
+    /// Extract the final \boxed{} answer from responses (JSONL in, JSONL out).
+    Extract(cmd::extract::Args),
+    /// Cluster questions by BLEU distance and compute R-Zero's repetition penalty.
+    Cluster(cmd::cluster::Args),
+    /// GRPO training of a Solver on question/answer JSONL.
+    Grpo(cmd::grpo::Args),
+    /// Evaluate a model on math benchmarks.
+    Eval(cmd::eval::Args),
+    /// Audit majority-vote pseudo-labels against benchmark answers.
+    Audit(cmd::audit::Args),
+    /// Render a self-contained HTML report of a run directory.
+    Report(cmd::report::Args),
+    /// Serve a model behind an OpenAI-compatible HTTP API.
+    Serve(cmd::serve::Args),
+    /// Benchmarks that print figures (and JSON with --json).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => cmd::run::run(a, cli.quiet),
+        Command::Config(a) => cmd::config::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Score(a) => cmd::score::run(a),
+        Command::Grade(a) => cmd::grade::run(a),
+        Command::Extract(a) => cmd::extract::run(a),
+        Command::Cluster(a) => cmd::cluster::run(a),
+        Command::Grpo(a) => cmd::grpo::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Bench(b) => cmd::bench::run(b),
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("RZERO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

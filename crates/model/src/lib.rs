@@ -1,0 +1,38 @@
+/*!
+Llama / Qwen2 / Qwen3 causal language models on candle, with loading from Hugging Face
+folders, GGUF files and the hf-hub cache, tokenizers, and chat templates.
+
+- [`Config`]: the resolved model configuration (from `config.json` or GGUF metadata).
+- [`Model`]: one differentiable implementation for all three families
+  (`forward` / `forward_hidden` for training and scoring; `forward_packed` with
+  per-sequence [`KvCache`]s for fast inference).
+- [`load`]: `PATH` (folder, `.gguf`, or hub id) -> [`LoadedModel`] (config, weights,
+  tokenizer, chat template, generation config).
+- [`logprobs`]: per-token log-probabilities of completions, computed in vocabulary chunks;
+  the quantity both `rzero score` and GRPO use.
+*/
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod gguf;
+pub mod hub;
+pub mod load;
+pub mod logprobs;
+pub mod packed;
+pub mod save;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use config::{Arch, Config, RopeScaling};
+pub use error::{Error, Result};
+// Re-exports added by the owners of each module as they land:
+// pub use chat::{ChatMessage, ChatTemplate};
+// pub use load::{load, LoadOptions, LoadedModel, GenerationConfig};
+// pub use packed::{KvCache, SeqInput};
+// pub use tokenizer::Tokenizer;
+// pub use transformer::Model;
+
+/// Model weights by Hugging Face parameter name (`model.layers.0.self_attn.q_proj.weight`).
+/// With tied embeddings `lm_head.weight` is absent.
+pub type Weights = std::collections::HashMap<String, candle_core::Tensor>;
