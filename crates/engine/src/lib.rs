@@ -1,1 +1,32 @@
-//! placeholder
+//! rzero's batched generation engine.
+//!
+//! - [`Engine::generate`] runs many [`Request`]s (prompt ids + [`SamplingParams`]) with
+//!   continuous batching, chunked prefill, one prefill per prompt shared by its `n`
+//!   samples, and a KV-cache byte budget ([`EngineConfig`]); it streams finished
+//!   [`Completion`]s and [`Progress`] through a callback and can be cancelled
+//!   ([`Engine::cancel_flag`]).
+//! - [`sampling`]: greedy, temperature, top-k, top-p, min-p (vLLM's order) on per-sequence
+//!   ChaCha streams keyed by `(seed, sample index)`, so samples do not depend on the batch.
+//! - [`stop`]: incremental detokenisation and stop strings.
+//! - [`step`]: the [`StepModel`] interface the scheduler runs on, implemented for
+//!   `model::Model` (its `forward_packed`).
+//!
+//! On CPU the sampling of a step runs on all cores (rayon) while the model's matmuls use
+//! candle's threads. A GPU build keeps the same scheduler; only [`StepModel::step`] and the
+//! logits transfer change.
+
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod params;
+pub mod sampling;
+pub mod step;
+pub mod stop;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use params::{
+    Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
+};
+pub use step::{StepItem, StepModel};
+pub use stop::Detokenize;

@@ -1,1 +1,41 @@
-//! placeholder
+/*!
+Evaluation for rzero: math benchmarks with known answers, pass@1 / mean@k / maj@k,
+the pseudo-label audit, and the self-contained HTML run report.
+
+- [`Benchmark`]: a list of question/answer [`Item`]s; the seven math benchmarks R-Zero
+  evaluates on are embedded in the library (`data/benchmarks/`), any other JSONL file with
+  `question` and `answer` fields loads by path.
+- [`Generator`]: "prompts in, n completions per prompt out". The engine adapter lives in
+  the binary; tests use scripted fakes.
+- [`run_eval`]: greedy pass@1 and, with samples, mean@k and maj@k; resumable through an
+  append-only `responses.jsonl`; writes `results.json` atomically.
+- [`run_audit`]: treats benchmark questions as if the Challenger had written them, builds
+  majority-vote pseudo-labels exactly as the dataset stage does, and measures their
+  accuracy per p̂ band; writes `audit.json`.
+- [`report::render`]: one HTML page (inline SVG, no JavaScript) from a run directory.
+
+```
+use eval::{Benchmark, metrics};
+let b = Benchmark::from_jsonl_str("mine", "{\"question\": \"1+1?\", \"answer\": \"2\"}\n").unwrap();
+assert_eq!(b.items[0].answer, "2");
+assert_eq!(metrics::pass_at_1(&[true, false, true, true]), 0.75);
+```
+*/
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod bench;
+pub mod error;
+pub mod generate;
+pub mod grading;
+mod io;
+pub mod metrics;
+pub mod report;
+pub mod run;
+mod svg;
+
+pub use audit::{run_audit, AuditOptions, AuditReport, BandStats};
+pub use bench::{Benchmark, Item, BUILTIN};
+pub use error::{Error, Result};
+pub use generate::{plain_prompt, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+pub use run::{format_table, run_eval, BenchResult, EvalOptions, EvalResults, Progress};

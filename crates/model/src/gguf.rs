@@ -1,1 +1,283 @@
-//! placeholder: gguf
+//! GGUF files (llama.cpp): metadata -> [`Config`], every tensor dequantized to f32 and renamed
+//! to its Hugging Face parameter name, the tokenizer and the chat template.
+//!
+//! Architectures: `llama` (SmolLM2, Llama), `qwen2`, `qwen3`.
+//!
+//! **q/k un-permutation.** For `llama` GGUFs, llama.cpp's converter permutes the rows of
+//! `attn_q` / `attn_k` for interleaved RoPE: HF row `h*hd + j*hd/2 + i` becomes GGUF row
+//! `h*hd + 2*i + j`. We undo it (`reshape(n_head, hd/2, 2, in).swapaxes(1, 2)`, with
+//! `n_head = num_key_value_heads` for `attn_k`), exactly as transformers does, so the weights
+//! are in HF layout and the model uses half-split RoPE. Qwen2/Qwen3 GGUFs are not permuted.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use crate::config::{Arch, Config, RopeScaling};
+use crate::error::{Error, Result};
+use crate::tokenizer::{value_as_i64, Tokenizer};
+use crate::Weights;
+
+/// Everything read from a GGUF file.
+#[derive(Debug)]
+pub struct GgufModel {
+    /// Configuration derived from the metadata.
+    pub config: Config,
+    /// Dequantized weights by HF name, in the requested dtype and device.
+    pub weights: Weights,
+    /// Tokenizer rebuilt from `tokenizer.ggml.*`.
+    pub tokenizer: Tokenizer,
+    /// `tokenizer.chat_template`, if present.
+    pub chat_template: Option<String>,
+    /// Token strings of BOS / EOS (for the chat template's `bos_token` / `eos_token`).
+    pub bos_token: Option<String>,
+    /// See `bos_token`.
+    pub eos_token: Option<String>,
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> Error {
+    Error::BadFile {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Read the GGUF header (metadata and tensor table) of `path`.
+pub fn read_content(path: &Path) -> Result<(memmap2::Mmap, Content)> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: the map is read-only; like every mmap reader we assume nobody truncates the file
+    // while we read it.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let content = Content::read(&mut std::io::Cursor::new(&mmap[..]))
+        .map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
+    Ok((mmap, content))
+}
+
+/// Load a GGUF file: config, dequantized HF-named weights (converted to `dtype` on `device`),
+/// tokenizer and chat template.
+pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel> {
+    let (mmap, content) = read_content(path)?;
+    let md = &content.metadata;
+    let config = config_from_gguf(&content, path)?;
+    let tokenizer = Tokenizer::from_gguf(md, path)?;
+
+    let names: Vec<&String> = content.tensor_infos.keys().collect();
+    let loaded: Vec<Result<Option<(String, Tensor)>>> = names
+        .par_iter()
+        .map(|gname| {
+            let Some(hf) = hf_name(gname) else {
+                tracing::warn!("{}: ignoring GGUF tensor {gname}", path.display());
+                return Ok(None);
+            };
+            let info = &content.tensor_infos[*gname];
+            let q = info
+                .read(
+                    &mut std::io::Cursor::new(&mmap[..]),
+                    content.tensor_data_offset,
+                    &Device::Cpu,
+                )
+                .map_err(|e| bad(path, format!("tensor {gname}: {e}")))?;
+            let mut t = q
+                .dequantize(&Device::Cpu)
+                .map_err(|e| bad(path, format!("tensor {gname}: cannot dequantize: {e}")))?;
+            if config.arch == Arch::Llama {
+                if gname.contains(".attn_q.") {
+                    t = unpermute_qk(&t, config.num_attention_heads)
+                        .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?;
+                } else if gname.contains(".attn_k.") {
+                    t = unpermute_qk(&t, config.num_key_value_heads)
+                        .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?;
+                }
+            }
+            let t = t.to_dtype(dtype)?.to_device(device)?;
+            Ok(Some((hf, t)))
+        })
+        .collect();
+    let mut weights = Weights::with_capacity(loaded.len());
+    for item in loaded {
+        if let Some((name, t)) = item? {
+            weights.insert(name, t);
+        }
+    }
+
+    let chat_template = match md.get("tokenizer.chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let tok_str = |id: Option<u32>| id.and_then(|id| tokenizer.id_to_token(id));
+    let bos_token = tok_str(tokenizer.bos_token_id());
+    let eos_token = tok_str(tokenizer.eos_token_ids().first().copied());
+    Ok(GgufModel {
+        config,
+        weights,
+        tokenizer,
+        chat_template,
+        bos_token,
+        eos_token,
+    })
+}
+
+/// GGUF tensor name -> Hugging Face parameter name (`None` for tensors we do not use, such as
+/// `rope_freqs.weight`).
+pub fn hf_name(gguf: &str) -> Option<String> {
+    match gguf {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let hf = match module {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// Undo llama.cpp's q/k row permutation (GGUF -> HF order): rows viewed as
+/// `[n_head, hd/2, 2, rest]` are transposed to `[n_head, 2, hd/2, rest]`. Works for weight
+/// matrices `[out, in]` and bias vectors `[out]`.
+pub fn unpermute_qk(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let out = dims[0];
+    if n_head == 0 || out % (2 * n_head) != 0 {
+        candle_core::bail!("{out} rows cannot be split into {n_head} heads of even size")
+    }
+    let half = out / n_head / 2;
+    let rest: usize = dims[1..].iter().product();
+    w.reshape((n_head, half, 2, rest))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}
+
+/// Build the [`Config`] from GGUF metadata (and the tensor table: tied embeddings, biases).
+pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
+    let md = &content.metadata;
+    let arch_name = match md.get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(bad(path, "missing metadata key general.architecture")),
+    };
+    let arch = match arch_name.as_str() {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
+        other => return Err(Error::UnknownArch(format!("{other} (in {})", path.display()))),
+    };
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let get_usize = |k: &str| -> Result<Option<usize>> {
+        match md.get(&key(k)) {
+            None => Ok(None),
+            Some(v) => value_as_i64(v)
+                .and_then(|x| usize::try_from(x).ok())
+                .map(Some)
+                .ok_or_else(|| bad(path, format!("metadata {} is not a count: {v:?}", key(k)))),
+        }
+    };
+    let need = |k: &str| -> Result<usize> {
+        get_usize(k)?.ok_or_else(|| bad(path, format!("missing metadata key {}", key(k))))
+    };
+    let get_f64 = |k: &str| -> Option<f64> {
+        match md.get(&key(k))? {
+            Value::F32(x) => Some(*x as f64),
+            Value::F64(x) => Some(*x),
+            v => value_as_i64(v).map(|x| x as f64),
+        }
+    };
+
+    let hidden_size = need("embedding_length")?;
+    let num_hidden_layers = need("block_count")?;
+    let intermediate_size = need("feed_forward_length")?;
+    let num_attention_heads = need("attention.head_count")?;
+    let num_key_value_heads = get_usize("attention.head_count_kv")?.unwrap_or(num_attention_heads);
+    if num_attention_heads == 0 || num_key_value_heads == 0 {
+        return Err(bad(path, "attention.head_count(_kv) is 0"));
+    }
+    let head_dim = match get_usize("attention.key_length")? {
+        Some(d) => d,
+        None => hidden_size / num_attention_heads,
+    };
+    let max_position_embeddings = get_usize("context_length")?.unwrap_or(2048);
+    let rope_theta = get_f64("rope.freq_base").unwrap_or(10_000.0);
+    let rms_norm_eps = get_f64("attention.layer_norm_rms_epsilon").unwrap_or(1e-6);
+
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| bad(path, "missing tensor token_embd.weight"))?;
+    let vocab_size = match md.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(a)) => a.len(),
+        _ => embd.shape.dims()[0],
+    };
+    let has = |name: &str| content.tensor_infos.contains_key(name);
+    let tie_word_embeddings = !has("output.weight");
+    let attention_bias = arch == Arch::Qwen2 || has("blk.0.attn_q.bias");
+    let qk_norm = arch == Arch::Qwen3 || has("blk.0.attn_q_norm.weight");
+
+    let rope_scaling = match md.get(&key("rope.scaling.type")) {
+        Some(Value::String(t)) if t != "none" => Some(RopeScaling {
+            rope_type: t.clone(),
+            factor: get_f64("rope.scaling.factor").unwrap_or(1.0),
+            low_freq_factor: None,
+            high_freq_factor: None,
+            original_max_position_embeddings: get_usize("rope.scaling.original_context_length")?,
+        }),
+        _ => None,
+    };
+    let tok_id = |k: &str| {
+        md.get(k)
+            .and_then(value_as_i64)
+            .and_then(|v| u32::try_from(v).ok())
+    };
+    let eos = tok_id("tokenizer.ggml.eos_token_id");
+    Ok(Config {
+        arch,
+        vocab_size,
+        hidden_size,
+        intermediate_size,
+        num_hidden_layers,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rope_theta,
+        rope_scaling,
+        rms_norm_eps,
+        tie_word_embeddings,
+        attention_bias,
+        qk_norm,
+        max_position_embeddings,
+        bos_token_id: tok_id("tokenizer.ggml.bos_token_id"),
+        eos_token_ids: eos.into_iter().collect(),
+        pad_token_id: tok_id("tokenizer.ggml.padding_token_id"),
+    })
+}
+
+/// Metadata of a GGUF file (for tools that print it).
+pub fn metadata(path: &Path) -> Result<HashMap<String, Value>> {
+    Ok(read_content(path)?.1.metadata)
+}

@@ -21,17 +21,19 @@ pub mod load;
 pub mod logprobs;
 pub mod packed;
 pub mod save;
+pub mod testing;
 pub mod tokenizer;
 pub mod transformer;
 
 pub use config::{Arch, Config, RopeScaling};
 pub use error::{Error, Result};
 // Re-exports added by the owners of each module as they land:
-// pub use chat::{ChatMessage, ChatTemplate};
-// pub use load::{load, LoadOptions, LoadedModel, GenerationConfig};
-// pub use packed::{KvCache, SeqInput};
-// pub use tokenizer::Tokenizer;
-// pub use transformer::Model;
+pub use chat::{ChatMessage, ChatTemplate};
+pub use load::{load, GenerationConfig, LoadOptions, LoadedModel};
+pub use packed::{KvCache, SeqInput};
+pub use save::save_hf_folder;
+pub use tokenizer::Tokenizer;
+pub use transformer::Model;
 
 /// Model weights by Hugging Face parameter name (`model.layers.0.self_attn.q_proj.weight`).
 /// With tied embeddings `lm_head.weight` is absent.

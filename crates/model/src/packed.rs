@@ -1,1 +1,330 @@
-//! placeholder: packed
+//! Inference-only fast path: a packed, ragged batch with one [`KvCache`] per sequence.
+//!
+//! All sequences' new tokens are concatenated into one [N_total, H] matrix for the linear
+//! layers, so each weight matrix is read once per step for the whole batch. RoPE, the
+//! cache append and attention are plain Rust over slices (rayon over sequences × heads):
+//! each sequence attends to its own cache, causally within its new chunk. Only the last
+//! new token of each sequence goes through the output projection.
+//!
+//! K/V are kept in f32 whatever the model dtype, laid out per layer as
+//! `[position][kv_head][head_dim]` in a `Vec<f32>` that grows amortised (no per-step copy).
+
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::transformer::Model;
+
+/// One sequence of a packed step: its new tokens and its own cache.
+pub struct SeqInput<'a> {
+    /// New tokens, appended at positions `cache.len()..`. Must be non-empty.
+    pub tokens: &'a [u32],
+    /// The sequence's cache (all layers); grows by `tokens.len()`.
+    pub cache: &'a mut KvCache,
+}
+
+/// Keys and values of one sequence, all layers. Clone it to share a prompt's prefix.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    len: usize,
+    /// kv_heads * head_dim: the floats of one position in one layer (K or V).
+    row: usize,
+    /// Per layer: K and V, each `len * row` floats.
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    /// An empty cache for a model of this configuration.
+    pub fn new(cfg: &Config) -> KvCache {
+        KvCache {
+            len: 0,
+            row: cfg.num_key_value_heads * cfg.head_dim,
+            k: vec![Vec::new(); cfg.num_hidden_layers],
+            v: vec![Vec::new(); cfg.num_hidden_layers],
+        }
+    }
+
+    /// Cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No cached position.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held by the cached positions (excluding spare capacity).
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.len * self.row * std::mem::size_of::<f32>()
+    }
+
+    /// Bytes one position costs, all layers (K/V are stored in f32 whatever `dtype`).
+    pub fn bytes_per_token(cfg: &Config, _dtype: DType) -> usize {
+        2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * std::mem::size_of::<f32>()
+    }
+
+    /// Keeps the first `len` positions (no-op when `len >= self.len()`).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        self.len = len;
+        for l in 0..self.k.len() {
+            self.k[l].truncate(len * self.row);
+            self.v[l].truncate(len * self.row);
+        }
+    }
+
+    /// Drops spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        for l in 0..self.k.len() {
+            self.k[l].shrink_to_fit();
+            self.v[l].shrink_to_fit();
+        }
+    }
+}
+
+/// Dot product with several accumulators (vectorises well).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let chunks = n / 8;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut s = 0f32;
+    for j in chunks * 8..n {
+        s += a[j] * b[j];
+    }
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + s
+}
+
+/// In-place RMSNorm of each `w.len()`-sized row of `x`.
+fn rms_norm_rows(x: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for row in x.chunks_mut(d) {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for (v, &g) in row.iter_mut().zip(w) {
+            *v = *v * inv * g;
+        }
+    }
+}
+
+/// In-place half-split RoPE of `heads` heads of one row at one position.
+fn rope_row(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    for head in x.chunks_mut(2 * half) {
+        for j in 0..half {
+            let (a, b) = (head[j], head[j + half]);
+            head[j] = a * cos[j] - b * sin[j];
+            head[j + half] = b * cos[j] + a * sin[j];
+        }
+    }
+}
+
+fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+impl Model {
+    /// An empty cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.cfg)
+    }
+
+    /// Appends each sequence's `tokens` to its cache and returns the logits of each
+    /// sequence's last new token, [num_seqs, V] f32. Inference only (no graph).
+    ///
+    /// On error every cache is left as it was.
+    pub fn forward_packed(&self, seqs: &mut [SeqInput<'_>]) -> Result<Tensor> {
+        let start: Vec<usize> = seqs.iter().map(|s| s.cache.len()).collect();
+        let r = self.forward_packed_inner(seqs);
+        if r.is_err() {
+            for (s, &l) in seqs.iter_mut().zip(&start) {
+                s.cache.truncate(l);
+            }
+        }
+        r
+    }
+
+    fn forward_packed_inner(&self, seqs: &mut [SeqInput<'_>]) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let half = d / 2;
+        let row = nkv * d;
+        let eps = cfg.rms_norm_eps;
+        if seqs.is_empty() {
+            return Err(Error::Invalid("forward_packed: no sequence".into()));
+        }
+        // 1. Validate, and lay out the packed rows: seq s owns rows offs[s]..offs[s+1].
+        let mut offs = vec![0usize];
+        let mut ids = Vec::new();
+        let mut pos = Vec::new();
+        for (si, s) in seqs.iter().enumerate() {
+            if s.tokens.is_empty() {
+                return Err(Error::Invalid(format!("forward_packed: sequence {si} has no new token")));
+            }
+            if s.cache.k.len() != cfg.num_hidden_layers || s.cache.row != row {
+                return Err(Error::Invalid(format!(
+                    "forward_packed: sequence {si}'s cache was made for another model"
+                )));
+            }
+            let total = s.cache.len() + s.tokens.len();
+            if total > cfg.max_position_embeddings {
+                return Err(Error::TooLong {
+                    len: total,
+                    max: cfg.max_position_embeddings,
+                });
+            }
+            if let Some(&bad) = s.tokens.iter().find(|&&x| x as usize >= cfg.vocab_size) {
+                return Err(Error::Invalid(format!(
+                    "token id {bad} out of range (vocab_size {})",
+                    cfg.vocab_size
+                )));
+            }
+            ids.extend_from_slice(s.tokens);
+            pos.extend(s.cache.len()..total);
+            offs.push(ids.len());
+        }
+        let n = ids.len();
+        // cos/sin [N, D/2].
+        let mut cos = vec![0f32; n * half];
+        let mut sin = vec![0f32; n * half];
+        for (r, &p) in pos.iter().enumerate() {
+            for (j, &f) in self.inv_freq.iter().enumerate() {
+                let ang = p as f32 * f;
+                cos[r * half + j] = ang.cos() * self.rope_mscale;
+                sin[r * half + j] = ang.sin() * self.rope_mscale;
+            }
+        }
+        let dev = &self.device;
+        let ids_t = Tensor::from_vec(ids, n, dev)?;
+        let mut x = self.embed.index_select(&ids_t, 0)?.to_dtype(DType::F32)?; // [N,H]
+        let scale = 1.0 / (d as f32).sqrt();
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            // 2. Projections on the packed rows.
+            let hn = candle_nn::ops::rms_norm(&x, &layer.in_norm.to_dtype(DType::F32)?, eps as f32)?;
+            let mut q = to_f32_vec(&self.linear_f32(&hn, &layer.q_w, layer.q_b.as_ref())?)?; // [N, nh*D]
+            let mut k = to_f32_vec(&self.linear_f32(&hn, &layer.k_w, layer.k_b.as_ref())?)?; // [N, nkv*D]
+            let v = to_f32_vec(&self.linear_f32(&hn, &layer.v_w, layer.v_b.as_ref())?)?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps as f32);
+                rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps as f32);
+            }
+            // 3. RoPE per row at its own position.
+            q.par_chunks_mut(nh * d)
+                .zip(k.par_chunks_mut(row))
+                .enumerate()
+                .for_each(|(r, (qr, kr))| {
+                    let (c, s) = (&cos[r * half..(r + 1) * half], &sin[r * half..(r + 1) * half]);
+                    rope_row(qr, c, s);
+                    rope_row(kr, c, s);
+                });
+            // 4. Append to the caches.
+            for (si, s) in seqs.iter_mut().enumerate() {
+                let (a, b) = (offs[si], offs[si + 1]);
+                s.cache.k[li].extend_from_slice(&k[a * row..b * row]);
+                s.cache.v[li].extend_from_slice(&v[a * row..b * row]);
+            }
+            // 5. Attention per (sequence, head), each against its own cache.
+            let tasks: Vec<(usize, usize)> = (0..seqs.len())
+                .flat_map(|s| (0..nh).map(move |hh| (s, hh)))
+                .collect();
+            let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
+            let outs: Vec<Vec<f32>> = tasks
+                .par_iter()
+                .map(|&(si, hh)| {
+                    let cache = caches[si];
+                    let (a, b) = (offs[si], offs[si + 1]);
+                    let m = b - a;
+                    let past = cache.len; // not yet updated: positions before this step
+                    let g = hh / rep;
+                    let kc = &cache.k[li];
+                    let vc = &cache.v[li];
+                    let mut out = vec![0f32; m * d];
+                    let mut scores = Vec::with_capacity(past + m);
+                    for i in 0..m {
+                        let qv = &q[(a + i) * nh * d + hh * d..][..d];
+                        let upto = past + i + 1;
+                        scores.clear();
+                        let mut mx = f32::NEG_INFINITY;
+                        for t in 0..upto {
+                            let sc = dot(qv, &kc[t * row + g * d..][..d]) * scale;
+                            mx = mx.max(sc);
+                            scores.push(sc);
+                        }
+                        let mut sum = 0f32;
+                        for sc in scores.iter_mut() {
+                            *sc = (*sc - mx).exp();
+                            sum += *sc;
+                        }
+                        let inv = 1.0 / sum;
+                        let o = &mut out[i * d..(i + 1) * d];
+                        for (t, &p) in scores.iter().enumerate() {
+                            let p = p * inv;
+                            let vv = &vc[t * row + g * d..][..d];
+                            for j in 0..d {
+                                o[j] += p * vv[j];
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            let mut attn = vec![0f32; n * nh * d];
+            for (&(si, hh), o) in tasks.iter().zip(&outs) {
+                let a = offs[si];
+                for (i, chunk) in o.chunks(d).enumerate() {
+                    attn[(a + i) * nh * d + hh * d..][..d].copy_from_slice(chunk);
+                }
+            }
+            let attn = Tensor::from_vec(attn, (n, nh * d), dev)?;
+            x = (x + self.linear_f32(&attn, &layer.o_w, None)?)?;
+            // 6. MLP.
+            let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm.to_dtype(DType::F32)?, eps as f32)?
+                .to_dtype(self.dtype)?;
+            let g = hn.matmul(&layer.gate_w.t()?)?;
+            let u = hn.matmul(&layer.up_w.t()?)?;
+            let y = (g.silu()? * u)?.matmul(&layer.down_w.t()?)?.to_dtype(DType::F32)?;
+            x = (x + y)?;
+        }
+        for (si, s) in seqs.iter_mut().enumerate() {
+            s.cache.len += offs[si + 1] - offs[si];
+        }
+        // 7. Output projection of each sequence's last new row only.
+        let last: Vec<u32> = offs[1..].iter().map(|&o| (o - 1) as u32).collect();
+        let nl = last.len();
+        let xl = x.index_select(&Tensor::from_vec(last, nl, dev)?, 0)?;
+        let xl = candle_nn::ops::rms_norm(&xl, &self.norm.to_dtype(DType::F32)?, eps as f32)?;
+        let logits = xl
+            .to_dtype(self.dtype)?
+            .matmul(&self.lm_head.t()?)?
+            .to_dtype(DType::F32)?;
+        let _ = h;
+        Ok(logits)
+    }
+
+    /// x [N,in] f32 · wᵀ (+ b) in the model dtype, result f32.
+    fn linear_f32(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let y = x
+            .to_dtype(self.dtype)?
+            .matmul(&w.t()?)?
+            .to_dtype(DType::F32)?;
+        Ok(match b {
+            Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
+            None => y,
+        })
+    }
+}

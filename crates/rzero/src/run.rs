@@ -1,0 +1,310 @@
+//! The R-Zero loop, top to bottom: resolve the config, open (or resume) the run directory,
+//! then per iteration (1) train the Challenger against the frozen Solver, (2) build the
+//! dataset with the new Challenger and the frozen Solver, (3) train the Solver on it,
+//! (4) evaluate. Iteration `i` starts from iteration `i−1`'s models (the base model for
+//! `i = 1`), as the reference's `scripts/main.sh` does.
+//!
+//! Resume: every stage's output is written atomically and checked before the stage runs;
+//! training phases checkpoint after every GRPO step (`iter_N/.<phase>-train/`) and the
+//! dataset is journaled per chunk, so a killed run redoes at most one step or chunk.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tracing::{info, info_span, warn};
+
+use crate::config::{Config, Optim};
+use crate::error::{Error, Result};
+use crate::policy::{Group, Policy};
+use crate::rollout::Role;
+use crate::rundir::{RunDir, State};
+
+/// What the loop reports to its caller (the CLI draws progress bars from it).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A stage started: (iteration, stage name, units of work).
+    StageStart {
+        /// Iteration (0 = base-model evaluation).
+        iter: usize,
+        /// Stage name.
+        stage: &'static str,
+        /// Units (steps or chunks).
+        total: usize,
+    },
+    /// Progress inside the stage.
+    StageProgress {
+        /// Units done.
+        done: usize,
+    },
+    /// A stage ended with a one-line summary.
+    StageEnd {
+        /// Summary line.
+        summary: String,
+    },
+}
+
+/// Options of one run.
+pub struct RunOptions<'a> {
+    /// The resolved configuration.
+    pub config: Config,
+    /// The run directory.
+    pub out: PathBuf,
+    /// The resolved base-model location (folder, .gguf, or hub id).
+    pub model_path: String,
+    /// Progress callback.
+    pub on_event: &'a mut dyn FnMut(Event),
+    /// Evaluation hook: `(model folder or path, run dir, iteration)`; None disables eval.
+    pub eval: Option<&'a mut dyn FnMut(&str, &RunDir, usize) -> Result<()>>,
+}
+
+/// Runs (or resumes) the loop to the configured number of iterations.
+pub fn run(opts: RunOptions<'_>) -> Result<()> {
+    let RunOptions { config: cfg, out, model_path, on_event, mut eval } = opts;
+    let run = RunDir::create(&out)?;
+    // 1. The resolved config: a new run writes it; a resumed run must match it.
+    let cfg_text = cfg.to_commented_toml();
+    let cfg_path = run.config_path();
+    if cfg_path.exists() {
+        let old = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io { path: cfg_path.clone(), source: e })?;
+        let old_cfg = Config::from_toml(&old)?;
+        let mut a = old_cfg.clone();
+        let mut b = cfg.clone();
+        // more iterations may be asked of a finished run; everything else must match
+        a.iterations = 0;
+        b.iterations = 0;
+        if a != b {
+            return Err(Error::Mismatch(format!(
+                "{} was started with a different configuration; use a new --out or the same settings",
+                out.display()
+            )));
+        }
+        if old_cfg.iterations != cfg.iterations {
+            crate::rundir::write_atomic(&cfg_path, cfg_text.as_bytes())?;
+        }
+    } else {
+        crate::rundir::write_atomic(&cfg_path, cfg_text.as_bytes())?;
+    }
+    let mut state = run.state()?;
+    state.iterations = cfg.iterations;
+
+    // 2. Base model evaluation (once).
+    if let Some(ev) = eval.as_mut() {
+        if !run.base_eval_dir().join("done").exists() {
+            (on_event)(Event::StageStart { iter: 0, stage: "eval", total: 1 });
+            std::fs::create_dir_all(run.base_eval_dir()).map_err(|e| Error::Io { path: run.base_eval_dir(), source: e })?;
+            ev(&model_path, &run, 0)?;
+            crate::rundir::write_atomic(&run.base_eval_dir().join("done"), b"")?;
+            (on_event)(Event::StageEnd { summary: "base model evaluated".into() });
+        }
+    }
+
+    for iter in 1..=cfg.iterations {
+        let _span = info_span!("iteration", iter).entered();
+        let prev_solver = if iter == 1 { model_path.clone() } else { path_str(&run.iter_path(iter - 1, "solver")) };
+        let prev_challenger =
+            if iter == 1 { model_path.clone() } else { path_str(&run.iter_path(iter - 1, "challenger")) };
+        std::fs::create_dir_all(run.iter_dir(iter)).map_err(|e| Error::Io { path: run.iter_dir(iter), source: e })?;
+
+        // 3. Challenger phase.
+        let challenger_dir = run.iter_path(iter, "challenger");
+        if !challenger_dir.exists() {
+            let _s = info_span!("challenger").entered();
+            let solver = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            let solver_model = solver.model().map_err(stage("building the Solver"))?;
+            let solver_role = role(&solver_model, &solver);
+            let start = model::load(&prev_challenger, &model::LoadOptions::default()).map_err(stage("loading the Challenger"))?;
+            train_phase(&cfg, &run, iter, "challenger", &start, &cfg.challenger.optim, &mut state, on_event, &mut |step, policy| {
+                let c_role = role(policy, &start);
+                crate::challenger::make_groups(&cfg, iter, step, &c_role, &solver_role)
+            })?;
+        }
+
+        // 4. Dataset.
+        let dataset_path = run.iter_path(iter, "dataset.jsonl");
+        let kept: Vec<crate::dataset::DatasetItem> = if dataset_path.exists() {
+            crate::dataset::load(&dataset_path)?
+        } else {
+            let _s = info_span!("dataset").entered();
+            set_stage(&run, &mut state, iter, "dataset", 0)?;
+            let n_chunks = cfg.dataset.num_questions.div_ceil(cfg.dataset.chunk);
+            (on_event)(Event::StageStart { iter, stage: "dataset", total: n_chunks });
+            let t0 = Instant::now();
+            let ch = model::load(&path_str(&challenger_dir), &model::LoadOptions::default()).map_err(stage("loading the Challenger"))?;
+            let ch_model = ch.model().map_err(stage("building the Challenger"))?;
+            let so = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            let so_model = so.model().map_err(stage("building the Solver"))?;
+            let (items, summary) = crate::dataset::build(&cfg, &run, iter, &role(&ch_model, &ch), &role(&so_model, &so), &mut |done, _| {
+                (on_event)(Event::StageProgress { done });
+            })?;
+            let hist = p_hat_histogram(&items);
+            run.set_stage_metrics(
+                iter,
+                "dataset",
+                &[json!({
+                    "iter": iter, "phase": "dataset", "step": 0,
+                    "generated": summary.generated, "valid": summary.valid, "kept": summary.kept,
+                    "truncated": summary.truncated, "p_hat_hist": hist,
+                    "label_agreement_mean": mean(items.iter().map(|i| i.p_hat)),
+                    "seconds": t0.elapsed().as_secs_f64(),
+                })],
+            )?;
+            let _ = std::fs::remove_dir_all(run.iter_path(iter, ".dataset-chunks"));
+            let line = format!(
+                "iteration {iter} dataset: {} generated, {} well-formed, {} kept ({:.0}s)",
+                summary.generated, summary.valid, summary.kept, t0.elapsed().as_secs_f64()
+            );
+            info!("{line}");
+            (on_event)(Event::StageEnd { summary: line });
+            items
+        };
+        let kept: Vec<&crate::dataset::DatasetItem> = kept.iter().filter(|i| i.kept).collect();
+
+        // 5. Solver phase (skipped, and reported, when nothing was kept).
+        let solver_dir = run.iter_path(iter, "solver");
+        if !solver_dir.exists() {
+            let _s = info_span!("solver").entered();
+            let start = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            if kept.is_empty() {
+                warn!(iter, "empty dataset: no question in the agreement band; the Solver phase is skipped");
+                run.set_stage_metrics(iter, "solver", &[json!({"iter": iter, "phase": "solver", "step": 0, "skipped": "empty dataset"})])?;
+                model::save_hf_folder(
+                    &solver_dir,
+                    &start.config,
+                    &start.weights,
+                    &start.tokenizer,
+                    start.chat_template.as_ref(),
+                    &start.generation,
+                )
+                .map_err(stage("saving the Solver"))?;
+                (on_event)(Event::StageEnd { summary: format!("iteration {iter} solver: skipped (empty dataset)") });
+            } else {
+                train_phase(&cfg, &run, iter, "solver", &start, &cfg.solver.optim, &mut state, on_event, &mut |step, policy| {
+                    crate::solver::make_groups(&cfg, iter, step, &kept, &role(policy, &start))
+                })?;
+            }
+        }
+
+        // 6. Evaluation of the new Solver.
+        if let Some(ev) = eval.as_mut() {
+            let done = run.iter_path(iter, "eval/done");
+            if !done.exists() {
+                set_stage(&run, &mut state, iter, "eval", 0)?;
+                (on_event)(Event::StageStart { iter, stage: "eval", total: 1 });
+                std::fs::create_dir_all(run.iter_path(iter, "eval")).map_err(|e| Error::Io { path: run.iter_path(iter, "eval"), source: e })?;
+                ev(&path_str(&solver_dir), &run, iter)?;
+                crate::rundir::write_atomic(&done, b"")?;
+                (on_event)(Event::StageEnd { summary: format!("iteration {iter} solver evaluated") });
+            }
+        }
+        state.completed_iterations = state.completed_iterations.max(iter);
+        set_stage(&run, &mut state, iter, "done", 0)?;
+    }
+    run.rebuild_metrics()?;
+    Ok(())
+}
+
+fn stage<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Stage(format!("{what}: {e}"))
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = xs.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Counts of p̂ in ten bins [0, 0.1), …, [0.9, 1.0].
+pub fn p_hat_histogram(items: &[crate::dataset::DatasetItem]) -> Vec<usize> {
+    let mut h = vec![0usize; 10];
+    for i in items {
+        let b = ((i.p_hat * 10.0).floor() as usize).min(9);
+        h[b] += 1;
+    }
+    h
+}
+
+fn role<'a>(model: &'a model::Model, loaded: &'a model::LoadedModel) -> Role<'a> {
+    let mut eos = loaded.generation.eos_token_ids.clone();
+    for &e in loaded.tokenizer.eos_token_ids() {
+        if !eos.contains(&e) {
+            eos.push(e);
+        }
+    }
+    Role { model, tokenizer: &loaded.tokenizer, template: loaded.chat_template.as_ref(), eos_token_ids: eos }
+}
+
+fn set_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str, step: usize) -> Result<()> {
+    state.iteration = iter;
+    state.stage = stage.to_string();
+    state.step = step;
+    run.set_state(state)
+}
+
+/// One GRPO phase with a checkpoint after every step. `make_groups(step, policy)` samples and
+/// rewards the step's groups with the live policy.
+#[allow(clippy::too_many_arguments)]
+fn train_phase(
+    cfg: &Config,
+    run: &RunDir,
+    iter: usize,
+    phase: &'static str,
+    start: &model::LoadedModel,
+    optim: &Optim,
+    state: &mut State,
+    on_event: &mut dyn FnMut(Event),
+    make_groups: &mut dyn FnMut(usize, &model::Model) -> Result<(Vec<Group>, Value)>,
+) -> Result<()> {
+    let ckpt = run.iter_path(iter, &format!(".{phase}-train"));
+    let seed = crate::rollout::derive_seed(cfg.seed, &[iter as u64, if phase == "challenger" { 10 } else { 11 }]);
+    let mut policy = if ckpt.exists() { Policy::resume(&ckpt, start, optim, seed)? } else { Policy::start(start, optim, seed)? };
+    let mut rows = run.stage_metrics(iter, phase)?;
+    let done = policy.steps_done();
+    // metrics are written before the checkpoint: drop rows of a step whose checkpoint never landed
+    rows.truncate(done);
+    (on_event)(Event::StageStart { iter, stage: phase, total: optim.steps });
+    (on_event)(Event::StageProgress { done });
+    let t_phase = Instant::now();
+    for step in done..optim.steps {
+        set_stage(run, state, iter, phase, step)?;
+        let t0 = Instant::now();
+        let (groups, mut metrics) = make_groups(step, policy.model())?;
+        let t_rollout = t0.elapsed().as_secs_f64();
+        let stats = policy.update(&groups)?;
+        let loss = stats.get("loss").and_then(Value::as_f64).unwrap_or(0.0);
+        if !loss.is_finite() {
+            return Err(Error::Diverged(format!("{phase} step {}: loss is {loss}", step + 1)));
+        }
+        if let (Value::Object(m), Value::Object(s)) = (&mut metrics, stats) {
+            for (k, v) in s {
+                m.entry(k).or_insert(v);
+            }
+            m.insert("iter".into(), json!(iter));
+            m.insert("phase".into(), json!(phase));
+            m.insert("step".into(), json!(step + 1));
+            m.insert("rollout_seconds".into(), json!(t_rollout));
+            m.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
+        }
+        info!(iter, phase, step = step + 1, reward_mean = metrics["reward_mean"].as_f64().unwrap_or(f64::NAN), loss, "grpo step");
+        rows.push(metrics);
+        run.set_stage_metrics(iter, phase, &rows)?;
+        policy.checkpoint(&ckpt)?;
+        (on_event)(Event::StageProgress { done: step + 1 });
+    }
+    let out = run.iter_path(iter, phase);
+    policy.export(&out, start)?;
+    let _ = std::fs::remove_dir_all(&ckpt);
+    let reward = mean(rows.iter().filter_map(|r| r["reward_mean"].as_f64()));
+    let line = format!(
+        "iteration {iter} {phase}: {} GRPO steps, mean reward {} ({:.0}s)",
+        optim.steps,
+        reward.map_or("n/a".to_string(), |r| format!("{r:.3}")),
+        t_phase.elapsed().as_secs_f64()
+    );
+    info!("{line}");
+    (on_event)(Event::StageEnd { summary: line });
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! [`GrpoConfig`]: every knob of the GRPO step, with R-Zero's reference values as defaults.
+//!
+//! The defaults follow R-Zero commit 5699329 (its EasyR1 copy): see
+//! `shared/fixtures/grpo/README.md`, section "Defaults".
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How per-token losses are averaged into the step's loss.
+///
+/// Every mode is a weighted sum `Σ w_t · (ℓ_t + β·kl_t)` over the response tokens of the
+/// mini-batch; only the weights differ. All but [`LossAgg::MicrobatchTokenMean`] are
+/// independent of the micro-batch size (micro-batching only saves memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossAgg {
+    /// Mean over all response tokens of the mini-batch (`w = 1/N`).
+    TokenMean,
+    /// Token mean of each sequence, then mean over sequences (`w = 1/(B·n_i)`); what
+    /// R-Zero's Solver (and `questioner_train.sh`) run, with micro-batch 1.
+    SeqMeanTokenMean,
+    /// Token *sum* of each sequence divided by a constant length, then mean over sequences
+    /// (`w = 1/(B·L)`, Dr. GRPO); `L` is [`GrpoConfig::loss_norm_len`] or else the longest
+    /// response in the mini-batch.
+    SeqMeanTokenSumNorm,
+    /// The reference code's literal behaviour: token mean inside each micro-batch of
+    /// [`GrpoConfig::micro_batch_size`] consecutive sequences, then the mean over micro-batches
+    /// (R-Zero's Challenger runs micro-batch 2; with micro-batch 1 this equals
+    /// `seq-mean-token-mean`, with the whole batch `token-mean`).
+    MicrobatchTokenMean,
+}
+
+/// GRPO hyper-parameters. `#[serde(default)]`: a TOML/JSON object may name only what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpoConfig {
+    /// AdamW learning rate. Reference: 1e-6.
+    pub lr: f64,
+    /// AdamW betas. Reference: (0.9, 0.999).
+    pub betas: [f64; 2],
+    /// AdamW epsilon (added to `sqrt(v̂)`). Reference: 1e-8.
+    pub eps: f64,
+    /// Decoupled weight decay, applied to every parameter (norms and embeddings too).
+    /// Reference: 1e-2.
+    pub weight_decay: f64,
+    /// Linear warmup steps: step k (0-based) uses `lr · min(1, (k+1)/warmup_steps)`.
+    /// Reference: 0 (constant learning rate).
+    pub warmup_steps: u64,
+    /// Global L2 gradient-norm clip; `0` disables clipping. A non-finite norm always skips
+    /// the step. Reference: 1.0.
+    pub max_grad_norm: f64,
+    /// ε_low: the ratio is clipped below at `1 − ε_low`. Reference: 0.2.
+    pub clip_ratio_low: f64,
+    /// ε_high: the ratio is clipped above at `1 + ε_high` (clip-higher). Reference: 0.3.
+    pub clip_ratio_high: f64,
+    /// Dual clip `c`: for negative advantages the loss is capped at `−c·A`; `None` disables.
+    /// Reference: 3.0.
+    pub clip_ratio_dual: Option<f64>,
+    /// β, the coefficient of the low-variance KL to the reference policy in the loss; `0`
+    /// disables the KL (and the reference model's forward). Reference: 1e-2.
+    pub kl_coef: f64,
+    /// The per-token KL is clamped to `[−kl_clamp, kl_clamp]`. Reference: 10.
+    pub kl_clamp: f64,
+    /// Advantage epsilon added to the (Bessel) std. Reference: 1e-6.
+    pub adv_eps: f64,
+    /// Divide advantages by the group std (`false`: Dr. GRPO, `A = r − mean`). Reference: true.
+    pub scale_adv_by_std: bool,
+    /// Drop groups whose rewards are all equal (their advantage is 0; they would only
+    /// contribute KL gradient). Reference: false.
+    pub drop_equal_reward_groups: bool,
+    /// Loss aggregation. Reference (Solver, micro-batch 1): `seq-mean-token-mean`.
+    pub loss_agg: LossAgg,
+    /// `L` of `seq-mean-token-sum-norm`; `None`: the longest response of the mini-batch.
+    pub loss_norm_len: Option<usize>,
+    /// Sequences per forward/backward pass (gradient accumulation over micro-batches).
+    /// Reference (Solver): 1.
+    pub micro_batch_size: usize,
+    /// Rows of the hidden state per vocabulary projection chunk in the log-softmax
+    /// (bounds the `rows × V` logits alive at once).
+    pub logprob_chunk_rows: usize,
+    /// Sampling temperature the log-probs are computed at (`logits / T`). Reference: 1.0.
+    pub temperature: f64,
+    /// Seed of the trainer's RNG (data order and sampling by the driver).
+    pub seed: u64,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-6,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            warmup_steps: 0,
+            max_grad_norm: 1.0,
+            clip_ratio_low: 0.2,
+            clip_ratio_high: 0.3,
+            clip_ratio_dual: Some(3.0),
+            kl_coef: 1e-2,
+            kl_clamp: 10.0,
+            adv_eps: 1e-6,
+            scale_adv_by_std: true,
+            drop_equal_reward_groups: false,
+            loss_agg: LossAgg::SeqMeanTokenMean,
+            loss_norm_len: None,
+            micro_batch_size: 1,
+            logprob_chunk_rows: 256,
+            temperature: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl GrpoConfig {
+    /// Checks value ranges; returns an error naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, why: &str| Err(Error::invalid(format!("grpo.{field}: {why}")));
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return bad("lr", "must be finite and >= 0");
+        }
+        for (i, b) in self.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return bad(&format!("betas[{i}]"), "must be in [0, 1)");
+            }
+        }
+        if !(self.eps > 0.0) {
+            return bad("eps", "must be > 0");
+        }
+        if !(self.weight_decay >= 0.0) {
+            return bad("weight_decay", "must be >= 0");
+        }
+        if !(self.max_grad_norm >= 0.0) {
+            return bad("max_grad_norm", "must be >= 0");
+        }
+        if !(0.0..1.0).contains(&self.clip_ratio_low) {
+            return bad("clip_ratio_low", "must be in [0, 1)");
+        }
+        if !(self.clip_ratio_high >= 0.0) {
+            return bad("clip_ratio_high", "must be >= 0");
+        }
+        if let Some(c) = self.clip_ratio_dual {
+            if !(c > 1.0) {
+                return bad("clip_ratio_dual", "must be > 1");
+            }
+        }
+        if !(self.kl_coef >= 0.0) {
+            return bad("kl_coef", "must be >= 0");
+        }
+        if !(self.kl_clamp > 0.0) {
+            return bad("kl_clamp", "must be > 0");
+        }
+        if !(self.adv_eps >= 0.0) {
+            return bad("adv_eps", "must be >= 0");
+        }
+        if self.micro_batch_size == 0 {
+            return bad("micro_batch_size", "must be >= 1");
+        }
+        if self.logprob_chunk_rows == 0 {
+            return bad("logprob_chunk_rows", "must be >= 1");
+        }
+        if self.loss_norm_len == Some(0) {
+            return bad("loss_norm_len", "must be >= 1");
+        }
+        if !(self.temperature > 0.0) {
+            return bad("temperature", "must be > 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_values_and_unknown_fields_fail() {
+        let c: GrpoConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, GrpoConfig::default());
+        assert_eq!(c.loss_agg, LossAgg::SeqMeanTokenMean);
+        let c: GrpoConfig =
+            serde_json::from_str(r#"{"lr": 0.001, "loss_agg": "seq-mean-token-sum-norm"}"#)
+                .unwrap();
+        assert_eq!(c.lr, 1e-3);
+        assert_eq!(c.loss_agg, LossAgg::SeqMeanTokenSumNorm);
+        assert!(serde_json::from_str::<GrpoConfig>(r#"{"learning_rate": 1}"#).is_err());
+        let bad = GrpoConfig {
+            micro_batch_size: 0,
+            ..Default::default()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("micro_batch_size"), "{err}");
+        assert!(GrpoConfig::default().validate().is_ok());
+    }
+}

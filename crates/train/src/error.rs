@@ -1,0 +1,53 @@
+//! Errors of the train crate.
+
+use std::path::PathBuf;
+
+/// Result with the train crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What can go wrong while training or checkpointing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but its contents are wrong (bad JSON, missing tensor, wrong shape...).
+    #[error("{path}: {msg}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field or tensor.
+        msg: String,
+    },
+    /// Bad input from the caller (empty group, mismatched lengths, bad configuration...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Error from the model crate.
+    #[error(transparent)]
+    Model(#[from] model::Error),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
