@@ -62,7 +62,10 @@ impl JsonlOut {
                     .prefix(".rzero-tmp-")
                     .tempfile_in(&dir)
                     .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-                Ok(Self::File { tmp, dest: p.to_path_buf() })
+                Ok(Self::File {
+                    tmp,
+                    dest: p.to_path_buf(),
+                })
             }
         }
     }

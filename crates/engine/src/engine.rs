@@ -240,8 +240,7 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             for gi in ready_now {
                 loop {
                     let g = &groups[gi];
-                    if g.ready.is_none() || g.spawned >= g.req.params.n || running.len() >= max_bs
-                    {
+                    if g.ready.is_none() || g.spawned >= g.req.params.n || running.len() >= max_bs {
                         break;
                     }
                     let plen = g.req.prompt_ids.len();
@@ -462,7 +461,12 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             for (k, o) in outcomes.into_iter().enumerate() {
                 if let Some(c) = o? {
                     finished[k] = true;
-                    finish(&mut groups[running[k].group], c, &mut progress, &mut on_event);
+                    finish(
+                        &mut groups[running[k].group],
+                        c,
+                        &mut progress,
+                        &mut on_event,
+                    );
                 }
             }
             let mut k = 0;
@@ -542,7 +546,6 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             logprobs: p.logprobs.then(|| std::mem::take(&mut st.logprobs)),
         }))
     }
-
 }
 
 fn is_child<C>(s: &Seq<C>) -> bool {

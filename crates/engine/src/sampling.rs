@@ -125,11 +125,7 @@ pub fn filter(logits: &[f32], p: &SamplingParams) -> Filtered {
             }
             t = if t < 1e-30 { 0.0 } else { t * 0.125 };
         }
-        pre.sort_by(|&a, &b| {
-            weights[b]
-                .total_cmp(&weights[a])
-                .then(ids[a].cmp(&ids[b]))
-        });
+        pre.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(ids[a].cmp(&ids[b])));
         let mut cum = 0f64;
         let mut keep = Vec::new();
         for &k in &pre {
@@ -244,8 +240,14 @@ mod tests {
     fn greedy_is_argmax_lowest_id_on_ties() {
         let mut rng = SeqRng::new(0, 0);
         // ids 1 and 7 tie at 3.0: the lowest wins, like torch.argmax.
-        assert_eq!(sample(&LOGITS, &params(0.0, 0, 1.0, 0.0), &mut rng), Some(1));
-        assert_eq!(sample(&LOGITS, &params(0.7, 1, 1.0, 0.0), &mut rng), Some(1));
+        assert_eq!(
+            sample(&LOGITS, &params(0.0, 0, 1.0, 0.0), &mut rng),
+            Some(1)
+        );
+        assert_eq!(
+            sample(&LOGITS, &params(0.7, 1, 1.0, 0.0), &mut rng),
+            Some(1)
+        );
         assert_eq!(argmax(&[0.0, f32::NAN]), None);
     }
 
@@ -281,7 +283,11 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(kept, vec![1, 7, 3, 5], "hand-made case should keep 4 tokens");
+        assert_eq!(
+            kept,
+            vec![1, 7, 3, 5],
+            "hand-made case should keep 4 tokens"
+        );
         let z: f64 = kept.iter().map(|&i| probs[i]).sum();
         let mut e = vec![0.0; 8];
         for &i in &kept {
@@ -356,7 +362,11 @@ mod tests {
             // Allow a one-token difference from f32 vs f64 rounding at the boundary.
             let diff = (f.ids.len() as i64 - kept.len() as i64).abs();
             assert!(diff <= 1, "top_p {tp}: {} vs {}", f.ids.len(), kept.len());
-            let common = f.ids.iter().filter(|i| kept.binary_search(i).is_ok()).count();
+            let common = f
+                .ids
+                .iter()
+                .filter(|i| kept.binary_search(i).is_ok())
+                .count();
             assert!(common + 1 >= kept.len().max(f.ids.len()), "top_p {tp}");
         }
     }
@@ -366,7 +376,9 @@ mod tests {
         let p = params(1.0, 0, 1.0, 0.0);
         let draw = |seed, idx| {
             let mut r = SeqRng::new(seed, idx);
-            (0..64).map(|_| sample(&LOGITS, &p, &mut r).unwrap()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| sample(&LOGITS, &p, &mut r).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(5, 0), draw(5, 0));
         assert_ne!(draw(5, 0), draw(5, 1));

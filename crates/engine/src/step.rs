@@ -81,7 +81,11 @@ impl<T: StepModel + ?Sized> StepModel for std::sync::Arc<T> {
 
 impl crate::stop::Detokenize for model::tokenizer::Tokenizer {
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        Ok(model::tokenizer::Tokenizer::decode(self, ids, skip_special)?)
+        Ok(model::tokenizer::Tokenizer::decode(
+            self,
+            ids,
+            skip_special,
+        )?)
     }
 }
 

@@ -13,7 +13,10 @@ fn fixtures() -> Option<PathBuf> {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")),
         Some(PathBuf::from("/work/shared/fixtures")),
     ];
-    candidates.into_iter().flatten().find(|p| p.join("models").is_dir())
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("models").is_dir())
 }
 
 struct Case {
@@ -80,7 +83,11 @@ fn engine_greedy_equals_reference_on_tiny_fixtures() {
                 .collect()
         };
         let bpt = model::KvCache::bytes_per_token(m.config(), m.dtype());
-        let longest = cs.iter().map(|c| c.prompt_ids.len() + c.new_ids.len()).max().unwrap();
+        let longest = cs
+            .iter()
+            .map(|c| c.prompt_ids.len() + c.new_ids.len())
+            .max()
+            .unwrap();
         let configs = [
             // (batch, kv tokens, prefill chunk)
             (1, 100_000, 512),
@@ -115,5 +122,123 @@ fn engine_greedy_equals_reference_on_tiny_fixtures() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn seeded_sampling_on_real_model_ignores_batch_and_order() {
+    let Some(root) = fixtures() else {
+        eprintln!("skipping: fixtures not found (set RZERO_FIXTURES)");
+        return;
+    };
+    let dir = root.join("models").join("qwen2-tiny");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
+    let m = loaded.model().unwrap();
+    let reqs: Vec<Request> = cases(&expected)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Request {
+            id: i as u64,
+            prompt_ids: c.prompt_ids,
+            params: SamplingParams {
+                n: 4,
+                temperature: 1.0,
+                top_p: 0.9,
+                max_new_tokens: 24,
+                seed: 1000 + i as u64,
+                ignore_eos: true,
+                ..SamplingParams::default()
+            },
+        })
+        .collect();
+    let run = |bs: usize, chunk: usize, reqs: &[Request]| -> Vec<Vec<Vec<u32>>> {
+        let cfg = EngineConfig {
+            max_batch_size: bs,
+            prefill_chunk: chunk,
+            ..EngineConfig::default()
+        };
+        let eng = Engine::new(&m, &loaded.tokenizer, cfg).unwrap();
+        let mut out: Vec<_> = eng
+            .generate(reqs, |_| {})
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.request_id, r))
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out.into_iter()
+            .map(|(_, r)| r.completions.into_iter().map(|c| c.token_ids).collect())
+            .collect()
+    };
+    let base = run(8, 512, &reqs);
+    assert_eq!(base, run(8, 512, &reqs), "two runs");
+    assert_eq!(base, run(1, 512, &reqs), "batch 1");
+    assert_eq!(base, run(3, 4, &reqs), "batch 3, chunk 4");
+    let mut rev = reqs.clone();
+    rev.reverse();
+    assert_eq!(base, run(8, 512, &rev), "reversed arrival");
+    // Samples differ from each other (the streams are distinct).
+    assert!(base.iter().any(|g| g.windows(2).any(|w| w[0] != w[1])));
+}
+
+#[test]
+fn stop_strings_and_eos_with_the_real_tokenizer() {
+    let Some(root) = fixtures() else {
+        eprintln!("skipping: fixtures not found (set RZERO_FIXTURES)");
+        return;
+    };
+    let dir = root.join("models").join("llama-tiny");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
+    let m = loaded.model().unwrap();
+    let eng = Engine::new(
+        &m,
+        &loaded.tokenizer,
+        EngineConfig {
+            eos_token_ids: loaded.generation.eos_token_ids.clone(),
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    for c in cases(&expected) {
+        let full_text = loaded.tokenizer.decode(&c.new_ids, true).unwrap();
+        let chars: Vec<(usize, char)> = full_text.char_indices().collect();
+        if chars.len() < 8 {
+            continue;
+        }
+        // A 3-character stop string from the middle of the reference text.
+        let (a, b) = (chars[chars.len() / 2].0, chars[chars.len() / 2 + 3].0);
+        let stop = full_text[a..b].to_string();
+        let at = full_text.find(&stop).unwrap();
+        let req = Request {
+            id: 0,
+            prompt_ids: c.prompt_ids.clone(),
+            params: SamplingParams {
+                stop: vec![stop.clone()],
+                ignore_eos: true,
+                ..SamplingParams::greedy(c.new_ids.len())
+            },
+        };
+        let out = eng.generate(&[req], |_| {}).unwrap();
+        let comp = &out[0].completions[0];
+        assert_eq!(comp.text, full_text[..at], "stop {stop:?}");
+        assert_eq!(comp.finish_reason, FinishReason::Stop);
+        assert_eq!(comp.token_ids[..], c.new_ids[..comp.token_ids.len()]);
+        assert!(comp.token_ids.len() < c.new_ids.len());
+        // EOS honoured: with the reference's 4th token declared a stop id.
+        let req = Request {
+            id: 1,
+            prompt_ids: c.prompt_ids.clone(),
+            params: SamplingParams {
+                stop_token_ids: vec![c.new_ids[3]],
+                ..SamplingParams::greedy(c.new_ids.len())
+            },
+        };
+        let out = eng.generate(&[req], |_| {}).unwrap();
+        let first = c.new_ids.iter().position(|&t| t == c.new_ids[3]).unwrap();
+        assert_eq!(out[0].completions[0].token_ids, c.new_ids[..=first]);
+        assert_eq!(out[0].completions[0].finish_reason, FinishReason::Stop);
     }
 }

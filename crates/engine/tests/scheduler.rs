@@ -43,7 +43,9 @@ impl Clone for FakeCache {
 
 impl Drop for FakeCache {
     fn drop(&mut self) {
-        self.live.tokens.fetch_sub(self.toks.len(), Ordering::SeqCst);
+        self.live
+            .tokens
+            .fetch_sub(self.toks.len(), Ordering::SeqCst);
     }
 }
 
@@ -141,7 +143,11 @@ fn reference_greedy(prompt: &[u32], n: usize) -> Vec<u32> {
 
 fn prompts() -> Vec<Vec<u32>> {
     (0..7u32)
-        .map(|i| (0..(3 + 5 * i as usize)).map(|k| 3 + (i * 7 + k as u32 * 3) % 37).collect())
+        .map(|i| {
+            (0..(3 + 5 * i as usize))
+                .map(|k| 3 + (i * 7 + k as u32 * 3) % 37)
+                .collect()
+        })
         .collect()
 }
 
@@ -182,7 +188,10 @@ fn ids(out: &[RequestOutput]) -> Vec<Vec<Vec<u32>>> {
 #[test]
 fn greedy_equals_reference_loop_for_any_batch_and_chunk() {
     let reqs = requests(&SamplingParams::greedy(12));
-    let want: Vec<Vec<u32>> = reqs.iter().map(|r| reference_greedy(&r.prompt_ids, 12)).collect();
+    let want: Vec<Vec<u32>> = reqs
+        .iter()
+        .map(|r| reference_greedy(&r.prompt_ids, 12))
+        .collect();
     for (bs, chunk) in [(1, 512), (3, 4), (16, 7), (16, 1)] {
         let m = Fake::new();
         let out = run(&m, cfg(bs, 100_000, chunk), &reqs);
@@ -250,7 +259,10 @@ fn seeded_sampling_is_reproducible_across_runs_batches_orders_and_budgets() {
     // ... and another seed gives other samples.
     let mut other = sampled();
     other.seed = 43;
-    assert_ne!(base, ids(&run(&Fake::new(), cfg(32, 100_000, 512), &requests(&other))));
+    assert_ne!(
+        base,
+        ids(&run(&Fake::new(), cfg(32, 100_000, 512), &requests(&other)))
+    );
 }
 
 #[test]
@@ -279,7 +291,10 @@ fn kv_budget_is_never_exceeded_and_forces_waiting() {
         total_preemptions += preempt;
         eprintln!("bs {bs} kv {kv}: peak {peak} tokens, {preempt} preemptions");
     }
-    assert!(total_preemptions > 0, "the tiny budgets should force preemption");
+    assert!(
+        total_preemptions > 0,
+        "the tiny budgets should force preemption"
+    );
 }
 
 #[test]
@@ -421,7 +436,11 @@ fn completions_stream_as_they_finish_and_cancel_stops_cleanly() {
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled));
     assert!(finished < 21);
-    assert_eq!(m.live.tokens.load(Ordering::SeqCst), 0, "caches freed on cancel");
+    assert_eq!(
+        m.live.tokens.load(Ordering::SeqCst),
+        0,
+        "caches freed on cancel"
+    );
 }
 
 #[test]

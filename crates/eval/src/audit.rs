@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use crate::bench::{Benchmark, Item};
 use crate::error::{Error, Result};
 use crate::generate::{GenParams, Generator, SOLVER_SYSTEM_PROMPT};
-use crate::run::Progress;
 use crate::grading::FilterBand;
+use crate::run::Progress;
 use crate::{grading, io};
 
 /// Options of [`run_audit`]; defaults are the dataset stage's.
@@ -142,11 +142,12 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-/// Which band (0 low, 1 mid, 2 high) p̂ falls in.
+/// Which band (0 low, 1 mid, 2 high) p̂ falls in; the middle band is exactly
+/// `FilterBand::contains` (inclusive, no tolerance).
 fn band_of(p: f64, band: (f64, f64)) -> usize {
-    if p < band.0 - 1e-9 {
+    if p < band.0 {
         0
-    } else if p <= band.1 + 1e-9 {
+    } else if p <= band.1 {
         1
     } else {
         2
@@ -157,16 +158,35 @@ fn fmt_edge(x: f64) -> String {
     format!("{x}")
 }
 
-fn audit_one(question: &str, responses: &[String], gold: &str, filter: &FilterBand) -> (Value, Audited) {
+fn audit_one(
+    question: &str,
+    responses: &[String],
+    gold: &str,
+    filter: &FilterBand,
+) -> (Value, Audited) {
     let answers: Vec<Option<String>> = responses.iter().map(|r| grading::extract(r)).collect();
     let vote = grading::vote(&answers);
-    let label_correct = vote.label.as_deref().is_some_and(|l| grading::equivalent(l, gold));
+    let label_correct = vote
+        .label
+        .as_deref()
+        .is_some_and(|l| grading::equivalent(l, gold));
     let kept = grading::keep(question, &vote, filter);
-    let n_ok = answers.iter().filter(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, gold))).count();
+    let n_ok = answers
+        .iter()
+        .filter(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, gold)))
+        .count();
     let sample_acc = ratio(n_ok, responses.len()).unwrap_or(0.0);
     let v = json!({"answers": answers, "label": vote.label, "p_hat": vote.p_hat,
                    "label_correct": label_correct, "kept": kept});
-    (v, Audited { p_hat: vote.p_hat, label_correct, kept, sample_acc })
+    (
+        v,
+        Audited {
+            p_hat: vote.p_hat,
+            label_correct,
+            kept,
+            sample_acc,
+        },
+    )
 }
 
 /// Audits pseudo-labels of `gen` on `benches`; resumes from `out_dir/audit_responses.jsonl`
@@ -179,10 +199,18 @@ pub fn run_audit(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<AuditReport> {
     if opts.m == 0 {
-        return Err(Error::Options("the audit needs m ≥ 1 samples per question".into()));
+        return Err(Error::Options(
+            "the audit needs m ≥ 1 samples per question".into(),
+        ));
     }
-    if !(0.0..=1.0).contains(&opts.filter.low) || !(0.0..=1.0).contains(&opts.filter.high) || opts.filter.low > opts.filter.high {
-        return Err(Error::Options(format!("filter band needs 0 ≤ low ≤ high ≤ 1, got {} and {}", opts.filter.low, opts.filter.high)));
+    if !(0.0..=1.0).contains(&opts.filter.low)
+        || !(0.0..=1.0).contains(&opts.filter.high)
+        || opts.filter.low > opts.filter.high
+    {
+        return Err(Error::Options(format!(
+            "filter band needs 0 ≤ low ≤ high ≤ 1, got {} and {}",
+            opts.filter.low, opts.filter.high
+        )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let identity = json!({"model": opts.model, "m": opts.m, "temperature": opts.temperature, "top_p": opts.top_p,
@@ -192,7 +220,11 @@ pub fn run_audit(
     let journal_path = out_dir.join("audit_responses.jsonl");
     let old = io::read_journal(&journal_path)?;
     let key = |r: &Value| -> Option<(String, String, String)> {
-        Some((r.get("bench")?.as_str()?.into(), r.get("id")?.as_str()?.into(), "audit".into()))
+        Some((
+            r.get("bench")?.as_str()?.into(),
+            r.get("id")?.as_str()?.into(),
+            "audit".into(),
+        ))
     };
     let done: HashSet<_> = old.iter().filter_map(key).collect();
     let mut journal = io::Journal::open(&journal_path)?;
@@ -253,7 +285,11 @@ pub fn run_audit(
                 let responses: Vec<String> = r
                     .get("responses")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().unwrap_or_default().to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 mine.push(audit_one(&it.question, &responses, &it.answer, &opts.filter).1);
             }
@@ -273,7 +309,12 @@ pub fn run_audit(
     Ok(report)
 }
 
-fn summarize(model: &str, opts: &AuditOptions, all: &[Audited], per_bench: Vec<BenchAudit>) -> AuditReport {
+fn summarize(
+    model: &str,
+    opts: &AuditOptions,
+    all: &[Audited],
+    per_bench: Vec<BenchAudit>,
+) -> AuditReport {
     let band = (opts.filter.low, opts.filter.high);
     let names = [
         format!("0-{}", fmt_edge(band.0)),
@@ -282,7 +323,14 @@ fn summarize(model: &str, opts: &AuditOptions, all: &[Audited], per_bench: Vec<B
     ];
     let edges = [(0.0, band.0), band, (band.1, 1.0)];
     let mut bands: Vec<BandStats> = (0..3)
-        .map(|i| BandStats { band: names[i].clone(), lo: edges[i].0, hi: edges[i].1, n: 0, correct: 0, accuracy: None })
+        .map(|i| BandStats {
+            band: names[i].clone(),
+            lo: edges[i].0,
+            hi: edges[i].1,
+            n: 0,
+            correct: 0,
+            accuracy: None,
+        })
         .collect();
     let mut hist = vec![0usize; 11];
     for a in all {
@@ -303,9 +351,42 @@ fn summarize(model: &str, opts: &AuditOptions, all: &[Audited], per_bench: Vec<B
         label_accuracy: ratio(all.iter().filter(|a| a.label_correct).count(), all.len()),
         kept: kept.len(),
         kept_label_accuracy: ratio(kept.iter().filter(|a| a.label_correct).count(), kept.len()),
-        sample_accuracy: (!all.is_empty()).then(|| all.iter().map(|a| a.sample_acc).sum::<f64>() / all.len() as f64),
+        sample_accuracy: (!all.is_empty())
+            .then(|| all.iter().map(|a| a.sample_acc).sum::<f64>() / all.len() as f64),
         bands,
         p_hat_hist: hist,
         per_bench,
     }
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A plain-text summary of an audit, for the terminal.
+pub fn format_audit(r: &AuditReport) -> String {
+    let mut s = format!(
+        "questions {}  labelled {}  label accuracy {}  kept {}  kept label accuracy {}  sample accuracy (mean@{}) {}\n",
+        r.n,
+        r.labeled,
+        pct(r.label_accuracy),
+        r.kept,
+        pct(r.kept_label_accuracy),
+        r.options.m,
+        pct(r.sample_accuracy)
+    );
+    s.push_str(&format!(
+        "{:<12} {:>6} {:>9}\n",
+        "band of p̂", "n", "accuracy"
+    ));
+    for b in &r.bands {
+        s.push_str(&format!(
+            "{:<12} {:>6} {:>9}\n",
+            b.band,
+            b.n,
+            pct(b.accuracy)
+        ));
+    }
+    s
 }

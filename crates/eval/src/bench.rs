@@ -30,17 +30,49 @@ pub struct Benchmark {
 
 /// The built-in benchmarks: (canonical name, aliases, file contents).
 pub const BUILTIN: &[(&str, &[&str], &str)] = &[
-    ("math500", &["math", "math-500", "math_500"], include_str!("../../../data/benchmarks/math500.jsonl")),
-    ("gsm8k", &["gsm8k_test"], include_str!("../../../data/benchmarks/gsm8k_test.jsonl")),
-    ("amc23", &["amc"], include_str!("../../../data/benchmarks/amc23.jsonl")),
-    ("minerva", &["minerva_math"], include_str!("../../../data/benchmarks/minerva_math.jsonl")),
-    ("olympiadbench", &["olympiad", "olympiad_bench"], include_str!("../../../data/benchmarks/olympiadbench.jsonl")),
-    ("aime2024", &["aime24", "aime_2024"], include_str!("../../../data/benchmarks/aime2024.jsonl")),
-    ("aime2025", &["aime25", "aime_2025"], include_str!("../../../data/benchmarks/aime2025.jsonl")),
+    (
+        "math500",
+        &["math", "math-500", "math_500"],
+        include_str!("../../../data/benchmarks/math500.jsonl"),
+    ),
+    (
+        "gsm8k",
+        &["gsm8k_test"],
+        include_str!("../../../data/benchmarks/gsm8k_test.jsonl"),
+    ),
+    (
+        "amc23",
+        &["amc"],
+        include_str!("../../../data/benchmarks/amc23.jsonl"),
+    ),
+    (
+        "minerva",
+        &["minerva_math"],
+        include_str!("../../../data/benchmarks/minerva_math.jsonl"),
+    ),
+    (
+        "olympiadbench",
+        &["olympiad", "olympiad_bench"],
+        include_str!("../../../data/benchmarks/olympiadbench.jsonl"),
+    ),
+    (
+        "aime2024",
+        &["aime24", "aime_2024"],
+        include_str!("../../../data/benchmarks/aime2024.jsonl"),
+    ),
+    (
+        "aime2025",
+        &["aime25", "aime_2025"],
+        include_str!("../../../data/benchmarks/aime2025.jsonl"),
+    ),
 ];
 
 pub(crate) fn builtin_names() -> String {
-    BUILTIN.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Benchmark {
@@ -62,13 +94,20 @@ impl Benchmark {
 
     /// Loads a comma-separated list (`math500,gsm8k,my.jsonl`), skipping empty entries.
     pub fn load_list(list: &str) -> Result<Vec<Benchmark>> {
-        list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Benchmark::load).collect()
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Benchmark::load)
+            .collect()
     }
 
     /// Loads a JSONL file; the benchmark is named after the file stem.
     pub fn from_file(path: &Path) -> Result<Benchmark> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bench".into());
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bench".into());
         let mut b = Benchmark::from_jsonl_str(&path.display().to_string(), &text)?;
         b.name = name;
         Ok(b)
@@ -76,7 +115,11 @@ impl Benchmark {
 
     /// Parses JSONL text. `origin` names the source in errors and becomes the name.
     pub fn from_jsonl_str(origin: &str, text: &str) -> Result<Benchmark> {
-        let err = |line: usize, msg: String| Error::Parse { path: origin.to_string(), line, msg };
+        let err = |line: usize, msg: String| Error::Parse {
+            path: origin.to_string(),
+            line,
+            msg,
+        };
         let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (i, line) in text.lines().enumerate() {
@@ -84,8 +127,11 @@ impl Benchmark {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(line).map_err(|e| err(n, format!("not valid JSON: {e}")))?;
-            let obj = v.as_object().ok_or_else(|| err(n, "line is not a JSON object".into()))?;
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| err(n, format!("not valid JSON: {e}")))?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| err(n, "line is not a JSON object".into()))?;
             let question = match obj.get("question") {
                 Some(Value::String(s)) => s.clone(),
                 Some(_) => return Err(err(n, "field `question` is not a string".into())),
@@ -106,9 +152,16 @@ impl Benchmark {
             if !seen.insert(id.clone()) {
                 return Err(err(n, format!("duplicate id `{id}`")));
             }
-            items.push(Item { id, question, answer });
+            items.push(Item {
+                id,
+                question,
+                answer,
+            });
         }
-        Ok(Benchmark { name: origin.to_string(), items })
+        Ok(Benchmark {
+            name: origin.to_string(),
+            items,
+        })
     }
 
     /// The first `limit` items (all when `None`).
@@ -124,11 +177,24 @@ mod tests {
 
     #[test]
     fn builtins_load_with_expected_sizes() {
-        let sizes = [("math500", 500), ("gsm8k", 1319), ("amc", 40), ("minerva", 272), ("olympiadbench", 675), ("aime24", 30), ("AIME2025", 30)];
+        let sizes = [
+            ("math500", 500),
+            ("gsm8k", 1319),
+            ("amc", 40),
+            ("minerva", 272),
+            ("olympiadbench", 675),
+            ("aime24", 30),
+            ("AIME2025", 30),
+        ];
         for (name, n) in sizes {
             let b = Benchmark::load(name).unwrap();
             assert_eq!(b.items.len(), n, "{name}");
-            assert!(b.items.iter().all(|it| !it.answer.is_empty() && !it.question.is_empty()), "{name}");
+            assert!(
+                b.items
+                    .iter()
+                    .all(|it| !it.answer.is_empty() && !it.question.is_empty()),
+                "{name}"
+            );
         }
         let g = Benchmark::load("gsm8k").unwrap();
         assert_eq!(g.name, "gsm8k");
@@ -137,17 +203,30 @@ mod tests {
 
     #[test]
     fn file_errors_name_line_and_field() {
-        let e = Benchmark::from_jsonl_str("x.jsonl", "{\"question\":\"a\",\"answer\":\"1\"}\n\n{\"question\":\"b\"}\n").unwrap_err();
+        let e = Benchmark::from_jsonl_str(
+            "x.jsonl",
+            "{\"question\":\"a\",\"answer\":\"1\"}\n\n{\"question\":\"b\"}\n",
+        )
+        .unwrap_err();
         let s = e.to_string();
         assert!(s.contains("x.jsonl:3") && s.contains("answer"), "{s}");
-        let e = Benchmark::from_jsonl_str("y", "[1]\n").unwrap_err().to_string();
+        let e = Benchmark::from_jsonl_str("y", "[1]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("y:1"), "{e}");
-        assert!(matches!(Benchmark::load("no-such-bench"), Err(Error::UnknownBenchmark(_))));
+        assert!(matches!(
+            Benchmark::load("no-such-bench"),
+            Err(Error::UnknownBenchmark(_))
+        ));
     }
 
     #[test]
     fn numeric_answers_and_default_ids() {
-        let b = Benchmark::from_jsonl_str("z", "{\"question\":\"q\",\"answer\":27}\n{\"question\":\"r\",\"answer\":\" 1/2 \"}\n").unwrap();
+        let b = Benchmark::from_jsonl_str(
+            "z",
+            "{\"question\":\"q\",\"answer\":27}\n{\"question\":\"r\",\"answer\":\" 1/2 \"}\n",
+        )
+        .unwrap();
         assert_eq!(b.items[0].answer, "27");
         assert_eq!(b.items[1].answer, "1/2");
         assert_eq!(b.items[1].id, "2");

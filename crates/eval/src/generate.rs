@@ -27,7 +27,13 @@ pub struct GenParams {
 impl GenParams {
     /// Greedy decoding with the given token budget.
     pub fn greedy(max_new_tokens: usize) -> Self {
-        GenParams { temperature: 0.0, top_p: 1.0, top_k: None, max_new_tokens, seed: 0 }
+        GenParams {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: None,
+            max_new_tokens,
+            seed: 0,
+        }
     }
 }
 
@@ -36,7 +42,12 @@ pub trait Generator {
     /// Returns, for each prompt, exactly `n` completions (the text generated after the
     /// prompt, without the prompt). Implementations report failures as
     /// [`Error::Generation`](crate::Error::Generation).
-    fn generate(&mut self, prompts: &[String], n: usize, params: &GenParams) -> Result<Vec<Vec<String>>>;
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        n: usize,
+        params: &GenParams,
+    ) -> Result<Vec<Vec<String>>>;
 
     /// Turns a system prompt and a user message into the model's prompt text. The engine
     /// adapter renders the model's chat template; the default is [`plain_prompt`], for base
@@ -53,7 +64,12 @@ pub fn plain_prompt(system: &str, user: &str) -> String {
 }
 
 impl<G: Generator + ?Sized> Generator for &mut G {
-    fn generate(&mut self, prompts: &[String], n: usize, params: &GenParams) -> Result<Vec<Vec<String>>> {
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        n: usize,
+        params: &GenParams,
+    ) -> Result<Vec<Vec<String>>> {
         (**self).generate(prompts, n, params)
     }
     fn format_prompt(&self, system: &str, user: &str) -> Result<String> {

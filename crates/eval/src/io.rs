@@ -10,9 +10,15 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -52,7 +58,10 @@ pub(crate) fn read_journal(path: &Path) -> Result<Vec<Value>> {
     };
     if complete < bytes.len() {
         tracing::warn!(path = %path.display(), dropped_bytes = bytes.len() - complete, "dropping an incomplete last line");
-        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         f.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
     }
     let text = String::from_utf8_lossy(&bytes[..complete]);
@@ -82,8 +91,15 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Journal { file, path: path.to_path_buf() })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub(crate) fn append(&mut self, rows: &[Value]) -> Result<()> {
@@ -92,7 +108,9 @@ impl Journal {
             buf.push_str(&r.to_string());
             buf.push('\n');
         }
-        self.file.write_all(buf.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(buf.as_bytes())
+            .map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 }

@@ -34,7 +34,7 @@ pub mod report;
 pub mod run;
 mod svg;
 
-pub use audit::{run_audit, AuditOptions, AuditReport, BandStats};
+pub use audit::{format_audit, run_audit, AuditOptions, AuditReport, BandStats};
 pub use bench::{Benchmark, Item, BUILTIN};
 pub use error::{Error, Result};
 pub use generate::{plain_prompt, GenParams, Generator, SOLVER_SYSTEM_PROMPT};

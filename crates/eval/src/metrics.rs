@@ -42,7 +42,9 @@ pub fn maj_at_k(answers: &[Vec<Option<String>>], references: &[String]) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    let ok = (0..n).filter(|&i| majority_correct(&answers[i], &references[i])).count();
+    let ok = (0..n)
+        .filter(|&i| majority_correct(&answers[i], &references[i]))
+        .count();
     ok as f64 / n as f64
 }
 
@@ -75,7 +77,11 @@ mod tests {
     #[test]
     fn mean_at_k_averages_per_problem_fractions() {
         // (3/4 + 0/4 + 2/2) / 3: per-problem fractions, not pooled samples (pooled = 5/10).
-        let v = vec![vec![true, true, true, false], vec![false; 4], vec![true, true]];
+        let v = vec![
+            vec![true, true, true, false],
+            vec![false; 4],
+            vec![true, true],
+        ];
         assert!((mean_at_k(&v) - (0.75 + 0.0 + 1.0) / 3.0).abs() < 1e-12);
         assert_eq!(mean_at_k(&[vec![]]), 0.0);
     }
@@ -83,10 +89,10 @@ mod tests {
     #[test]
     fn maj_at_k_uses_the_majority_not_any_correct() {
         let answers = vec![
-            vec![s("5"), s("7"), s("5"), None],  // majority 5 (correct)
+            vec![s("5"), s("7"), s("5"), None],   // majority 5 (correct)
             vec![s("3"), s("4"), s("4"), s("4")], // majority 4, reference 3: wrong although one sample is right
-            vec![None, None],                    // nothing extracted: wrong
-            vec![s("2"), s("9")],                // tie: first class wins -> 2 (correct)
+            vec![None, None],                     // nothing extracted: wrong
+            vec![s("2"), s("9")],                 // tie: first class wins -> 2 (correct)
         ];
         let refs: Vec<String> = ["5", "3", "1", "2"].iter().map(|x| x.to_string()).collect();
         assert_eq!(maj_at_k(&answers, &refs), 0.5);
@@ -97,7 +103,10 @@ mod tests {
 
     #[test]
     fn average_skips_missing() {
-        assert_eq!(average([Some(0.2), None, Some(0.4)]).map(|x| (x * 1e9).round() / 1e9), Some(0.3));
+        assert_eq!(
+            average([Some(0.2), None, Some(0.4)]).map(|x| (x * 1e9).round() / 1e9),
+            Some(0.3)
+        );
         assert_eq!(average([None]), None);
     }
 }

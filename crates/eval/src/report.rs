@@ -90,7 +90,10 @@ fn parse_jsonl(text: &str) -> (Vec<Value>, usize) {
 impl Run {
     fn load(dir: &Path) -> Result<Run> {
         if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a run directory")));
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a run directory"),
+            ));
         }
         let mut problems = Vec::new();
         let config = read_opt(&dir.join("config.toml"))?;
@@ -107,18 +110,30 @@ impl Run {
         let (metrics, skipped_lines) = match read_opt(&dir.join("metrics.jsonl"))? {
             Some(s) => {
                 let (rows, bad) = parse_jsonl(&s);
-                (rows.into_iter().filter_map(|v| v.as_object().cloned()).collect(), bad)
+                (
+                    rows.into_iter()
+                        .filter_map(|v| v.as_object().cloned())
+                        .collect(),
+                    bad,
+                )
             }
             None => (Vec::new(), 0),
         };
         if skipped_lines > 0 {
-            problems.push(format!("{skipped_lines} line(s) of metrics.jsonl could not be read and were skipped"));
+            problems.push(format!(
+                "{skipped_lines} line(s) of metrics.jsonl could not be read and were skipped"
+            ));
         }
         let mut iters: BTreeMap<u64, Iter> = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(n) = name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()) else { continue };
+            let Some(n) = name
+                .strip_prefix("iter_")
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
             if !e.path().is_dir() {
                 continue;
             }
@@ -148,14 +163,34 @@ impl Run {
             }
         }
         let name = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let name = name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
-        Ok(Run { name, config, state, metrics, skipped_lines, iters, problems })
+        let name = name
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Run {
+            name,
+            config,
+            state,
+            metrics,
+            skipped_lines,
+            iters,
+            problems,
+        })
     }
 
     /// Rows of one phase sorted by (iter, step), in file order otherwise.
     fn phase(&self, phase: &str) -> Vec<&Row> {
-        let mut v: Vec<&Row> = self.metrics.iter().filter(|r| r.get("phase").and_then(Value::as_str) == Some(phase)).collect();
-        v.sort_by_key(|r| (iter_of(r), r.get("step").and_then(Value::as_u64).unwrap_or(0)));
+        let mut v: Vec<&Row> = self
+            .metrics
+            .iter()
+            .filter(|r| r.get("phase").and_then(Value::as_str) == Some(phase))
+            .collect();
+        v.sort_by_key(|r| {
+            (
+                iter_of(r),
+                r.get("step").and_then(Value::as_u64).unwrap_or(0),
+            )
+        });
         v
     }
 }
@@ -170,8 +205,17 @@ fn num(v: Option<&Value>) -> Option<f64> {
 
 /// Step series over a phase's rows: x = global step (1-based, across iterations).
 fn step_series(rows: &[&Row], field: &str, name: &str, color: &str) -> Series {
-    let points = rows.iter().enumerate().filter_map(|(i, r)| num(r.get(field)).map(|y| ((i + 1) as f64, y))).collect();
-    Series { name: name.into(), color: color.into(), points, bold: false }
+    let points = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| num(r.get(field)).map(|y| ((i + 1) as f64, y)))
+        .collect();
+    Series {
+        name: name.into(),
+        color: color.into(),
+        points,
+        bold: false,
+    }
 }
 
 /// Dashed markers where a new iteration starts.
@@ -201,7 +245,8 @@ fn figure(title: &str, svg: &str, caption: &str) -> String {
 }
 
 fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "–".into())
+    x.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// Benchmark pass@1 per iteration: (bench → iter → (pass@1, maj@k)).
@@ -218,18 +263,41 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
     };
     for (&n, it) in &run.iters {
         if let Some(ev) = &it.eval {
-            for b in ev.get("benchmarks").and_then(Value::as_array).into_iter().flatten() {
+            for b in ev
+                .get("benchmarks")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(name) = b.get("name").and_then(Value::as_str) {
-                    add(&mut order, name, n, num(b.get("pass@1")), num(b.get("maj@k")));
+                    add(
+                        &mut order,
+                        name,
+                        n,
+                        num(b.get("pass@1")),
+                        num(b.get("maj@k")),
+                    );
                 }
             }
             if let Some(a) = ev.get("average") {
-                add(&mut order, "average", n, num(a.get("pass@1")), num(a.get("maj@k")));
+                add(
+                    &mut order,
+                    "average",
+                    n,
+                    num(a.get("pass@1")),
+                    num(a.get("maj@k")),
+                );
             }
         } else {
             for r in run.phase("eval").into_iter().filter(|r| iter_of(r) == n) {
                 if let Some(name) = r.get("bench").and_then(Value::as_str) {
-                    add(&mut order, name, n, num(r.get("pass@1")), num(r.get("maj@k")));
+                    add(
+                        &mut order,
+                        name,
+                        n,
+                        num(r.get("pass@1")),
+                        num(r.get("maj@k")),
+                    );
                 }
             }
         }
@@ -244,9 +312,12 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
 
 fn section_benchmarks(run: &Run) -> String {
     let (order, t) = bench_table(run);
-    let mut s = String::from(r#"<section id="benchmarks"><h2>Benchmark accuracy per iteration</h2>"#);
+    let mut s =
+        String::from(r#"<section id="benchmarks"><h2>Benchmark accuracy per iteration</h2>"#);
     if order.is_empty() {
-        s.push_str(&not_yet("no evaluation results (iter_N/eval/results.json) yet"));
+        s.push_str(&not_yet(
+            "no evaluation results (iter_N/eval/results.json) yet",
+        ));
         s.push_str("</section>");
         return s;
     }
@@ -255,29 +326,73 @@ fn section_benchmarks(run: &Run) -> String {
     let mut ci = 0;
     for name in &order {
         let bold = name == "average";
-        let color = if bold { "#000000".to_string() } else { let c = PALETTE[ci % 6].to_string(); ci += 1; c };
-        let points = t[name].iter().filter_map(|(&i, &(p, _))| p.map(|p| (i as f64, p))).collect();
-        series.push(Series { name: name.clone(), color, points, bold });
+        let color = if bold {
+            "#000000".to_string()
+        } else {
+            let c = PALETTE[ci % 6].to_string();
+            ci += 1;
+            c
+        };
+        let points = t[name]
+            .iter()
+            .filter_map(|(&i, &(p, _))| p.map(|p| (i as f64, p)))
+            .collect();
+        series.push(Series {
+            name: name.clone(),
+            color,
+            points,
+            bold,
+        });
     }
-    let mut ax = Axes::new("benchmark-accuracy", "iteration (0 = base model)", "pass@1 (greedy)");
+    let mut ax = Axes::new(
+        "benchmark-accuracy",
+        "iteration (0 = base model)",
+        "pass@1 (greedy)",
+    );
     ax.percent = true;
-    let maxp = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
-    ax.y_range = Some((0.0, if maxp > 0.5 { 1.0 } else { (maxp * 1.25).max(0.05) }));
+    let maxp = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max);
+    ax.y_range = Some((
+        0.0,
+        if maxp > 0.5 {
+            1.0
+        } else {
+            (maxp * 1.25).max(0.05)
+        },
+    ));
     ax.width = 760.0;
     ax.height = 300.0;
     s.push_str(r#"<div class="row">"#);
-    s.push_str(&figure("pass@1", &line_chart(&ax, &series), "per benchmark; the thick black line is the unweighted average"));
+    s.push_str(&figure(
+        "pass@1",
+        &line_chart(&ax, &series),
+        "per benchmark; the thick black line is the unweighted average",
+    ));
     // Table: benchmark × iteration.
     s.push_str(r#"<table data-table="benchmarks"><thead><tr><th>benchmark</th>"#);
     for i in &iters {
-        let _ = write!(s, "<th>{}</th>", if *i == 0 { "base".to_string() } else { format!("iter {i}") });
+        let _ = write!(
+            s,
+            "<th>{}</th>",
+            if *i == 0 {
+                "base".to_string()
+            } else {
+                format!("iter {i}")
+            }
+        );
     }
     if iters.len() > 1 {
         s.push_str("<th>Δ</th>");
     }
     s.push_str("</tr></thead><tbody>");
     for name in &order {
-        let cls = if name == "average" { r#" class="avg""# } else { "" };
+        let cls = if name == "average" {
+            r#" class="avg""#
+        } else {
+            ""
+        };
         let _ = write!(s, "<tr{cls}><td>{}</td>", esc(name));
         for i in &iters {
             let v = t[name].get(i).and_then(|x| x.0);
@@ -285,11 +400,20 @@ fn section_benchmarks(run: &Run) -> String {
         }
         if iters.len() > 1 {
             let first = iters.iter().find_map(|i| t[name].get(i).and_then(|x| x.0));
-            let last = iters.iter().rev().find_map(|i| t[name].get(i).and_then(|x| x.0));
+            let last = iters
+                .iter()
+                .rev()
+                .find_map(|i| t[name].get(i).and_then(|x| x.0));
             let d = match (first, last) {
                 (Some(a), Some(b)) => {
                     let d = (b - a) * 100.0;
-                    let c = if d > 0.05 { "up" } else if d < -0.05 { "down" } else { "flat" };
+                    let c = if d > 0.05 {
+                        "up"
+                    } else if d < -0.05 {
+                        "down"
+                    } else {
+                        "flat"
+                    };
                     format!(r#"<span class="{c}">{d:+.1}</span>"#)
                 }
                 _ => "–".into(),
@@ -308,7 +432,12 @@ fn audits(run: &Run) -> Vec<(u64, Value)> {
     for (&n, it) in &run.iters {
         if let Some(a) = &it.audit {
             out.push((n, a.clone()));
-        } else if let Some(r) = run.phase("audit").into_iter().rev().find(|r| iter_of(r) == n) {
+        } else if let Some(r) = run
+            .phase("audit")
+            .into_iter()
+            .rev()
+            .find(|r| iter_of(r) == n)
+        {
             out.push((n, Value::Object(r.clone())));
         }
     }
@@ -316,7 +445,9 @@ fn audits(run: &Run) -> Vec<(u64, Value)> {
 }
 
 fn section_audit(run: &Run) -> String {
-    let mut s = String::from(r#"<section id="audit"><h2>Pseudo-label accuracy (audit on benchmarks with known answers)</h2>"#);
+    let mut s = String::from(
+        r#"<section id="audit"><h2>Pseudo-label accuracy (audit on benchmarks with known answers)</h2>"#,
+    );
     let a = audits(run);
     if a.is_empty() {
         s.push_str(&not_yet("no audit (iter_N/audit.json) yet"));
@@ -326,7 +457,13 @@ fn section_audit(run: &Run) -> String {
     // Categories: the bands of the first report that has them, then "all" and "kept".
     let band_names: Vec<String> = a
         .iter()
-        .find_map(|(_, v)| v.get("bands").and_then(Value::as_array).map(|b| b.iter().filter_map(|x| x.get("band").and_then(Value::as_str).map(String::from)).collect()))
+        .find_map(|(_, v)| {
+            v.get("bands").and_then(Value::as_array).map(|b| {
+                b.iter()
+                    .filter_map(|x| x.get("band").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
+        })
         .unwrap_or_default();
     let mut cats: Vec<String> = band_names.iter().map(|b| format!("p̂ {b}")).collect();
     cats.push("all labels".into());
@@ -338,14 +475,33 @@ fn section_audit(run: &Run) -> String {
             let bands = v.get("bands").and_then(Value::as_array);
             let mut values: Vec<Option<f64>> = band_names
                 .iter()
-                .map(|b| bands.and_then(|bs| bs.iter().find(|x| x.get("band").and_then(Value::as_str) == Some(b))).and_then(|x| num(x.get("accuracy"))))
+                .map(|b| {
+                    bands
+                        .and_then(|bs| {
+                            bs.iter()
+                                .find(|x| x.get("band").and_then(Value::as_str) == Some(b))
+                        })
+                        .and_then(|x| num(x.get("accuracy")))
+                })
                 .collect();
             values.push(num(v.get("label_accuracy")));
             values.push(num(v.get("kept_label_accuracy")));
-            BarGroup { name: if *n == 0 { "base Solver".into() } else { format!("Solver iter {n}") }, color: PALETTE[gi % PALETTE.len()].into(), values }
+            BarGroup {
+                name: if *n == 0 {
+                    "base Solver".into()
+                } else {
+                    format!("Solver iter {n}")
+                },
+                color: PALETTE[gi % PALETTE.len()].into(),
+                values,
+            }
         })
         .collect();
-    let mut ax = Axes::new("label-accuracy", "agreement band of the majority vote", "label accuracy");
+    let mut ax = Axes::new(
+        "label-accuracy",
+        "agreement band of the majority vote",
+        "label accuracy",
+    );
     ax.percent = true;
     ax.y_range = Some((0.0, 1.0));
     ax.width = 760.0;
@@ -365,17 +521,34 @@ fn section_audit(run: &Run) -> String {
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            if *n == 0 { "base".into() } else { format!("iter {n}") },
-            v.get("n").and_then(Value::as_u64).map(|x| x.to_string()).unwrap_or_else(|| "–".into()),
+            if *n == 0 {
+                "base".into()
+            } else {
+                format!("iter {n}")
+            },
+            v.get("n")
+                .and_then(Value::as_u64)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "–".into()),
             pct(num(v.get("label_accuracy"))),
-            v.get("kept").and_then(Value::as_u64).map(|x| x.to_string()).unwrap_or_else(|| "–".into()),
+            v.get("kept")
+                .and_then(Value::as_u64)
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "–".into()),
             pct(num(v.get("kept_label_accuracy")))
         );
         let bands = v.get("bands").and_then(Value::as_array);
         for b in &band_names {
-            let x = bands.and_then(|bs| bs.iter().find(|x| x.get("band").and_then(Value::as_str) == Some(b)));
+            let x = bands.and_then(|bs| {
+                bs.iter()
+                    .find(|x| x.get("band").and_then(Value::as_str) == Some(b))
+            });
             let cell = match x {
-                Some(x) => format!("{} <small>(n={})</small>", pct(num(x.get("accuracy"))), x.get("n").and_then(Value::as_u64).unwrap_or(0)),
+                Some(x) => format!(
+                    "{} <small>(n={})</small>",
+                    pct(num(x.get("accuracy"))),
+                    x.get("n").and_then(Value::as_u64).unwrap_or(0)
+                ),
                 None => "–".into(),
             };
             let _ = write!(s, "<td>{cell}</td>");
@@ -394,22 +567,61 @@ fn section_challenger(run: &Run) -> String {
         s.push_str("</section>");
         return s;
     }
-    let mut ax = Axes::new("challenger-rewards", "GRPO step (all iterations)", "mean over the batch");
+    let mut ax = Axes::new(
+        "challenger-rewards",
+        "GRPO step (all iterations)",
+        "mean over the batch",
+    );
+    ax.width = 420.0;
     ax.vlines = iter_marks(&rows);
     let series = vec![
         step_series(&rows, "reward_mean", "reward", PALETTE[0]),
         step_series(&rows, "r_unc_mean", "uncertainty r_unc", PALETTE[2]),
         step_series(&rows, "r_rep_mean", "repetition r_rep", PALETTE[3]),
-        step_series(&rows, "format_valid_frac", "well-formed fraction", PALETTE[7]),
+        step_series(
+            &rows,
+            "format_valid_frac",
+            "well-formed fraction",
+            PALETTE[7],
+        ),
     ];
-    s.push_str(r#"<div class="grid">"#);
-    s.push_str(&figure("Reward components", &line_chart(&ax, &series), "reward = r_unc − r_rep; malformed questions get −1"));
-    let mut ax2 = Axes::new("challenger-kl", "GRPO step (all iterations)", "value");
-    ax2.vlines = iter_marks(&rows);
-    let s2 = vec![step_series(&rows, "kl", "KL to reference", PALETTE[4]), step_series(&rows, "loss", "loss", PALETTE[5])];
-    s.push_str(&figure("KL and loss", &line_chart(&ax2, &s2), ""));
+    s.push_str(r#"<div class="grid3">"#);
+    s.push_str(&figure(
+        "Reward components",
+        &line_chart(&ax, &series),
+        "reward = r_unc − r_rep; malformed: −1 − r_rep",
+    ));
+    s.push_str(&kl_and_loss("challenger", &rows));
     s.push_str("</div></section>");
     s
+}
+
+/// Two small charts: KL to the reference policy and the GRPO loss (`{phase}-kl`, `{phase}-loss`).
+fn kl_and_loss(phase: &str, rows: &[&Row]) -> String {
+    let mut out = String::new();
+    for (field, title, color) in [
+        ("kl", "KL to reference", PALETTE[4]),
+        ("loss", "loss", PALETTE[5]),
+    ] {
+        let mut ax = Axes::new(
+            &format!("{phase}-{field}"),
+            "GRPO step (all iterations)",
+            field,
+        );
+        ax.vlines = iter_marks(rows);
+        ax.width = 420.0;
+        let series = vec![step_series(rows, field, title, color)];
+        out.push_str(&figure(
+            title,
+            &line_chart(&ax, &series),
+            if field == "kl" {
+                "low-variance estimator, mean per token"
+            } else {
+                ""
+            },
+        ));
+    }
+    out
 }
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
@@ -421,9 +633,19 @@ struct DatasetStats {
 }
 
 fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
-    let row = run.phase("dataset").into_iter().rev().find(|r| iter_of(r) == n).cloned();
+    let row = run
+        .phase("dataset")
+        .into_iter()
+        .rev()
+        .find(|r| iter_of(r) == n)
+        .cloned();
     let from_row = |k: &str| row.as_ref().and_then(|r| num(r.get(k)));
-    let mut st = DatasetStats { hist: None, generated: from_row("generated"), valid: from_row("valid"), kept: from_row("kept") };
+    let mut st = DatasetStats {
+        hist: None,
+        generated: from_row("generated"),
+        valid: from_row("valid"),
+        kept: from_row("kept"),
+    };
     if let Some(ds) = &it.dataset {
         let mut h = vec![0.0; 11];
         for d in ds {
@@ -433,8 +655,16 @@ fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
         }
         st.hist = Some(h);
         st.valid = st.valid.or(Some(ds.len() as f64));
-        st.kept = st.kept.or(Some(ds.iter().filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true)).count() as f64));
-    } else if let Some(h) = row.as_ref().and_then(|r| r.get("p_hat_hist")).and_then(Value::as_array) {
+        st.kept = st.kept.or(Some(
+            ds.iter()
+                .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
+                .count() as f64,
+        ));
+    } else if let Some(h) = row
+        .as_ref()
+        .and_then(|r| r.get("p_hat_hist"))
+        .and_then(Value::as_array)
+    {
         st.hist = Some(h.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect());
     }
     st
@@ -443,7 +673,10 @@ fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
 fn keep_band(run: &Run) -> (f64, f64) {
     for it in run.iters.values() {
         if let Some(b) = it.audit.as_ref().and_then(|a| a.pointer("/options/filter")) {
-            if let (Some(lo), Some(hi)) = (b.get("low").and_then(Value::as_f64), b.get("high").and_then(Value::as_f64)) {
+            if let (Some(lo), Some(hi)) = (
+                b.get("low").and_then(Value::as_f64),
+                b.get("high").and_then(Value::as_f64),
+            ) {
                 return (lo, hi);
             }
         }
@@ -452,7 +685,8 @@ fn keep_band(run: &Run) -> (f64, f64) {
 }
 
 fn section_dataset(run: &Run) -> String {
-    let mut s = String::from(r#"<section id="dataset"><h2>Generated questions and the p̂ filter</h2>"#);
+    let mut s =
+        String::from(r#"<section id="dataset"><h2>Generated questions and the p̂ filter</h2>"#);
     let stats: Vec<(u64, DatasetStats)> = run
         .iters
         .iter()
@@ -461,29 +695,63 @@ fn section_dataset(run: &Run) -> String {
         .filter(|(_, st)| st.hist.is_some() || st.kept.is_some() || st.valid.is_some())
         .collect();
     if stats.is_empty() {
-        s.push_str(&not_yet("no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet"));
+        s.push_str(&not_yet(
+            "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet",
+        ));
         s.push_str("</section>");
         return s;
     }
     let cats: Vec<String> = stats.iter().map(|(n, _)| format!("iter {n}")).collect();
     let groups = vec![
-        BarGroup { name: "generated".into(), color: PALETTE[7].into(), values: stats.iter().map(|(_, st)| st.generated).collect() },
-        BarGroup { name: "well-formed".into(), color: PALETTE[5].into(), values: stats.iter().map(|(_, st)| st.valid).collect() },
-        BarGroup { name: "kept".into(), color: PALETTE[2].into(), values: stats.iter().map(|(_, st)| st.kept).collect() },
+        BarGroup {
+            name: "generated".into(),
+            color: PALETTE[7].into(),
+            values: stats.iter().map(|(_, st)| st.generated).collect(),
+        },
+        BarGroup {
+            name: "well-formed".into(),
+            color: PALETTE[5].into(),
+            values: stats.iter().map(|(_, st)| st.valid).collect(),
+        },
+        BarGroup {
+            name: "kept".into(),
+            color: PALETTE[2].into(),
+            values: stats.iter().map(|(_, st)| st.kept).collect(),
+        },
     ];
     let mut ax = Axes::new("kept-counts", "iteration", "questions");
     ax.width = 420.0;
     s.push_str(r#"<div class="grid3">"#);
-    s.push_str(&figure("Questions per iteration", &bar_chart(&ax, &cats, &groups, None, true), ""));
+    s.push_str(&figure(
+        "Questions per iteration",
+        &bar_chart(&ax, &cats, &groups, None, true),
+        "",
+    ));
     let band = keep_band(run);
     let lo_bin = (band.0 * 10.0).round() as usize;
     let hi_bin = ((band.1 * 10.0).round() as usize).min(10);
-    let bins: Vec<String> = (0..=10).map(|k| if k % 2 == 0 { format!("{:.1}", k as f64 / 10.0) } else { String::new() }).collect();
+    let bins: Vec<String> = (0..=10)
+        .map(|k| {
+            if k % 2 == 0 {
+                format!("{:.1}", k as f64 / 10.0)
+            } else {
+                String::new()
+            }
+        })
+        .collect();
     for (n, st) in &stats {
         let Some(h) = &st.hist else { continue };
-        let mut ax = Axes::new(&format!("p-hat-hist-iter-{n}"), "p̂ (agreement of the Solver's m answers)", "questions");
+        let mut ax = Axes::new(
+            &format!("p-hat-hist-iter-{n}"),
+            "p̂ (agreement of the Solver's m answers)",
+            "questions",
+        );
         ax.width = 420.0;
-        let g = vec![BarGroup { name: format!("iter {n}"), color: PALETTE[0].into(), values: h.iter().map(|x| Some(*x)).collect() }];
+        let g = vec![BarGroup {
+            name: format!("iter {n}"),
+            color: PALETTE[0].into(),
+            values: h.iter().map(|x| Some(*x)).collect(),
+        }];
         s.push_str(&figure(
             &format!("p̂ histogram, iteration {n}"),
             &bar_chart(&ax, &bins, &g, Some((lo_bin, hi_bin, "kept")), false),
@@ -502,20 +770,30 @@ fn section_solver(run: &Run) -> String {
         s.push_str("</section>");
         return s;
     }
-    let marks = iter_marks(&rows);
-    let mut ax = Axes::new("solver-reward", "GRPO step (all iterations)", "mean over the batch");
-    ax.vlines = marks.clone();
+    let mut ax = Axes::new(
+        "solver-reward",
+        "GRPO step (all iterations)",
+        "mean over the batch",
+    );
+    ax.width = 420.0;
+    ax.vlines = iter_marks(&rows);
     let series = vec![
         step_series(&rows, "reward_mean", "reward", PALETTE[0]),
-        step_series(&rows, "accuracy_mean", "accuracy vs pseudo-label", PALETTE[2]),
+        step_series(
+            &rows,
+            "accuracy_mean",
+            "accuracy vs pseudo-label",
+            PALETTE[2],
+        ),
         step_series(&rows, "format_mean", "format", PALETTE[7]),
     ];
-    s.push_str(r#"<div class="grid">"#);
-    s.push_str(&figure("Reward and accuracy against the pseudo-labels", &line_chart(&ax, &series), "reward = 0.9·accuracy + 0.1·format"));
-    let mut ax2 = Axes::new("solver-kl", "GRPO step (all iterations)", "value");
-    ax2.vlines = marks;
-    let s2 = vec![step_series(&rows, "kl", "KL to reference", PALETTE[4]), step_series(&rows, "loss", "loss", PALETTE[5])];
-    s.push_str(&figure("KL and loss", &line_chart(&ax2, &s2), ""));
+    s.push_str(r#"<div class="grid3">"#);
+    s.push_str(&figure(
+        "Reward and accuracy vs pseudo-labels",
+        &line_chart(&ax, &series),
+        "reward = 0.9·accuracy + 0.1·format",
+    ));
+    s.push_str(&kl_and_loss("solver", &rows));
     s.push_str("</div></section>");
     s
 }
@@ -529,13 +807,23 @@ fn section_lengths(run: &Run) -> String {
         step_series(&so, "response_len_mean", "Solver", PALETTE[0]),
     ];
     if series.iter().all(|x| x.points.is_empty()) {
-        s.push_str(&not_yet("no response_len_mean in challenger or solver rows"));
+        s.push_str(&not_yet(
+            "no response_len_mean in challenger or solver rows",
+        ));
         s.push_str("</section>");
         return s;
     }
-    let mut ax = Axes::new("response-lengths", "GRPO step within each phase (all iterations)", "tokens (mean)");
+    let mut ax = Axes::new(
+        "response-lengths",
+        "GRPO step within each phase (all iterations)",
+        "tokens (mean)",
+    );
     ax.width = 760.0;
-    s.push_str(&figure("Mean response length", &line_chart(&ax, &series), "each phase on its own step axis"));
+    s.push_str(&figure(
+        "Mean response length",
+        &line_chart(&ax, &series),
+        "each phase on its own step axis",
+    ));
     s.push_str("</section>");
     s
 }
@@ -551,12 +839,21 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn answers_summary(answers: &[Value]) -> String {
-    let extracted: Vec<String> = answers.iter().filter_map(|a| a.as_str().map(String::from)).collect();
+    let extracted: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
     let none = answers.len() - extracted.len();
-    let mut classes: Vec<(String, usize)> =
-        grade::group_answers(&extracted).into_iter().filter_map(|c| c.first().map(|&f| (extracted[f].clone(), c.len()))).collect();
-    classes.sort_by(|a, b| b.1.cmp(&a.1));
-    let mut parts: Vec<String> = classes.iter().take(4).map(|(a, c)| format!("{} ×{c}", truncate(a, 24))).collect();
+    let mut classes: Vec<(String, usize)> = grade::group_answers(&extracted)
+        .into_iter()
+        .filter_map(|c| c.first().map(|&f| (extracted[f].clone(), c.len())))
+        .collect();
+    classes.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let mut parts: Vec<String> = classes
+        .iter()
+        .take(4)
+        .map(|(a, c)| format!("{} ×{c}", truncate(a, 24)))
+        .collect();
     if classes.len() > 4 {
         parts.push(format!("+{} more", classes.len() - 4));
     }
@@ -568,7 +865,12 @@ fn answers_summary(answers: &[Value]) -> String {
 
 fn section_questions(run: &Run) -> String {
     let mut s = String::from(r#"<section id="questions"><h2>A sample of generated questions</h2>"#);
-    let Some((n, it)) = run.iters.iter().rev().find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty())) else {
+    let Some((n, it)) = run
+        .iters
+        .iter()
+        .rev()
+        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()))
+    else {
         s.push_str(&not_yet("no iter_N/dataset.jsonl yet"));
         s.push_str("</section>");
         return s;
@@ -580,8 +882,16 @@ fn section_questions(run: &Run) -> String {
         .flatten()
         .filter_map(|q| Some((q.get("question")?.as_str()?, q.get("answer")?.as_str()?)))
         .collect();
-    let kept: Vec<&Value> = ds.iter().filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true)).take(6).collect();
-    let dropped: Vec<&Value> = ds.iter().filter(|d| d.get("kept").and_then(Value::as_bool) != Some(true)).take(4).collect();
+    let kept: Vec<&Value> = ds
+        .iter()
+        .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
+        .take(6)
+        .collect();
+    let dropped: Vec<&Value> = ds
+        .iter()
+        .filter(|d| d.get("kept").and_then(Value::as_bool) != Some(true))
+        .take(4)
+        .collect();
     let _ = write!(
         s,
         r#"<p class="note">Iteration {n}: {} kept and {} filtered-out questions of {} (file order). The label is the Solver's majority answer; the Challenger's own answer is shown for comparison.</p>"#,
@@ -594,14 +904,21 @@ fn section_questions(run: &Run) -> String {
         let q = d.get("question").and_then(Value::as_str).unwrap_or("");
         let label = d.get("label").and_then(Value::as_str);
         let p = num(d.get("p_hat"));
-        let answers = d.get("answers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let answers = d
+            .get("answers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let k = d.get("kept").and_then(Value::as_bool) == Some(true);
         let _ = write!(
             s,
             r#"<tr class="{}"><td class="q">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class="ans">{}</td><td>{}</td></tr>"#,
             if k { "kept" } else { "dropped" },
             esc(&truncate(q, 360)),
-            esc(&truncate(challenger_answer.get(q).copied().unwrap_or("–"), 40)),
+            esc(&truncate(
+                challenger_answer.get(q).copied().unwrap_or("–"),
+                40
+            )),
             esc(&truncate(label.unwrap_or("(none)"), 40)),
             p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
             esc(&answers_summary(&answers)),
@@ -626,34 +943,68 @@ fn section_config(run: &Run) -> String {
 
 fn header(run: &Run) -> String {
     let mut s = String::new();
-    let _ = write!(s, r#"<header><h1>rzero run report <span class="run">{}</span></h1>"#, esc(&run.name));
-    let it = run.state.as_ref().and_then(|v| v.get("iteration")).map(|v| v.to_string()).unwrap_or_else(|| "–".into());
-    let stage = run.state.as_ref().and_then(|v| v.get("stage")).and_then(Value::as_str).unwrap_or("–");
+    let _ = write!(
+        s,
+        r#"<header><h1>rzero run report <span class="run">{}</span></h1>"#,
+        esc(&run.name)
+    );
+    let it = run
+        .state
+        .as_ref()
+        .and_then(|v| v.get("iteration"))
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "–".into());
+    let stage = run
+        .state
+        .as_ref()
+        .and_then(|v| v.get("stage"))
+        .and_then(Value::as_str)
+        .unwrap_or("–");
     let (order, t) = bench_table(run);
     let avg = |first: bool| -> Option<(u64, f64)> {
         let m = t.get("average")?;
         let mut it = m.iter().filter_map(|(i, (p, _))| p.map(|p| (*i, p)));
-        if first { it.next() } else { it.last() }
+        if first {
+            it.next()
+        } else {
+            it.next_back()
+        }
     };
     let mut cards = vec![("iteration", it), ("stage", stage.to_string())];
     if let (Some((i0, a0)), Some((i1, a1))) = (avg(true), avg(false)) {
         cards.push((
             "benchmark average",
-            if i0 == i1 { fmt_value(a1, true) } else { format!("{} → {}", fmt_value(a0, true), fmt_value(a1, true)) },
+            if i0 == i1 {
+                fmt_value(a1, true)
+            } else {
+                format!("{} → {}", fmt_value(a0, true), fmt_value(a1, true))
+            },
         ));
     } else if !order.is_empty() {
         cards.push(("benchmarks", order.len().to_string()));
     }
     if let Some((_, a)) = audits(run).last() {
-        cards.push(("label accuracy (kept)", pct(num(a.get("kept_label_accuracy")))));
+        cards.push((
+            "label accuracy (kept)",
+            pct(num(a.get("kept_label_accuracy"))),
+        ));
     }
-    let total_kept: f64 = run.iters.iter().filter_map(|(n, it)| dataset_stats(run, *n, it).kept).sum();
+    let total_kept: f64 = run
+        .iters
+        .iter()
+        .filter_map(|(n, it)| dataset_stats(run, *n, it).kept)
+        .sum();
     if total_kept > 0.0 {
         cards.push(("questions kept", format!("{total_kept:.0}")));
     }
     s.push_str(r#"<div class="cards">"#);
     for (k, v) in cards {
-        let _ = write!(s, r#"<div class="card"><div class="k">{}</div><div class="v">{}</div></div>"#, esc(k), esc(&v));
+        let _ = write!(
+            s,
+            r#"<div class="card"><div class="k">{}</div><div class="v">{}</div></div>"#,
+            esc(k),
+            esc(&v)
+        );
     }
     s.push_str("</div>");
     if !run.problems.is_empty() {
@@ -701,7 +1052,7 @@ td:first-child,th:first-child{text-align:left}
 tr.avg td{font-weight:600;border-top:2px solid #ccc}
 .up{color:#1a7f37}.down{color:#c62828}.flat{color:#777}
 table.questions{width:100%}
-table.questions td{text-align:left}
+table.questions td,table.questions th{text-align:left}
 table.questions td.q{max-width:640px;white-space:pre-wrap;font-size:12.5px}
 table.questions td.ans{font-size:12px;color:#555}
 table.questions tr.dropped td{color:#888}
@@ -715,7 +1066,12 @@ pre.config{background:#f7f7f7;border:1px solid #e6e6e6;border-radius:6px;padding
 /// Renders the report of `run_dir` as one self-contained HTML document (well-formed XML).
 pub fn render(run_dir: &Path) -> Result<String> {
     let run = Run::load(run_dir)?;
-    tracing::debug!(iterations = run.iters.len(), metrics = run.metrics.len(), skipped = run.skipped_lines, "report data loaded");
+    tracing::debug!(
+        iterations = run.iters.len(),
+        metrics = run.metrics.len(),
+        skipped = run.skipped_lines,
+        "report data loaded"
+    );
     let mut s = String::new();
     let _ = write!(
         s,

@@ -163,10 +163,17 @@ pub(crate) fn generate_missing(
     progress: &mut dyn FnMut(&Progress),
     make_row: &dyn Fn(&Item, &[String]) -> Value,
 ) -> Result<()> {
-    let todo: Vec<&Item> =
-        items.iter().filter(|it| !done_keys.contains(&(bench.to_string(), it.id.clone(), mode.to_string()))).collect();
+    let todo: Vec<&Item> = items
+        .iter()
+        .filter(|it| !done_keys.contains(&(bench.to_string(), it.id.clone(), mode.to_string())))
+        .collect();
     *counter += items.len() - todo.len();
-    progress(&Progress { bench: bench.to_string(), mode, done: *counter, total });
+    progress(&Progress {
+        bench: bench.to_string(),
+        mode,
+        done: *counter,
+        total,
+    });
     for (ci, chunk) in todo.chunks(batch_size.max(1)).enumerate() {
         let prompts = chunk
             .iter()
@@ -183,11 +190,20 @@ pub(crate) fn generate_missing(
                 outs.iter().map(Vec::len).collect::<Vec<_>>()
             )));
         }
-        let rows: Vec<Value> = chunk.iter().zip(&outs).map(|(it, o)| make_row(it, o)).collect();
+        let rows: Vec<Value> = chunk
+            .iter()
+            .zip(&outs)
+            .map(|(it, o)| make_row(it, o))
+            .collect();
         journal.append(&rows)?;
         *counter += chunk.len();
         tracing::debug!(bench, mode, done = *counter, total, "batch journaled");
-        progress(&Progress { bench: bench.to_string(), mode, done: *counter, total });
+        progress(&Progress {
+            bench: bench.to_string(),
+            mode,
+            done: *counter,
+            total,
+        });
     }
     Ok(())
 }
@@ -195,7 +211,11 @@ pub(crate) fn generate_missing(
 fn responses_of(row: &Value) -> Vec<String> {
     row.get("responses")
         .and_then(Value::as_array)
-        .map(|a| a.iter().map(|r| r.as_str().unwrap_or_default().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|r| r.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -218,14 +238,27 @@ pub fn run_eval(
     }
     let mut journal = io::Journal::open(&journal_path)?;
 
-    let modes: Vec<&'static str> = if opts.samples > 0 { vec!["greedy", "sample"] } else { vec!["greedy"] };
-    let total: usize = benches.iter().map(|b| b.limited(opts.limit).len() * modes.len()).sum();
+    let modes: Vec<&'static str> = if opts.samples > 0 {
+        vec!["greedy", "sample"]
+    } else {
+        vec!["greedy"]
+    };
+    let total: usize = benches
+        .iter()
+        .map(|b| b.limited(opts.limit).len() * modes.len())
+        .sum();
     let mut counter = 0;
     let make_row = |mode: &'static str, bench: String| {
         move |it: &Item, responses: &[String]| -> Value {
-            let answers: Vec<Option<String>> = responses.iter().map(|r| grading::extract(r)).collect();
-            let correct: Vec<bool> =
-                answers.iter().map(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, &it.answer))).collect();
+            let answers: Vec<Option<String>> =
+                responses.iter().map(|r| grading::extract(r)).collect();
+            let correct: Vec<bool> = answers
+                .iter()
+                .map(|a| {
+                    a.as_deref()
+                        .is_some_and(|a| grading::equivalent(a, &it.answer))
+                })
+                .collect();
             json!({"bench": bench, "id": it.id, "mode": mode, "question": it.question, "gold": it.answer,
                    "responses": responses, "answers": answers, "correct": correct})
         }
@@ -234,7 +267,13 @@ pub fn run_eval(
         let items = b.limited(opts.limit);
         for &mode in &modes {
             let (n, params) = match mode {
-                "greedy" => (1, GenParams { seed: opts.seed, ..GenParams::greedy(opts.max_new_tokens) }),
+                "greedy" => (
+                    1,
+                    GenParams {
+                        seed: opts.seed,
+                        ..GenParams::greedy(opts.max_new_tokens)
+                    },
+                ),
                 _ => (
                     opts.samples,
                     GenParams {
@@ -248,8 +287,19 @@ pub fn run_eval(
             };
             let row = make_row(mode, b.name.clone());
             generate_missing(
-                gen, &b.name, mode, items, n, &params, opts.batch_size, &done, &mut journal, &mut counter, total,
-                progress, &row,
+                gen,
+                &b.name,
+                mode,
+                items,
+                n,
+                &params,
+                opts.batch_size,
+                &done,
+                &mut journal,
+                &mut counter,
+                total,
+                progress,
+                &row,
             )?;
         }
     }
@@ -265,7 +315,11 @@ pub fn run_eval(
     let mut results = Vec::new();
     for b in benches {
         let items = b.limited(opts.limit);
-        let get = |it: &Item, mode: &str| by_key.get(&(b.name.clone(), it.id.clone(), mode.to_string())).copied();
+        let get = |it: &Item, mode: &str| {
+            by_key
+                .get(&(b.name.clone(), it.id.clone(), mode.to_string()))
+                .copied()
+        };
         let mut greedy = Vec::new();
         let mut no_answer = 0usize;
         let mut chars = 0usize;
@@ -283,9 +337,18 @@ pub fn run_eval(
             }
             if opts.samples > 0 {
                 if let Some(row) = get(it, "sample") {
-                    let answers: Vec<Option<String>> = responses_of(row).iter().map(|r| grading::extract(r)).collect();
+                    let answers: Vec<Option<String>> = responses_of(row)
+                        .iter()
+                        .map(|r| grading::extract(r))
+                        .collect();
                     sample_verdicts.push(
-                        answers.iter().map(|a| a.as_deref().is_some_and(|a| grading::equivalent(a, &it.answer))).collect(),
+                        answers
+                            .iter()
+                            .map(|a| {
+                                a.as_deref()
+                                    .is_some_and(|a| grading::equivalent(a, &it.answer))
+                            })
+                            .collect(),
                     );
                     sample_answers.push(answers);
                     refs.push(it.answer.clone());
@@ -293,13 +356,21 @@ pub fn run_eval(
             }
         }
         let ng = greedy.len();
-        let frac = |x: usize| if ng == 0 { None } else { Some(x as f64 / ng as f64) };
+        let frac = |x: usize| {
+            if ng == 0 {
+                None
+            } else {
+                Some(x as f64 / ng as f64)
+            }
+        };
         results.push(BenchResult {
             name: b.name.clone(),
             n: items.len(),
             pass_at_1: (ng > 0).then(|| metrics::pass_at_1(&greedy)),
-            mean_at_k: (opts.samples > 0 && !sample_verdicts.is_empty()).then(|| metrics::mean_at_k(&sample_verdicts)),
-            maj_at_k: (opts.samples > 0 && !sample_answers.is_empty()).then(|| metrics::maj_at_k(&sample_answers, &refs)),
+            mean_at_k: (opts.samples > 0 && !sample_verdicts.is_empty())
+                .then(|| metrics::mean_at_k(&sample_verdicts)),
+            maj_at_k: (opts.samples > 0 && !sample_answers.is_empty())
+                .then(|| metrics::maj_at_k(&sample_answers, &refs)),
             k: opts.samples,
             no_answer_frac: frac(no_answer),
             response_chars_mean: frac(chars),
@@ -310,13 +381,19 @@ pub fn run_eval(
         mean_at_k: metrics::average(results.iter().map(|r| r.mean_at_k)),
         maj_at_k: metrics::average(results.iter().map(|r| r.maj_at_k)),
     };
-    let out = EvalResults { model: opts.model.clone(), options: opts.clone(), benchmarks: results, average };
+    let out = EvalResults {
+        model: opts.model.clone(),
+        options: opts.clone(),
+        benchmarks: results,
+        average,
+    };
     io::write_json_atomic(&out_dir.join("results.json"), &out)?;
     Ok(out)
 }
 
 fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}", v * 100.0)).unwrap_or_else(|| "-".into())
+    x.map(|v| format!("{:.1}", v * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// A plain-text table of the results (percentages), for the terminal.
@@ -350,18 +427,31 @@ pub fn format_table(r: &EvalResults) -> String {
         pct(r.average.maj_at_k),
         String::new(),
     ]);
-    let cols = if k > 0 { vec![0, 1, 2, 3, 4, 5] } else { vec![0, 1, 2, 5] };
-    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let cols = if k > 0 {
+        vec![0, 1, 2, 3, 4, 5]
+    } else {
+        vec![0, 1, 2, 5]
+    };
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     for (i, row) in rows.iter().enumerate() {
         let line: Vec<String> = cols
             .iter()
-            .map(|&c| if c == 0 { format!("{:<w$}", row[c], w = widths[c]) } else { format!("{:>w$}", row[c], w = widths[c]) })
+            .map(|&c| {
+                if c == 0 {
+                    format!("{:<w$}", row[c], w = widths[c])
+                } else {
+                    format!("{:>w$}", row[c], w = widths[c])
+                }
+            })
             .collect();
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
         if i == 0 || i == rows.len() - 2 {
-            let total: usize = cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
+            let total: usize =
+                cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
             s.push_str(&"-".repeat(total));
             s.push('\n');
         }

@@ -6,7 +6,9 @@
 use std::fmt::Write;
 
 /// Okabe–Ito colour-blind-safe palette (yellow left out: unreadable on white).
-pub(crate) const PALETTE: &[&str] = &["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#999999"];
+pub(crate) const PALETTE: &[&str] = &[
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#999999",
+];
 
 /// Escapes text for HTML/XML content and attribute values.
 pub(crate) fn esc(s: &str) -> String {
@@ -80,7 +82,19 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     }
     let raw = (hi - lo) / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    // The 1-2-5 step whose tick count is closest to the target (fewer ticks on ties).
+    let count = |s: f64| ((hi / s).floor() - (lo / s).ceil() + 1.0).max(0.0);
+    let step = [0.5, 1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .min_by(|a, b| {
+            let da = (count(*a) - target as f64).abs();
+            let db = (count(*b) - target as f64).abs();
+            da.partial_cmp(&db)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal))
+        })
+        .unwrap_or(mag);
     let first = (lo / step).ceil() * step;
     let mut v = Vec::new();
     let mut t = first;
@@ -94,7 +108,11 @@ pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
 fn fmt_tick(v: f64, percent: bool, step: f64) -> String {
     if percent {
         let p = v * 100.0;
-        return if (step * 100.0) < 1.0 { format!("{p:.1}%") } else { format!("{p:.0}%") };
+        return if (step * 100.0) < 1.0 {
+            format!("{p:.1}%")
+        } else {
+            format!("{p:.0}%")
+        };
     }
     if step >= 1.0 || v == 0.0 {
         let r = v.round();
@@ -122,7 +140,11 @@ pub(crate) fn fmt_value(v: f64, percent: bool) -> String {
 
 fn padded_range(lo: f64, hi: f64) -> (f64, f64) {
     if hi - lo < 1e-12 {
-        let d = if lo.abs() < 1e-12 { 1.0 } else { lo.abs() * 0.1 };
+        let d = if lo.abs() < 1e-12 {
+            1.0
+        } else {
+            lo.abs() * 0.1
+        };
         (lo - d, hi + d)
     } else {
         let pad = (hi - lo) * 0.06;
@@ -153,7 +175,7 @@ fn legend(out: &mut String, items: &[(&str, &str)], width: f64) {
 fn open_svg(out: &mut String, ax: &Axes, extra_class: &str) {
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="plot{extra_class}" data-plot="{}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"><title>{}</title>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="plot{extra_class}" data-plot="{}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" style="max-width:{w}px" role="img"><title>{}</title>"#,
         esc(&ax.name),
         esc(&ax.name),
         w = ax.width,
@@ -162,7 +184,14 @@ fn open_svg(out: &mut String, ax: &Axes, extra_class: &str) {
 }
 
 /// Draws the frame, grid, ticks and axis labels; returns the data-to-pixel maps.
-fn frame(out: &mut String, ax: &Axes, x: (f64, f64), y: (f64, f64), x_ticks: &[f64], x_names: Option<&[String]>) -> (impl Fn(f64) -> f64, impl Fn(f64) -> f64) {
+fn frame(
+    out: &mut String,
+    ax: &Axes,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_ticks: &[f64],
+    x_names: Option<&[String]>,
+) -> (impl Fn(f64) -> f64, impl Fn(f64) -> f64) {
     let (w, h) = (ax.width, ax.height);
     let (x0, x1) = x;
     let (y0, y1) = y;
@@ -170,7 +199,12 @@ fn frame(out: &mut String, ax: &Axes, x: (f64, f64), y: (f64, f64), x_ticks: &[f
     let py = move |v: f64| h - MB - (v - y0) / (y1 - y0) * (h - MT - MB);
     let yt = nice_ticks(y0, y1, 5);
     let ystep = if yt.len() > 1 { yt[1] - yt[0] } else { 1.0 };
-    let _ = write!(out, r##"<rect class="bg" x="{ML}" y="{MT}" width="{:.1}" height="{:.1}" fill="#fafafa" stroke="#d0d0d0"/>"##, w - ML - MR, h - MT - MB);
+    let _ = write!(
+        out,
+        r##"<rect class="bg" x="{ML}" y="{MT}" width="{:.1}" height="{:.1}" fill="#fafafa" stroke="#d0d0d0"/>"##,
+        w - ML - MR,
+        h - MT - MB
+    );
     for t in &yt {
         let yy = py(*t);
         let _ = write!(
@@ -182,7 +216,11 @@ fn frame(out: &mut String, ax: &Axes, x: (f64, f64), y: (f64, f64), x_ticks: &[f
             esc(&fmt_tick(*t, ax.percent, ystep))
         );
     }
-    let xstep = if x_ticks.len() > 1 { x_ticks[1] - x_ticks[0] } else { 1.0 };
+    let xstep = if x_ticks.len() > 1 {
+        x_ticks[1] - x_ticks[0]
+    } else {
+        1.0
+    };
     for (i, t) in x_ticks.iter().enumerate() {
         let xx = px(*t);
         let label = match x_names {
@@ -212,13 +250,31 @@ fn frame(out: &mut String, ax: &Axes, x: (f64, f64), y: (f64, f64), x_ticks: &[f
 
 /// A line chart. Series with no points are listed in the legend only.
 pub(crate) fn line_chart(ax: &Axes, series: &[Series]) -> String {
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     let mut out = String::new();
     open_svg(&mut out, ax, " line-chart");
     let xmin = pts.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let xmax = pts.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
-    let (xr0, xr1) = if pts.is_empty() { (0.0, 1.0) } else if xmax - xmin < 1e-12 { (xmin - 0.5, xmax + 0.5) } else { (xmin, xmax) };
-    let (xr0, xr1) = if xr1 - xr0 > 0.0 { let pad = (xr1 - xr0) * 0.03; (xr0 - pad, xr1 + pad) } else { (xr0, xr1) };
+    // Markers (iteration starts) stay inside the frame.
+    let xmin = ax.vlines.iter().map(|v| v.0).fold(xmin, f64::min);
+    let xmax = ax.vlines.iter().map(|v| v.0).fold(xmax, f64::max);
+    let (xr0, xr1) = if pts.is_empty() {
+        (0.0, 1.0)
+    } else if xmax - xmin < 1e-12 {
+        (xmin - 0.5, xmax + 0.5)
+    } else {
+        (xmin, xmax)
+    };
+    let (xr0, xr1) = if xr1 - xr0 > 0.0 {
+        let pad = (xr1 - xr0) * 0.03;
+        (xr0 - pad, xr1 + pad)
+    } else {
+        (xr0, xr1)
+    };
     let (y0, y1) = match ax.y_range {
         Some(r) => r,
         None if pts.is_empty() => (0.0, 1.0),
@@ -248,11 +304,19 @@ pub(crate) fn line_chart(ax: &Axes, series: &[Series]) -> String {
         );
     }
     for s in series {
-        let p: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        let p: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
         if p.is_empty() {
             continue;
         }
-        let coords: Vec<String> = p.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(y.clamp(y0, y1)))).collect();
+        let coords: Vec<String> = p
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(y.clamp(y0, y1))))
+            .collect();
         let _ = write!(
             out,
             r#"<polyline class="series" data-series="{}" fill="none" stroke="{}" stroke-width="{}" stroke-linejoin="round" points="{}"/>"#,
@@ -276,7 +340,10 @@ pub(crate) fn line_chart(ax: &Axes, series: &[Series]) -> String {
             }
         }
     }
-    let items: Vec<(&str, &str)> = series.iter().map(|s| (s.name.as_str(), s.color.as_str())).collect();
+    let items: Vec<(&str, &str)> = series
+        .iter()
+        .map(|s| (s.name.as_str(), s.color.as_str()))
+        .collect();
     legend(&mut out, &items, ax.width);
     out.push_str("</svg>");
     out
@@ -291,14 +358,33 @@ pub(crate) struct BarGroup {
 
 /// A grouped bar chart: categories along x, one bar per group in each category.
 /// `shade` highlights a range of category indices (inclusive), e.g. the kept p̂ band.
-pub(crate) fn bar_chart(ax: &Axes, categories: &[String], groups: &[BarGroup], shade: Option<(usize, usize, &str)>, value_labels: bool) -> String {
+pub(crate) fn bar_chart(
+    ax: &Axes,
+    categories: &[String],
+    groups: &[BarGroup],
+    shade: Option<(usize, usize, &str)>,
+    value_labels: bool,
+) -> String {
     let mut out = String::new();
     open_svg(&mut out, ax, " bar-chart");
-    let maxv = groups.iter().flat_map(|g| g.values.iter().flatten().copied()).filter(|v| v.is_finite()).fold(0.0f64, f64::max);
-    let (y0, y1) = ax.y_range.unwrap_or((0.0, if maxv > 0.0 { maxv * 1.12 } else { 1.0 }));
+    let maxv = groups
+        .iter()
+        .flat_map(|g| g.values.iter().flatten().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let (y0, y1) = ax
+        .y_range
+        .unwrap_or((0.0, if maxv > 0.0 { maxv * 1.12 } else { 1.0 }));
     let nc = categories.len().max(1) as f64;
     let xt: Vec<f64> = (0..categories.len()).map(|i| i as f64).collect();
-    let (px, py) = frame(&mut out, ax, (-0.5, nc - 0.5), (y0, y1), &xt, Some(categories));
+    let (px, py) = frame(
+        &mut out,
+        ax,
+        (-0.5, nc - 0.5),
+        (y0, y1),
+        &xt,
+        Some(categories),
+    );
     let slot = px(1.0) - px(0.0);
     if let Some((a, b, label)) = shade {
         let xa = px(a as f64 - 0.5);
@@ -317,11 +403,17 @@ pub(crate) fn bar_chart(ax: &Axes, categories: &[String], groups: &[BarGroup], s
     let bw = (slot * 0.8 / ng).min(46.0);
     for (gi, g) in groups.iter().enumerate() {
         for (ci, v) in g.values.iter().enumerate() {
-            let Some(v) = v.filter(|v| v.is_finite()) else { continue };
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
             let x = px(ci as f64) - bw * ng / 2.0 + bw * gi as f64;
             let top = py(v.clamp(y0, y1));
             let base = py(y0.max(0.0).min(y1));
-            let (yy, hh) = if top < base { (top, base - top) } else { (base, top - base) };
+            let (yy, hh) = if top < base {
+                (top, base - top)
+            } else {
+                (base, top - base)
+            };
             let _ = write!(
                 out,
                 r#"<rect class="bar" data-series="{}" x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} / {}: {}</title></rect>"#,
@@ -345,7 +437,10 @@ pub(crate) fn bar_chart(ax: &Axes, categories: &[String], groups: &[BarGroup], s
         }
     }
     if groups.len() > 1 {
-        let items: Vec<(&str, &str)> = groups.iter().map(|g| (g.name.as_str(), g.color.as_str())).collect();
+        let items: Vec<(&str, &str)> = groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.color.as_str()))
+            .collect();
         legend(&mut out, &items, ax.width);
     }
     out.push_str("</svg>");
@@ -358,14 +453,23 @@ mod tests {
 
     #[test]
     fn ticks_are_nice_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        assert_eq!(
+            nice_ticks(0.0, 1.0, 5),
+            vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        );
         let t = nice_ticks(-0.93, 0.41, 5);
-        assert!(t.first().unwrap() >= &-0.93 && t.last().unwrap() <= &0.41 && t.len() >= 4, "{t:?}");
+        assert!(
+            t.first().unwrap() >= &-0.93 && t.last().unwrap() <= &0.41 && t.len() >= 4,
+            "{t:?}"
+        );
         assert_eq!(nice_ticks(3.0, 3.0, 5), vec![3.0]);
     }
 
     #[test]
     fn escaping_covers_markup_and_controls() {
-        assert_eq!(esc("a<b & \"c\" 'd'>\u{1}"), "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;\u{FFFD}");
+        assert_eq!(
+            esc("a<b & \"c\" 'd'>\u{1}"),
+            "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;\u{FFFD}"
+        );
     }
 }

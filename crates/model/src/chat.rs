@@ -78,7 +78,11 @@ fn raise_exception(msg: String) -> std::result::Result<String, minijinja::Error>
 impl ChatTemplate {
     /// Compile a Jinja template. `bos` / `eos` are the token strings exposed as `bos_token` /
     /// `eos_token`.
-    pub fn new(source: impl Into<String>, bos: Option<String>, eos: Option<String>) -> Result<Self> {
+    pub fn new(
+        source: impl Into<String>,
+        bos: Option<String>,
+        eos: Option<String>,
+    ) -> Result<Self> {
         let source = source.into();
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);

@@ -97,20 +97,24 @@ fn key<'a>(obj: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
 fn req_usize(obj: &Map<String, Value>, k: &str, origin: &Path) -> Result<usize> {
     match key(obj, k) {
         None => Err(bad(origin, format!("missing required key `{k}`"))),
-        Some(v) => v
-            .as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| bad(origin, format!("key `{k}` must be a non-negative integer, got {v}"))),
+        Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+            bad(
+                origin,
+                format!("key `{k}` must be a non-negative integer, got {v}"),
+            )
+        }),
     }
 }
 
 fn opt_usize(obj: &Map<String, Value>, k: &str, origin: &Path) -> Result<Option<usize>> {
     match key(obj, k) {
         None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(|x| Some(x as usize))
-            .ok_or_else(|| bad(origin, format!("key `{k}` must be a non-negative integer, got {v}"))),
+        Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
+            bad(
+                origin,
+                format!("key `{k}` must be a non-negative integer, got {v}"),
+            )
+        }),
     }
 }
 
@@ -145,15 +149,17 @@ fn token_list(obj: &Map<String, Value>, k: &str, origin: &Path) -> Result<Vec<u3
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| {
-                v.as_u64().map(|x| x as u32).ok_or_else(|| {
-                    bad(origin, format!("key `{k}` must hold integers, got {v}"))
-                })
+                v.as_u64()
+                    .map(|x| x as u32)
+                    .ok_or_else(|| bad(origin, format!("key `{k}` must hold integers, got {v}")))
             })
             .collect(),
-        Some(v) => v
-            .as_u64()
-            .map(|x| vec![x as u32])
-            .ok_or_else(|| bad(origin, format!("key `{k}` must be an integer or a list, got {v}"))),
+        Some(v) => v.as_u64().map(|x| vec![x as u32]).ok_or_else(|| {
+            bad(
+                origin,
+                format!("key `{k}` must be an integer or a list, got {v}"),
+            )
+        }),
     }
 }
 
@@ -174,7 +180,12 @@ fn parse_rope_scaling(v: &Value, origin: &Path) -> Result<Option<RopeScaling>> {
     let obj = match v {
         Value::Null => return Ok(None),
         Value::Object(o) => o,
-        _ => return Err(bad(origin, format!("key `rope_scaling` must be an object, got {v}"))),
+        _ => {
+            return Err(bad(
+                origin,
+                format!("key `rope_scaling` must be an object, got {v}"),
+            ))
+        }
     };
     let rope_type = key(obj, "rope_type")
         .or_else(|| key(obj, "type"))
@@ -197,9 +208,15 @@ fn parse_rope_scaling(v: &Value, origin: &Path) -> Result<Option<RopeScaling>> {
     let original_max_position_embeddings =
         opt_usize(obj, "original_max_position_embeddings", origin)?;
     if rope_type == "llama3" {
-        for (k, val) in [("low_freq_factor", low_freq_factor), ("high_freq_factor", high_freq_factor)] {
+        for (k, val) in [
+            ("low_freq_factor", low_freq_factor),
+            ("high_freq_factor", high_freq_factor),
+        ] {
             if val.is_none() {
-                return Err(bad(origin, format!("missing required key `rope_scaling.{k}`")));
+                return Err(bad(
+                    origin,
+                    format!("missing required key `rope_scaling.{k}`"),
+                ));
             }
         }
         if original_max_position_embeddings.is_none() {
@@ -225,8 +242,8 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
         Self::from_hf_value(&v, path)
     }
 
@@ -241,10 +258,15 @@ impl Config {
             .and_then(|a| a.first())
             .and_then(|s| s.as_str())
             .map(str::to_string);
-        let model_type = key(obj, "model_type").and_then(|s| s.as_str()).map(str::to_string);
+        let model_type = key(obj, "model_type")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
         let arch = match (&arch_name, &model_type) {
             (None, None) => {
-                return Err(bad(origin, "missing required key `architectures` (or `model_type`)"))
+                return Err(bad(
+                    origin,
+                    "missing required key `architectures` (or `model_type`)",
+                ))
             }
             _ => arch_name
                 .as_deref()
@@ -261,7 +283,10 @@ impl Config {
         let num_hidden_layers = req_usize(obj, "num_hidden_layers", origin)?;
         let num_attention_heads = req_usize(obj, "num_attention_heads", origin)?;
         if num_attention_heads == 0 || hidden_size == 0 || vocab_size == 0 {
-            return Err(bad(origin, "`vocab_size`, `hidden_size` and `num_attention_heads` must be positive"));
+            return Err(bad(
+                origin,
+                "`vocab_size`, `hidden_size` and `num_attention_heads` must be positive",
+            ));
         }
         let num_key_value_heads =
             opt_usize(obj, "num_key_value_heads", origin)?.unwrap_or(num_attention_heads);
@@ -281,7 +306,10 @@ impl Config {
             }
         };
         if head_dim == 0 || head_dim % 2 != 0 {
-            return Err(bad(origin, format!("`head_dim` must be even and positive, got {head_dim}")));
+            return Err(bad(
+                origin,
+                format!("`head_dim` must be even and positive, got {head_dim}"),
+            ));
         }
         // 3. RoPE: transformers 5 `rope_parameters`, else transformers 4 top-level keys.
         let rope_params = key(obj, "rope_parameters");
@@ -298,7 +326,10 @@ impl Config {
         };
         if let Some(act) = key(obj, "hidden_act").and_then(|a| a.as_str()) {
             if act != "silu" && act != "swish" {
-                return Err(bad(origin, format!("unsupported `hidden_act` `{act}` (only silu)")));
+                return Err(bad(
+                    origin,
+                    format!("unsupported `hidden_act` `{act}` (only silu)"),
+                ));
             }
         }
         let attention_bias = match arch {
@@ -347,11 +378,20 @@ impl Config {
         m.insert("hidden_size".into(), json!(self.hidden_size));
         m.insert("intermediate_size".into(), json!(self.intermediate_size));
         m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert("num_attention_heads".into(), json!(self.num_attention_heads));
-        m.insert("num_key_value_heads".into(), json!(self.num_key_value_heads));
+        m.insert(
+            "num_attention_heads".into(),
+            json!(self.num_attention_heads),
+        );
+        m.insert(
+            "num_key_value_heads".into(),
+            json!(self.num_key_value_heads),
+        );
         m.insert("head_dim".into(), json!(self.head_dim));
         m.insert("hidden_act".into(), json!("silu"));
-        m.insert("max_position_embeddings".into(), json!(self.max_position_embeddings));
+        m.insert(
+            "max_position_embeddings".into(),
+            json!(self.max_position_embeddings),
+        );
         m.insert("rms_norm_eps".into(), json!(self.rms_norm_eps));
         m.insert("rope_theta".into(), json!(self.rope_theta));
         m.insert(
@@ -376,7 +416,10 @@ impl Config {
                 }
             },
         );
-        m.insert("tie_word_embeddings".into(), json!(self.tie_word_embeddings));
+        m.insert(
+            "tie_word_embeddings".into(),
+            json!(self.tie_word_embeddings),
+        );
         if self.arch != Arch::Qwen2 {
             m.insert("attention_bias".into(), json!(self.attention_bias));
         }
@@ -469,7 +512,13 @@ impl Config {
                 let orig = s
                     .original_max_position_embeddings
                     .unwrap_or(self.max_position_embeddings) as f64;
-                let mscale = |scale: f64| if scale <= 1.0 { 1.0 } else { 0.1 * scale.ln() + 1.0 };
+                let mscale = |scale: f64| {
+                    if scale <= 1.0 {
+                        1.0
+                    } else {
+                        0.1 * scale.ln() + 1.0
+                    }
+                };
                 let (beta_fast, beta_slow) = (32.0f64, 1.0f64);
                 let corr = |rot: f64| {
                     (dim as f64 * (orig / (rot * 2.0 * std::f64::consts::PI)).ln())

@@ -165,7 +165,7 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 pub fn unpermute_qk(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let dims = w.dims().to_vec();
     let out = dims[0];
-    if n_head == 0 || out % (2 * n_head) != 0 {
+    if n_head == 0 || !out.is_multiple_of(2 * n_head) {
         candle_core::bail!("{out} rows cannot be split into {n_head} heads of even size")
     }
     let half = out / n_head / 2;
@@ -187,7 +187,15 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
-        other => return Err(Error::UnknownArch(format!("{other} (in {})", path.display()))),
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "general.architecture: unsupported architecture {other:?} \
+                     (supported: llama, qwen2, qwen3)"
+                ),
+            ));
+        }
     };
     let key = |k: &str| format!("{arch_name}.{k}");
     let get_usize = |k: &str| -> Result<Option<usize>> {
@@ -230,10 +238,18 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
         .tensor_infos
         .get("token_embd.weight")
         .ok_or_else(|| bad(path, "missing tensor token_embd.weight"))?;
-    let vocab_size = match md.get("tokenizer.ggml.tokens") {
-        Some(Value::Array(a)) => a.len(),
-        _ => embd.shape.dims()[0],
-    };
+    // `Config::vocab_size` is the rows of the embedding (the model's vocabulary); the token
+    // list normally has the same length (padded GGUFs list filler tokens).
+    let vocab_size = embd.shape.dims()[0];
+    if let Some(Value::Array(a)) = md.get("tokenizer.ggml.tokens") {
+        if a.len() != vocab_size {
+            tracing::warn!(
+                "{}: {} tokens in tokenizer.ggml.tokens but token_embd.weight has {vocab_size} rows",
+                path.display(),
+                a.len()
+            );
+        }
+    }
     let has = |name: &str| content.tensor_infos.contains_key(name);
     let tie_word_embeddings = !has("output.weight");
     let attention_bias = arch == Arch::Qwen2 || has("blk.0.attn_q.bias");

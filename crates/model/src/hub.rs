@@ -48,7 +48,12 @@ pub fn cache_dir() -> PathBuf {
 /// Whether `HF_HUB_OFFLINE` is set to a true value.
 pub fn offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -71,8 +76,9 @@ pub fn resolve_in(id: &str, cache: &Path) -> Result<PathBuf> {
             "rzero does not download models"
         };
         Error::Hub(format!(
-            "model {id:?} is not in the Hugging Face cache {} ({why}; {mode}: download it with \
-             `huggingface-cli download {repo_id}` or pass a local folder / .gguf file)",
+            "model {id:?} is not a local path and not in the Hugging Face cache {} ({why}; \
+             {mode}: download it with `huggingface-cli download {repo_id}` or pass a local \
+             folder / .gguf file)",
             cache.display()
         ))
     };

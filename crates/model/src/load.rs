@@ -183,7 +183,9 @@ impl LoadedModel {
 
     /// The chat template, or ChatML if the model has none.
     pub fn chat_template_or_chatml(&self) -> ChatTemplate {
-        self.chat_template.clone().unwrap_or_else(ChatTemplate::chatml)
+        self.chat_template
+            .clone()
+            .unwrap_or_else(ChatTemplate::chatml)
     }
 }
 
@@ -208,7 +210,10 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     if path.is_dir() {
         load_folder(path, opts)
     } else if path.is_file() {
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             load_gguf_file(path, opts)
         } else if path.file_name().is_some_and(|n| n == "config.json") {
             load_folder(path.parent().unwrap_or(Path::new(".")), opts)
@@ -226,13 +231,10 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             _ => load_folder(&snapshot, opts),
         }
     } else {
-        Err(Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such model folder or file",
-            ),
-        })
+        Err(bad(
+            path,
+            "no such model folder or file (nor a hub id of the form org/name)",
+        ))
     }
 }
 
@@ -317,7 +319,10 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     // Tokenizer.
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.is_file() {
-        return Err(bad(&tok_path, "missing: a model folder needs tokenizer.json"));
+        return Err(bad(
+            &tok_path,
+            "missing: a model folder needs tokenizer.json",
+        ));
     }
     let mut tokenizer = Tokenizer::from_file(&tok_path)?;
 
@@ -334,43 +339,34 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         GenerationConfig::default()
     };
 
-    let tc_token = |k: &str| -> Result<Option<(String, u32)>> {
+    // A special token of tokenizer_config.json: its string (for the chat template) and its id
+    // (None, with a warning, when tokenizer.json does not know it).
+    let tc_token = |k: &str| -> (Option<String>, Option<u32>) {
         let Some(s) = token_string(tc.as_ref().and_then(|t| t.get(k))) else {
-            return Ok(None);
+            return (None, None);
         };
-        match tokenizer.token_to_id(&s) {
-            Some(id) => Ok(Some((s, id))),
-            None => Err(bad(
-                &tc_path,
-                format!("`{k}` {s:?} is not in the vocabulary of tokenizer.json"),
-            )),
+        let id = tokenizer.token_to_id(&s);
+        if id.is_none() {
+            tracing::warn!(
+                "{}: `{k}` {s:?} is not in the vocabulary of tokenizer.json; ignored",
+                tc_path.display()
+            );
         }
+        (Some(s), id)
     };
-    let bos_tok = tc_token("bos_token")?;
-    let eos_tok = tc_token("eos_token")?;
-    let pad_tok = tc_token("pad_token")?;
+    let (bos_str, bos_tok) = tc_token("bos_token");
+    let (eos_str, eos_tok) = tc_token("eos_token");
+    let (_, pad_tok) = tc_token("pad_token");
 
     // Special ids: generation_config first, then config.json, then tokenizer_config.json.
     let mut eos = generation.eos_token_ids.clone();
-    for id in config
-        .eos_token_ids
-        .iter()
-        .copied()
-        .chain(eos_tok.as_ref().map(|t| t.1))
-    {
+    for id in config.eos_token_ids.iter().copied().chain(eos_tok) {
         if !eos.contains(&id) {
             eos.push(id);
         }
     }
-    let bos = generation
-        .bos_token_id
-        .or(config.bos_token_id)
-        .or(bos_tok.as_ref().map(|t| t.1));
-    let pad = pad_tok
-        .as_ref()
-        .map(|t| t.1)
-        .or(generation.pad_token_id)
-        .or(config.pad_token_id);
+    let bos = generation.bos_token_id.or(config.bos_token_id).or(bos_tok);
+    let pad = pad_tok.or(generation.pad_token_id).or(config.pad_token_id);
     generation.eos_token_ids = eos.clone();
     generation.bos_token_id = bos;
     generation.pad_token_id = pad;
@@ -415,7 +411,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let chat_template = match source {
         None => None,
         Some((src, from)) => Some(
-            ChatTemplate::new(src, bos_tok.map(|t| t.0), eos_tok.map(|t| t.0))
+            ChatTemplate::new(src, bos_str, eos_str)
                 .map_err(|e| bad(&from, format!("chat_template: {e}")))?,
         ),
     };
@@ -452,7 +448,10 @@ fn load_safetensors_folder(
                 .as_str()
                 .ok_or_else(|| bad(&index, format!("weight_map[{name:?}] is not a file name")))?;
             if f.contains('/') || f.contains('\\') || f.starts_with('.') {
-                return Err(bad(&index, format!("weight_map[{name:?}] = {f:?} is not a plain file name")));
+                return Err(bad(
+                    &index,
+                    format!("weight_map[{name:?}] = {f:?} is not a plain file name"),
+                ));
             }
             shards.insert(dir.join(f));
         }

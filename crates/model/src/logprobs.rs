@@ -46,7 +46,9 @@ pub fn token_logprobs(
     let v = model.config().vocab_size as u32;
     let tg = targets.to_dtype(DType::U32)?.flatten_all()?;
     if let Some(&bad) = tg.to_vec1::<u32>()?.iter().find(|&&x| x >= v) {
-        return Err(Error::Invalid(format!("target id {bad} out of range (vocab_size {v})")));
+        return Err(Error::Invalid(format!(
+            "target id {bad} out of range (vocab_size {v})"
+        )));
     }
     let rows = b * t;
     let hidden = hidden.reshape((rows, h))?;
@@ -74,7 +76,11 @@ pub fn token_logprobs(
 /// Log-probabilities of each completion given its prompt, for `items` of
 /// (prompt ids, completion ids); batches of `batch_size` left-padded sequences, no graph.
 /// An empty completion gives an empty vector; an empty prompt is an error.
-pub fn score(model: &Model, items: &[(Vec<u32>, Vec<u32>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+pub fn score(
+    model: &Model,
+    items: &[(Vec<u32>, Vec<u32>)],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
     let cfg = model.config();
     let max = cfg.max_position_embeddings;
     for (i, (p, c)) in items.iter().enumerate() {
@@ -89,10 +95,15 @@ pub fn score(model: &Model, items: &[(Vec<u32>, Vec<u32>)], batch_size: usize) -
         }
     }
     // Longest first, so batches hold similar lengths; results go back in input order.
-    let mut order: Vec<usize> = (0..items.len()).filter(|&i| !items[i].1.is_empty()).collect();
+    let mut order: Vec<usize> = (0..items.len())
+        .filter(|&i| !items[i].1.is_empty())
+        .collect();
     order.sort_by_key(|&i| std::cmp::Reverse(items[i].0.len() + items[i].1.len()));
     let mut out = vec![Vec::new(); items.len()];
-    let pad = cfg.pad_token_id.filter(|&p| (p as usize) < cfg.vocab_size).unwrap_or(0);
+    let pad = cfg
+        .pad_token_id
+        .filter(|&p| (p as usize) < cfg.vocab_size)
+        .unwrap_or(0);
     let dev = model.device();
     for batch in order.chunks(batch_size.max(1)) {
         let t = batch

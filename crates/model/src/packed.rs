@@ -12,9 +12,14 @@
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
+mod kernels;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::transformer::Model;
+
+/// Rows of the output projection multiplied at a time.
+const LM_HEAD_CHUNK: usize = 4096;
 
 /// One sequence of a packed step: its new tokens and its own cache.
 pub struct SeqInput<'a> {
@@ -63,7 +68,10 @@ impl KvCache {
 
     /// Bytes one position costs, all layers (K/V are stored in f32 whatever `dtype`).
     pub fn bytes_per_token(cfg: &Config, _dtype: DType) -> usize {
-        2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * std::mem::size_of::<f32>()
+        2 * cfg.num_hidden_layers
+            * cfg.num_key_value_heads
+            * cfg.head_dim
+            * std::mem::size_of::<f32>()
     }
 
     /// Keeps the first `len` positions (no-op when `len >= self.len()`).
@@ -158,12 +166,13 @@ impl Model {
 
     fn forward_packed_inner(&self, seqs: &mut [SeqInput<'_>]) -> Result<Tensor> {
         let cfg = &self.cfg;
-        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (hdim, d) = (cfg.hidden_size, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let inter = cfg.intermediate_size;
         let rep = nh / nkv;
         let half = d / 2;
         let row = nkv * d;
-        let eps = cfg.rms_norm_eps;
+        let eps = cfg.rms_norm_eps as f32;
         if seqs.is_empty() {
             return Err(Error::Invalid("forward_packed: no sequence".into()));
         }
@@ -173,7 +182,9 @@ impl Model {
         let mut pos = Vec::new();
         for (si, s) in seqs.iter().enumerate() {
             if s.tokens.is_empty() {
-                return Err(Error::Invalid(format!("forward_packed: sequence {si} has no new token")));
+                return Err(Error::Invalid(format!(
+                    "forward_packed: sequence {si} has no new token"
+                )));
             }
             if s.cache.k.len() != cfg.num_hidden_layers || s.cache.row != row {
                 return Err(Error::Invalid(format!(
@@ -210,25 +221,30 @@ impl Model {
         }
         let dev = &self.device;
         let ids_t = Tensor::from_vec(ids, n, dev)?;
-        let mut x = self.embed.index_select(&ids_t, 0)?.to_dtype(DType::F32)?; // [N,H]
+        // The residual stream on the host, [N,H] f32.
+        let mut x = to_f32_vec(&self.embed.index_select(&ids_t, 0)?)?;
         let scale = 1.0 / (d as f32).sqrt();
 
         for (li, layer) in self.layers.iter().enumerate() {
             // 2. Projections on the packed rows.
-            let hn = candle_nn::ops::rms_norm(&x, &layer.in_norm.to_dtype(DType::F32)?, eps as f32)?;
-            let mut q = to_f32_vec(&self.linear_f32(&hn, &layer.q_w, layer.q_b.as_ref())?)?; // [N, nh*D]
-            let mut k = to_f32_vec(&self.linear_f32(&hn, &layer.k_w, layer.k_b.as_ref())?)?; // [N, nkv*D]
-            let v = to_f32_vec(&self.linear_f32(&hn, &layer.v_w, layer.v_b.as_ref())?)?;
+            let mut hn = x.clone();
+            rms_norm_rows(&mut hn, &to_f32_vec(&layer.in_norm)?, eps);
+            let mut q = self.host_linear(&hn, n, &layer.q_w, layer.q_b.as_ref())?; // [N, nh*D]
+            let mut k = self.host_linear(&hn, n, &layer.k_w, layer.k_b.as_ref())?; // [N, nkv*D]
+            let v = self.host_linear(&hn, n, &layer.v_w, layer.v_b.as_ref())?;
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps as f32);
-                rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps as f32);
+                rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps);
+                rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps);
             }
             // 3. RoPE per row at its own position.
             q.par_chunks_mut(nh * d)
                 .zip(k.par_chunks_mut(row))
                 .enumerate()
                 .for_each(|(r, (qr, kr))| {
-                    let (c, s) = (&cos[r * half..(r + 1) * half], &sin[r * half..(r + 1) * half]);
+                    let (c, s) = (
+                        &cos[r * half..(r + 1) * half],
+                        &sin[r * half..(r + 1) * half],
+                    );
                     rope_row(qr, c, s);
                     rope_row(kr, c, s);
                 });
@@ -246,41 +262,18 @@ impl Model {
             let outs: Vec<Vec<f32>> = tasks
                 .par_iter()
                 .map(|&(si, hh)| {
-                    let cache = caches[si];
-                    let (a, b) = (offs[si], offs[si + 1]);
-                    let m = b - a;
-                    let past = cache.len; // not yet updated: positions before this step
-                    let g = hh / rep;
-                    let kc = &cache.k[li];
-                    let vc = &cache.v[li];
-                    let mut out = vec![0f32; m * d];
-                    let mut scores = Vec::with_capacity(past + m);
-                    for i in 0..m {
-                        let qv = &q[(a + i) * nh * d + hh * d..][..d];
-                        let upto = past + i + 1;
-                        scores.clear();
-                        let mut mx = f32::NEG_INFINITY;
-                        for t in 0..upto {
-                            let sc = dot(qv, &kc[t * row + g * d..][..d]) * scale;
-                            mx = mx.max(sc);
-                            scores.push(sc);
-                        }
-                        let mut sum = 0f32;
-                        for sc in scores.iter_mut() {
-                            *sc = (*sc - mx).exp();
-                            sum += *sc;
-                        }
-                        let inv = 1.0 / sum;
-                        let o = &mut out[i * d..(i + 1) * d];
-                        for (t, &p) in scores.iter().enumerate() {
-                            let p = p * inv;
-                            let vv = &vc[t * row + g * d..][..d];
-                            for j in 0..d {
-                                o[j] += p * vv[j];
-                            }
-                        }
-                    }
-                    out
+                    attend(
+                        caches[si],
+                        li,
+                        &q,
+                        offs[si],
+                        offs[si + 1],
+                        hh,
+                        hh / rep,
+                        nh,
+                        d,
+                        scale,
+                    )
                 })
                 .collect();
             let mut attn = vec![0f32; n * nh * d];
@@ -290,41 +283,142 @@ impl Model {
                     attn[(a + i) * nh * d + hh * d..][..d].copy_from_slice(chunk);
                 }
             }
-            let attn = Tensor::from_vec(attn, (n, nh * d), dev)?;
-            x = (x + self.linear_f32(&attn, &layer.o_w, None)?)?;
-            // 6. MLP.
-            let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm.to_dtype(DType::F32)?, eps as f32)?
-                .to_dtype(self.dtype)?;
-            let g = hn.matmul(&layer.gate_w.t()?)?;
-            let u = hn.matmul(&layer.up_w.t()?)?;
-            let y = (g.silu()? * u)?.matmul(&layer.down_w.t()?)?.to_dtype(DType::F32)?;
-            x = (x + y)?;
+            let o = self.host_linear(&attn, n, &layer.o_w, None)?;
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            // 6. MLP: down(silu(gate) * up).
+            let mut hn = x.clone();
+            rms_norm_rows(&mut hn, &to_f32_vec(&layer.post_norm)?, eps);
+            let mut g = self.host_linear(&hn, n, &layer.gate_w, None)?;
+            let u = self.host_linear(&hn, n, &layer.up_w, None)?;
+            g.par_chunks_mut(inter)
+                .zip(u.par_chunks(inter))
+                .for_each(|(g, u)| {
+                    for (a, &b) in g.iter_mut().zip(u) {
+                        *a = *a / (1.0 + (-*a).exp()) * b;
+                    }
+                });
+            let y = self.host_linear(&g, n, &layer.down_w, None)?;
+            x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
         for (si, s) in seqs.iter_mut().enumerate() {
             s.cache.len += offs[si + 1] - offs[si];
         }
         // 7. Output projection of each sequence's last new row only.
-        let last: Vec<u32> = offs[1..].iter().map(|&o| (o - 1) as u32).collect();
-        let nl = last.len();
-        let xl = x.index_select(&Tensor::from_vec(last, nl, dev)?, 0)?;
-        let xl = candle_nn::ops::rms_norm(&xl, &self.norm.to_dtype(DType::F32)?, eps as f32)?;
-        let logits = xl
-            .to_dtype(self.dtype)?
-            .matmul(&self.lm_head.t()?)?
-            .to_dtype(DType::F32)?;
-        let _ = h;
+        let nl = seqs.len();
+        let mut xl = Vec::with_capacity(nl * hdim);
+        for &o in &offs[1..] {
+            xl.extend_from_slice(&x[(o - 1) * hdim..o * hdim]);
+        }
+        rms_norm_rows(&mut xl, &to_f32_vec(&self.norm)?, eps);
+        let xl = Tensor::from_vec(xl, (nl, hdim), dev)?.to_dtype(self.dtype)?;
+        // The vocabulary in row chunks: one huge [N,H]x[H,V] product runs far below the
+        // matmul kernel's peak on CPU (the packing of the whole lm_head thrashes the cache).
+        let vsz = cfg.vocab_size;
+        let mut parts = Vec::with_capacity(vsz.div_ceil(LM_HEAD_CHUNK));
+        let mut s0 = 0;
+        while s0 < vsz {
+            let c = LM_HEAD_CHUNK.min(vsz - s0);
+            parts.push(
+                xl.matmul(&self.lm_head.narrow(0, s0, c)?.t()?)?
+                    .to_dtype(DType::F32)?,
+            );
+            s0 += c;
+        }
+        let logits = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 1)?
+        };
         Ok(logits)
     }
 
-    /// x [N,in] f32 · wᵀ (+ b) in the model dtype, result f32.
-    fn linear_f32(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        let y = x
-            .to_dtype(self.dtype)?
-            .matmul(&w.t()?)?
-            .to_dtype(DType::F32)?;
-        Ok(match b {
-            Some(b) => y.broadcast_add(&b.to_dtype(DType::F32)?)?,
-            None => y,
-        })
+    /// Host rows x [m, in] · wᵀ (+ b) -> [m, out] f32. On CPU with f32 weights this is the
+    /// packing-free kernel of `kernels.rs`; otherwise a candle matmul in the model dtype.
+    fn host_linear(&self, x: &[f32], m: usize, w: &Tensor, b: Option<&Tensor>) -> Result<Vec<f32>> {
+        let (nout, nin) = w.dims2()?;
+        let fast = if w.dtype() == DType::F32 && w.is_contiguous() {
+            let (st, layout) = w.storage_and_layout();
+            match &*st {
+                candle_core::Storage::Cpu(cpu) => {
+                    let s = cpu.as_slice::<f32>()?;
+                    let o = layout.start_offset();
+                    Some(kernels::matmul_nt(x, m, nin, &s[o..o + nout * nin], nout))
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let mut y = match fast {
+            Some(y) => y,
+            None => {
+                let xt = Tensor::from_slice(x, (m, nin), &self.device)?.to_dtype(self.dtype)?;
+                to_f32_vec(&xt.matmul(&w.t()?)?)?
+            }
+        };
+        if let Some(b) = b {
+            let b = to_f32_vec(b)?;
+            for r in y.chunks_mut(nout) {
+                r.iter_mut().zip(&b).for_each(|(a, c)| *a += c);
+            }
+        }
+        Ok(y)
     }
+}
+
+/// Causal attention of one query head `hh` (kv head `g`) of one sequence, whose new rows are
+/// `a..b` of the packed `q`, against its cache (already holding the new keys and values).
+/// Returns [b - a, D].
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    cache: &KvCache,
+    li: usize,
+    q: &[f32],
+    a: usize,
+    b: usize,
+    hh: usize,
+    g: usize,
+    nh: usize,
+    d: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let m = b - a;
+    let past = cache.len; // positions before this step (len is updated at the end)
+    let row = cache.row;
+    let kc = &cache.k[li];
+    let vc = &cache.v[li];
+    let mut out = vec![0f32; m * d];
+    let mut scores = Vec::with_capacity(past + m);
+    for i in 0..m {
+        let qv = &q[(a + i) * nh * d + hh * d..][..d];
+        let upto = past + i + 1;
+        scores.clear();
+        let mut mx = f32::NEG_INFINITY;
+        for t in 0..upto {
+            let sc = dot(qv, &kc[t * row + g * d..][..d]) * scale;
+            mx = mx.max(sc);
+            scores.push(sc);
+        }
+        let mut sum = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - mx).exp();
+            sum += *sc;
+        }
+        let inv = 1.0 / sum;
+        let o = &mut out[i * d..(i + 1) * d];
+        for (t, &p) in scores.iter().enumerate() {
+            let p = p * inv;
+            let vv = &vc[t * row + g * d..][..d];
+            for j in 0..d {
+                o[j] += p * vv[j];
+            }
+        }
+    }
+    out
+}
+
+/// The packed path's CPU matrix product `x[m,k] · w[n,k]ᵀ` (exposed for benchmarks).
+#[doc(hidden)]
+pub fn matmul_nt_bench(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
+    kernels::matmul_nt(x, m, k, w, n)
 }

@@ -122,7 +122,10 @@ pub fn save_hf_folder(
             &tmp.join("tokenizer_config.json"),
             &tokenizer_config(cfg, tokenizer, chat_template, generation),
         )?;
-        write_json(&tmp.join("generation_config.json"), &generation.to_hf_json())?;
+        write_json(
+            &tmp.join("generation_config.json"),
+            &generation.to_hf_json(),
+        )?;
         fsync_dir(&tmp)
     })();
     if let Err(e) = res {
@@ -188,7 +191,10 @@ fn tokenizer_config(
         m.insert("chat_template".into(), t.source().into());
     }
     m.insert("clean_up_tokenization_spaces".into(), false.into());
-    m.insert("model_max_length".into(), cfg.max_position_embeddings.into());
+    m.insert(
+        "model_max_length".into(),
+        cfg.max_position_embeddings.into(),
+    );
     m.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
     serde_json::Value::Object(m)
 }

@@ -83,7 +83,11 @@ pub fn smollm2_gguf_path() -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("{} printed {}, which is not a file", script.display(), p.display());
+        eprintln!(
+            "{} printed {}, which is not a file",
+            script.display(),
+            p.display()
+        );
         None
     }
 }

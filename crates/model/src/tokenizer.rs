@@ -132,12 +132,8 @@ impl Tokenizer {
             merge_pairs.push(json!([a, b]));
         }
 
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
-        let split = |pattern: &str| {
-            json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false})
-        };
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
         let pre_tokenizer = match pre {
             "smollm" => json!({"type": "Sequence", "pretokenizers": [
                 {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
@@ -179,7 +175,9 @@ impl Tokenizer {
                     "special_tokens": {bos_tok.clone(): {"id": bos_tok, "ids": [bos_id], "tokens": [bos_tok]}}
                 })
             }
-            _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
+            _ => {
+                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true})
+            }
         };
         let doc = json!({
             "version": "1.0",
@@ -204,8 +202,11 @@ impl Tokenizer {
             }
         });
         let text = serde_json::to_string(&doc).map_err(|e| bad(format!("tokenizer: {e}")))?;
-        let inner = tokenizers::Tokenizer::from_bytes(text.as_bytes())
-            .map_err(|e| bad(format!("cannot build the tokenizer from tokenizer.ggml.*: {e}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(text.as_bytes()).map_err(|e| {
+            bad(format!(
+                "cannot build the tokenizer from tokenizer.ggml.*: {e}"
+            ))
+        })?;
         let mut t = Self::new(inner);
         t.set_special_ids(bos, eos.into_iter().collect(), pad.or(eos));
         Ok(t)

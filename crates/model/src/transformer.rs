@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::Weights;
 
+/// An attention mask copied to the host, [B][T].
+type HostMask = Vec<Vec<u32>>;
+
 /// Large negative finite additive mask value: exp underflows to exactly 0, never NaN.
 pub(crate) const MASK_NEG: f32 = -1.0e9;
 
@@ -98,7 +101,11 @@ impl Model {
         }
         let (h, d, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
         let (qd, kvd) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-        let nd = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+        let nd = if dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
         let m = vb.pp("model");
         let embed = get(&m, &[cfg.vocab_size, h], "embed_tokens.weight", dtype)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -203,10 +210,13 @@ impl Model {
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
-    ) -> Result<(usize, usize, Option<Vec<Vec<u32>>>)> {
-        let (b, t) = input_ids
-            .dims2()
-            .map_err(|_| Error::Invalid(format!("input_ids must be [B,T], got {:?}", input_ids.dims())))?;
+    ) -> Result<(usize, usize, Option<HostMask>)> {
+        let (b, t) = input_ids.dims2().map_err(|_| {
+            Error::Invalid(format!(
+                "input_ids must be [B,T], got {:?}",
+                input_ids.dims()
+            ))
+        })?;
         if input_ids.dtype() != DType::U32 {
             return Err(Error::Invalid(format!(
                 "input_ids must be u32, got {:?}",
@@ -271,7 +281,11 @@ impl Model {
     ///
     /// `attention_mask` [B,T] (1 = token, 0 = left padding); position ids are
     /// `cumsum(mask) - 1` with pads at 0, as transformers' `generate` computes them.
-    pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t, mask) = self.check_inputs(input_ids, attention_mask)?;
         let cfg = &self.cfg;
         let (h, d) = (cfg.hidden_size, cfg.head_dim);

@@ -24,18 +24,33 @@ fn fixture_configs_resolve() {
         let c = &fx.cfg;
         assert_eq!(c.head_dim as u64, s["head_dim"].as_u64().unwrap(), "{name}");
         assert_eq!(c.rope_theta, s["rope_theta"].as_f64().unwrap(), "{name}");
-        assert_eq!(c.rms_norm_eps, s["rms_norm_eps"].as_f64().unwrap(), "{name}");
-        assert_eq!(c.tie_word_embeddings, s["tie_word_embeddings"].as_bool().unwrap(), "{name}");
+        assert_eq!(
+            c.rms_norm_eps,
+            s["rms_norm_eps"].as_f64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            c.tie_word_embeddings,
+            s["tie_word_embeddings"].as_bool().unwrap(),
+            "{name}"
+        );
         assert_eq!(c.attention_bias, s["qkv_bias"].as_bool().unwrap(), "{name}");
         assert_eq!(c.qk_norm, s["qk_norm"].as_bool().unwrap(), "{name}");
-        assert_eq!(c.num_key_value_heads as u64, s["num_key_value_heads"].as_u64().unwrap());
+        assert_eq!(
+            c.num_key_value_heads as u64,
+            s["num_key_value_heads"].as_u64().unwrap()
+        );
         assert_eq!(c.eos_token_ids, vec![2]);
         assert_eq!(c.pad_token_id, Some(0));
         assert_eq!(c.rope_scaling, None);
         // Round trip through the transformers-4 style writer.
         let v = c.to_hf_json();
         assert!(v.get("rope_theta").is_some() && v.get("torch_dtype").is_some());
-        assert_eq!(&Config::from_hf_value(&v, Path::new("x.json")).unwrap(), c, "{name}");
+        assert_eq!(
+            &Config::from_hf_value(&v, Path::new("x.json")).unwrap(),
+            c,
+            "{name}"
+        );
     }
     let arch = |n| load(n).map(|f| f.cfg.arch);
     assert_eq!(arch("llama-tiny"), Some(Arch::Llama));
@@ -68,7 +83,11 @@ fn transformers4_style_and_lists() {
     let mut q2 = smollm_like();
     q2["architectures"] = json!(["Qwen2ForCausalLM"]);
     q2["model_type"] = json!("qwen2");
-    assert!(Config::from_hf_value(&q2, Path::new("c.json")).unwrap().attention_bias);
+    assert!(
+        Config::from_hf_value(&q2, Path::new("c.json"))
+            .unwrap()
+            .attention_bias
+    );
     // model_type alone is enough.
     let mut mt = smollm_like();
     mt.as_object_mut().unwrap().remove("architectures");
@@ -80,7 +99,12 @@ fn transformers4_style_and_lists() {
     let mut t5 = smollm_like();
     t5.as_object_mut().unwrap().remove("rope_theta");
     t5["rope_parameters"] = json!({"rope_theta": 5e5, "rope_type": "default"});
-    assert_eq!(Config::from_hf_value(&t5, Path::new("c.json")).unwrap().rope_theta, 5e5);
+    assert_eq!(
+        Config::from_hf_value(&t5, Path::new("c.json"))
+            .unwrap()
+            .rope_theta,
+        5e5
+    );
 }
 
 #[test]
@@ -104,19 +128,28 @@ fn rope_scaling_frequencies() {
     let mut pv = v.clone();
     pv["rope_scaling"] = Value::Null;
     let (s, _) = c.rope_inv_freq();
-    let (p, _) = Config::from_hf_value(&pv, Path::new("c.json")).unwrap().rope_inv_freq();
+    let (p, _) = Config::from_hf_value(&pv, Path::new("c.json"))
+        .unwrap()
+        .rope_inv_freq();
     assert_eq!(s.len(), 64);
     assert_eq!(s[0], p[0]);
     assert!((s[63] * 8.0 - p[63]).abs() < 1e-6 * p[63]);
-    let medium: Vec<usize> = (0..64).filter(|&i| s[i] < p[i] && s[i] * 8.0 > p[i] * 1.0001).collect();
+    let medium: Vec<usize> = (0..64)
+        .filter(|&i| s[i] < p[i] && s[i] * 8.0 > p[i] * 1.0001)
+        .collect();
     assert!(!medium.is_empty(), "some frequencies are smoothed");
     // yarn parses and yields an attention factor > 1.
-    v["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048});
-    let (_, ms) = Config::from_hf_value(&v, Path::new("c.json")).unwrap().rope_inv_freq();
+    v["rope_scaling"] =
+        json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048});
+    let (_, ms) = Config::from_hf_value(&v, Path::new("c.json"))
+        .unwrap()
+        .rope_inv_freq();
     assert!(ms > 1.0);
     // An unknown type is an error naming it.
     v["rope_scaling"] = json!({"rope_type": "weird", "factor": 4.0});
-    let e = Config::from_hf_value(&v, Path::new("c.json")).unwrap_err().to_string();
+    let e = Config::from_hf_value(&v, Path::new("c.json"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("weird"), "{e}");
 }
 
@@ -133,7 +166,9 @@ fn unknown_architecture() {
 
 #[test]
 fn missing_key_names_file_and_key() {
-    let Some(mut v) = fixture_config_value("qwen3-tiny") else { return };
+    let Some(mut v) = fixture_config_value("qwen3-tiny") else {
+        return;
+    };
     v.as_object_mut().unwrap().remove("intermediate_size");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("config.json");
@@ -141,12 +176,18 @@ fn missing_key_names_file_and_key() {
     match Config::from_hf_json(&p) {
         Err(e @ Error::BadFile { .. }) => {
             let s = e.to_string();
-            assert!(s.contains("intermediate_size") && s.contains("config.json"), "{s}");
+            assert!(
+                s.contains("intermediate_size") && s.contains("config.json"),
+                "{s}"
+            );
         }
         other => panic!("expected BadFile, got {other:?}"),
     }
     std::fs::write(&p, "{ not json").unwrap();
-    assert!(matches!(Config::from_hf_json(&p), Err(Error::BadFile { .. })));
+    assert!(matches!(
+        Config::from_hf_json(&p),
+        Err(Error::BadFile { .. })
+    ));
     assert!(matches!(
         Config::from_hf_json(&dir.path().join("absent.json")),
         Err(Error::Io { .. })
@@ -160,13 +201,20 @@ fn bad_weights_are_named() {
     // Wrong shape.
     let mut w = fx.weights.clone();
     let name = "model.layers.1.mlp.up_proj.weight";
-    w.insert(name.into(), Tensor::zeros((64, 128), DType::F32, &dev).unwrap());
+    w.insert(
+        name.into(),
+        Tensor::zeros((64, 128), DType::F32, &dev).unwrap(),
+    );
     match Model::from_weights(&fx.cfg, &w, DType::F32, &dev) {
         Err(Error::Weight { name: n, .. }) => assert_eq!(n, name),
         other => panic!("expected Weight error, got {other:?}"),
     }
     // Missing bias / missing lm_head (untied).
-    for missing in ["model.layers.0.self_attn.v_proj.bias", "lm_head.weight", "model.norm.weight"] {
+    for missing in [
+        "model.layers.0.self_attn.v_proj.bias",
+        "lm_head.weight",
+        "model.norm.weight",
+    ] {
         let mut w = fx.weights.clone();
         w.remove(missing);
         match Model::from_weights(&fx.cfg, &w, DType::F32, &dev) {
@@ -184,12 +232,21 @@ fn bad_inputs_are_errors() {
     let Some(fx) = load("llama-tiny") else { return };
     let m = fx.model(DType::F32);
     let too_long = vec![3u32; 257];
-    assert!(matches!(m.forward(&row_ids(&too_long), None), Err(Error::TooLong { len: 257, max: 256 })));
-    assert!(matches!(m.forward(&row_ids(&[1, 600]), None), Err(Error::Invalid(_))));
+    assert!(matches!(
+        m.forward(&row_ids(&too_long), None),
+        Err(Error::TooLong { len: 257, max: 256 })
+    ));
+    assert!(matches!(
+        m.forward(&row_ids(&[1, 600]), None),
+        Err(Error::Invalid(_))
+    ));
     let r = model::logprobs::score(&m, &[(vec![1; 200], vec![2; 100])], 1);
     assert!(matches!(r, Err(Error::TooLong { .. })));
     let mut c = m.new_cache();
-    let r = m.forward_packed(&mut [model::SeqInput { tokens: &[1, 513], cache: &mut c }]);
+    let r = m.forward_packed(&mut [model::SeqInput {
+        tokens: &[1, 513],
+        cache: &mut c,
+    }]);
     assert!(matches!(r, Err(Error::Invalid(_))));
     assert_eq!(c.len(), 0);
 }

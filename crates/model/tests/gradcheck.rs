@@ -15,7 +15,10 @@ use serde_json::json;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     }
 }
@@ -35,7 +38,11 @@ fn finite_differences_match_backward() {
     let mut names = Vec::new();
     let (h, d, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
     let (q, kv) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-    names.push(("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, h], 0.0));
+    names.push((
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, h],
+        0.0,
+    ));
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
         for (n, s, base) in [
@@ -75,15 +82,28 @@ fn finite_differences_match_backward() {
     let ids = Tensor::new(&[[0u32, 0, 3, 7, 1, 9], [4, 2, 10, 5, 5, 8]], &dev).unwrap();
     let mask = Tensor::new(&[[0u32, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]], &dev).unwrap();
     let targets = Tensor::new(&[[1u32, 1, 7, 1, 9, 2], [2, 10, 5, 5, 8, 3]], &dev).unwrap();
-    let weights = Tensor::new(&[[0.0f64, 0.0, 1.0, 0.7, -0.4, 1.3], [0.5, 1.0, -1.0, 0.3, 0.9, 1.1]], &dev)
-        .unwrap();
+    let weights = Tensor::new(
+        &[
+            [0.0f64, 0.0, 1.0, 0.7, -0.4, 1.3],
+            [0.5, 1.0, -1.0, 0.3, 0.9, 1.1],
+        ],
+        &dev,
+    )
+    .unwrap();
     let loss_fn = |m: &Model| -> Tensor {
         let hidden = m.forward_hidden(&ids, Some(&mask)).unwrap();
         let (lp, _) = token_logprobs(m, &hidden, &targets, 5).unwrap();
         // Plus a term on raw logits, so the plain forward is covered too.
         let logits = m.forward(&ids, Some(&mask)).unwrap();
-        let extra = logits.narrow(1, 5, 1).unwrap().sqr().unwrap().sum_all().unwrap();
-        ((lp * &weights).unwrap().sum_all().unwrap().neg().unwrap() + (extra * 0.01).unwrap()).unwrap()
+        let extra = logits
+            .narrow(1, 5, 1)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        ((lp * &weights).unwrap().sum_all().unwrap().neg().unwrap() + (extra * 0.01).unwrap())
+            .unwrap()
     };
     let loss = loss_fn(&m);
     let grads = loss.backward().unwrap();
@@ -101,16 +121,23 @@ fn finite_differences_match_backward() {
             .to_vec1::<f64>()
             .unwrap();
         let count: usize = s.iter().product();
-        let orig = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         for k in [0, count / 2, count - 1] {
-            let mut at = |delta: f64| -> f64 {
+            let at = |delta: f64| -> f64 {
                 let mut vals = orig.clone();
                 vals[k] += delta;
-                var.set(&Tensor::from_vec(vals, s.as_slice(), &dev).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(vals, s.as_slice(), &dev).unwrap())
+                    .unwrap();
                 loss_fn(&m).to_scalar::<f64>().unwrap()
             };
             let fd = (at(eps) - at(-eps)) / (2.0 * eps);
-            var.set(&Tensor::from_vec(orig.clone(), s.as_slice(), &dev).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(orig.clone(), s.as_slice(), &dev).unwrap())
+                .unwrap();
             let an = g[k];
             assert!(
                 (fd - an).abs() <= 1e-6 + 1e-5 * an.abs().max(fd.abs()),
@@ -121,7 +148,17 @@ fn finite_differences_match_backward() {
     }
     assert_eq!(checked, names.len() * 3);
     // Row 0 of the embedding (a pad token, only on masked positions) gets no gradient.
-    let ge = grads.get(data["model.embed_tokens.weight"].as_tensor()).unwrap();
-    let row0 = ge.get(0).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+    let ge = grads
+        .get(data["model.embed_tokens.weight"].as_tensor())
+        .unwrap();
+    let row0 = ge
+        .get(0)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert_eq!(row0, 0.0);
 }

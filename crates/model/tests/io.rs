@@ -81,7 +81,10 @@ fn tokenizer_matches_fixture_ids_and_tokens() {
         };
         let exp = expected(&dir);
         let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-        assert_eq!(tok.vocab_size(), exp["tokenizer"]["vocab_size"].as_u64().unwrap() as usize);
+        assert_eq!(
+            tok.vocab_size(),
+            exp["tokenizer"]["vocab_size"].as_u64().unwrap() as usize
+        );
         for case in exp["tokenizer"]["encode"].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
             let got = tok.encode(text, true).unwrap();
@@ -125,8 +128,8 @@ fn loaded_folder_matches_fixture() {
             shape["tie_word_embeddings"].as_bool().unwrap()
         );
         // Weights: every tensor of the file, unchanged, and the unique parameter count.
-        let raw = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
-            .unwrap();
+        let raw =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
         assert_eq!(raw.len(), m.weights.len(), "{name}");
         for (k, t) in &raw {
             let got = &m.weights[k];
@@ -151,14 +154,23 @@ fn loaded_folder_matches_fixture() {
         // Chat template as transformers applied it, then encoded.
         let ct = &exp["tokenizer"]["chat_template"];
         let msgs: Vec<ChatMessage> = serde_json::from_value(ct["messages"].clone()).unwrap();
-        let tmpl = m.chat_template.as_ref().expect("fixture has a chat template");
+        let tmpl = m
+            .chat_template
+            .as_ref()
+            .expect("fixture has a chat template");
         let rendered = tmpl
             .render(&msgs, ct["add_generation_prompt"].as_bool().unwrap())
             .unwrap();
         assert_eq!(rendered, ct["rendered"].as_str().unwrap(), "{name}");
-        assert_eq!(m.tokenizer.encode(&rendered, true).unwrap(), ids(&ct["ids"]));
+        assert_eq!(
+            m.tokenizer.encode(&rendered, true).unwrap(),
+            ids(&ct["ids"])
+        );
         // The built-in ChatML fallback renders the same for these templates.
-        assert_eq!(ChatTemplate::chatml().render(&msgs, true).unwrap(), rendered);
+        assert_eq!(
+            ChatTemplate::chatml().render(&msgs, true).unwrap(),
+            rendered
+        );
         // Without the generation prompt the assistant header is absent.
         let no_gen = tmpl.render(&msgs, false).unwrap();
         assert!(rendered.starts_with(&no_gen) && rendered.len() > no_gen.len());
@@ -214,7 +226,10 @@ fn hf_style_templates_render() {
     assert_eq!(t.render(&[ChatMessage::user("x")], false).unwrap(), "ok");
     let err = t.render(&[ChatMessage::system("x")], false).unwrap_err();
     assert!(matches!(err, Error::Template(_)));
-    assert!(err.to_string().contains("first message must be user"), "{err}");
+    assert!(
+        err.to_string().contains("first message must be user"),
+        "{err}"
+    );
 
     // A syntax error is reported when the template is compiled.
     assert!(matches!(
@@ -240,7 +255,11 @@ fn chat_template_list_form_and_jinja_file() {
     let out = m.chat_template.unwrap().render(&[], false).unwrap();
     assert_eq!(out, "DEFAULT<|im_end|>");
 
-    std::fs::write(dir.join("chat_template.jinja"), "JINJA {{ messages|length }}").unwrap();
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "JINJA {{ messages|length }}",
+    )
+    .unwrap();
     let m = load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     let out = m
         .chat_template
@@ -258,9 +277,24 @@ fn assert_same_model(a: &LoadedModel, b: &LoadedModel) {
         let u = &b.weights[k];
         assert_eq!(t.dims(), u.dims(), "{k}");
         assert_eq!(t.dtype(), u.dtype(), "{k}");
-        let x: Vec<f32> = t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap();
-        let y: Vec<f32> = u.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap();
-        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{k}");
+        let x: Vec<f32> = t
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let y: Vec<f32> = u
+            .flatten_all()
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{k}"
+        );
     }
     for text in [
         "12345 + 678 = ?",
@@ -278,8 +312,12 @@ fn assert_same_model(a: &LoadedModel, b: &LoadedModel) {
     assert_eq!(a.tokenizer.pad_token_id(), b.tokenizer.pad_token_id());
     let msgs = [ChatMessage::system("s"), ChatMessage::user("What is 1+1?")];
     assert_eq!(
-        a.chat_template.as_ref().map(|t| t.render(&msgs, true).unwrap()),
-        b.chat_template.as_ref().map(|t| t.render(&msgs, true).unwrap())
+        a.chat_template
+            .as_ref()
+            .map(|t| t.render(&msgs, true).unwrap()),
+        b.chat_template
+            .as_ref()
+            .map(|t| t.render(&msgs, true).unwrap())
     );
 }
 
@@ -312,16 +350,20 @@ fn save_then_load_round_trips() {
         let md = meta.metadata().as_ref().unwrap();
         assert_eq!(md.get("format").map(String::as_str), Some("pt"));
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let has_head = st.names().iter().any(|n| *n == "lm_head.weight");
+        let has_head = st.names().contains(&"lm_head.weight");
         assert_eq!(has_head, !m.config.tie_word_embeddings, "{name}");
-        let tc: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap())
-                .unwrap();
+        let tc: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(tc["eos_token"], "<|im_end|>");
         assert_eq!(tc["pad_token"], "<|endoftext|>");
         assert_eq!(tc["bos_token"], "<|im_start|>");
         assert!(tc["chat_template"].as_str().unwrap().contains("im_start"));
-        assert_eq!(Config::from_hf_json(&out.join("config.json")).unwrap(), m.config);
+        assert_eq!(
+            Config::from_hf_json(&out.join("config.json")).unwrap(),
+            m.config
+        );
 
         // Saving over an existing folder replaces it and leaves no temporary siblings.
         std::fs::write(out.join("stale.txt"), "old").unwrap();
@@ -332,7 +374,10 @@ fn save_then_load_round_trips() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["ckpt".to_string()]);
-        assert_same_model(&m, &load(out.to_str().unwrap(), &LoadOptions::default()).unwrap());
+        assert_same_model(
+            &m,
+            &load(out.to_str().unwrap(), &LoadOptions::default()).unwrap(),
+        );
     }
 }
 
@@ -362,10 +407,17 @@ fn saved_folder_loads_in_transformers_if_available() {
          print(json.dumps(m(torch.tensor([{ids}])).logits[0, -1, :5].tolist()))\n",
         out.display()
     );
-    let o = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    let o = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got: Vec<f64> = serde_json::from_slice(&o.stdout).unwrap();
-    let want = exp["forward"][1]["logits"].as_array().unwrap().last().unwrap();
+    let want = exp["forward"][1]["logits"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
     for (g, w) in got.iter().zip(want.as_array().unwrap()) {
         assert!((g - w.as_f64().unwrap()).abs() < 1e-4);
     }
@@ -390,10 +442,16 @@ fn bad_inputs_give_errors_naming_the_file() {
     // Missing / corrupt config.json.
     std::fs::remove_file(&cfg).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&cfg.display().to_string()) && e.contains("missing"), "{e}");
+    assert!(
+        e.contains(&cfg.display().to_string()) && e.contains("missing"),
+        "{e}"
+    );
     std::fs::write(&cfg, "{\"vocab_size\": 512,").unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&cfg.display().to_string()) && e.contains("JSON"), "{e}");
+    assert!(
+        e.contains(&cfg.display().to_string()) && e.contains("JSON"),
+        "{e}"
+    );
 
     // Unknown architecture.
     let mut v: Value = serde_json::from_slice(&good_cfg).unwrap();
@@ -401,7 +459,10 @@ fn bad_inputs_give_errors_naming_the_file() {
     v["model_type"] = serde_json::json!("gpt2");
     std::fs::write(&cfg, serde_json::to_string(&v).unwrap()).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&cfg.display().to_string()) && e.contains("GPT2LMHeadModel"), "{e}");
+    assert!(
+        e.contains(&cfg.display().to_string()) && e.contains("GPT2LMHeadModel"),
+        "{e}"
+    );
     std::fs::write(&cfg, &good_cfg).unwrap();
 
     // Corrupt and truncated weights.
@@ -413,19 +474,32 @@ fn bad_inputs_give_errors_naming_the_file() {
     assert!(e.contains(&st.display().to_string()), "{e}");
     std::fs::remove_file(&st).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&st.display().to_string()) && e.contains("missing"), "{e}");
+    assert!(
+        e.contains(&st.display().to_string()) && e.contains("missing"),
+        "{e}"
+    );
 
     // A tensor of the wrong shape, and a missing tensor.
-    let mut w: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&good_st, &Device::Cpu).unwrap();
+    let mut w: HashMap<String, Tensor> =
+        candle_core::safetensors::load_buffer(&good_st, &Device::Cpu).unwrap();
     let name = "model.layers.1.self_attn.k_proj.weight";
-    w.insert(name.into(), Tensor::zeros((16, 64), DType::F32, &Device::Cpu).unwrap());
+    w.insert(
+        name.into(),
+        Tensor::zeros((16, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&w, &st).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&st.display().to_string()) && e.contains(name) && e.contains("[16, 64]"), "{e}");
+    assert!(
+        e.contains(&st.display().to_string()) && e.contains(name) && e.contains("[16, 64]"),
+        "{e}"
+    );
     w.remove(name);
     candle_core::safetensors::save(&w, &st).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&st.display().to_string()) && e.contains(name) && e.contains("missing"), "{e}");
+    assert!(
+        e.contains(&st.display().to_string()) && e.contains(name) && e.contains("missing"),
+        "{e}"
+    );
     std::fs::write(&st, &good_st).unwrap();
 
     // Missing / corrupt tokenizer.
@@ -448,7 +522,10 @@ fn bad_inputs_give_errors_naming_the_file() {
     let gc = dir.join("generation_config.json");
     std::fs::write(&gc, "{\"eos_token_id\": \"x\"}").unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&gc.display().to_string()) && e.contains("eos_token_id"), "{e}");
+    assert!(
+        e.contains(&gc.display().to_string()) && e.contains("eos_token_id"),
+        "{e}"
+    );
     std::fs::remove_file(&gc).unwrap();
 
     // Without the optional files the folder still loads (no template; ids from config.json).
@@ -494,11 +571,17 @@ fn sharded_safetensors_load() {
 
     // A wrong shape in shard 2 names shard 2.
     let name = "model.layers.1.mlp.up_proj.weight";
-    b.insert(name.into(), Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap());
+    b.insert(
+        name.into(),
+        Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap(),
+    );
     let shard2 = dir.join("model-00002-of-00002.safetensors");
     candle_core::safetensors::save(&b, &shard2).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains(&shard2.display().to_string()) && e.contains(name), "{e}");
+    assert!(
+        e.contains(&shard2.display().to_string()) && e.contains(name),
+        "{e}"
+    );
 }
 
 /// Lay out `src` in `cache` as hf-hub does: blobs, a snapshot of symlinks, refs/main.
@@ -519,8 +602,11 @@ fn make_hub_cache(cache: &Path, id: &str, src: &Path) -> PathBuf {
         let blob = repo.join("blobs").join(format!("etag-{name}"));
         std::fs::copy(e.path(), &blob).unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(Path::new("../../blobs").join(format!("etag-{name}")), snap.join(&name))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            Path::new("../../blobs").join(format!("etag-{name}")),
+            snap.join(&name),
+        )
+        .unwrap();
         #[cfg(not(unix))]
         std::fs::copy(&blob, snap.join(&name)).unwrap();
     }
@@ -551,7 +637,10 @@ fn hub_ids_resolve_through_the_cache() {
     let e = model::hub::resolve_in("Qwen/Qwen3-4B-Base", &cache).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Hub(_)));
-    assert!(msg.contains("Qwen/Qwen3-4B-Base") && msg.contains(&cache.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("Qwen/Qwen3-4B-Base") && msg.contains(&cache.display().to_string()),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
     // refs/main pointing at a missing snapshot.
     std::fs::write(cache.join("models--Org--Tiny-Qwen3/refs/main"), "deadbeef").unwrap();
@@ -559,8 +648,230 @@ fn hub_ids_resolve_through_the_cache() {
     assert!(e.to_string().contains("deadbeef"), "{e}");
 
     assert!(model::hub::looks_like_hub_id("Qwen/Qwen3-4B-Base"));
-    assert!(model::hub::looks_like_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct@main"));
-    for not_id in ["model", "/abs/path", "./rel/x", "a/b/c", "dir/file.gguf", "../x"] {
+    assert!(model::hub::looks_like_hub_id(
+        "HuggingFaceTB/SmolLM2-135M-Instruct@main"
+    ));
+    for not_id in [
+        "model",
+        "/abs/path",
+        "./rel/x",
+        "a/b/c",
+        "dir/file.gguf",
+        "../x",
+    ] {
         assert!(!model::hub::looks_like_hub_id(not_id), "{not_id}");
     }
+}
+
+/// HF name -> GGUF name (the inverse of `model::gguf::hf_name`).
+fn gguf_name(hf: &str) -> String {
+    match hf {
+        "model.embed_tokens.weight" => return "token_embd.weight".into(),
+        "model.norm.weight" => return "output_norm.weight".into(),
+        "lm_head.weight" => return "output.weight".into(),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.").unwrap();
+    let (layer, rest) = rest.split_once('.').unwrap();
+    let (module, kind) = rest.rsplit_once('.').unwrap();
+    let g = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        other => panic!("unexpected {other}"),
+    };
+    format!("blk.{layer}.{g}.{kind}")
+}
+
+/// Write a fixture folder as an F32 GGUF the way llama.cpp's converter lays it out (q/k rows
+/// permuted for llama), with the tokenizer in `tokenizer.ggml.*`.
+fn write_gguf(src: &Path, out: &Path) -> Config {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    use gguf_file::Value as V;
+    let cfg = Config::from_hf_json(&src.join("config.json")).unwrap();
+    let arch = match cfg.arch {
+        model::Arch::Llama => "llama",
+        model::Arch::Qwen2 => "qwen2",
+        model::Arch::Qwen3 => "qwen3",
+    };
+    let weights =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let hd = cfg.head_dim;
+    let mut tensors = Vec::new();
+    for (name, t) in &weights {
+        let mut t = t.clone();
+        let heads = if name.contains("q_proj") {
+            cfg.num_attention_heads
+        } else {
+            cfg.num_key_value_heads
+        };
+        if arch == "llama" && (name.contains("q_proj") || name.contains("k_proj")) {
+            // HF -> GGUF: reshape(n_head, 2, hd/2, in).swapaxes(1, 2)
+            let dims = t.dims().to_vec();
+            let rest: usize = dims[1..].iter().product();
+            t = t
+                .reshape((heads, 2, hd / 2, rest))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .reshape(dims)
+                .unwrap();
+        }
+        tensors.push((
+            gguf_name(name),
+            QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+        ));
+    }
+    let tj: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap())
+            .unwrap();
+    let vocab = tj["model"]["vocab"].as_object().unwrap();
+    let mut tokens = vec![String::new(); vocab.len()];
+    for (tok, id) in vocab {
+        tokens[id.as_u64().unwrap() as usize] = tok.clone();
+    }
+    let specials: Vec<u64> = tj["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    let merges: Vec<V> = tj["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            V::String(format!(
+                "{} {}",
+                m[0].as_str().unwrap(),
+                m[1].as_str().unwrap()
+            ))
+        })
+        .collect();
+    let tc: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    let k = |s: &str| format!("{arch}.{s}");
+    let u = |x: usize| V::U32(x as u32);
+    let md: Vec<(String, V)> = vec![
+        ("general.architecture".into(), V::String(arch.into())),
+        (k("context_length"), u(cfg.max_position_embeddings)),
+        (k("embedding_length"), u(cfg.hidden_size)),
+        (k("block_count"), u(cfg.num_hidden_layers)),
+        (k("feed_forward_length"), u(cfg.intermediate_size)),
+        (k("attention.head_count"), u(cfg.num_attention_heads)),
+        (k("attention.head_count_kv"), u(cfg.num_key_value_heads)),
+        (k("attention.key_length"), u(cfg.head_dim)),
+        (k("attention.value_length"), u(cfg.head_dim)),
+        (k("rope.freq_base"), V::F32(cfg.rope_theta as f32)),
+        (
+            k("attention.layer_norm_rms_epsilon"),
+            V::F32(cfg.rms_norm_eps as f32),
+        ),
+        ("tokenizer.ggml.model".into(), V::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), V::String("smollm".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            V::Array(tokens.into_iter().map(V::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            V::Array(
+                (0..vocab.len() as u64)
+                    .map(|i| V::I32(if specials.contains(&i) { 3 } else { 1 }))
+                    .collect(),
+            ),
+        ),
+        ("tokenizer.ggml.merges".into(), V::Array(merges)),
+        ("tokenizer.ggml.bos_token_id".into(), V::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), V::U32(2)),
+        ("tokenizer.ggml.padding_token_id".into(), V::U32(0)),
+        ("tokenizer.ggml.add_bos_token".into(), V::Bool(false)),
+        (
+            "tokenizer.chat_template".into(),
+            V::String(tc["chat_template"].as_str().unwrap().into()),
+        ),
+    ];
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(a, b)| (a.as_str(), b)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(a, b)| (a.as_str(), b)).collect();
+    let mut f = std::fs::File::create(out).unwrap();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    cfg
+}
+
+#[test]
+fn gguf_files_of_each_architecture_load_like_the_folder() {
+    for name in MODELS {
+        let Some((dir, folder)) = load_fixture(name) else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(format!("{name}.gguf"));
+        let cfg = write_gguf(&dir, &path);
+        let g = load(path.to_str().unwrap(), &LoadOptions::default()).unwrap();
+
+        let mut want = cfg.clone();
+        // GGUF stores eps as f32.
+        want.rms_norm_eps = cfg.rms_norm_eps as f32 as f64;
+        assert_eq!(g.config, want, "{name}");
+        assert_eq!(g.weights.len(), folder.weights.len(), "{name}");
+        for (k, t) in &folder.weights {
+            let d: f32 = (t - &g.weights[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert_eq!(d, 0.0, "{name} {k} (q/k un-permutation or name mapping)");
+        }
+        let exp = expected(&dir);
+        for case in exp["tokenizer"]["encode"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(
+                g.tokenizer.encode(text, true).unwrap(),
+                ids(&case["ids"]),
+                "{name} {text:?}"
+            );
+        }
+        assert_eq!(g.tokenizer.eos_token_ids(), &[2]);
+        assert_eq!(g.tokenizer.pad_token_id(), Some(0));
+        let ct = &exp["tokenizer"]["chat_template"];
+        let msgs: Vec<ChatMessage> = serde_json::from_value(ct["messages"].clone()).unwrap();
+        assert_eq!(
+            g.chat_template
+                .as_ref()
+                .unwrap()
+                .render(&msgs, true)
+                .unwrap(),
+            ct["rendered"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn gguf_with_unknown_architecture_is_rejected() {
+    use candle_core::quantized::gguf_file::{self, Value as V};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("mamba.gguf");
+    let arch = V::String("mamba".into());
+    let mut f = std::fs::File::create(&path).unwrap();
+    gguf_file::write(&mut f, &[("general.architecture", &arch)], &[]).unwrap();
+    drop(f);
+    let e = load_err(&path);
+    assert!(
+        e.contains("mamba") && e.contains(&path.display().to_string()),
+        "{e}"
+    );
 }

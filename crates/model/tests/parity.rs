@@ -43,7 +43,13 @@ fn single_sequence_logits() {
             let got = m.forward(&row_ids(&input), None).unwrap();
             assert_eq!(got.dims(), [1, input.len(), 512]);
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_close(&format!("{} logits len {}", fx.name, input.len()), &got, &want, 1e-4, 1e-5);
+            assert_close(
+                &format!("{} logits len {}", fx.name, input.len()),
+                &got,
+                &want,
+                1e-4,
+                1e-5,
+            );
         }
     });
 }
@@ -53,8 +59,18 @@ fn left_padded_batch_logits() {
     for_each_model(|fx| {
         let m = fx.model(DType::F32);
         let fb = &fx.expected["forward_batch"];
-        let rows: Vec<Vec<u32>> = fb["input_ids"].as_array().unwrap().iter().map(ids).collect();
-        let masks: Vec<Vec<u32>> = fb["attention_mask"].as_array().unwrap().iter().map(ids).collect();
+        let rows: Vec<Vec<u32>> = fb["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
+        let masks: Vec<Vec<u32>> = fb["attention_mask"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
         let (b, t) = (rows.len(), rows[0].len());
         let x = Tensor::from_vec(rows.concat(), (b, t), &Device::Cpu).unwrap();
         let mk = Tensor::from_vec(masks.concat(), (b, t), &Device::Cpu).unwrap();
@@ -63,9 +79,18 @@ fn left_padded_batch_logits() {
         for (bi, row) in fb["rows"].as_array().unwrap().iter().enumerate() {
             let len = row["length"].as_u64().unwrap() as usize;
             let got: Vec<f32> = all[bi][t - len..].concat();
-            assert!(all[bi].iter().flatten().all(|v| v.is_finite()), "pad rows finite");
+            assert!(
+                all[bi].iter().flatten().all(|v| v.is_finite()),
+                "pad rows finite"
+            );
             let want = floats2(&row["logits"]).concat();
-            assert_close(&format!("{} batch row {bi}", fx.name), &got, &want, 1e-4, 1e-5);
+            assert_close(
+                &format!("{} batch row {bi}", fx.name),
+                &got,
+                &want,
+                1e-4,
+                1e-5,
+            );
         }
     });
 }
@@ -88,21 +113,42 @@ fn loss_and_every_gradient() {
         let hidden = m.forward_hidden(&row_ids(&input[..n - 1]), None).unwrap();
         let targets = row_ids(&input[1..]);
         let (lp, ent) = token_logprobs(&m, &hidden, &targets, 7).unwrap();
-        assert!(ent.to_vec2::<f32>().unwrap()[0].iter().all(|&e| e > 0.0 && e <= (512f32).ln() + 1e-4));
+        assert!(ent.to_vec2::<f32>().unwrap()[0]
+            .iter()
+            .all(|&e| e > 0.0 && e <= (512f32).ln() + 1e-4));
         let loss = lp.mean_all().unwrap().neg().unwrap();
         let got = loss.to_scalar::<f32>().unwrap();
         let want = l["loss"].as_f64().unwrap() as f32;
-        assert!((got - want).abs() <= 1e-5, "{} loss {got} vs {want}", fx.name);
+        assert!(
+            (got - want).abs() <= 1e-5,
+            "{} loss {got} vs {want}",
+            fx.name
+        );
         let grads = loss.backward().unwrap();
         let data = varmap.data().lock().unwrap();
         let norms = l["grad_l2_norm"].as_object().unwrap();
-        assert_eq!(norms.len(), data.len(), "{}: one norm per parameter", fx.name);
+        assert_eq!(
+            norms.len(),
+            data.len(),
+            "{}: one norm per parameter",
+            fx.name
+        );
         for (name, want) in norms {
-            let var = data.get(name).unwrap_or_else(|| panic!("{}: no var {name}", fx.name));
+            let var = data
+                .get(name)
+                .unwrap_or_else(|| panic!("{}: no var {name}", fx.name));
             let g = grads
                 .get(var.as_tensor())
                 .unwrap_or_else(|| panic!("{}: no gradient for {name}", fx.name));
-            let norm = g.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .sqrt()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             let want = want.as_f64().unwrap() as f32;
             assert!(
                 (norm - want).abs() <= 2e-4 * want.abs() + 1e-7,
@@ -113,7 +159,13 @@ fn loss_and_every_gradient() {
         for (name, s) in l["grad_samples"].as_object().unwrap() {
             let g = grads.get(data[name].as_tensor()).unwrap();
             let flat = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_close(&format!("{} first8 {name}", fx.name), &flat[..8], &floats(&s["first8"]), 1e-5, 1e-3);
+            assert_close(
+                &format!("{} first8 {name}", fx.name),
+                &flat[..8],
+                &floats(&s["first8"]),
+                1e-5,
+                1e-3,
+            );
             if let Some(row) = s.get("row_token_id") {
                 let r = row.as_u64().unwrap() as usize;
                 let h = fx.cfg.hidden_size;
@@ -166,7 +218,10 @@ fn greedy_packed(m: &Model, prompts: &[Vec<u32>], steps: usize) -> Vec<Vec<u32>>
             .iter_mut()
             .zip(prompts)
             .zip(&split)
-            .map(|((c, p), &s)| SeqInput { tokens: &p[..s.max(1)], cache: c })
+            .map(|((c, p), &s)| SeqInput {
+                tokens: &p[..s.max(1)],
+                cache: c,
+            })
             .collect();
         m.forward_packed(&mut seqs).unwrap();
     }
@@ -176,9 +231,16 @@ fn greedy_packed(m: &Model, prompts: &[Vec<u32>], steps: usize) -> Vec<Vec<u32>>
             .iter_mut()
             .zip(prompts)
             .zip(&split)
-            .map(|((c, p), &s)| SeqInput { tokens: &p[s.max(1)..], cache: c })
+            .map(|((c, p), &s)| SeqInput {
+                tokens: &p[s.max(1)..],
+                cache: c,
+            })
             .collect();
-        let logits = m.forward_packed(&mut seqs).unwrap().to_vec2::<f32>().unwrap();
+        let logits = m
+            .forward_packed(&mut seqs)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         last.extend(logits.iter().map(|r| argmax(r)));
     }
     let mut out: Vec<Vec<u32>> = last.iter().map(|&t| vec![t]).collect();
@@ -187,9 +249,16 @@ fn greedy_packed(m: &Model, prompts: &[Vec<u32>], steps: usize) -> Vec<Vec<u32>>
         let mut seqs: Vec<SeqInput> = caches
             .iter_mut()
             .zip(&toks)
-            .map(|(c, t)| SeqInput { tokens: &t[..], cache: c })
+            .map(|(c, t)| SeqInput {
+                tokens: &t[..],
+                cache: c,
+            })
             .collect();
-        let logits = m.forward_packed(&mut seqs).unwrap().to_vec2::<f32>().unwrap();
+        let logits = m
+            .forward_packed(&mut seqs)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         last = logits.iter().map(|r| argmax(r)).collect();
         for (o, &t) in out.iter_mut().zip(&last) {
             o.push(t);
@@ -209,14 +278,38 @@ fn greedy_generation_matches() {
         let singles = g["single"].as_array().unwrap();
         let prompts: Vec<Vec<u32>> = singles.iter().map(|s| ids(&s["prompt_ids"])).collect();
         let want: Vec<Vec<u32>> = singles.iter().map(|s| ids(&s["new_ids"])).collect();
-        let want_batched: Vec<Vec<u32>> =
-            g["batched_left_padded"]["new_ids"].as_array().unwrap().iter().map(ids).collect();
+        let want_batched: Vec<Vec<u32>> = g["batched_left_padded"]["new_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
         for (p, w) in prompts.iter().zip(&want) {
-            assert_eq!(&greedy_packed(&m, std::slice::from_ref(p), 20)[0], w, "{} packed single", fx.name);
+            assert_eq!(
+                &greedy_packed(&m, std::slice::from_ref(p), 20)[0],
+                w,
+                "{} packed single",
+                fx.name
+            );
         }
-        assert_eq!(greedy_packed(&m, &prompts, 20), want_batched, "{} packed batched", fx.name);
-        assert_eq!(greedy_uncached(&m, &prompts[..1], 20)[0], want[0], "{} uncached single", fx.name);
-        assert_eq!(greedy_uncached(&m, &prompts, 20), want_batched, "{} uncached batched", fx.name);
+        assert_eq!(
+            greedy_packed(&m, &prompts, 20),
+            want_batched,
+            "{} packed batched",
+            fx.name
+        );
+        assert_eq!(
+            greedy_uncached(&m, &prompts[..1], 20)[0],
+            want[0],
+            "{} uncached single",
+            fx.name
+        );
+        assert_eq!(
+            greedy_uncached(&m, &prompts, 20),
+            want_batched,
+            "{} uncached batched",
+            fx.name
+        );
     });
 }
 
@@ -231,14 +324,23 @@ fn packed_logits_match_reference() {
         let mut seqs: Vec<SeqInput> = caches
             .iter_mut()
             .zip(&inputs)
-            .map(|(c, t)| SeqInput { tokens: t, cache: c })
+            .map(|(c, t)| SeqInput {
+                tokens: t,
+                cache: c,
+            })
             .collect();
         let logits = m.forward_packed(&mut seqs).unwrap();
         assert_eq!(logits.dims(), [3, 512]);
         let logits = logits.to_vec2::<f32>().unwrap();
         for (i, c) in cases.iter().enumerate() {
             let want = floats2(&c["logits"]).pop().unwrap();
-            assert_close(&format!("{} packed {i}", fx.name), &logits[i], &want, 1e-4, 1e-5);
+            assert_close(
+                &format!("{} packed {i}", fx.name),
+                &logits[i],
+                &want,
+                1e-4,
+                1e-5,
+            );
         }
         // A cloned cache continues identically; truncate rewinds.
         let mut a = caches[2].clone();
@@ -246,15 +348,41 @@ fn packed_logits_match_reference() {
         assert_eq!(a.bytes(), caches[2].bytes());
         b.truncate(20);
         assert_eq!(b.len(), 20);
-        let la = m.forward_packed(&mut [SeqInput { tokens: &[5], cache: &mut a }]).unwrap();
-        let lb = m
-            .forward_packed(&mut [SeqInput { tokens: &inputs[2][20..], cache: &mut b }])
+        let la = m
+            .forward_packed(&mut [SeqInput {
+                tokens: &[5],
+                cache: &mut a,
+            }])
             .unwrap();
-        let lb2 = m.forward_packed(&mut [SeqInput { tokens: &[5], cache: &mut b }]).unwrap();
-        let diff = (la - lb2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let lb = m
+            .forward_packed(&mut [SeqInput {
+                tokens: &inputs[2][20..],
+                cache: &mut b,
+            }])
+            .unwrap();
+        let lb2 = m
+            .forward_packed(&mut [SeqInput {
+                tokens: &[5],
+                cache: &mut b,
+            }])
+            .unwrap();
+        let diff = (la - lb2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-4, "{}: clone vs truncate+refill: {diff}", fx.name);
         let want_last = floats2(&cases[2]["logits"]).pop().unwrap();
-        assert_close("refill", &lb.to_vec2::<f32>().unwrap()[0], &want_last, 1e-4, 1e-5);
+        assert_close(
+            "refill",
+            &lb.to_vec2::<f32>().unwrap()[0],
+            &want_last,
+            1e-4,
+            1e-5,
+        );
     });
 }
 
@@ -285,7 +413,13 @@ fn continuation_logprobs() {
         let hidden = m.forward_hidden(&row_ids(&all[..n - 1]), None).unwrap();
         let (lps, _) = token_logprobs(&m, &hidden, &row_ids(&all[1..]), 5).unwrap();
         let lps = lps.to_vec2::<f32>().unwrap().remove(0);
-        assert_close(&format!("{} token_logprobs", fx.name), &lps[p.len() - 1..], &want, 1e-4, 0.0);
+        assert_close(
+            &format!("{} token_logprobs", fx.name),
+            &lps[p.len() - 1..],
+            &want,
+            1e-4,
+            0.0,
+        );
         let sum: f32 = got[1].iter().sum();
         assert!((sum - lp["sum"].as_f64().unwrap() as f32).abs() < 1e-3);
     });
@@ -301,12 +435,33 @@ fn bf16_close_to_f32() {
     let a = m32.forward(&row_ids(&input), None).unwrap();
     let b = m16.forward(&row_ids(&input), None).unwrap();
     assert_eq!(b.dtype(), DType::F32);
-    let diff = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (a - &b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(diff < 0.15 && diff > 0.0, "bf16 vs f32 max diff {diff}");
     // The packed path in bf16 agrees with the bf16 forward.
     let mut c = m16.new_cache();
-    let p = m16.forward_packed(&mut [SeqInput { tokens: &input, cache: &mut c }]).unwrap();
-    let last = b.narrow(1, input.len() - 1, 1).unwrap().flatten_all().unwrap();
-    let d2 = (p.flatten_all().unwrap() - last).unwrap().abs().unwrap().max_all().unwrap();
+    let p = m16
+        .forward_packed(&mut [SeqInput {
+            tokens: &input,
+            cache: &mut c,
+        }])
+        .unwrap();
+    let last = b
+        .narrow(1, input.len() - 1, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap();
+    let d2 = (p.flatten_all().unwrap() - last)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
     assert!(d2.to_scalar::<f32>().unwrap() < 0.15);
 }

@@ -73,7 +73,12 @@ fn row_first8(t: &Tensor, row: usize) -> Vec<f64> {
     let r: Vec<f32> = if t.rank() == 1 {
         t.narrow(0, 0, 8).unwrap().to_vec1().unwrap()
     } else {
-        t.get(row).unwrap().narrow(0, 0, 8).unwrap().to_vec1().unwrap()
+        t.get(row)
+            .unwrap()
+            .narrow(0, 0, 8)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     };
     r.into_iter().map(f64::from).collect()
 }
@@ -82,7 +87,10 @@ fn assert_close6(got: &[f64], want: &[f64], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
         // 6 significant digits in the fixture.
-        assert!((g - w).abs() <= 1e-5 * w.abs() + 1e-7, "{what}: got {got:?}, want {want:?}");
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs() + 1e-7,
+            "{what}: got {got:?}, want {want:?}"
+        );
     }
 }
 
@@ -94,10 +102,22 @@ fn config_from_gguf_metadata() {
     assert_eq!(c.arch, model::Arch::Llama);
     assert_eq!(c.vocab_size as u64, e["vocab_size"].as_u64().unwrap());
     assert_eq!(c.hidden_size as u64, e["hidden_size"].as_u64().unwrap());
-    assert_eq!(c.intermediate_size as u64, e["intermediate_size"].as_u64().unwrap());
-    assert_eq!(c.num_hidden_layers as u64, e["num_hidden_layers"].as_u64().unwrap());
-    assert_eq!(c.num_attention_heads as u64, e["num_attention_heads"].as_u64().unwrap());
-    assert_eq!(c.num_key_value_heads as u64, e["num_key_value_heads"].as_u64().unwrap());
+    assert_eq!(
+        c.intermediate_size as u64,
+        e["intermediate_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        c.num_hidden_layers as u64,
+        e["num_hidden_layers"].as_u64().unwrap()
+    );
+    assert_eq!(
+        c.num_attention_heads as u64,
+        e["num_attention_heads"].as_u64().unwrap()
+    );
+    assert_eq!(
+        c.num_key_value_heads as u64,
+        e["num_key_value_heads"].as_u64().unwrap()
+    );
     assert_eq!(c.head_dim, 64);
     assert_eq!(
         c.max_position_embeddings as u64,
@@ -105,11 +125,23 @@ fn config_from_gguf_metadata() {
     );
     assert_eq!(c.rms_norm_eps, e["rms_norm_eps"].as_f64().unwrap());
     assert_eq!(c.rope_theta, e["rope_theta"].as_f64().unwrap());
-    assert_eq!(c.tie_word_embeddings, e["tie_word_embeddings"].as_bool().unwrap());
+    assert_eq!(
+        c.tie_word_embeddings,
+        e["tie_word_embeddings"].as_bool().unwrap()
+    );
     assert!(!c.attention_bias && !c.qk_norm && c.rope_scaling.is_none());
-    assert_eq!(c.bos_token_id, Some(e["bos_token_id"].as_u64().unwrap() as u32));
-    assert_eq!(c.eos_token_ids, vec![e["eos_token_id"].as_u64().unwrap() as u32]);
-    assert_eq!(c.pad_token_id, Some(e["pad_token_id"].as_u64().unwrap() as u32));
+    assert_eq!(
+        c.bos_token_id,
+        Some(e["bos_token_id"].as_u64().unwrap() as u32)
+    );
+    assert_eq!(
+        c.eos_token_ids,
+        vec![e["eos_token_id"].as_u64().unwrap() as u32]
+    );
+    assert_eq!(
+        c.pad_token_id,
+        Some(e["pad_token_id"].as_u64().unwrap() as u32)
+    );
     assert_eq!(f.loaded.generation.eos_token_ids, vec![2]);
     assert_eq!(f.loaded.source, f.gguf);
     // 30 layers x 9 tensors + embedding + final norm; no lm_head (tied).
@@ -128,14 +160,23 @@ fn dequantized_weights_and_qk_unpermutation() {
         let gname = w["gguf_name"].as_str().unwrap();
         assert_eq!(model::gguf::hf_name(gname).as_deref(), Some(hf.as_str()));
         let info = &content.tensor_infos[gname];
-        assert_eq!(format!("{:?}", info.ggml_dtype), w["gguf_type"].as_str().unwrap());
+        assert_eq!(
+            format!("{:?}", info.ggml_dtype),
+            w["gguf_type"].as_str().unwrap()
+        );
 
         let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
         let sum: f64 = v.iter().map(|&x| x as f64).sum();
         let sum_sq: f64 = v.iter().map(|&x| (x as f64) * (x as f64)).sum();
         let (ws, wq) = (w["sum"].as_f64().unwrap(), w["sum_sq"].as_f64().unwrap());
-        assert!((sum - ws).abs() <= 1e-6 * ws.abs().max(1.0), "{hf}: sum {sum} vs {ws}");
-        assert!((sum_sq - wq).abs() <= 1e-9 * wq, "{hf}: sum_sq {sum_sq} vs {wq}");
+        assert!(
+            (sum - ws).abs() <= 1e-6 * ws.abs().max(1.0),
+            "{hf}: sum {sum} vs {ws}"
+        );
+        assert!(
+            (sum_sq - wq).abs() <= 1e-9 * wq,
+            "{hf}: sum_sq {sum_sq} vs {wq}"
+        );
 
         if w.get("first8").is_some() {
             assert_close6(&row_first8(t, 0), &floats(&w["first8"]), hf);
@@ -153,16 +194,24 @@ fn dequantized_weights_and_qk_unpermutation() {
             .unwrap()
             .dequantize(&Device::Cpu)
             .unwrap();
-        assert_close6(&row_first8(&raw, 1), &floats(&w["raw_gguf_row1_first8"]), hf);
+        assert_close6(
+            &row_first8(&raw, 1),
+            &floats(&w["raw_gguf_row1_first8"]),
+            hf,
+        );
         if hf.contains("q_proj") || hf.contains("k_proj") {
             // GGUF row 1 is HF row 32 (hd/2).
             assert_close6(&row_first8(t, 32), &floats(&w["raw_gguf_row1_first8"]), hf);
-            let back = model::gguf::unpermute_qk(
-                &raw,
-                if hf.contains("q_proj") { 9 } else { 3 },
-            )
-            .unwrap();
-            let d: f32 = (back - t).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let back =
+                model::gguf::unpermute_qk(&raw, if hf.contains("q_proj") { 9 } else { 3 }).unwrap();
+            let d: f32 = (back - t)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
             assert_eq!(d, 0.0, "{hf}");
         }
     }
@@ -186,14 +235,25 @@ fn tokenizer_from_gguf_metadata() {
             .iter()
             .map(|t| t.as_str().unwrap().to_string())
             .collect();
-        assert_eq!(tok.encode_tokens(text, true).unwrap(), tokens, "tokens of {text:?}");
-        assert_eq!(tok.decode(&got, false).unwrap(), case["decoded"].as_str().unwrap());
+        assert_eq!(
+            tok.encode_tokens(text, true).unwrap(),
+            tokens,
+            "tokens of {text:?}"
+        );
+        assert_eq!(
+            tok.decode(&got, false).unwrap(),
+            case["decoded"].as_str().unwrap()
+        );
     }
     for ct in f.exp["tokenizer"]["control_tokens"].as_array().unwrap() {
         let id = ct[0].as_u64().unwrap() as u32;
         let text = ct[1].as_str().unwrap();
         assert_eq!(tok.encode(text, true).unwrap(), vec![id], "{text}");
-        assert_eq!(tok.encode(&format!("a{text}b"), true).unwrap()[1], id, "{text}");
+        assert_eq!(
+            tok.encode(&format!("a{text}b"), true).unwrap()[1],
+            id,
+            "{text}"
+        );
         assert!(tok.is_special(id), "{text}");
     }
     // Saving and reloading tokenizer.json keeps the ids.
@@ -212,16 +272,29 @@ fn chat_template_inserts_default_system_prompt() {
     let f = fixture_or_skip!();
     let ct = &f.exp["tokenizer"]["chat_template"];
     let msgs: Vec<ChatMessage> = serde_json::from_value(ct["messages"].clone()).unwrap();
-    let tmpl = f.loaded.chat_template.as_ref().expect("the GGUF has a chat template");
+    let tmpl = f
+        .loaded
+        .chat_template
+        .as_ref()
+        .expect("the GGUF has a chat template");
     let rendered = tmpl.render(&msgs, true).unwrap();
     assert_eq!(rendered, ct["rendered"].as_str().unwrap());
     assert!(rendered.contains("You are a helpful AI assistant named SmolLM"));
-    assert_eq!(f.loaded.tokenizer.encode(&rendered, true).unwrap(), ids(&ct["ids"]));
+    assert_eq!(
+        f.loaded.tokenizer.encode(&rendered, true).unwrap(),
+        ids(&ct["ids"])
+    );
     // An explicit system message replaces the default one.
     let r = tmpl
-        .render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")], false)
+        .render(
+            &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")],
+            false,
+        )
         .unwrap();
-    assert_eq!(r, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+    assert_eq!(
+        r,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    );
 }
 
 #[test]
@@ -231,7 +304,10 @@ fn last_position_top5_logits() {
         let prompt = case["prompt"].as_str().unwrap();
         let input = ids(&case["input_ids"]);
         assert_eq!(f.loaded.tokenizer.encode(prompt, true).unwrap(), input);
-        let x = Tensor::new(input.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(input.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let logits = f.model.forward(&x, None).unwrap(); // [1, T, V]
         let last = logits.get(0).unwrap().get(input.len() - 1).unwrap();
         let v: Vec<f32> = last.to_dtype(DType::F32).unwrap().to_vec1().unwrap();
@@ -241,44 +317,60 @@ fn last_position_top5_logits() {
         assert_eq!(top5, ids(&case["top5_ids"]), "{prompt:?}");
         for (k, want) in floats(&case["top5_logits"]).iter().enumerate() {
             let got = v[order[k]] as f64;
-            assert!((got - want).abs() < 2e-3, "{prompt:?} top{k}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 2e-3,
+                "{prompt:?} top{k}: {got} vs {want}"
+            );
         }
-        let lse = last.unsqueeze(0).unwrap().exp().unwrap().sum_keepdim(D::Minus1).unwrap().log().unwrap();
+        let lse = last
+            .unsqueeze(0)
+            .unwrap()
+            .exp()
+            .unwrap()
+            .sum_keepdim(D::Minus1)
+            .unwrap()
+            .log()
+            .unwrap();
         let lse = lse.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64;
         let want = case["logsumexp"].as_f64().unwrap();
-        assert!((lse - want).abs() < 2e-3, "{prompt:?} logsumexp {lse} vs {want}");
+        assert!(
+            (lse - want).abs() < 2e-3,
+            "{prompt:?} logsumexp {lse} vs {want}"
+        );
     }
 }
 
 #[test]
 fn greedy_generation_matches_transformers() {
     let f = fixture_or_skip!();
-    for case in f.exp["generate"]["cases"].as_array().unwrap() {
-        let prompt_ids = ids(&case["prompt_ids"]);
-        assert_eq!(
-            f.loaded.tokenizer.encode(case["prompt"].as_str().unwrap(), true).unwrap(),
-            prompt_ids
-        );
-        let want = ids(&case["new_ids"]);
-        let mut cache = f.model.new_cache();
-        let mut next: Vec<u32> = prompt_ids.clone();
-        let mut got = Vec::new();
-        while got.len() < want.len() {
-            let logits = f
-                .model
-                .forward_packed(&mut [SeqInput {
-                    tokens: &next,
-                    cache: &mut cache,
-                }])
-                .unwrap();
-            let id = logits.get(0).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
-            got.push(id);
-            next = vec![id];
+    // Both cases run as one packed, ragged batch (each with its own cache).
+    let cases = f.exp["generate"]["cases"].as_array().unwrap();
+    let want: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["new_ids"])).collect();
+    let mut next: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["prompt_ids"])).collect();
+    for (c, p) in cases.iter().zip(&next) {
+        let prompt = c["prompt"].as_str().unwrap();
+        assert_eq!(&f.loaded.tokenizer.encode(prompt, true).unwrap(), p);
+    }
+    let mut caches: Vec<_> = cases.iter().map(|_| f.model.new_cache()).collect();
+    let mut got: Vec<Vec<u32>> = vec![Vec::new(); cases.len()];
+    while got[0].len() < want[0].len() {
+        let mut seqs: Vec<SeqInput<'_>> = next
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(t, cache)| SeqInput { tokens: t, cache })
+            .collect();
+        let logits = f.model.forward_packed(&mut seqs).unwrap();
+        let top: Vec<u32> = logits.argmax(1).unwrap().to_vec1().unwrap();
+        for (i, &id) in top.iter().enumerate() {
+            got[i].push(id);
+            next[i] = vec![id];
         }
-        assert_eq!(got, want, "{:?}", case["prompt"]);
+    }
+    for (i, c) in cases.iter().enumerate() {
+        assert_eq!(got[i], want[i], "{:?}", c["prompt"]);
         assert_eq!(
-            f.loaded.tokenizer.decode(&got, false).unwrap(),
-            case["text"].as_str().unwrap()
+            f.loaded.tokenizer.decode(&got[i], false).unwrap(),
+            c["text"].as_str().unwrap()
         );
     }
 }

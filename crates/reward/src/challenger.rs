@@ -326,11 +326,17 @@ mod tests {
             None,
         ];
         let answers = vec![
-            vec![Some("2".to_string()), Some("2".to_string()), Some("3".to_string()), None],
+            vec![
+                Some("2".to_string()),
+                Some("2".to_string()),
+                Some("3".to_string()),
+                None,
+            ],
             vec![],
         ];
         let (r, votes) =
-            challenger_rewards_from_answers(&items, &answers, &ChallengerRewardConfig::default()).unwrap();
+            challenger_rewards_from_answers(&items, &answers, &ChallengerRewardConfig::default())
+                .unwrap();
         let v = votes[0].as_ref().unwrap();
         assert_eq!((v.n_extracted, v.p_hat), (3, 2.0 / 3.0));
         assert!(votes[1].is_none());
@@ -344,7 +350,10 @@ mod tests {
             &ChallengerRewardConfig::default(),
         )
         .unwrap();
-        assert_eq!((r[0].p_hat, r[0].uncertainty, r[0].total), (Some(0.0), 0.0, -1.0));
+        assert_eq!(
+            (r[0].p_hat, r[0].uncertainty, r[0].total),
+            (Some(0.0), 0.0, -1.0)
+        );
     }
 
     #[test]

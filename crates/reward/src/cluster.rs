@@ -62,15 +62,13 @@ pub fn average_linkage(mut dist: CondensedMatrix) -> Vec<Merge> {
             } else {
                 (usize::MAX, f64::INFINITY)
             };
-            for &i in &active {
-                if i == x {
-                    continue;
-                }
-                let v = d[condensed_index(n, x, i)];
-                if v < current_min {
-                    current_min = v;
-                    y = i;
-                }
+            // SciPy scans i in index order with a strict `<` starting from the previous
+            // element's distance: the result is the first index of the minimum when that
+            // minimum is below the start value, else the previous element.
+            let (m, first) = nearest(d, n, x, &active);
+            if m < current_min {
+                current_min = m;
+                y = first;
             }
             if chain.len() > 1 && y == chain[chain.len() - 2] {
                 break (x, y, current_min);
@@ -110,6 +108,39 @@ pub fn average_linkage(mut dist: CondensedMatrix) -> Vec<Merge> {
         }
     }
     merges
+}
+
+/// Active lists at least this long are scanned by two threads.
+const PARALLEL_SCAN: usize = 2048;
+
+/// `(min distance from x, first active index attaining it)` over `active` without `x`;
+/// `(inf, usize::MAX)` when empty. Ties keep the lower index, as a sequential scan does.
+fn nearest(d: &[f64], n: usize, x: usize, active: &[usize]) -> (f64, usize) {
+    if active.len() >= PARALLEL_SCAN {
+        let (l, r) = active.split_at(active.len() / 2);
+        let (a, b) = rayon::join(|| nearest(d, n, x, l), || nearest(d, n, x, r));
+        return if b.0 < a.0 { b } else { a };
+    }
+    let mut best = (f64::INFINITY, usize::MAX);
+    // i < x: column x of the upper triangle (strided); i > x: row x (contiguous).
+    let split = active.partition_point(|&i| i < x);
+    for &i in &active[..split] {
+        let v = d[n * i - i * (i + 1) / 2 + (x - i - 1)];
+        if v < best.0 {
+            best = (v, i);
+        }
+    }
+    let row = n * x - x * (x + 1) / 2; // + (i - x - 1)
+    for &i in &active[split..] {
+        if i == x {
+            continue;
+        }
+        let v = d[row + (i - x - 1)];
+        if v < best.0 {
+            best = (v, i);
+        }
+    }
+    best
 }
 
 /// The partition left after undoing every merge at distance `>= threshold` (scikit-learn's
@@ -225,6 +256,32 @@ mod tests {
         assert_eq!((merges[0].a, merges[0].b), (1, 2));
         assert!((merges[1].distance - 0.375).abs() < 1e-15);
         assert_eq!(cluster_distances(m, 0.5), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn parallel_scan_equals_sequential_scan() {
+        // Values from a small set, so the minimum is tied many times.
+        let n = PARALLEL_SCAN + 300;
+        let mut state = 99u64;
+        let data: Vec<f64> = (0..n * (n - 1) / 2)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) % 7) as f64 / 8.0 + 0.125
+            })
+            .collect();
+        let active: Vec<usize> = (0..n).filter(|i| i % 5 != 3).collect();
+        for x in [0, 1, 17, n / 2, n - 2, n - 1] {
+            let (m, first) = nearest(&data, n, x, &active);
+            let mut best = (f64::INFINITY, usize::MAX);
+            for &i in &active {
+                if i != x && data[condensed_index(n, x, i)] < best.0 {
+                    best = (data[condensed_index(n, x, i)], i);
+                }
+            }
+            assert_eq!((m, first), best, "x = {x}");
+        }
     }
 
     #[test]

@@ -263,7 +263,9 @@ pub fn bleu_distances_tuned(questions: &[String], dense_min_df: usize) -> Conden
     lengths.sort_unstable();
     lengths.dedup();
     for it in &mut items {
-        it.len_rank = lengths.binary_search(&it.len).expect("every length is listed");
+        it.len_rank = lengths
+            .binary_search(&it.len)
+            .expect("every length is listed");
     }
 
     // 3. Rows in parallel.

@@ -7,7 +7,12 @@ reward ([`solver`]), and majority-vote pseudo-labels with the p̂ filter ([`vote
 Every function matches R-Zero's reference code (`Chengsong-Huang/R-Zero` at 5699329),
 except where `docs/method.md` ("Where rzero deliberately departs") says otherwise; each
 module notes its departures. Answer extraction and equivalence come from the `grade`
-crate.
+crate; functions ending in `_with` take them as arguments instead.
+
+Exactness: BLEU values equal NLTK 3.9.1 bit for bit (including `math.fsum` and Python's
+whitespace set), and the clustering ports SciPy's nearest-neighbour chain, so partitions
+equal scikit-learn's, ties included (`tests/fixtures.rs`). Speed: 8,000 questions take a
+few seconds on 2 cores (`rzero bench cluster`).
 
 ```
 use reward::cluster::{cluster_questions, repetition_penalties};

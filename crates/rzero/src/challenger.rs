@@ -28,13 +28,25 @@ pub fn make_groups(
     let prompt = challenger.encode(&prompt_text)?;
     // 1. Rollouts: G samples for each of the step's prompts.
     let prompts = vec![prompt.clone(); c.prompts_per_step];
-    let samples = challenger.sample(&prompts, c.group_size, &c.sampling, derive_seed(seed, &[0]), &cfg.engine, &mut |_, _| {})?;
+    let samples = challenger.sample(
+        &prompts,
+        c.group_size,
+        &c.sampling,
+        derive_seed(seed, &[0]),
+        &cfg.engine,
+        &mut |_, _| {},
+    )?;
     let flat: Vec<&crate::rollout::Sample> = samples.iter().flatten().collect();
     // 2. Parse; the Solver answers the well-formed questions m times.
-    let items: Vec<Option<(String, String)>> =
-        flat.iter().map(|s| reward::challenger::parse_challenger_output(&s.text)).collect();
+    let items: Vec<Option<(String, String)>> = flat
+        .iter()
+        .map(|s| reward::challenger::parse_challenger_output(&s.text))
+        .collect();
     let valid: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_some()).collect();
-    let questions: Vec<&str> = valid.iter().map(|&i| items[i].as_ref().map(|(q, _)| q.as_str()).unwrap_or("")).collect();
+    let questions: Vec<&str> = valid
+        .iter()
+        .map(|&i| items[i].as_ref().map(|(q, _)| q.as_str()).unwrap_or(""))
+        .collect();
     let valid_answers = crate::dataset::solver_answers(
         solver,
         &questions,
@@ -53,8 +65,9 @@ pub fn make_groups(
         distance_threshold: c.repetition_threshold,
         ..Default::default()
     };
-    let (rewards, _votes) = reward::challenger::challenger_rewards_from_answers(&items, &answers, &rcfg)
-        .map_err(|e| Error::Stage(e.to_string()))?;
+    let (rewards, _votes) =
+        reward::challenger::challenger_rewards_from_answers(&items, &answers, &rcfg)
+            .map_err(|e| Error::Stage(e.to_string()))?;
     // 4. Groups: the G responses of each prompt.
     let g = c.group_size;
     let groups: Vec<Group> = samples
@@ -63,11 +76,15 @@ pub fn make_groups(
         .map(|(p, s)| Group {
             prompt: prompt.clone(),
             completions: s.iter().map(|x| x.token_ids.clone()).collect(),
-            rewards: (0..s.len()).map(|j| rewards[p * g + j].total as f32).collect(),
+            rewards: (0..s.len())
+                .map(|j| rewards[p * g + j].total as f32)
+                .collect(),
         })
         .collect();
     let n = rewards.len().max(1) as f64;
-    let mean = |f: &dyn Fn(&reward::challenger::ChallengerReward) -> f64| rewards.iter().map(f).sum::<f64>() / n;
+    let mean = |f: &dyn Fn(&reward::challenger::ChallengerReward) -> f64| {
+        rewards.iter().map(f).sum::<f64>() / n
+    };
     let p_hats: Vec<f64> = rewards.iter().filter_map(|r| r.p_hat).collect();
     let metrics = json!({
         "reward_mean": mean(&|r| r.total),

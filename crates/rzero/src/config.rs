@@ -190,11 +190,19 @@ impl Config {
             model: "Qwen/Qwen3-4B-Base".into(),
             iterations: 3,
             seed: 1,
-            engine: EngineSection { max_batch_size: 256, max_kv_bytes: 0 },
+            engine: EngineSection {
+                max_batch_size: 256,
+                max_kv_bytes: 0,
+            },
             challenger: ChallengerSection {
                 prompts_per_step: 16,
                 group_size: 4,
-                sampling: Sampling { temperature: 1.0, top_p: 0.99, top_k: 0, max_new_tokens: 4096 },
+                sampling: Sampling {
+                    temperature: 1.0,
+                    top_p: 0.99,
+                    top_k: 0,
+                    max_new_tokens: 4096,
+                },
                 solver_samples: 10,
                 solver_sampling: Sampling {
                     temperature: 1.0,
@@ -209,7 +217,12 @@ impl Config {
             },
             dataset: DatasetSection {
                 num_questions: 8000,
-                sampling: Sampling { temperature: 1.0, top_p: 0.95, top_k: 0, max_new_tokens: 4096 },
+                sampling: Sampling {
+                    temperature: 1.0,
+                    top_p: 0.95,
+                    top_k: 0,
+                    max_new_tokens: 4096,
+                },
                 solver_samples: 10,
                 solver_sampling: Sampling {
                     temperature: 1.0,
@@ -224,15 +237,28 @@ impl Config {
             solver: SolverSection {
                 prompts_per_step: 128,
                 group_size: 5,
-                sampling: Sampling { temperature: 1.0, top_p: 0.99, top_k: 0, max_new_tokens: 4096 },
+                sampling: Sampling {
+                    temperature: 1.0,
+                    top_p: 0.99,
+                    top_k: 0,
+                    max_new_tokens: 4096,
+                },
                 accuracy_weight: 0.9,
                 format_weight: 0.1,
                 optim: optim(15, 1),
             },
             eval: EvalSection {
-                benchmarks: ["math500", "gsm8k", "amc23", "minerva_math", "olympiadbench", "aime2024", "aime2025"]
-                    .map(String::from)
-                    .to_vec(),
+                benchmarks: [
+                    "math500",
+                    "gsm8k",
+                    "amc23",
+                    "minerva_math",
+                    "olympiadbench",
+                    "aime2024",
+                    "aime2025",
+                ]
+                .map(String::from)
+                .to_vec(),
                 limit: 0,
                 max_new_tokens: 4096,
             },
@@ -341,12 +367,18 @@ impl Config {
         for (key, g) in [
             ("challenger.group_size", self.challenger.group_size),
             ("solver.group_size", self.solver.group_size),
-            ("challenger.prompts_per_step", self.challenger.prompts_per_step),
+            (
+                "challenger.prompts_per_step",
+                self.challenger.prompts_per_step,
+            ),
             ("solver.prompts_per_step", self.solver.prompts_per_step),
             ("challenger.solver_samples", self.challenger.solver_samples),
             ("dataset.solver_samples", self.dataset.solver_samples),
             ("dataset.chunk", self.dataset.chunk),
-            ("challenger.optim.micro_batch", self.challenger.optim.micro_batch),
+            (
+                "challenger.optim.micro_batch",
+                self.challenger.optim.micro_batch,
+            ),
             ("solver.optim.micro_batch", self.solver.optim.micro_batch),
             ("engine.max_batch_size", self.engine.max_batch_size),
         ] {
@@ -358,20 +390,35 @@ impl Config {
             || !(0.0..=1.0).contains(&self.dataset.max_p_hat)
             || self.dataset.min_p_hat > self.dataset.max_p_hat
         {
-            return bad("dataset.min_p_hat/max_p_hat", "need 0 <= min_p_hat <= max_p_hat <= 1");
+            return bad(
+                "dataset.min_p_hat/max_p_hat",
+                "need 0 <= min_p_hat <= max_p_hat <= 1",
+            );
         }
         for (key, s) in [
             ("challenger.sampling", &self.challenger.sampling),
-            ("challenger.solver_sampling", &self.challenger.solver_sampling),
+            (
+                "challenger.solver_sampling",
+                &self.challenger.solver_sampling,
+            ),
             ("dataset.sampling", &self.dataset.sampling),
             ("dataset.solver_sampling", &self.dataset.solver_sampling),
             ("solver.sampling", &self.solver.sampling),
         ] {
-            if !(s.temperature >= 0.0) || !(s.top_p > 0.0 && s.top_p <= 1.0) || s.max_new_tokens == 0 {
-                return bad(key, "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1");
+            if !(s.temperature >= 0.0)
+                || !(s.top_p > 0.0 && s.top_p <= 1.0)
+                || s.max_new_tokens == 0
+            {
+                return bad(
+                    key,
+                    "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1",
+                );
             }
         }
-        for (key, o) in [("challenger.optim", &self.challenger.optim), ("solver.optim", &self.solver.optim)] {
+        for (key, o) in [
+            ("challenger.optim", &self.challenger.optim),
+            ("solver.optim", &self.solver.optim),
+        ] {
             if !(o.lr > 0.0 && o.lr.is_finite()) {
                 return bad(&format!("{key}.lr"), "must be a positive number");
             }
@@ -384,7 +431,8 @@ impl Config {
         let base = Self::preset(preset)?;
         let mut table = toml::Value::try_from(&base).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(text) = file {
-            let layer: toml::Value = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+            let layer: toml::Value =
+                toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
             merge(&mut table, layer);
         }
         for o in overrides {
@@ -397,7 +445,8 @@ impl Config {
 
     fn from_table(table: toml::Value) -> Result<Self> {
         // Check keys ourselves first, so the error can list the valid ones.
-        let reference = toml::Value::try_from(Self::paper()).map_err(|e| Error::Config(e.to_string()))?;
+        let reference =
+            toml::Value::try_from(Self::paper()).map_err(|e| Error::Config(e.to_string()))?;
         check_keys(&table, &reference, "")?;
         serde_path_to_error::deserialize(table)
             .map_err(|e| Error::Config(format!("`{}`: {}", e.path(), e.inner().message())))
@@ -440,14 +489,26 @@ fn merge(base: &mut toml::Value, layer: toml::Value) {
 }
 
 fn check_keys(v: &toml::Value, reference: &toml::Value, prefix: &str) -> Result<()> {
-    let (Some(t), Some(r)) = (v.as_table(), reference.as_table()) else { return Ok(()) };
+    let (Some(t), Some(r)) = (v.as_table(), reference.as_table()) else {
+        return Ok(());
+    };
     for (k, sub) in t {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match r.get(k) {
             None => {
                 let valid: Vec<String> = r
                     .keys()
-                    .map(|x| if prefix.is_empty() { x.clone() } else { format!("{prefix}.{x}") })
+                    .map(|x| {
+                        if prefix.is_empty() {
+                            x.clone()
+                        } else {
+                            format!("{prefix}.{x}")
+                        }
+                    })
                     .collect();
                 return Err(Error::Config(format!(
                     "unknown config key `{path}` (valid keys here: {})",
@@ -463,7 +524,9 @@ fn check_keys(v: &toml::Value, reference: &toml::Value, prefix: &str) -> Result<
 /// Applies one `a.b.c=value` override; the value is parsed as TOML, else taken as a string.
 fn apply_override(table: &mut toml::Value, o: &str) -> Result<()> {
     let Some((key, raw)) = o.split_once('=') else {
-        return Err(Error::Config(format!("override {o:?} is not of the form key=value")));
+        return Err(Error::Config(format!(
+            "override {o:?} is not of the form key=value"
+        )));
     };
     let key = key.trim();
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
@@ -473,9 +536,12 @@ fn apply_override(table: &mut toml::Value, o: &str) -> Result<()> {
     let parts: Vec<&str> = key.split('.').collect();
     let mut cur = table;
     for (i, p) in parts.iter().enumerate() {
-        let t = cur
-            .as_table_mut()
-            .ok_or_else(|| Error::Config(format!("override {key}: {} is not a section", parts[..i].join("."))))?;
+        let t = cur.as_table_mut().ok_or_else(|| {
+            Error::Config(format!(
+                "override {key}: {} is not a section",
+                parts[..i].join(".")
+            ))
+        })?;
         if i + 1 == parts.len() {
             t.insert((*p).to_string(), value);
             return Ok(());
@@ -540,7 +606,11 @@ fn comment(path: &str) -> &'static str {
 fn render(v: &toml::Value, prefix: &str, out: &mut String) {
     let Some(t) = v.as_table() else { return };
     for (k, sub) in t.iter().filter(|(_, s)| !s.is_table()) {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         let c = comment(&path);
         if !c.is_empty() {
             out.push_str(&format!("# {c}\n"));
@@ -548,7 +618,11 @@ fn render(v: &toml::Value, prefix: &str, out: &mut String) {
         out.push_str(&format!("{k} = {sub}\n"));
     }
     for (k, sub) in t.iter().filter(|(_, s)| s.is_table()) {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         out.push('\n');
         let c = comment(&path);
         if !c.is_empty() {
@@ -584,7 +658,10 @@ mod tests {
         assert_eq!(c.dataset.num_questions, 8000);
         assert_eq!((c.dataset.min_p_hat, c.dataset.max_p_hat), (0.3, 0.8));
         assert_eq!(c.solver.group_size, 5);
-        assert_eq!((c.solver.accuracy_weight, c.solver.format_weight), (0.9, 0.1));
+        assert_eq!(
+            (c.solver.accuracy_weight, c.solver.format_weight),
+            (0.9, 0.1)
+        );
         assert_eq!(c.solver.optim.lr, 1e-6);
         assert_eq!(c.solver.optim.kl_coef, 1e-2);
         assert!(!c.challenger.format_example);
@@ -609,17 +686,32 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_valid_keys() {
-        let e = Config::resolve("tiny", None, &["solver.lrr=1".into()]).unwrap_err().to_string();
+        let e = Config::resolve("tiny", None, &["solver.lrr=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("solver.lrr"), "{e}");
         assert!(e.contains("solver.optim"), "{e}");
-        let e = Config::resolve("tiny", Some("[nope]\nx = 1\n"), &[]).unwrap_err().to_string();
+        let e = Config::resolve("tiny", Some("[nope]\nx = 1\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`nope`"), "{e}");
-        assert!(Config::resolve("nope", None, &[]).unwrap_err().to_string().contains("paper"));
+        assert!(Config::resolve("nope", None, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("paper"));
     }
 
     #[test]
     fn bad_values_are_rejected() {
-        let e = Config::resolve("tiny", None, &["dataset.min_p_hat=0.9".into(), "dataset.max_p_hat=0.5".into()]).unwrap_err();
+        let e = Config::resolve(
+            "tiny",
+            None,
+            &[
+                "dataset.min_p_hat=0.9".into(),
+                "dataset.max_p_hat=0.5".into(),
+            ],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("min_p_hat"));
         let e = Config::resolve("tiny", None, &["solver.optim.lr=-1".into()]).unwrap_err();
         assert!(e.to_string().contains("solver.optim.lr"));

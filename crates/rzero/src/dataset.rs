@@ -67,11 +67,19 @@ pub fn build(
 ) -> Result<(Vec<DatasetItem>, DatasetSummary)> {
     let d = &cfg.dataset;
     let chunks_dir = run.iter_path(iter, ".dataset-chunks");
-    std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::Io { path: chunks_dir.clone(), source: e })?;
+    std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::Io {
+        path: chunks_dir.clone(),
+        source: e,
+    })?;
     let n_chunks = d.num_questions.div_ceil(d.chunk);
-    let band = reward::vote::FilterBand { low: d.min_p_hat, high: d.max_p_hat, ..Default::default() };
-    let prompt_text = crate::prompts::challenger_prompt(challenger.template, cfg.challenger.format_example)
-        .map_err(|e| Error::Stage(e.to_string()))?;
+    let band = reward::vote::FilterBand {
+        low: d.min_p_hat,
+        high: d.max_p_hat,
+        ..Default::default()
+    };
+    let prompt_text =
+        crate::prompts::challenger_prompt(challenger.template, cfg.challenger.format_example)
+            .map_err(|e| Error::Stage(e.to_string()))?;
     let prompt = challenger.encode(&prompt_text)?;
     let mut all: Vec<DatasetItem> = Vec::new();
     let mut summary = DatasetSummary::default();
@@ -98,7 +106,13 @@ pub fn build(
         question: &'a str,
         answer: &'a str,
     }
-    let qs: Vec<Q<'_>> = all.iter().map(|i| Q { question: &i.question, answer: &i.answer }).collect();
+    let qs: Vec<Q<'_>> = all
+        .iter()
+        .map(|i| Q {
+            question: &i.question,
+            answer: &i.answer,
+        })
+        .collect();
     write_jsonl(&run.iter_path(iter, "questions.jsonl"), &qs)?;
     write_jsonl(&run.iter_path(iter, "dataset.jsonl"), &all)?;
     Ok((all, summary))
@@ -110,8 +124,14 @@ pub fn load(path: &Path) -> Result<Vec<DatasetItem>> {
 }
 
 fn read_chunk(path: &Path) -> Result<Chunk> {
-    let b = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    serde_json::from_slice(&b).map_err(|e| Error::BadFile { path: path.to_path_buf(), msg: e.to_string() })
+    let b = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    serde_json::from_slice(&b).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -129,7 +149,14 @@ fn build_chunk(
     let seed = derive_seed(cfg.seed, &[iter as u64, 2, k as u64]);
     // 1. The Challenger writes `len` questions (one request, `len` samples).
     let responses = challenger
-        .sample(&[prompt.to_vec()], len, &d.sampling, derive_seed(seed, &[0]), &cfg.engine, &mut |_, _| {})?
+        .sample(
+            &[prompt.to_vec()],
+            len,
+            &d.sampling,
+            derive_seed(seed, &[0]),
+            &cfg.engine,
+            &mut |_, _| {},
+        )?
         .pop()
         .unwrap_or_default();
     let truncated = responses.iter().filter(|r| r.truncated).count();
@@ -154,10 +181,21 @@ fn build_chunk(
         .map(|((question, answer), answers)| {
             let vote = reward::vote::majority_vote(&answers);
             let kept = band.keep(&question, &vote);
-            DatasetItem { question, answer, label: vote.label, p_hat: vote.p_hat, answers, kept }
+            DatasetItem {
+                question,
+                answer,
+                label: vote.label,
+                p_hat: vote.p_hat,
+                answers,
+                kept,
+            }
         })
         .collect();
-    Ok(Chunk { generated: len, truncated, items })
+    Ok(Chunk {
+        generated: len,
+        truncated,
+        items,
+    })
 }
 
 /// The Solver's extracted answers (`m` per question) with the Solver prompt.
@@ -172,13 +210,18 @@ pub fn solver_answers(
     let prompts = questions
         .iter()
         .map(|q| {
-            let text = crate::prompts::solver_prompt(solver.template, q).map_err(|e| Error::Stage(e.to_string()))?;
+            let text = crate::prompts::solver_prompt(solver.template, q)
+                .map_err(|e| Error::Stage(e.to_string()))?;
             solver.encode(&text)
         })
         .collect::<Result<Vec<_>>>()?;
     let samples = solver.sample(&prompts, m, sampling, seed, &cfg.engine, &mut |_, _| {})?;
     Ok(samples
         .into_iter()
-        .map(|s| s.into_iter().map(|r| grade::extract_boxed(&r.text)).collect())
+        .map(|s| {
+            s.into_iter()
+                .map(|r| grade::extract_boxed(&r.text))
+                .collect()
+        })
         .collect())
 }

@@ -60,10 +60,17 @@ impl Policy {
 
     /// Resumes from a checkpoint written by [`Policy::checkpoint`]; the KL reference is the
     /// phase's starting model.
-    pub fn resume(dir: &Path, start: &model::LoadedModel, optim: &Optim, seed: u64) -> Result<Self> {
-        let trainer = train::Trainer::resume(dir, grpo_config(optim, seed), Some(&start.weights), &candle_core::Device::Cpu)
+    pub fn resume(
+        dir: &Path,
+        start: &model::LoadedModel,
+        optim: &Optim,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut p = Self::start(start, optim, seed)?;
+        p.trainer
+            .restore_checkpoint(dir)
             .map_err(terr("resuming the trainer"))?;
-        Ok(Self { trainer })
+        Ok(p)
     }
 
     /// GRPO steps done.
@@ -87,7 +94,11 @@ impl Policy {
                     .completions
                     .iter()
                     .zip(&g.rewards)
-                    .map(|(ids, &reward)| train::Response { ids: ids.clone(), reward, ..Default::default() })
+                    .map(|(ids, &reward)| train::Response {
+                        ids: ids.clone(),
+                        reward,
+                        ..Default::default()
+                    })
                     .collect(),
             })
             .collect();
@@ -100,8 +111,15 @@ impl Policy {
     }
 
     /// Saves weights, optimizer and RNG state atomically into `dir`.
-    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
-        self.trainer.save_checkpoint(dir).map_err(terr("saving a checkpoint"))
+    pub fn checkpoint(&self, dir: &Path, start: &model::LoadedModel) -> Result<()> {
+        let files = train::ModelFiles {
+            tokenizer: &start.tokenizer,
+            chat_template: start.chat_template.as_ref(),
+            generation: &start.generation,
+        };
+        self.trainer
+            .save_checkpoint(dir, &files)
+            .map_err(terr("saving a checkpoint"))
     }
 
     /// Writes the policy as a Hugging Face folder with the starting model's tokenizer,

@@ -32,7 +32,8 @@ A rectangle has a perimeter of 30 and a length twice its width. What is its area
 \\boxed{50}";
 
 /// The Solver's system prompt (reference text).
-pub const SOLVER_SYSTEM: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
+pub const SOLVER_SYSTEM: &str =
+    "Please reason step by step, and put your final answer within \\boxed{}.";
 
 /// Renders a system + user conversation with the model's chat template (generation prompt
 /// added), or the reference's plain fallback when the model has none.
@@ -43,7 +44,10 @@ pub fn render(
 ) -> model::Result<String> {
     match template {
         Some(t) => t.render(
-            &[model::ChatMessage::system(system), model::ChatMessage::user(user)],
+            &[
+                model::ChatMessage::system(system),
+                model::ChatMessage::user(user),
+            ],
             true,
         ),
         None => Ok(format!("system: {system}\nuser: {user}")),
@@ -63,7 +67,10 @@ pub fn challenger_prompt(
 }
 
 /// The Solver prompt text for one question.
-pub fn solver_prompt(template: Option<&model::ChatTemplate>, question: &str) -> model::Result<String> {
+pub fn solver_prompt(
+    template: Option<&model::ChatTemplate>,
+    question: &str,
+) -> model::Result<String> {
     render(template, SOLVER_SYSTEM, question)
 }
 
@@ -84,7 +91,9 @@ mod tests {
     fn chatml_rendering_and_format_example() {
         let t = model::ChatTemplate::chatml();
         let p = challenger_prompt(Some(&t), false).unwrap();
-        assert!(p.starts_with("<|im_start|>system\nYou are an expert competition-math problem setter."));
+        assert!(
+            p.starts_with("<|im_start|>system\nYou are an expert competition-math problem setter.")
+        );
         assert!(p.ends_with("<|im_start|>assistant\n"));
         assert!(!p.contains("Example of the exact output format"));
         let p2 = challenger_prompt(Some(&t), true).unwrap();

@@ -35,7 +35,9 @@ pub type OnProgress<'a> = &'a mut dyn FnMut(usize, usize);
 pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
     let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
     for &p in path {
-        x = x.wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = x
+            .wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = x;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -47,7 +49,9 @@ pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
 impl Role<'_> {
     /// Tokenizes a prompt text (special tokens in the text are recognised; nothing added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(text, false).map_err(|e| Error::Stage(e.to_string()))
+        self.tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Stage(e.to_string()))
     }
 
     /// Samples `n` responses for each prompt. Prompt `i` uses seed `derive_seed(seed, [i])`;
@@ -81,7 +85,11 @@ impl Role<'_> {
         let requests: Vec<engine::Request> = prompts
             .iter()
             .enumerate()
-            .map(|(i, p)| engine::Request { id: i as u64, prompt_ids: p.clone(), params: params(i) })
+            .map(|(i, p)| engine::Request {
+                id: i as u64,
+                prompt_ids: p.clone(),
+                params: params(i),
+            })
             .collect();
         let mut cfg = engine::EngineConfig {
             max_batch_size: engine.max_batch_size,
@@ -91,7 +99,8 @@ impl Role<'_> {
         if engine.max_kv_bytes > 0 {
             cfg.max_kv_bytes = engine.max_kv_bytes as usize;
         }
-        let eng = engine::Engine::new(self.model, self.tokenizer, cfg).map_err(|e| Error::Stage(e.to_string()))?;
+        let eng = engine::Engine::new(self.model, self.tokenizer, cfg)
+            .map_err(|e| Error::Stage(e.to_string()))?;
         let outputs = eng
             .generate(&requests, |ev| {
                 if let engine::Event::Progress(p) = ev {

@@ -60,13 +60,22 @@ pub struct RunOptions<'a> {
 
 /// Runs (or resumes) the loop to the configured number of iterations.
 pub fn run(opts: RunOptions<'_>) -> Result<()> {
-    let RunOptions { config: cfg, out, model_path, on_event, mut eval } = opts;
+    let RunOptions {
+        config: cfg,
+        out,
+        model_path,
+        on_event,
+        mut eval,
+    } = opts;
     let run = RunDir::create(&out)?;
     // 1. The resolved config: a new run writes it; a resumed run must match it.
     let cfg_text = cfg.to_commented_toml();
     let cfg_path = run.config_path();
     if cfg_path.exists() {
-        let old = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io { path: cfg_path.clone(), source: e })?;
+        let old = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io {
+            path: cfg_path.clone(),
+            source: e,
+        })?;
         let old_cfg = Config::from_toml(&old)?;
         let mut a = old_cfg.clone();
         let mut b = cfg.clone();
@@ -91,33 +100,64 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
     // 2. Base model evaluation (once).
     if let Some(ev) = eval.as_mut() {
         if !run.base_eval_dir().join("done").exists() {
-            (on_event)(Event::StageStart { iter: 0, stage: "eval", total: 1 });
-            std::fs::create_dir_all(run.base_eval_dir()).map_err(|e| Error::Io { path: run.base_eval_dir(), source: e })?;
+            (on_event)(Event::StageStart {
+                iter: 0,
+                stage: "eval",
+                total: 1,
+            });
+            std::fs::create_dir_all(run.base_eval_dir()).map_err(|e| Error::Io {
+                path: run.base_eval_dir(),
+                source: e,
+            })?;
             ev(&model_path, &run, 0)?;
             crate::rundir::write_atomic(&run.base_eval_dir().join("done"), b"")?;
-            (on_event)(Event::StageEnd { summary: "base model evaluated".into() });
+            (on_event)(Event::StageEnd {
+                summary: "base model evaluated".into(),
+            });
         }
     }
 
     for iter in 1..=cfg.iterations {
         let _span = info_span!("iteration", iter).entered();
-        let prev_solver = if iter == 1 { model_path.clone() } else { path_str(&run.iter_path(iter - 1, "solver")) };
-        let prev_challenger =
-            if iter == 1 { model_path.clone() } else { path_str(&run.iter_path(iter - 1, "challenger")) };
-        std::fs::create_dir_all(run.iter_dir(iter)).map_err(|e| Error::Io { path: run.iter_dir(iter), source: e })?;
+        let prev_solver = if iter == 1 {
+            model_path.clone()
+        } else {
+            path_str(&run.iter_path(iter - 1, "solver"))
+        };
+        let prev_challenger = if iter == 1 {
+            model_path.clone()
+        } else {
+            path_str(&run.iter_path(iter - 1, "challenger"))
+        };
+        std::fs::create_dir_all(run.iter_dir(iter)).map_err(|e| Error::Io {
+            path: run.iter_dir(iter),
+            source: e,
+        })?;
 
         // 3. Challenger phase.
         let challenger_dir = run.iter_path(iter, "challenger");
         if !challenger_dir.exists() {
             let _s = info_span!("challenger").entered();
-            let solver = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            let solver = model::load(&prev_solver, &model::LoadOptions::default())
+                .map_err(stage("loading the Solver"))?;
             let solver_model = solver.model().map_err(stage("building the Solver"))?;
             let solver_role = role(&solver_model, &solver);
-            let start = model::load(&prev_challenger, &model::LoadOptions::default()).map_err(stage("loading the Challenger"))?;
-            train_phase(&cfg, &run, iter, "challenger", &start, &cfg.challenger.optim, &mut state, on_event, &mut |step, policy| {
-                let c_role = role(policy, &start);
-                crate::challenger::make_groups(&cfg, iter, step, &c_role, &solver_role)
-            })?;
+            let start = model::load(&prev_challenger, &model::LoadOptions::default())
+                .map_err(stage("loading the Challenger"))?;
+            train_phase(
+                &cfg,
+                &run,
+                iter,
+                "challenger",
+                &start,
+                &cfg.challenger.optim,
+                &mut state,
+                on_event,
+                &mut |step, policy| {
+                    let c_role = role(policy, &start);
+                    crate::challenger::make_groups(&cfg, iter, step, &c_role, &solver_role)
+                },
+            )?;
         }
 
         // 4. Dataset.
@@ -128,15 +168,28 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let _s = info_span!("dataset").entered();
             set_stage(&run, &mut state, iter, "dataset", 0)?;
             let n_chunks = cfg.dataset.num_questions.div_ceil(cfg.dataset.chunk);
-            (on_event)(Event::StageStart { iter, stage: "dataset", total: n_chunks });
+            (on_event)(Event::StageStart {
+                iter,
+                stage: "dataset",
+                total: n_chunks,
+            });
             let t0 = Instant::now();
-            let ch = model::load(&path_str(&challenger_dir), &model::LoadOptions::default()).map_err(stage("loading the Challenger"))?;
+            let ch = model::load(&path_str(&challenger_dir), &model::LoadOptions::default())
+                .map_err(stage("loading the Challenger"))?;
             let ch_model = ch.model().map_err(stage("building the Challenger"))?;
-            let so = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            let so = model::load(&prev_solver, &model::LoadOptions::default())
+                .map_err(stage("loading the Solver"))?;
             let so_model = so.model().map_err(stage("building the Solver"))?;
-            let (items, summary) = crate::dataset::build(&cfg, &run, iter, &role(&ch_model, &ch), &role(&so_model, &so), &mut |done, _| {
-                (on_event)(Event::StageProgress { done });
-            })?;
+            let (items, summary) = crate::dataset::build(
+                &cfg,
+                &run,
+                iter,
+                &role(&ch_model, &ch),
+                &role(&so_model, &so),
+                &mut |done, _| {
+                    (on_event)(Event::StageProgress { done });
+                },
+            )?;
             let hist = p_hat_histogram(&items);
             run.set_stage_metrics(
                 iter,
@@ -152,7 +205,10 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let _ = std::fs::remove_dir_all(run.iter_path(iter, ".dataset-chunks"));
             let line = format!(
                 "iteration {iter} dataset: {} generated, {} well-formed, {} kept ({:.0}s)",
-                summary.generated, summary.valid, summary.kept, t0.elapsed().as_secs_f64()
+                summary.generated,
+                summary.valid,
+                summary.kept,
+                t0.elapsed().as_secs_f64()
             );
             info!("{line}");
             (on_event)(Event::StageEnd { summary: line });
@@ -164,9 +220,13 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
         let solver_dir = run.iter_path(iter, "solver");
         if !solver_dir.exists() {
             let _s = info_span!("solver").entered();
-            let start = model::load(&prev_solver, &model::LoadOptions::default()).map_err(stage("loading the Solver"))?;
+            let start = model::load(&prev_solver, &model::LoadOptions::default())
+                .map_err(stage("loading the Solver"))?;
             if kept.is_empty() {
-                warn!(iter, "empty dataset: no question in the agreement band; the Solver phase is skipped");
+                warn!(
+                    iter,
+                    "empty dataset: no question in the agreement band; the Solver phase is skipped"
+                );
                 run.set_stage_metrics(iter, "solver", &[json!({"iter": iter, "phase": "solver", "step": 0, "skipped": "empty dataset"})])?;
                 model::save_hf_folder(
                     &solver_dir,
@@ -177,11 +237,23 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                     &start.generation,
                 )
                 .map_err(stage("saving the Solver"))?;
-                (on_event)(Event::StageEnd { summary: format!("iteration {iter} solver: skipped (empty dataset)") });
+                (on_event)(Event::StageEnd {
+                    summary: format!("iteration {iter} solver: skipped (empty dataset)"),
+                });
             } else {
-                train_phase(&cfg, &run, iter, "solver", &start, &cfg.solver.optim, &mut state, on_event, &mut |step, policy| {
-                    crate::solver::make_groups(&cfg, iter, step, &kept, &role(policy, &start))
-                })?;
+                train_phase(
+                    &cfg,
+                    &run,
+                    iter,
+                    "solver",
+                    &start,
+                    &cfg.solver.optim,
+                    &mut state,
+                    on_event,
+                    &mut |step, policy| {
+                        crate::solver::make_groups(&cfg, iter, step, &kept, &role(policy, &start))
+                    },
+                )?;
             }
         }
 
@@ -190,11 +262,20 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let done = run.iter_path(iter, "eval/done");
             if !done.exists() {
                 set_stage(&run, &mut state, iter, "eval", 0)?;
-                (on_event)(Event::StageStart { iter, stage: "eval", total: 1 });
-                std::fs::create_dir_all(run.iter_path(iter, "eval")).map_err(|e| Error::Io { path: run.iter_path(iter, "eval"), source: e })?;
+                (on_event)(Event::StageStart {
+                    iter,
+                    stage: "eval",
+                    total: 1,
+                });
+                std::fs::create_dir_all(run.iter_path(iter, "eval")).map_err(|e| Error::Io {
+                    path: run.iter_path(iter, "eval"),
+                    source: e,
+                })?;
                 ev(&path_str(&solver_dir), &run, iter)?;
                 crate::rundir::write_atomic(&done, b"")?;
-                (on_event)(Event::StageEnd { summary: format!("iteration {iter} solver evaluated") });
+                (on_event)(Event::StageEnd {
+                    summary: format!("iteration {iter} solver evaluated"),
+                });
             }
         }
         state.completed_iterations = state.completed_iterations.max(iter);
@@ -234,7 +315,12 @@ fn role<'a>(model: &'a model::Model, loaded: &'a model::LoadedModel) -> Role<'a>
             eos.push(e);
         }
     }
-    Role { model, tokenizer: &loaded.tokenizer, template: loaded.chat_template.as_ref(), eos_token_ids: eos }
+    Role {
+        model,
+        tokenizer: &loaded.tokenizer,
+        template: loaded.chat_template.as_ref(),
+        eos_token_ids: eos,
+    }
 }
 
 fn set_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str, step: usize) -> Result<()> {
@@ -259,13 +345,24 @@ fn train_phase(
     make_groups: &mut dyn FnMut(usize, &model::Model) -> Result<(Vec<Group>, Value)>,
 ) -> Result<()> {
     let ckpt = run.iter_path(iter, &format!(".{phase}-train"));
-    let seed = crate::rollout::derive_seed(cfg.seed, &[iter as u64, if phase == "challenger" { 10 } else { 11 }]);
-    let mut policy = if ckpt.exists() { Policy::resume(&ckpt, start, optim, seed)? } else { Policy::start(start, optim, seed)? };
+    let seed = crate::rollout::derive_seed(
+        cfg.seed,
+        &[iter as u64, if phase == "challenger" { 10 } else { 11 }],
+    );
+    let mut policy = if ckpt.exists() {
+        Policy::resume(&ckpt, start, optim, seed)?
+    } else {
+        Policy::start(start, optim, seed)?
+    };
     let mut rows = run.stage_metrics(iter, phase)?;
     let done = policy.steps_done();
     // metrics are written before the checkpoint: drop rows of a step whose checkpoint never landed
     rows.truncate(done);
-    (on_event)(Event::StageStart { iter, stage: phase, total: optim.steps });
+    (on_event)(Event::StageStart {
+        iter,
+        stage: phase,
+        total: optim.steps,
+    });
     (on_event)(Event::StageProgress { done });
     let t_phase = Instant::now();
     for step in done..optim.steps {
@@ -276,7 +373,10 @@ fn train_phase(
         let stats = policy.update(&groups)?;
         let loss = stats.get("loss").and_then(Value::as_f64).unwrap_or(0.0);
         if !loss.is_finite() {
-            return Err(Error::Diverged(format!("{phase} step {}: loss is {loss}", step + 1)));
+            return Err(Error::Diverged(format!(
+                "{phase} step {}: loss is {loss}",
+                step + 1
+            )));
         }
         if let (Value::Object(m), Value::Object(s)) = (&mut metrics, stats) {
             for (k, v) in s {
@@ -288,10 +388,17 @@ fn train_phase(
             m.insert("rollout_seconds".into(), json!(t_rollout));
             m.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
         }
-        info!(iter, phase, step = step + 1, reward_mean = metrics["reward_mean"].as_f64().unwrap_or(f64::NAN), loss, "grpo step");
+        info!(
+            iter,
+            phase,
+            step = step + 1,
+            reward_mean = metrics["reward_mean"].as_f64().unwrap_or(f64::NAN),
+            loss,
+            "grpo step"
+        );
         rows.push(metrics);
         run.set_stage_metrics(iter, phase, &rows)?;
-        policy.checkpoint(&ckpt)?;
+        policy.checkpoint(&ckpt, start)?;
         (on_event)(Event::StageProgress { done: step + 1 });
     }
     let out = run.iter_path(iter, phase);

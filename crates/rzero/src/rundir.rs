@@ -43,12 +43,18 @@ pub struct RunDir {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source }
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -123,8 +129,10 @@ impl RunDir {
     pub fn state(&self) -> Result<State> {
         let p = self.root.join("state.json");
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| Error::BadFile { path: p, msg: e.to_string() }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::BadFile {
+                path: p,
+                msg: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(io_err(&p, e)),
         }
@@ -138,14 +146,22 @@ impl RunDir {
 
     /// Replaces the metric rows of one stage and regenerates `metrics.jsonl`.
     pub fn set_stage_metrics(&self, iter: usize, phase: &str, rows: &[Value]) -> Result<()> {
-        let dir = if iter == 0 { self.base_eval_dir() } else { self.iter_dir(iter) };
+        let dir = if iter == 0 {
+            self.base_eval_dir()
+        } else {
+            self.iter_dir(iter)
+        };
         write_jsonl(&dir.join(format!("metrics_{phase}.jsonl")), rows)?;
         self.rebuild_metrics()
     }
 
     /// Metric rows of one stage (empty when none yet).
     pub fn stage_metrics(&self, iter: usize, phase: &str) -> Result<Vec<Value>> {
-        let dir = if iter == 0 { self.base_eval_dir() } else { self.iter_dir(iter) };
+        let dir = if iter == 0 {
+            self.base_eval_dir()
+        } else {
+            self.iter_dir(iter)
+        };
         let p = dir.join(format!("metrics_{phase}.jsonl"));
         if p.exists() {
             read_jsonl(&p)
@@ -180,10 +196,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir::create(tmp.path().join("run")).unwrap();
         std::fs::create_dir_all(run.iter_dir(1)).unwrap();
-        run.set_stage_metrics(1, "challenger", &[json!({"step": 1})]).unwrap();
+        run.set_stage_metrics(1, "challenger", &[json!({"step": 1})])
+            .unwrap();
         // a resumed stage rewrites its rows: no duplicates
-        run.set_stage_metrics(1, "challenger", &[json!({"step": 1}), json!({"step": 2})]).unwrap();
-        run.set_stage_metrics(1, "solver", &[json!({"step": 1, "phase": "solver"})]).unwrap();
+        run.set_stage_metrics(1, "challenger", &[json!({"step": 1}), json!({"step": 2})])
+            .unwrap();
+        run.set_stage_metrics(1, "solver", &[json!({"step": 1, "phase": "solver"})])
+            .unwrap();
         let rows: Vec<Value> = read_jsonl(&run.root().join("metrics.jsonl")).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2]["phase"], "solver");
@@ -194,7 +213,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let run = RunDir::create(tmp.path()).unwrap();
         assert_eq!(run.state().unwrap(), State::default());
-        let s = State { iteration: 2, stage: "dataset".into(), step: 3, completed_iterations: 1, iterations: 3 };
+        let s = State {
+            iteration: 2,
+            stage: "dataset".into(),
+            step: 3,
+            completed_iterations: 1,
+            iterations: 3,
+        };
         run.set_state(&s).unwrap();
         assert_eq!(run.state().unwrap(), s);
         let p = tmp.path().join("x.jsonl");

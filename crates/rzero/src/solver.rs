@@ -14,7 +14,12 @@ use crate::policy::Group;
 use crate::rollout::{derive_seed, Role};
 
 /// The questions of step `step`: a seeded permutation of `kept`, taken in windows.
-pub fn step_items<'a>(cfg: &Config, iter: usize, step: usize, kept: &'a [&'a DatasetItem]) -> Vec<&'a DatasetItem> {
+pub fn step_items<'a>(
+    cfg: &Config,
+    iter: usize,
+    step: usize,
+    kept: &'a [&'a DatasetItem],
+) -> Vec<&'a DatasetItem> {
     let n = kept.len();
     if n == 0 {
         return Vec::new();
@@ -28,7 +33,9 @@ pub fn step_items<'a>(cfg: &Config, iter: usize, step: usize, kept: &'a [&'a Dat
         order.swap(i, j);
     }
     let p = cfg.solver.prompts_per_step;
-    (0..p.min(n)).map(|k| kept[order[(step * p + k) % n]]).collect()
+    (0..p.min(n))
+        .map(|k| kept[order[(step * p + k) % n]])
+        .collect()
 }
 
 /// Builds the GRPO groups of Solver step `step` (0-based) and the step's metrics.
@@ -44,19 +51,31 @@ pub fn make_groups(
     let prompts = items
         .iter()
         .map(|it| {
-            let text = crate::prompts::solver_prompt(solver.template, &it.question).map_err(|e| Error::Stage(e.to_string()))?;
+            let text = crate::prompts::solver_prompt(solver.template, &it.question)
+                .map_err(|e| Error::Stage(e.to_string()))?;
             solver.encode(&text)
         })
         .collect::<Result<Vec<_>>>()?;
     let seed = derive_seed(cfg.seed, &[iter as u64, 4, step as u64]);
-    let samples = solver.sample(&prompts, s.group_size, &s.sampling, seed, &cfg.engine, &mut |_, _| {})?;
-    let rcfg = reward::solver::SolverRewardConfig { accuracy_weight: s.accuracy_weight, format_weight: s.format_weight };
+    let samples = solver.sample(
+        &prompts,
+        s.group_size,
+        &s.sampling,
+        seed,
+        &cfg.engine,
+        &mut |_, _| {},
+    )?;
+    let rcfg = reward::solver::SolverRewardConfig {
+        accuracy_weight: s.accuracy_weight,
+        format_weight: s.format_weight,
+    };
     let mut groups = Vec::new();
     let (mut total, mut acc, mut fmt, mut len, mut count) = (0.0, 0.0, 0.0, 0usize, 0usize);
     let mut all = Vec::new();
     for ((item, prompt), group) in items.iter().zip(prompts).zip(samples) {
         let label = item.label.as_deref().unwrap_or("");
-        let rewards: Vec<reward::solver::SolverReward> = group.iter().map(|r| rcfg.reward(&r.text, label)).collect();
+        let rewards: Vec<reward::solver::SolverReward> =
+            group.iter().map(|r| rcfg.reward(&r.text, label)).collect();
         for r in &rewards {
             total += r.total;
             acc += r.accuracy;

@@ -55,19 +55,34 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
         vocab.insert(c.to_string(), id);
     }
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab.clone().into_iter().collect::<tokenizers::models::bpe::Vocab>(), vec![])
+        .vocab_and_merges(
+            vocab
+                .clone()
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            vec![],
+        )
         .build()
         .map_err(|e| err(&e))?;
     let mut tok = Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tok.with_decoder(Some(ByteLevel::default()));
-    tok.add_special_tokens(specials.map(|s| AddedToken::from(s, true))).map_err(|e| err(&e))?;
+    tok.add_special_tokens(specials.map(|s| AddedToken::from(s, true)))
+        .map_err(|e| err(&e))?;
     let pieces: Vec<AddedToken> = CHAIN
         .iter()
         .filter(|p| p.chars().count() > 1)
         .map(|p| AddedToken::from(*p, false))
         .collect();
     tok.add_tokens(pieces).map_err(|e| err(&e))?;
+    // pad the vocabulary to a multiple of 8 with unused special tokens, so every id the
+    // model can emit decodes
+    let n_tokens = tok.get_vocab_size(true);
+    let vocab_size = n_tokens.div_ceil(8) * 8;
+    let pads: Vec<AddedToken> = (n_tokens..vocab_size)
+        .map(|i| AddedToken::from(format!("<|unused_{i}|>"), true))
+        .collect();
+    tok.add_special_tokens(pads).map_err(|e| err(&e))?;
     let tok_json = tok.to_string(false).map_err(|e| err(&e))?;
     std::fs::write(dir.join("tokenizer.json"), &tok_json)?;
     let id = |s: &str| -> std::io::Result<u32> {
@@ -79,8 +94,6 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
             })
             .ok_or_else(|| std::io::Error::other(format!("no single token for {s:?}")))
     };
-    let n_tokens = tok.get_vocab_size(true);
-    let vocab_size = n_tokens.div_ceil(8) * 8;
     let hidden = vocab_size;
 
     // 2. Successor table of the chain.
@@ -101,7 +114,7 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
 
     // 3. Weights. Embedding = identity (token t -> e_t); after RMSNorm e_t becomes
     //    sqrt(hidden)·e_t, so lm_head[s, t] = w·scale/sqrt(hidden) gives logit w·scale.
-    let scale = 6.0f32;
+    let scale = 10.0f32;
     let n_layers = 1usize;
     let heads = 4usize;
     let head_dim = hidden / heads;
@@ -111,7 +124,11 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
     for t in 0..vocab_size {
         embed[t * hidden + t] = 1.0;
     }
-    tensors.push(("model.embed_tokens.weight".into(), embed, vec![vocab_size, hidden]));
+    tensors.push((
+        "model.embed_tokens.weight".into(),
+        embed,
+        vec![vocab_size, hidden],
+    ));
     let mut head = vec![0f32; vocab_size * hidden];
     let norm_gain = 1.0 / (hidden as f32).sqrt();
     for &(from, to, w) in &succ {
@@ -134,25 +151,66 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
     for l in 0..n_layers {
         let p = format!("model.layers.{l}");
         let kv = heads / 2 * head_dim;
-        tensors.push((format!("{p}.input_layernorm.weight"), vec![1.0; hidden], vec![hidden]));
-        tensors.push((format!("{p}.post_attention_layernorm.weight"), vec![1.0; hidden], vec![hidden]));
-        tensors.push((format!("{p}.self_attn.q_proj.weight"), rnd(hidden * hidden, 0.1), vec![hidden, hidden]));
-        tensors.push((format!("{p}.self_attn.k_proj.weight"), rnd(kv * hidden, 0.1), vec![kv, hidden]));
-        tensors.push((format!("{p}.self_attn.v_proj.weight"), rnd(kv * hidden, 0.1), vec![kv, hidden]));
-        tensors.push((format!("{p}.self_attn.o_proj.weight"), vec![0.0; hidden * hidden], vec![hidden, hidden]));
-        tensors.push((format!("{p}.mlp.gate_proj.weight"), rnd(inter * hidden, 0.1), vec![inter, hidden]));
-        tensors.push((format!("{p}.mlp.up_proj.weight"), rnd(inter * hidden, 0.1), vec![inter, hidden]));
-        tensors.push((format!("{p}.mlp.down_proj.weight"), vec![0.0; hidden * inter], vec![hidden, inter]));
+        tensors.push((
+            format!("{p}.input_layernorm.weight"),
+            vec![1.0; hidden],
+            vec![hidden],
+        ));
+        tensors.push((
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![1.0; hidden],
+            vec![hidden],
+        ));
+        tensors.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            rnd(hidden * hidden, 0.1),
+            vec![hidden, hidden],
+        ));
+        tensors.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            rnd(kv * hidden, 0.1),
+            vec![kv, hidden],
+        ));
+        tensors.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            rnd(kv * hidden, 0.1),
+            vec![kv, hidden],
+        ));
+        tensors.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![0.0; hidden * hidden],
+            vec![hidden, hidden],
+        ));
+        tensors.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            rnd(inter * hidden, 0.1),
+            vec![inter, hidden],
+        ));
+        tensors.push((
+            format!("{p}.mlp.up_proj.weight"),
+            rnd(inter * hidden, 0.1),
+            vec![inter, hidden],
+        ));
+        tensors.push((
+            format!("{p}.mlp.down_proj.weight"),
+            vec![0.0; hidden * inter],
+            vec![hidden, inter],
+        ));
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(n, d, s)| {
             let bytes: &[u8] = bytemuck_cast(d);
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytes).expect("shape matches data"))
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), bytes)
+                    .expect("shape matches data"),
+            )
         })
         .collect();
     let meta = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize_to_file(views, meta, &dir.join("model.safetensors")).map_err(|e| err(&e))?;
+    safetensors::serialize_to_file(views, meta, &dir.join("model.safetensors"))
+        .map_err(|e| err(&e))?;
 
     // 4. Config files.
     let config = json!({
@@ -164,15 +222,24 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
         "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "hidden_act": "silu",
         "torch_dtype": "float32"
     });
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
     let template = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
     let tc = json!({
         "chat_template": template, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
         "bos_token": null, "tokenizer_class": "PreTrainedTokenizerFast"
     });
-    std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&tc)?)?;
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&tc)?,
+    )?;
     let gc = json!({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0});
-    std::fs::write(dir.join("generation_config.json"), serde_json::to_string_pretty(&gc)?)?;
+    std::fs::write(
+        dir.join("generation_config.json"),
+        serde_json::to_string_pretty(&gc)?,
+    )?;
     Ok(vocab_size)
 }
 

@@ -117,7 +117,9 @@ impl AdamW {
     /// If the buffers' lengths differ (an internal invariant of the trainer).
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], grad_scale: f32, hp: &AdamWParams) {
         assert!(
-            params.len() == grads.len() && params.len() == self.m.len() && self.m.len() == self.v.len(),
+            params.len() == grads.len()
+                && params.len() == self.m.len()
+                && self.m.len() == self.v.len(),
             "AdamW buffers must have equal lengths"
         );
         self.step += 1;
@@ -153,12 +155,13 @@ impl AdamW {
 }
 
 /// Global L2 norm of a flat gradient (accumulated in f64, in parallel).
+/// Deterministic: per-chunk partial sums are added in chunk order.
 pub fn global_norm(grads: &[f32]) -> f64 {
-    grads
+    let partial: Vec<f64> = grads
         .par_chunks(CHUNK)
         .map(|c| c.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>())
-        .sum::<f64>()
-        .sqrt()
+        .collect();
+    partial.iter().sum::<f64>().sqrt()
 }
 
 /// `torch.nn.utils.clip_grad_norm_`'s factor: `min(1, max_norm / (norm + 1e-6))`;

@@ -19,7 +19,10 @@ pub struct GroupStats {
 pub fn group_stats(rewards: &[f32]) -> GroupStats {
     let n = rewards.len();
     if n == 0 {
-        return GroupStats { mean: 0.0, std: 0.0 };
+        return GroupStats {
+            mean: 0.0,
+            std: 0.0,
+        };
     }
     let mean = rewards.iter().map(|&r| r as f64).sum::<f64>() / n as f64;
     let std = if n > 1 {
@@ -105,7 +108,14 @@ mod tests {
         assert!(!all_equal(&[0.5, 0.5, 0.4]));
         // Two members {0, 1}: std = 1/sqrt(2), A = ±0.5·sqrt(2).
         let a = group_advantages(&[0.0, 1.0], true, 0.0).unwrap();
-        assert!(close(&a, &[-std::f32::consts::FRAC_1_SQRT_2, std::f32::consts::FRAC_1_SQRT_2], 1e-6));
+        assert!(close(
+            &a,
+            &[
+                -std::f32::consts::FRAC_1_SQRT_2,
+                std::f32::consts::FRAC_1_SQRT_2
+            ],
+            1e-6
+        ));
     }
 
     #[test]

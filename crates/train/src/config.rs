@@ -112,6 +112,16 @@ impl Default for GrpoConfig {
     }
 }
 
+/// `a >= b`, false for NaN (keeps NaN out of every range check).
+fn ge(a: f64, b: f64) -> bool {
+    a >= b
+}
+
+/// `a > b`, false for NaN.
+fn gt(a: f64, b: f64) -> bool {
+    a > b
+}
+
 impl GrpoConfig {
     /// Checks value ranges; returns an error naming the field.
     pub fn validate(&self) -> Result<()> {
@@ -124,33 +134,33 @@ impl GrpoConfig {
                 return bad(&format!("betas[{i}]"), "must be in [0, 1)");
             }
         }
-        if !(self.eps > 0.0) {
+        if !gt(self.eps, 0.0) {
             return bad("eps", "must be > 0");
         }
-        if !(self.weight_decay >= 0.0) {
+        if !ge(self.weight_decay, 0.0) {
             return bad("weight_decay", "must be >= 0");
         }
-        if !(self.max_grad_norm >= 0.0) {
+        if !ge(self.max_grad_norm, 0.0) {
             return bad("max_grad_norm", "must be >= 0");
         }
         if !(0.0..1.0).contains(&self.clip_ratio_low) {
             return bad("clip_ratio_low", "must be in [0, 1)");
         }
-        if !(self.clip_ratio_high >= 0.0) {
+        if !ge(self.clip_ratio_high, 0.0) {
             return bad("clip_ratio_high", "must be >= 0");
         }
         if let Some(c) = self.clip_ratio_dual {
-            if !(c > 1.0) {
+            if !gt(c, 1.0) {
                 return bad("clip_ratio_dual", "must be > 1");
             }
         }
-        if !(self.kl_coef >= 0.0) {
+        if !ge(self.kl_coef, 0.0) {
             return bad("kl_coef", "must be >= 0");
         }
-        if !(self.kl_clamp > 0.0) {
+        if !gt(self.kl_clamp, 0.0) {
             return bad("kl_clamp", "must be > 0");
         }
-        if !(self.adv_eps >= 0.0) {
+        if !ge(self.adv_eps, 0.0) {
             return bad("adv_eps", "must be >= 0");
         }
         if self.micro_batch_size == 0 {
@@ -162,7 +172,7 @@ impl GrpoConfig {
         if self.loss_norm_len == Some(0) {
             return bad("loss_norm_len", "must be >= 1");
         }
-        if !(self.temperature > 0.0) {
+        if !gt(self.temperature, 0.0) {
             return bad("temperature", "must be > 0");
         }
         Ok(())

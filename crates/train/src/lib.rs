@@ -11,16 +11,27 @@ The crate never names the Challenger or the Solver: a step takes groups of
 - [`advantages`], [`loss`]: the math, per group and per token.
 - [`adamw`]: flat-buffer AdamW and gradient clipping.
 - [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step.
+- [`checkpoint`]: `Trainer::save_checkpoint` / `restore_checkpoint` (HF folder + optimizer
+  + RNG state, atomic).
+- [`driver`]: the loop (data order, rollouts via [`Rollout`], metrics.jsonl, checkpoints,
+  resume) that `rzero grpo` and the R-Zero Solver/Challenger phases run.
+- [`sample`]: a minimal no-KV-cache sampler for tiny models and tests.
 */
 #![deny(missing_docs)]
 
 pub mod adamw;
 pub mod advantages;
+pub mod checkpoint;
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod loss;
+pub mod sample;
 pub mod trainer;
 
+pub use checkpoint::{ModelFiles, TrainerState};
 pub use config::{GrpoConfig, LossAgg};
+pub use driver::{LoopConfig, Rollout};
 pub use error::{Error, Result};
+pub use rand_chacha::ChaCha8Rng;
 pub use trainer::{GradStats, Group, Response, StepMetrics, Trainer, UpdateStats};

@@ -215,13 +215,13 @@ mod tests {
         let p = params();
         let cases: &[(f32, f32, bool, bool, bool)] = &[
             // (ratio, adv, grad flows, clip_higher, clip_lower)
-            (1.1, 1.0, true, false, false),   // in range, A>0
-            (1.1, -1.0, true, false, false),  // in range, A<0
-            (1.5, 1.0, false, true, false),   // A>0 above 1.3: clipped, no grad
-            (0.5, 1.0, true, false, false),   // A>0 below 0.8: unclipped, grad flows
-            (0.5, -1.0, false, true, false),  // A<0 below 0.8: clipped low, no grad
-            (2.0, -1.0, true, false, false),  // A<0 in (1.3, 3]: unclipped, grad flows
-            (4.0, -1.0, false, false, true),  // A<0 above 3: dual-clipped, no grad
+            (1.1, 1.0, true, false, false),  // in range, A>0
+            (1.1, -1.0, true, false, false), // in range, A<0
+            (1.5, 1.0, false, true, false),  // A>0 above 1.3: clipped, no grad
+            (0.5, 1.0, true, false, false),  // A>0 below 0.8: unclipped, grad flows
+            (0.5, -1.0, false, true, false), // A<0 below 0.8: clipped low, no grad
+            (2.0, -1.0, true, false, false), // A<0 in (1.3, 3]: unclipped, grad flows
+            (4.0, -1.0, false, false, true), // A<0 above 3: dual-clipped, no grad
         ];
         for &(r, adv, flows, hi, lo) in cases {
             let old = -2.0f32;
@@ -232,15 +232,26 @@ mod tests {
             let want = if adv > 0.0 {
                 -adv * r.min(1.3)
             } else {
-                adv.abs() * r.max(0.8).min(3.0)
+                adv.abs() * r.clamp(0.8, 3.0)
             };
-            assert!((t.loss - want).abs() < 1e-5, "ratio {r} adv {adv}: {} vs {want}", t.loss);
+            assert!(
+                (t.loss - want).abs() < 1e-5,
+                "ratio {r} adv {adv}: {} vs {want}",
+                t.loss
+            );
             assert_eq!(t.grad != 0.0, flows, "ratio {r} adv {adv}");
             if flows {
                 assert!((t.grad + adv * r).abs() < 1e-5);
             }
-            assert!((t.grad - fd(logp, old, adv)).abs() < 2e-3, "fd at ratio {r} adv {adv}");
-            assert_eq!((t.clip_higher, t.clip_lower), (hi, lo), "ratio {r} adv {adv}");
+            assert!(
+                (t.grad - fd(logp, old, adv)).abs() < 2e-3,
+                "fd at ratio {r} adv {adv}"
+            );
+            assert_eq!(
+                (t.clip_higher, t.clip_lower),
+                (hi, lo),
+                "ratio {r} adv {adv}"
+            );
         }
         // A = 0: no loss, no gradient.
         let t = pg_token(-1.0, -1.5, 0.0, &p);
@@ -277,23 +288,42 @@ mod tests {
         ] {
             for mb in [1, 2, 3, 8] {
                 let w = sequence_weights(&lens, agg, mb, None);
-                let s: f64 = w.iter().zip(&lens).map(|(&w, &n)| w as f64 * n as f64).sum();
+                let s: f64 = w
+                    .iter()
+                    .zip(&lens)
+                    .map(|(&w, &n)| w as f64 * n as f64)
+                    .sum();
                 assert!((s - 1.0).abs() < 1e-6, "{agg:?} mb {mb}: {s}");
             }
         }
-        assert_eq!(sequence_weights(&lens, LossAgg::TokenMean, 1, None)[0], 1.0 / 70.0);
-        assert_eq!(sequence_weights(&lens, LossAgg::SeqMeanTokenMean, 1, None)[1], 1.0 / 32.0);
-        assert_eq!(sequence_weights(&lens, LossAgg::SeqMeanTokenSumNorm, 1, None)[1], 1.0 / 128.0);
+        assert_eq!(
+            sequence_weights(&lens, LossAgg::TokenMean, 1, None)[0],
+            1.0 / 70.0
+        );
+        assert_eq!(
+            sequence_weights(&lens, LossAgg::SeqMeanTokenMean, 1, None)[1],
+            1.0 / 32.0
+        );
+        assert_eq!(
+            sequence_weights(&lens, LossAgg::SeqMeanTokenSumNorm, 1, None)[1],
+            1.0 / 128.0
+        );
         assert_eq!(
             sequence_weights(&lens, LossAgg::SeqMeanTokenSumNorm, 1, Some(32))[1],
             1.0 / 256.0
         );
         // Micro-batch 2: pairs (9,4): 1/(4·13).
-        assert_eq!(sequence_weights(&lens, LossAgg::MicrobatchTokenMean, 2, None)[0], 1.0 / 52.0);
+        assert_eq!(
+            sequence_weights(&lens, LossAgg::MicrobatchTokenMean, 2, None)[0],
+            1.0 / 52.0
+        );
         assert_eq!(
             sequence_weights(&lens, LossAgg::MicrobatchTokenMean, 1, None),
             sequence_weights(&lens, LossAgg::SeqMeanTokenMean, 1, None)
         );
-        assert_eq!(sequence_weights(&[0, 5], LossAgg::SeqMeanTokenMean, 1, None)[0], 0.0);
+        assert_eq!(
+            sequence_weights(&[0, 5], LossAgg::SeqMeanTokenMean, 1, None)[0],
+            0.0
+        );
     }
 }

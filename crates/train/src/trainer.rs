@@ -215,7 +215,10 @@ impl Trainer {
         let mut vars = Vec::with_capacity(names.len());
         let mut shapes = Vec::with_capacity(names.len());
         {
-            let mut data = varmap.data().lock().map_err(|_| Error::invalid("var map lock poisoned"))?;
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| Error::invalid("var map lock poisoned"))?;
             for name in &names {
                 let t = weights[name].to_device(device)?.to_dtype(DType::F32)?;
                 // Var::from_tensor copies: the trainer never shares storage with the caller.
@@ -225,7 +228,10 @@ impl Trainer {
                 vars.push(var);
             }
         }
-        let train_model = Model::new(model_cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        let train_model = Model::new(
+            model_cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, device),
+        )?;
         let n_after = varmap.data().lock().map(|d| d.len()).unwrap_or(0);
         if n_after != names.len() {
             return Err(Error::invalid(format!(
@@ -245,7 +251,12 @@ impl Trainer {
             let w = reference.unwrap_or(weights);
             let w: Weights = w
                 .iter()
-                .map(|(k, t)| Ok((k.clone(), t.to_device(device)?.to_dtype(DType::F32)?.detach())))
+                .map(|(k, t)| {
+                    Ok((
+                        k.clone(),
+                        t.to_device(device)?.to_dtype(DType::F32)?.detach(),
+                    ))
+                })
                 .collect::<Result<_>>()?;
             Some(Model::from_weights(model_cfg, &w, DType::F32, device)?)
         } else {
@@ -275,7 +286,12 @@ impl Trainer {
         })
     }
 
-    fn detached_model(cfg: &Config, layout: &FlatLayout, vars: &[Var], dev: &Device) -> Result<Model> {
+    fn detached_model(
+        cfg: &Config,
+        layout: &FlatLayout,
+        vars: &[Var],
+        dev: &Device,
+    ) -> Result<Model> {
         let w: Weights = layout
             .specs()
             .iter()
@@ -313,6 +329,26 @@ impl Trainer {
     /// The trainer's RNG (for the caller's sampling and data order; saved in checkpoints).
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng
+    }
+
+    /// The trainer's RNG, read-only.
+    pub fn rng_ref(&self) -> &ChaCha8Rng {
+        &self.rng
+    }
+
+    /// The no-graph policy and the RNG together (a rollout needs both).
+    pub fn policy_and_rng(&mut self) -> (&Model, &mut ChaCha8Rng) {
+        (&self.policy, &mut self.rng)
+    }
+
+    /// The token id used for padding (the model's pad id, else 0). Padding never changes
+    /// the result; this exists so tests can prove it.
+    pub fn set_pad_id(&mut self, id: u32) -> Result<()> {
+        if id as usize >= self.model_cfg.vocab_size {
+            return Err(Error::invalid(format!("pad id {id} out of range")));
+        }
+        self.pad_id = id;
+        Ok(())
     }
 
     /// The flat parameter layout.
@@ -387,7 +423,11 @@ impl Trainer {
     /// Per-token log-probs of `responses` after `prompt`s under the current policy, without
     /// a graph (what to pass as `old_logprobs` before several updates on one rollout).
     pub fn policy_logprobs(&self, items: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
-        Ok(model::logprobs::score(&self.policy, items, self.cfg.micro_batch_size.max(1))?)
+        Ok(model::logprobs::score(
+            &self.policy,
+            items,
+            self.cfg.micro_batch_size.max(1),
+        )?)
     }
 
     /// Checks `groups` and resolves them into sequences with advantages and weights.
@@ -420,9 +460,14 @@ impl Trainer {
             for (ri, (r, a)) in g.responses.iter().zip(adv).enumerate() {
                 let at = |what: &str| format!("group {gi} response {ri}: {what}");
                 if let Some(&bad) = r.ids.iter().find(|&&t| t as usize >= vocab) {
-                    return Err(Error::invalid(at(&format!("token {bad} out of range (vocab {vocab})"))));
+                    return Err(Error::invalid(at(&format!(
+                        "token {bad} out of range (vocab {vocab})"
+                    ))));
                 }
-                for (name, lp) in [("old_logprobs", &r.old_logprobs), ("ref_logprobs", &r.ref_logprobs)] {
+                for (name, lp) in [
+                    ("old_logprobs", &r.old_logprobs),
+                    ("ref_logprobs", &r.ref_logprobs),
+                ] {
                     if let Some(lp) = lp {
                         if lp.len() != r.ids.len() {
                             return Err(Error::invalid(at(&format!(
@@ -619,12 +664,17 @@ impl Trainer {
         r: usize,
     ) -> Result<(Tensor, Tensor)> {
         let hidden = m.forward_hidden(ids, Some(mask))?; // [B,P+R,H]
-        // Position P-1+j predicts response token j.
+                                                         // Position P-1+j predicts response token j.
         let mut h = hidden.narrow(1, p - 1, r)?; // [B,R,H]
         if self.cfg.temperature != 1.0 {
             h = (h * (1.0 / self.cfg.temperature))?;
         }
-        Ok(model::logprobs::token_logprobs(m, &h, targets, self.cfg.logprob_chunk_rows)?)
+        Ok(model::logprobs::token_logprobs(
+            m,
+            &h,
+            targets,
+            self.cfg.logprob_chunk_rows,
+        )?)
     }
 
     /// Clips the accumulated gradient and applies one AdamW step to the master weights,
@@ -633,7 +683,10 @@ impl Trainer {
         let norm = global_norm(&self.grads);
         let lr = self.current_lr();
         if !norm.is_finite() {
-            tracing::warn!(grad_norm = norm, "gradient norm is not finite: update skipped");
+            tracing::warn!(
+                grad_norm = norm,
+                "gradient norm is not finite: update skipped"
+            );
             return Ok(UpdateStats {
                 grad_norm: norm,
                 clip_coef: 0.0,
@@ -649,7 +702,8 @@ impl Trainer {
             eps: self.cfg.eps,
             weight_decay: self.cfg.weight_decay,
         };
-        self.opt.update(&mut self.master, &self.grads, coef as f32, &hp);
+        self.opt
+            .update(&mut self.master, &self.grads, coef as f32, &hp);
         self.write_master()?;
         Ok(UpdateStats {
             grad_norm: norm,
@@ -666,7 +720,11 @@ impl Trainer {
             .par_iter()
             .zip(&self.vars)
             .try_for_each(|(s, var)| -> Result<()> {
-                let t = Tensor::from_slice(&self.master[s.offset..s.offset + s.len], s.shape.as_slice(), &self.device)?;
+                let t = Tensor::from_slice(
+                    &self.master[s.offset..s.offset + s.len],
+                    s.shape.as_slice(),
+                    &self.device,
+                )?;
                 var.set(&t)?;
                 Ok(())
             })

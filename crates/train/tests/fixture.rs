@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use serde_json::Value;
 use train::loss::{kl_token, pg_token, LossParams};
-use train::{GrpoConfig, Group, LossAgg, Response, Trainer};
+use train::{Group, GrpoConfig, LossAgg, Response, Trainer};
 
 fn fixtures() -> Option<PathBuf> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
@@ -59,13 +59,18 @@ impl Worst {
         let d = (a - b).abs();
         let scaled = d / (abs + rel * b.abs());
         self.max = self.max.max(d);
-        if !(scaled <= 1.0) {
-            self.fails.push(format!("{what}: got {a}, want {b} (diff {d:e})"));
+        if scaled.is_nan() || scaled > 1.0 {
+            self.fails
+                .push(format!("{what}: got {a}, want {b} (diff {d:e})"));
         }
     }
     fn finish(self, out: &mut Vec<String>) {
         eprintln!("  {:<40} max abs diff {:.3e}", self.name, self.max);
-        out.extend(self.fails.into_iter().map(|f| format!("{}: {f}", self.name)));
+        out.extend(
+            self.fails
+                .into_iter()
+                .map(|f| format!("{}: {f}", self.name)),
+        );
     }
 }
 
@@ -161,9 +166,15 @@ fn run_model(name: &str) {
                 flags += 1;
             }
             let region = pt["region"][i][t].as_str().unwrap();
-            let no_grad = matches!(region, "clipped_high" | "clipped_low" | "dual_clipped" | "adv_zero");
+            let no_grad = matches!(
+                region,
+                "clipped_high" | "clipped_low" | "dual_clipped" | "adv_zero"
+            );
             if no_grad != (p.grad == 0.0) {
-                fails.push(format!("seq {i} tok {t}: region {region} but pg grad {}", p.grad));
+                fails.push(format!(
+                    "seq {i} tok {t}: region {region} but pg grad {}",
+                    p.grad
+                ));
             }
         }
     }
@@ -189,12 +200,22 @@ fn run_model(name: &str) {
         lr: 1e-3,
         ..Default::default()
     };
-    let trainer = Trainer::new(cfg, &loaded.config, &loaded.weights, Some(&ref_w), &Device::Cpu)
-        .expect("trainer");
+    let trainer = Trainer::new(
+        cfg,
+        &loaded.config,
+        &loaded.weights,
+        Some(&ref_w),
+        &Device::Cpu,
+    )
+    .expect("trainer");
     let items: Vec<(Vec<u32>, Vec<u32>)> = fx
         .groups
         .iter()
-        .flat_map(|g| g.responses.iter().map(|r| (g.prompt.clone(), r.ids.clone())))
+        .flat_map(|g| {
+            g.responses
+                .iter()
+                .map(|r| (g.prompt.clone(), r.ids.clone()))
+        })
         .collect();
     let pol = trainer.policy_logprobs(&items).unwrap();
     let refl = model::logprobs::score(trainer.reference().unwrap(), &items, 8).unwrap();
@@ -226,8 +247,14 @@ fn run_model(name: &str) {
             micro_batch_size: mbs,
             ..Default::default()
         };
-        let mut tr = Trainer::new(cfg, &loaded.config, &loaded.weights, Some(&ref_w), &Device::Cpu)
-            .expect("trainer");
+        let mut tr = Trainer::new(
+            cfg,
+            &loaded.config,
+            &loaded.weights,
+            Some(&ref_w),
+            &Device::Cpu,
+        )
+        .expect("trainer");
         let s = tr.compute_gradients(&fx.groups).expect("gradients");
         let mut w = Worst::new(&format!("{mode}: loss terms (rel)"));
         for (what, a, key) in [
@@ -240,16 +267,36 @@ fn run_model(name: &str) {
         }
         w.finish(&mut fails);
         let mut w = Worst::new(&format!("{mode}: metrics"));
-        w.check("pg_clipfrac_higher", s.pg_clipfrac_higher, m["pg_clipfrac_higher"].as_f64().unwrap(), 1e-6, 0.0);
-        w.check("pg_clipfrac_lower", s.pg_clipfrac_lower, m["pg_clipfrac_lower"].as_f64().unwrap(), 1e-6, 0.0);
+        w.check(
+            "pg_clipfrac_higher",
+            s.pg_clipfrac_higher,
+            m["pg_clipfrac_higher"].as_f64().unwrap(),
+            1e-6,
+            0.0,
+        );
+        w.check(
+            "pg_clipfrac_lower",
+            s.pg_clipfrac_lower,
+            m["pg_clipfrac_lower"].as_f64().unwrap(),
+            1e-6,
+            0.0,
+        );
         w.check("ppo_kl", s.ppo_kl, m["ppo_kl"].as_f64().unwrap(), 1e-4, 0.0);
-        w.check("entropy_loss", s.neg_logp, m["entropy_loss"].as_f64().unwrap(), 1e-4, 0.0);
+        w.check(
+            "entropy_loss",
+            s.neg_logp,
+            m["entropy_loss"].as_f64().unwrap(),
+            1e-4,
+            0.0,
+        );
         w.finish(&mut fails);
 
         let mut w = Worst::new(&format!("{mode}: grad norms (rel)"));
         let mut total = 0f64;
         for (pname, want) in m["grad_l2_norm"].as_object().unwrap() {
-            let g = tr.grad(pname).unwrap_or_else(|| panic!("no parameter {pname}"));
+            let g = tr
+                .grad(pname)
+                .unwrap_or_else(|| panic!("no parameter {pname}"));
             let n = g.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
             total += n;
             w.check(pname, n.sqrt(), want.as_f64().unwrap(), 0.0, 1e-4);
@@ -259,7 +306,13 @@ fn run_model(name: &str) {
             tr.layout().specs().len(),
             "every parameter has a reference gradient norm"
         );
-        w.check("global", total.sqrt(), m["grad_global_norm_pre_clip"].as_f64().unwrap(), 0.0, 1e-4);
+        w.check(
+            "global",
+            total.sqrt(),
+            m["grad_global_norm_pre_clip"].as_f64().unwrap(),
+            0.0,
+            1e-4,
+        );
         w.finish(&mut fails);
 
         let coef_want = m["clip_coef"].as_f64().unwrap();
@@ -277,7 +330,13 @@ fn run_model(name: &str) {
         let h = loaded.config.hidden_size;
         let ge = tr.grad("model.embed_tokens.weight").unwrap();
         for (k, want) in f32s(&m["embed_row"]["grad_first8"]).iter().enumerate() {
-            w.check("embed row", ge[row * h + k] as f64, *want as f64, 1e-6, 1e-3);
+            w.check(
+                "embed row",
+                ge[row * h + k] as f64,
+                *want as f64,
+                1e-6,
+                1e-3,
+            );
         }
         w.finish(&mut fails);
 
@@ -304,7 +363,12 @@ fn run_model(name: &str) {
         assert_eq!(&live[..], &tr.master()[spec.offset..spec.offset + spec.len]);
         w.finish(&mut fails);
     }
-    assert!(fails.is_empty(), "{name}: {} failures:\n{}", fails.len(), fails.join("\n"));
+    assert!(
+        fails.is_empty(),
+        "{name}: {} failures:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
 }
 
 #[test]

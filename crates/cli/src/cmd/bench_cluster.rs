@@ -1,7 +1,11 @@
-//! `rzero bench cluster`: time of R-Zero's repetition-penalty clustering (all-pairs BLEU
-//! + average linkage) at several batch sizes, and the same batches through
-//! `bench/cluster_peer.py` (NLTK + scikit-learn, as R-Zero computes it) when python has
+//! `rzero bench cluster`: time of R-Zero's repetition-penalty clustering (all-pairs BLEU,
+//! then average linkage) at several batch sizes, and the same batches through
+//! `bench/cluster_peer.py` (NLTK and scikit-learn, as R-Zero computes it) when python has
 //! `nltk` and `scikit-learn`, with a check that both give the same partition.
+//!
+//! The peer is quadratic in pure Python (about 0.1–0.3 ms per BLEU pair), so a size it
+//! does not finish within `--peer-timeout` is stopped and reported with an estimate scaled
+//! by the number of pairs from the largest size it finished.
 //!
 //! Questions are drawn deterministically from the benchmark question texts
 //! (`shared/data/benchmarks/*.jsonl`): 70% verbatim, 30% lightly edited (a number changed,
@@ -49,7 +53,9 @@ pub struct Args {
 }
 
 fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// splitmix64: a tiny deterministic generator (no dependency needed).
@@ -87,8 +93,21 @@ fn load_pool(dir: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 fn synthetic_pool(rng: &mut Rng) -> Vec<String> {
-    let subjects = ["integers", "primes", "triangles", "circles", "polynomials", "sequences", "matrices"];
-    let verbs = ["Find the number of", "Compute the sum of all", "Determine the largest", "How many"];
+    let subjects = [
+        "integers",
+        "primes",
+        "triangles",
+        "circles",
+        "polynomials",
+        "sequences",
+        "matrices",
+    ];
+    let verbs = [
+        "Find the number of",
+        "Compute the sum of all",
+        "Determine the largest",
+        "How many",
+    ];
     (0..3000)
         .map(|_| {
             format!(
@@ -147,12 +166,22 @@ fn same_partition(a: &[usize], b: &[usize]) -> bool {
 }
 
 enum Peer {
-    Ok { bleu_s: f64, cluster_s: f64, total_s: f64, labels: Vec<usize> },
+    Ok {
+        bleu_s: f64,
+        cluster_s: f64,
+        total_s: f64,
+        labels: Vec<usize>,
+    },
     Timeout(u64),
     Unavailable(String),
 }
 
-fn run_peer(python: &str, questions: &[String], threshold: f64, timeout: u64) -> anyhow::Result<Peer> {
+fn run_peer(
+    python: &str,
+    questions: &[String],
+    threshold: f64,
+    timeout: u64,
+) -> anyhow::Result<Peer> {
     let script = repo_path("bench/cluster_peer.py");
     let probe = Command::new(python)
         .args(["-c", "import nltk, sklearn"])
@@ -160,7 +189,9 @@ fn run_peer(python: &str, questions: &[String], threshold: f64, timeout: u64) ->
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        return Ok(Peer::Unavailable(format!("{python} without nltk + scikit-learn")));
+        return Ok(Peer::Unavailable(format!(
+            "{python} without nltk + scikit-learn"
+        )));
     }
     let mut input = tempfile::NamedTempFile::new().context("creating a temporary file")?;
     for q in questions {
@@ -194,19 +225,35 @@ fn run_peer(python: &str, questions: &[String], threshold: f64, timeout: u64) ->
     }
     let text = std::fs::read_to_string(out_file.path())?;
     let v: Value = serde_json::from_str(text.trim()).context("parsing the peer's output")?;
-    let f = |k: &str| v.get(k).and_then(Value::as_f64).with_context(|| format!("peer output lacks `{k}`"));
+    let f = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("peer output lacks `{k}`"))
+    };
     let labels = v
         .get("labels")
         .and_then(Value::as_array)
         .context("peer output lacks `labels`")?
         .iter()
-        .map(|x| x.as_u64().map(|x| x as usize).context("label is not an integer"))
+        .map(|x| {
+            x.as_u64()
+                .map(|x| x as usize)
+                .context("label is not an integer")
+        })
         .collect::<anyhow::Result<Vec<usize>>>()?;
-    Ok(Peer::Ok { bleu_s: f("bleu_seconds")?, cluster_s: f("cluster_seconds")?, total_s: f("seconds")?, labels })
+    Ok(Peer::Ok {
+        bleu_s: f("bleu_seconds")?,
+        cluster_s: f("cluster_seconds")?,
+        total_s: f("seconds")?,
+        labels,
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = args.questions_from.clone().unwrap_or_else(|| repo_path("../shared/data/benchmarks"));
+    let dir = args
+        .questions_from
+        .clone()
+        .unwrap_or_else(|| repo_path("../shared/data/benchmarks"));
     let mut rng = Rng(args.seed);
     let (pool, source) = match load_pool(&dir) {
         Ok(p) if !p.is_empty() => (p, dir.display().to_string()),
@@ -219,21 +266,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| "python3".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut records = Vec::new();
+    // Largest completed peer run: (n, bleu s, linkage s), to extrapolate timed-out ones.
+    let mut last_peer: Option<(usize, f64, f64)> = None;
     if !args.json {
-        println!("questions from {source}; {cores} cores; threshold {}", args.threshold);
         println!(
-            "{:>6} {:>9} {:>9} {:>9} {:>9} | {:>11} {:>11} {:>11} {:>8} {:>9}",
-            "n", "bleu s", "link s", "rzero s", "clusters", "peer bleu s", "peer link s", "peer s", "speedup", "same"
+            "questions from {source}; {cores} cores; threshold {}",
+            args.threshold
+        );
+        println!(
+            "{:>6} {:>9} {:>9} {:>9} {:>7} {:>9} | {:>11} {:>11} {:>11} {:>8} {:>9}",
+            "n",
+            "bleu s",
+            "link s",
+            "rzero s",
+            "cpu s",
+            "clusters",
+            "peer bleu s",
+            "peer link s",
+            "peer s",
+            "speedup",
+            "same"
         );
     }
     for &n in &args.sizes {
         let questions = batch(&pool, n, &mut rng);
+        let cpu0 = cpu_seconds();
         let t0 = Instant::now();
         let dist = reward::distance::bleu_distances(&questions);
         let t1 = Instant::now();
         let labels = reward::cluster::cluster_distances(dist, args.threshold);
         let t2 = Instant::now();
-        let (bleu_s, link_s, total_s) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t2 - t0).as_secs_f64());
+        let cpu_s = cpu0.zip(cpu_seconds()).map(|(a, b)| b - a);
+        let (bleu_s, link_s, total_s) = (
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t2 - t0).as_secs_f64(),
+        );
         let clusters = labels.iter().copied().max().map_or(0, |m| m + 1);
         let peer = if args.no_peer {
             Peer::Unavailable("--no-peer".into())
@@ -242,17 +310,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let mut rec = json!({
             "bench": "cluster", "n": n, "cores": cores, "source": source, "threshold": args.threshold,
-            "rzero": { "bleu_s": bleu_s, "linkage_s": link_s, "total_s": total_s, "clusters": clusters },
+            "rzero": { "bleu_s": bleu_s, "linkage_s": link_s, "total_s": total_s, "cpu_s": cpu_s, "clusters": clusters },
+            "load_avg_1m": load_average(),
         });
         let peer_cols = match &peer {
-            Peer::Ok { bleu_s: pb, cluster_s: pc, total_s: pt, labels: pl } => {
+            Peer::Ok {
+                bleu_s: pb,
+                cluster_s: pc,
+                total_s: pt,
+                labels: pl,
+            } => {
                 let same = same_partition(&labels, pl);
                 rec["peer"] = json!({ "status": "ok", "bleu_s": pb, "linkage_s": pc, "total_s": pt, "same_partition": same });
-                format!("{pb:>11.3} {pc:>11.3} {pt:>11.3} {:>7.0}x {:>9}", pt / total_s, same)
+                last_peer = Some((n, *pb, *pc));
+                format!(
+                    "{pb:>11.3} {pc:>11.3} {pt:>11.3} {:>7.0}x {:>9}",
+                    pt / total_s,
+                    same
+                )
             }
             Peer::Timeout(t) => {
-                rec["peer"] = json!({ "status": "timeout", "timeout_s": t });
-                format!("{:>35} {:>8} {:>9}", format!("> {t} s (stopped)"), "-", "-")
+                // Both parts are quadratic: scale by the number of pairs.
+                let est = last_peer.map(|(n0, b0, l0)| {
+                    let r = (n * n.saturating_sub(1)) as f64
+                        / (n0 * n0.saturating_sub(1)).max(1) as f64;
+                    (b0 * r + l0 * r, n0)
+                });
+                rec["peer"] = json!({
+                    "status": "timeout", "timeout_s": t,
+                    "estimated_total_s": est.map(|e| e.0), "estimated_from_n": est.map(|e| e.1),
+                });
+                let est_col = est.map_or("-".to_string(), |(e, _)| format!("~{e:.0} (est.)"));
+                format!(
+                    "{:>23} {:>11} {:>8} {:>9}",
+                    format!("> {t} s, stopped"),
+                    est_col,
+                    "-",
+                    "-"
+                )
             }
             Peer::Unavailable(why) => {
                 rec["peer"] = json!({ "status": "unavailable", "reason": why });
@@ -262,7 +357,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if args.json {
             println!("{rec}");
         } else {
-            println!("{n:>6} {bleu_s:>9.3} {link_s:>9.3} {total_s:>9.3} {clusters:>9} | {peer_cols}");
+            let cpu = cpu_s.map_or("-".to_string(), |c| format!("{c:.2}"));
+            println!("{n:>6} {bleu_s:>9.3} {link_s:>9.3} {total_s:>9.3} {cpu:>7} {clusters:>9} | {peer_cols}");
         }
         if let Peer::Ok { labels: pl, .. } = &peer {
             if !same_partition(&labels, pl) {
@@ -275,6 +371,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         append_atomic(path, &records)?;
     }
     Ok(())
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux, 100
+/// ticks per second); `None` elsewhere. Shows the work done when other jobs share the cores.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The 1-minute load average (Linux), recorded because the timings are wall-clock.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Appends JSON lines to `path` by rewriting it through a temporary file and a rename.
@@ -296,6 +412,7 @@ fn append_atomic(path: &Path, records: &[Value]) -> anyhow::Result<()> {
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(text.as_bytes())?;
-    tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -28,9 +28,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.threshold.is_finite() || args.threshold < 0.0 {
-        bail!("--threshold must be a finite number >= 0, got {}", args.threshold);
+        bail!(
+            "--threshold must be a finite number >= 0, got {}",
+            args.threshold
+        );
     }
-    let name = args.input.as_ref().map_or("<stdin>".to_string(), |p| p.display().to_string());
+    let name = args
+        .input
+        .as_ref()
+        .map_or("<stdin>".to_string(), |p| p.display().to_string());
     let rows = read_jsonl(args.input.as_deref())?;
     let questions = rows
         .iter()

@@ -18,7 +18,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = match &args.config {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
     let cfg = rzero::Config::resolve(&args.preset, text.as_deref(), &args.overrides)?;

@@ -1,9 +1,255 @@
-//! `rzero eval` (not implemented yet).
+//! `rzero eval`: accuracy of a model on math benchmarks with known answers.
+//!
+//! The Solver prompt (system "Please reason step by step, and put your final answer within
+//! \boxed{}." + the question as the user message) is rendered with the model's chat
+//! template, or as a plain prompt for base models without one. Greedy pass@1 always; with
+//! `--samples k` also mean@k and maj@k. Output folder: `responses.jsonl` (every response with
+//! its extracted answer and verdict; append-only, so a killed eval resumes where it
+//! stopped), `options.json`, and `results.json`. The table is printed on stdout.
+//!
+//! [`EngineGenerator`] (the `eval::Generator` on rzero's engine) is shared with `rzero audit`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use engine::{Engine, EngineConfig, Event, Request, SamplingParams};
+use model::{ChatMessage, ChatTemplate, LoadOptions, LoadedModel, Model};
 
 /// Arguments of `rzero eval`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Model: HF folder, .gguf file, hub id in the local cache, or `smollm2`.
+    #[arg(long)]
+    pub model: String,
+    /// Comma-separated benchmarks: math500, gsm8k, amc23, minerva, olympiadbench, aime2024,
+    /// aime2025, or paths of JSONL files with `question` and `answer`.
+    #[arg(
+        long,
+        default_value = "math500,gsm8k,amc23,minerva,olympiadbench,aime2024,aime2025"
+    )]
+    pub bench: String,
+    /// Only the first N problems of each benchmark.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sampled responses per problem for mean@k and maj@k (0 = greedy pass@1 only).
+    #[arg(long, default_value_t = 0)]
+    pub samples: usize,
+    /// Temperature of the sampled responses (pass@1 is always greedy).
+    #[arg(long, default_value_t = 0.6)]
+    pub temperature: f32,
+    /// Top-p of the sampled responses.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Top-k of the sampled responses (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Most new tokens per response.
+    #[arg(long, default_value_t = 2048)]
+    pub max_new_tokens: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (resumed when it holds an earlier run with the same options).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Problems per generation call (each call's responses are journaled at once).
+    #[arg(long, default_value_t = 64)]
+    pub chunk: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rzero eval` is not implemented yet")
+/// Engine limits shared by `rzero eval` and `rzero audit`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Most sequences decoded together.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// KV-cache budget, bytes (suffixes K, M, G accepted).
+    #[arg(long, default_value = "4G", value_parser = super::generate::parse_bytes)]
+    pub max_kv_bytes: usize,
+    /// Most prompt tokens prefilled per step.
+    #[arg(long, default_value_t = 512)]
+    pub prefill_chunk: usize,
+}
+
+/// `eval::Generator` on rzero's engine: renders the chat template (when the model has one),
+/// tokenizes, generates with continuous batching, and returns the completion texts.
+pub struct EngineGenerator {
+    loaded: LoadedModel,
+    model: Model,
+    template: Option<ChatTemplate>,
+    cfg: EngineConfig,
+    bar: indicatif::ProgressBar,
+}
+
+impl EngineGenerator {
+    /// Loads `spec` (resolved like every `--model`) for inference.
+    pub fn load(
+        spec: &str,
+        engine: &EngineArgs,
+        bar: indicatif::ProgressBar,
+    ) -> anyhow::Result<Self> {
+        let path = super::resolve_model(spec)?;
+        let loaded = model::load(&path, &LoadOptions::default())
+            .with_context(|| format!("loading model {path}"))?;
+        let model = loaded.model().context("building the model")?;
+        let template = loaded.chat_template.clone();
+        if template.is_none() {
+            tracing::info!("the model has no chat template: using the plain Solver prompt");
+        }
+        let mut eos = loaded.generation.eos_token_ids.clone();
+        for &e in loaded.tokenizer.eos_token_ids() {
+            if !eos.contains(&e) {
+                eos.push(e);
+            }
+        }
+        let cfg = EngineConfig {
+            max_batch_size: engine.batch_size,
+            max_kv_bytes: engine.max_kv_bytes,
+            prefill_chunk: engine.prefill_chunk,
+            eos_token_ids: eos,
+        };
+        Ok(EngineGenerator {
+            loaded,
+            model,
+            template,
+            cfg,
+            bar,
+        })
+    }
+}
+
+fn gen_err(e: impl std::fmt::Display) -> eval::Error {
+    eval::Error::Generation(e.to_string())
+}
+
+impl eval::Generator for EngineGenerator {
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        n: usize,
+        p: &eval::GenParams,
+    ) -> eval::Result<Vec<Vec<String>>> {
+        let ctx = self.model.config().max_position_embeddings;
+        let mut requests = Vec::with_capacity(prompts.len());
+        for (i, text) in prompts.iter().enumerate() {
+            let ids = self.loaded.tokenizer.encode(text, false).map_err(gen_err)?;
+            if ids.is_empty() || ids.len() >= ctx {
+                return Err(gen_err(format!(
+                    "a prompt has {} tokens; the model's context is {ctx}",
+                    ids.len()
+                )));
+            }
+            let params = SamplingParams {
+                n,
+                temperature: p.temperature,
+                top_p: p.top_p,
+                top_k: p.top_k.unwrap_or(0),
+                max_new_tokens: p.max_new_tokens,
+                seed: p.seed.wrapping_add(i as u64),
+                ..SamplingParams::default()
+            };
+            params.validate().map_err(gen_err)?;
+            requests.push(Request {
+                id: i as u64,
+                prompt_ids: ids,
+                params,
+            });
+        }
+        let eng =
+            Engine::new(&self.model, &self.loaded.tokenizer, self.cfg.clone()).map_err(gen_err)?;
+        let bar = &self.bar;
+        let outputs = eng
+            .generate(&requests, |e| {
+                if let Event::Progress(pr) = e {
+                    let tps = pr.generated_tokens as f64 / pr.elapsed_s.max(1e-9);
+                    bar.set_message(format!(
+                        "{}/{} samples in this batch, {tps:.0} tok/s",
+                        pr.samples_done, pr.samples_total
+                    ));
+                }
+            })
+            .map_err(gen_err)?;
+        Ok(outputs
+            .into_iter()
+            .map(|o| o.completions.into_iter().map(|c| c.text).collect())
+            .collect())
+    }
+
+    fn format_prompt(&self, system: &str, user: &str) -> eval::Result<String> {
+        match &self.template {
+            Some(t) => t
+                .render(
+                    &[ChatMessage::system(system), ChatMessage::user(user)],
+                    true,
+                )
+                .map_err(gen_err),
+            None => Ok(eval::plain_prompt(system, user)),
+        }
+    }
+}
+
+/// A progress bar over eval/audit work units.
+pub fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {prefix} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Default output folder: `eval-<last path component of the model>`.
+pub fn default_out(prefix: &str, model: &str) -> PathBuf {
+    let base = std::path::Path::new(model.trim_end_matches('/'))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let safe: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from(format!("{prefix}-{safe}"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let benches = eval::Benchmark::load_list(&args.bench)?;
+    anyhow::ensure!(!benches.is_empty(), "no benchmark given");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out("eval", &args.model));
+    let opts = eval::EvalOptions {
+        model: args.model.clone(),
+        limit: args.limit,
+        samples: args.samples,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: (args.top_k > 0).then_some(args.top_k),
+        max_new_tokens: args.max_new_tokens,
+        batch_size: args.chunk,
+        seed: args.seed,
+    };
+    let bar = progress_bar();
+    let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;
+    let results = eval::run_eval(&mut gen, &benches, &opts, &out, &mut |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_prefix(format!("{} {}", p.bench, p.mode));
+    })
+    .with_context(|| format!("evaluating into {}", out.display()))?;
+    bar.finish_and_clear();
+    print!("{}", eval::format_table(&results));
+    println!("responses: {}", out.join("responses.jsonl").display());
+    println!("results:   {}", out.join("results.json").display());
+    Ok(())
 }

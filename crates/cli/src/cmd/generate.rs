@@ -119,18 +119,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut items = Vec::new();
     if let Some(p) = &args.prompt {
-        let text = if args.chat { render_user(p)? } else { p.clone() };
+        let text = if args.chat {
+            render_user(p)?
+        } else {
+            p.clone()
+        };
         items.push(Item {
             origin: "--prompt".into(),
             text,
         });
     } else {
         let path = args.input.as_deref();
-        let name = path.map_or("<stdin>".into(), |p| p.display().to_string());
+        let name = match path {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => "<stdin>".to_string(),
+        };
         for (i, line) in read_jsonl(path)?.into_iter().enumerate() {
             let origin = format!("{name}: record {}", i + 1);
-            let text = prompt_of(&line, args.chat, &template)
-                .with_context(|| origin.clone())?;
+            let text = prompt_of(&line, args.chat, &template).with_context(|| origin.clone())?;
             items.push(Item { origin, text });
         }
     }

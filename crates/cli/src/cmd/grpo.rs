@@ -1,9 +1,218 @@
-//! `rzero grpo` (not implemented yet).
+//! `rzero grpo`: GRPO on any JSONL of `question` / `answer` lines with the Solver reward
+//! (0.9 · accuracy by the grader + 0.1 · format) — R-Zero's Solver phase on its own.
+//!
+//! Rollouts come from the inference engine (`engine::Engine` on the trainer's no-graph
+//! policy); training, metrics and checkpoints from `train::driver::run`, the same loop the
+//! R-Zero phases call. Writes `OUT/checkpoint/` (HF folder + optimizer + RNG state) and
+//! `OUT/metrics.jsonl`; rerunning with the same `--out` resumes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use model::{ChatMessage, Model};
+use train::{ChaCha8Rng, Group, GrpoConfig, LoopConfig, ModelFiles, Response, Trainer};
+
+/// R-Zero's Solver system prompt.
+const SOLVER_SYSTEM: &str =
+    "Please reason step by step, and put your final answer within \\boxed{}.";
 
 /// Arguments of `rzero grpo`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Policy to train (and the frozen KL reference): HF folder, .gguf file or hub id.
+    #[arg(long)]
+    pub model: String,
+    /// Training data: JSONL with `question` and `answer` on each line.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder (checkpoint/ and metrics.jsonl); an existing checkpoint is resumed.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Total training steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u64,
+    /// Responses sampled per question (G).
+    #[arg(long, default_value_t = 5)]
+    pub group_size: usize,
+    /// Questions per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Learning rate (reference 1e-6).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// KL coefficient β (reference 1e-2).
+    #[arg(long)]
+    pub kl_coef: Option<f64>,
+    /// Sequences per forward/backward pass.
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    /// Most new tokens per response.
+    #[arg(long, default_value_t = 1024)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the rollouts (and of the log-probs).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Checkpoint every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Seed (data order and sampling).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Full GrpoConfig overrides as a TOML file (flags above win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// LoRA rank (not implemented yet: full fine-tuning only).
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`rzero grpo` is not implemented yet")
+/// One training item.
+struct Item {
+    prompt: Vec<u32>,
+    answer: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.lora_rank.is_some() {
+        bail!("--lora-rank: LoRA training is not implemented yet (full fine-tuning only)");
+    }
+    if args.group_size < 2 {
+        bail!("--group-size must be at least 2 (advantages are scaled by the group std)");
+    }
+    let mut cfg: GrpoConfig = match &args.config {
+        Some(p) => toml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("parsing {}", p.display()))?,
+        None => GrpoConfig::default(),
+    };
+    if let Some(lr) = args.lr {
+        cfg.lr = lr;
+    }
+    if let Some(b) = args.kl_coef {
+        cfg.kl_coef = b;
+    }
+    if let Some(m) = args.micro_batch {
+        cfg.micro_batch_size = m;
+    }
+    cfg.temperature = args.temperature;
+    cfg.seed = args.seed;
+    cfg.validate()?;
+
+    let loaded = model::load(&args.model, &model::LoadOptions::default())
+        .with_context(|| format!("loading {}", args.model))?;
+    let template = loaded.chat_template_or_chatml();
+    let rows = crate::io::read_jsonl(Some(&args.data))?;
+    let name = args.data.display().to_string();
+    let mut items = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let q = row
+            .get("question")
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("{name}: item {}: missing string field `question`", i + 1))?;
+        let answer = match row.get("answer") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+            _ => bail!(
+                "{name}: item {}: missing field `answer` (string or number)",
+                i + 1
+            ),
+        };
+        let text = template.render(
+            &[ChatMessage::system(SOLVER_SYSTEM), ChatMessage::user(q)],
+            true,
+        )?;
+        let prompt = loaded.tokenizer.encode(&text, false)?;
+        items.push(Item { prompt, answer });
+    }
+    if items.is_empty() {
+        bail!("{name}: no items");
+    }
+    tracing::info!(items = items.len(), model = %args.model, "grpo");
+
+    let mut trainer = Trainer::new(
+        cfg,
+        &loaded.config,
+        &loaded.weights,
+        None,
+        &candle_core::Device::Cpu,
+    )?;
+    let eos = loaded.generation.eos_token_ids.clone();
+    let tokenizer = &loaded.tokenizer;
+    let (g, max_new, temp) = (args.group_size, args.max_new_tokens, args.temperature);
+    let mut rollout =
+        |policy: &Model, batch: &[&Item], rng: &mut ChaCha8Rng| -> train::Result<Vec<Group>> {
+            let ecfg = engine::EngineConfig {
+                eos_token_ids: eos.clone(),
+                ..Default::default()
+            };
+            let eng = engine::Engine::new(policy, tokenizer, ecfg)
+                .map_err(|e| train::Error::Invalid(format!("engine: {e}")))?;
+            let reqs: Vec<engine::Request> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, it)| engine::Request {
+                    id: i as u64,
+                    prompt_ids: it.prompt.clone(),
+                    params: engine::SamplingParams {
+                        n: g,
+                        temperature: temp as f32,
+                        max_new_tokens: max_new,
+                        seed: train::driver::next_seed(rng),
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            let outs = eng
+                .generate(&reqs, |_| {})
+                .map_err(|e| train::Error::Invalid(format!("engine: {e}")))?;
+            Ok(outs
+                .into_iter()
+                .zip(batch)
+                .map(|(o, it)| Group {
+                    prompt: it.prompt.clone(),
+                    responses: o
+                        .completions
+                        .into_iter()
+                        .map(|c| Response {
+                            reward: reward::solver_reward(&c.text, &it.answer).total as f32,
+                            ids: c.token_ids,
+                            ..Default::default()
+                        })
+                        .collect(),
+                })
+                .collect())
+        };
+    let lc = LoopConfig {
+        steps: args.steps,
+        batch_size: args.batch_size,
+        save_every: args.save_every,
+        out_dir: args.out.clone(),
+        data_seed: args.seed,
+    };
+    let files = ModelFiles {
+        tokenizer: &loaded.tokenizer,
+        chat_template: loaded.chat_template.as_ref(),
+        generation: &loaded.generation,
+    };
+    let done = train::driver::run(&mut trainer, &items, &mut rollout, &lc, &files, &mut |m| {
+        eprintln!(
+            "step {:>4}  reward {:.3}±{:.3}  loss {:+.4}  kl {:.4}  clip {:.3}  |g| {:.3}  len {:.0}  {:.0} tok/s",
+            m.step,
+            m.grad.reward_mean,
+            m.grad.reward_std,
+            m.grad.loss,
+            m.grad.kl,
+            m.grad.pg_clipfrac_higher,
+            m.update.grad_norm,
+            m.grad.response_len_mean,
+            m.tokens_per_s
+        );
+    })?;
+    eprintln!(
+        "{} steps run; checkpoint in {}",
+        done.len(),
+        train::driver::checkpoint_dir(&args.out).display()
+    );
+    Ok(())
 }

@@ -25,7 +25,9 @@ pub mod serve;
 /// passed through (folder, `.gguf` file or hub id).
 pub fn resolve_model(spec: &str) -> anyhow::Result<String> {
     if spec.is_empty() {
-        anyhow::bail!("no model given: pass --model PATH (folder, .gguf file, hub id, or `smollm2`)");
+        anyhow::bail!(
+            "no model given: pass --model PATH (folder, .gguf file, hub id, or `smollm2`)"
+        );
     }
     if spec != "smollm2" {
         return Ok(spec.to_string());

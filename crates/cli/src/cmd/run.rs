@@ -37,7 +37,9 @@ pub struct Args {
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
     let text = match &args.config {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
     let mut overrides = args.overrides.clone();
@@ -65,11 +67,17 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
             }
             let pb = ProgressBar::new(total as u64);
             pb.set_style(
-                ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} {msg} (elapsed {elapsed}, eta {eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>22} [{bar:30}] {pos}/{len} {msg} (elapsed {elapsed}, eta {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
-            pb.set_prefix(if iter == 0 { format!("base {stage}") } else { format!("iter {iter} {stage}") });
+            pb.set_prefix(if iter == 0 {
+                format!("base {stage}")
+            } else {
+                format!("iter {iter} {stage}")
+            });
             *bar.borrow_mut() = Some(pb);
         }
         rzero::run::Event::StageProgress { done } => {
@@ -92,7 +100,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
         out: args.out.clone(),
         model_path,
         on_event: &mut on_event,
-        eval: eval_hook.as_mut().map(|f| f as &mut dyn FnMut(&str, &rzero::rundir::RunDir, usize) -> rzero::Result<()>),
+        eval: eval_hook
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(&str, &rzero::rundir::RunDir, usize) -> rzero::Result<()>),
     })
     .with_context(|| format!("run in {}", args.out.display()))?;
     let out = args.out.display();

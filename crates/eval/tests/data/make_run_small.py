@@ -138,7 +138,7 @@ for it in (0, 1, 2):
         for j in range(cnt):
             hist[list(b)[j % len(b)]] += 1
     audit = {"model": res["model"], "options": {"model": res["model"], "limit": 40, "m": 10, "temperature": 1.0, "top_p": 1.0,
-             "top_k": 40, "max_new_tokens": 1024, "keep_band": [0.3, 0.8], "batch_size": 32, "seed": 42},
+             "top_k": 40, "max_new_tokens": 1024, "filter": {"low": 0.3, "high": 0.8, "reference_content_filter": True}, "batch_size": 32, "seed": 42},
              "n": n, "labeled": n - 2, "label_accuracy": (lo_c + mid_c + hi_c) / n, "kept": mid_n,
              "kept_label_accuracy": mid_c / mid_n, "sample_accuracy": round(0.11 + 0.02 * it, 4), "bands": bands,
              "p_hat_hist": hist, "per_bench": [{"name": "gsm8k", "n": n, "label_accuracy": (lo_c + mid_c + hi_c) / n,

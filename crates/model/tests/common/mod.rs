@@ -31,7 +31,8 @@ pub fn load(name: &'static str) -> Option<Fixture> {
     }
     let cfg = Config::from_hf_json(&dir.join("config.json")).expect("config");
     let weights: Weights =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).expect("weights");
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
+            .expect("weights");
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     Some(Fixture {
@@ -49,11 +50,19 @@ impl Fixture {
 }
 
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 pub fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 pub fn floats2(v: &Value) -> Vec<Vec<f32>> {

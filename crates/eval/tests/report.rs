@@ -1,0 +1,373 @@
+//! The HTML report of the recorded run directory `tests/data/run_small` (2 iterations),
+//! parsed as XML: sections, plots, series, bars and tables must carry the recorded numbers.
+//! Set `RZERO_REPORT_OUT=path.html` to also write the rendered report there.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+fn run_small() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run_small")
+}
+
+/// One element: name, attributes, text inside it (all descendants), and nesting.
+#[derive(Debug, Clone)]
+struct El {
+    name: String,
+    attrs: HashMap<String, String>,
+    text: String,
+    parent: Option<usize>,
+}
+
+/// Parses the document strictly: every start tag must have its matching end tag.
+fn parse(html: &str) -> Vec<El> {
+    let mut r = Reader::from_str(html);
+    r.config_mut().check_end_names = true;
+    let mut els: Vec<El> = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
+    loop {
+        match r
+            .read_event()
+            .unwrap_or_else(|e| panic!("not well-formed at {}: {e}", r.buffer_position()))
+        {
+            Event::Start(e) => {
+                let el = element(&e, stack.last().copied());
+                els.push(el);
+                stack.push(els.len() - 1);
+            }
+            Event::Empty(e) => {
+                let el = element(&e, stack.last().copied());
+                els.push(el);
+            }
+            Event::End(_) => {
+                stack.pop().expect("an end tag closes an open element");
+            }
+            Event::Text(t) => {
+                let s = t.unescape().expect("text unescapes").into_owned();
+                for &i in &stack {
+                    els[i].text.push_str(&s);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    assert!(
+        stack.is_empty(),
+        "unclosed elements: {:?}",
+        stack.iter().map(|&i| &els[i].name).collect::<Vec<_>>()
+    );
+    els
+}
+
+fn element(e: &quick_xml::events::BytesStart, parent: Option<usize>) -> El {
+    let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+    let attrs = e
+        .attributes()
+        .map(|a| {
+            let a = a.expect("attribute parses");
+            (
+                String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                a.unescape_value().unwrap().into_owned(),
+            )
+        })
+        .collect();
+    El {
+        name,
+        attrs,
+        text: String::new(),
+        parent,
+    }
+}
+
+fn attr<'a>(e: &'a El, k: &str) -> Option<&'a str> {
+    e.attrs.get(k).map(String::as_str)
+}
+
+fn inside(els: &[El], mut i: usize, ancestor: usize) -> bool {
+    while let Some(p) = els[i].parent {
+        if p == ancestor {
+            return true;
+        }
+        i = p;
+    }
+    false
+}
+
+fn find(els: &[El], name: &str, key: &str, value: &str) -> usize {
+    els.iter()
+        .position(|e| e.name == name && attr(e, key) == Some(value))
+        .unwrap_or_else(|| panic!("no <{name} {key}={value:?}>"))
+}
+
+/// The polylines of a plot: series name -> number of points.
+fn series(els: &[El], plot: &str) -> HashMap<String, usize> {
+    let p = find(els, "svg", "data-plot", plot);
+    els.iter()
+        .enumerate()
+        .filter(|(i, e)| e.name == "polyline" && inside(els, *i, p))
+        .map(|(_, e)| {
+            (
+                attr(e, "data-series").unwrap().to_string(),
+                attr(e, "points").unwrap().split_whitespace().count(),
+            )
+        })
+        .collect()
+}
+
+/// The bars of a plot: (series, value parsed from the bar's tooltip).
+fn bars(els: &[El], plot: &str) -> Vec<(String, f64)> {
+    let p = find(els, "svg", "data-plot", plot);
+    els.iter()
+        .enumerate()
+        .filter(|(i, e)| e.name == "rect" && attr(e, "class") == Some("bar") && inside(els, *i, p))
+        .map(|(_, e)| {
+            let v = e
+                .text
+                .rsplit(": ")
+                .next()
+                .unwrap()
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .unwrap();
+            (attr(e, "data-series").unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+fn table_rows(els: &[El], table: &str) -> Vec<Vec<String>> {
+    let t = find(els, "table", "data-table", table);
+    let rows: Vec<usize> = (0..els.len())
+        .filter(|&i| els[i].name == "tr" && inside(els, i, t))
+        .collect();
+    rows.iter()
+        .skip(1)
+        .map(|&r| {
+            (0..els.len())
+                .filter(|&i| els[i].name == "td" && els[i].parent == Some(r))
+                .map(|i| els[i].text.clone())
+                .collect()
+        })
+        .collect()
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn report_of_the_recorded_run_has_every_section_with_its_numbers() {
+    let html = eval::report::render(&run_small()).unwrap();
+    if let Ok(out) = std::env::var("RZERO_REPORT_OUT") {
+        std::fs::write(&out, &html).unwrap();
+    }
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(
+        !html.contains("https://") && !html.contains("src=\"http"),
+        "no network references"
+    );
+    let els = parse(&html);
+
+    let sections: Vec<&str> = els
+        .iter()
+        .filter(|e| e.name == "section")
+        .filter_map(|e| attr(e, "id"))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "benchmarks",
+            "audit",
+            "challenger",
+            "dataset",
+            "solver",
+            "lengths",
+            "questions",
+            "config"
+        ]
+    );
+    assert!(
+        !els.iter().any(|e| attr(e, "class") == Some("not-yet")),
+        "a complete run has no 'not yet' section"
+    );
+
+    // Benchmarks: one line per benchmark and the average, one point per iteration 0..=2.
+    let s = series(&els, "benchmark-accuracy");
+    assert_eq!(s.len(), 4);
+    for b in ["gsm8k", "math500", "amc23", "average"] {
+        assert_eq!(s[b], 3, "{b}");
+    }
+    let rows = table_rows(&els, "benchmarks");
+    assert_eq!(rows.len(), 4);
+    let res: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_small().join("iter_2/eval/results.json")).unwrap(),
+    )
+    .unwrap();
+    let gsm_last = res["benchmarks"][0]["pass@1"].as_f64().unwrap();
+    assert_eq!(rows[0][0], "gsm8k");
+    assert_eq!(rows[0][3], format!("{:.1}%", gsm_last * 100.0));
+
+    // Challenger and Solver: one point per GRPO step, iteration boundaries marked.
+    let c = series(&els, "challenger-rewards");
+    for k in [
+        "reward",
+        "uncertainty r_unc",
+        "repetition r_rep",
+        "well-formed fraction",
+    ] {
+        assert_eq!(c[k], 10, "{k}");
+    }
+    let cp = find(&els, "svg", "data-plot", "challenger-rewards");
+    let vlines = (0..els.len())
+        .filter(|&i| attr(&els[i], "class") == Some("vline") && inside(&els, i, cp))
+        .count();
+    assert_eq!(vlines, 2);
+    let s = series(&els, "solver-reward");
+    assert_eq!((s["reward"], s["accuracy vs pseudo-label"]), (16, 16));
+    assert_eq!(series(&els, "solver-kl")["KL to reference"], 16);
+    assert_eq!(series(&els, "challenger-loss")["loss"], 10);
+    let l = series(&els, "response-lengths");
+    assert_eq!((l["Challenger"], l["Solver"]), (10, 16));
+
+    // Dataset: p̂ histograms count every question of dataset.jsonl in the right bin.
+    for it in [1, 2] {
+        let ds = jsonl(&run_small().join(format!("iter_{it}/dataset.jsonl")));
+        let mut expect = [0.0; 11];
+        for d in &ds {
+            expect[(d["p_hat"].as_f64().unwrap() * 10.0).round() as usize] += 1.0;
+        }
+        let b = bars(&els, &format!("p-hat-hist-iter-{it}"));
+        let got: f64 = b.iter().map(|x| x.1).sum();
+        assert_eq!(got, ds.len() as f64);
+        let mut nonzero: Vec<f64> = expect.iter().copied().filter(|&x| x > 0.0).collect();
+        let mut got_nonzero: Vec<f64> = b.iter().map(|x| x.1).filter(|&x| x > 0.0).collect();
+        nonzero.sort_by(f64::total_cmp);
+        got_nonzero.sort_by(f64::total_cmp);
+        assert_eq!(got_nonzero, nonzero);
+        let kept = ds.iter().filter(|d| d["kept"] == true).count() as f64;
+        let kb = bars(&els, "kept-counts");
+        assert_eq!(
+            kb.iter()
+                .filter(|(s, _)| s == "kept")
+                .nth(it - 1)
+                .unwrap()
+                .1,
+            kept
+        );
+    }
+
+    // Audit: base + 2 Solvers × (3 bands + all + kept) bars, table with the recorded values.
+    let ab = bars(&els, "label-accuracy");
+    assert_eq!(ab.len(), 15);
+    let audit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_small().join("iter_1/audit.json")).unwrap(),
+    )
+    .unwrap();
+    let mid = audit["bands"][1]["accuracy"].as_f64().unwrap();
+    assert!(ab
+        .iter()
+        .any(|(s, v)| s == "Solver iter 1" && (v - mid * 100.0).abs() < 0.051));
+    let rows = table_rows(&els, "audit");
+    assert_eq!(
+        rows.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
+        ["base", "iter 1", "iter 2"]
+    );
+    assert_eq!(
+        rows[1][2],
+        format!("{:.1}%", audit["label_accuracy"].as_f64().unwrap() * 100.0)
+    );
+
+    // Question sample: kept ones first, at most 10, from the last iteration, with labels.
+    let rows = table_rows(&els, "questions");
+    assert!(!rows.is_empty() && rows.len() <= 10);
+    let ds2 = jsonl(&run_small().join("iter_2/dataset.jsonl"));
+    let first_kept = ds2.iter().find(|d| d["kept"] == true).unwrap();
+    assert_eq!(rows[0][0], first_kept["question"].as_str().unwrap());
+    assert_eq!(rows[0][2], first_kept["label"].as_str().unwrap());
+    assert_eq!(rows[0][5], "✓");
+    let kept_flags: Vec<bool> = rows.iter().map(|r| r[5] == "✓").collect();
+    assert!(
+        kept_flags.windows(2).all(|w| w[0] >= w[1]),
+        "kept rows first: {kept_flags:?}"
+    );
+
+    // Config shown verbatim.
+    let pre = &els[find(&els, "pre", "class", "config")];
+    assert!(pre.text.contains("seed = 42") && pre.text.contains("[solver]"));
+}
+
+#[test]
+fn report_of_a_run_in_progress_says_not_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "seed = 1 # <b>&\n").unwrap();
+    std::fs::write(
+        dir.path().join("state.json"),
+        r#"{"iteration": 1, "stage": "challenger"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        "{\"iter\":1,\"phase\":\"challenger\",\"step\":0,\"reward_mean\":-0.5,\"r_unc_mean\":0.1}\n{\"iter\":1,\"phase\":\"challenger\",\"step\":1,\"reward_mean\":-0.4,\"r_unc_mean\":0.2}\n{\"iter\":1,\"pha",
+    )
+    .unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    let not_yet: Vec<&str> = els
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| attr(e, "class") == Some("not-yet"))
+        .map(|(i, _)| {
+            let mut j = i;
+            while els[j].name != "section" {
+                j = els[j].parent.unwrap();
+            }
+            attr(&els[j], "id").unwrap()
+        })
+        .collect();
+    // No response_len_mean in these rows either, so "lengths" waits too.
+    assert_eq!(
+        not_yet,
+        [
+            "benchmarks",
+            "audit",
+            "dataset",
+            "solver",
+            "lengths",
+            "questions"
+        ]
+    );
+    let c = series(&els, "challenger-rewards");
+    assert_eq!((c["reward"], c["uncertainty r_unc"]), (2, 2));
+    assert!(
+        !c.contains_key("repetition r_rep"),
+        "absent fields draw no line"
+    );
+    assert!(els
+        .iter()
+        .any(|e| e.name == "li" && e.text.contains("1 line(s) of metrics.jsonl")));
+    assert!(
+        els[find(&els, "pre", "class", "config")]
+            .text
+            .contains("<b>&"),
+        "config text is escaped, not markup"
+    );
+    assert!(els
+        .iter()
+        .any(|e| attr(e, "class") == Some("v") && e.text == "challenger"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let els = parse(&eval::report::render(empty.path()).unwrap());
+    assert_eq!(
+        els.iter()
+            .filter(|e| attr(e, "class") == Some("not-yet"))
+            .count(),
+        8
+    );
+    assert!(eval::report::render(&empty.path().join("missing")).is_err());
+}

@@ -1,0 +1,285 @@
+//! Checkpoints: everything an exact resume needs, written atomically.
+//!
+//! ```text
+//! DIR/
+//!   model/                   Hugging Face folder (config.json, model.safetensors in f32,
+//!                            tokenizer.json, tokenizer_config.json with the chat template,
+//!                            generation_config.json): loadable by transformers and `rzero`
+//!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); metadata: step
+//!   trainer_state.json       step, optimizer step, RNG state, the GrpoConfig
+//! ```
+//!
+//! The whole folder is written under a temporary sibling name and renamed over `DIR`
+//! (an existing `DIR` is renamed away first, then removed). The model weights are the f32
+//! master weights, so restoring gives bit-identical parameters.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use model::{ChatTemplate, GenerationConfig, Tokenizer};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::TensorView;
+use serde::{Deserialize, Serialize};
+
+use crate::config::GrpoConfig;
+use crate::trainer::{with_f32, Trainer};
+use crate::{Error, Result};
+
+/// The non-weight files of the model folder, as loaded (`model::LoadedModel` fields).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'a> {
+    /// The tokenizer.
+    pub tokenizer: &'a Tokenizer,
+    /// The chat template, saved into `tokenizer_config.json`.
+    pub chat_template: Option<&'a ChatTemplate>,
+    /// Generation defaults.
+    pub generation: &'a GenerationConfig,
+}
+
+/// The RNG's exact position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The 32-byte ChaCha8 seed, hex.
+    pub seed: String,
+    /// Stream id.
+    pub stream: u64,
+    /// Word position (u128 as a decimal string).
+    pub word_pos: String,
+}
+
+impl RngState {
+    /// Captures `rng`.
+    pub fn capture(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    /// Rebuilds the RNG at the captured position.
+    pub fn restore(&self) -> Result<ChaCha8Rng> {
+        use rand::SeedableRng;
+        let bad = || Error::invalid(format!("bad RNG state {self:?}"));
+        if self.seed.len() != 64 {
+            return Err(bad());
+        }
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos.parse().map_err(|_| bad())?);
+        Ok(rng)
+    }
+}
+
+/// `trainer_state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerState {
+    /// Format version (1).
+    pub format: u32,
+    /// Training steps taken.
+    pub step: u64,
+    /// Optimizer steps taken (skipped updates excluded).
+    pub optimizer_step: u64,
+    /// The trainer's RNG.
+    pub rng: RngState,
+    /// The configuration the steps ran with.
+    pub config: GrpoConfig,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// A unique sibling of `path` (`.NAME.TAG-PID-NANOS`).
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    path.with_file_name(format!(".{name}.{tag}-{}-{nanos}", std::process::id()))
+}
+
+/// Renames the finished folder `tmp` over `dir` (atomically replacing an old one).
+pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    let old = sibling(dir, "old");
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    if let Err(e) = std::fs::rename(tmp, dir) {
+        if had_old {
+            let _ = std::fs::rename(&old, dir);
+        }
+        return Err(Error::io(dir, e));
+    }
+    if had_old {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+impl Trainer {
+    /// Writes a checkpoint folder at `dir` (see the module docs); atomic.
+    pub fn save_checkpoint(&self, dir: &Path, files: &ModelFiles<'_>) -> Result<()> {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let tmp = sibling(dir, "tmp");
+        let res = (|| -> Result<()> {
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            model::save_hf_folder(
+                &tmp.join("model"),
+                self.model_config(),
+                &self.weights(),
+                files.tokenizer,
+                files.chat_template,
+                files.generation,
+            )?;
+            self.write_optimizer(&tmp.join("optimizer.safetensors"))?;
+            let state = TrainerState {
+                format: 1,
+                step: self.step_count(),
+                optimizer_step: self.optimizer().step,
+                rng: RngState::capture(self.rng_ref()),
+                config: self.config().clone(),
+            };
+            let path = tmp.join("trainer_state.json");
+            let text = serde_json::to_string_pretty(&state)
+                .map_err(|e| Error::invalid(format!("trainer state: {e}")))?;
+            std::fs::write(&path, text + "\n").map_err(io(&path))?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        replace_dir(&tmp, dir)?;
+        tracing::info!(dir = %dir.display(), step = self.step_count(), "checkpoint saved");
+        Ok(())
+    }
+
+    fn write_optimizer(&self, path: &Path) -> Result<()> {
+        let opt = self.optimizer();
+        let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for s in self.layout().specs() {
+            let r = s.offset..s.offset + s.len;
+            bufs.push((
+                format!("exp_avg.{}", s.name),
+                s.shape.clone(),
+                f32_bytes(&opt.m[r.clone()]),
+            ));
+            bufs.push((
+                format!("exp_avg_sq.{}", s.name),
+                s.shape.clone(),
+                f32_bytes(&opt.v[r]),
+            ));
+        }
+        let views = bufs
+            .iter()
+            .map(|(n, shape, b)| {
+                TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::invalid(format!("optimizer tensor {n}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta = HashMap::from([
+            ("format".to_string(), "rzero-adamw-1".to_string()),
+            ("step".to_string(), opt.step.to_string()),
+        ]);
+        safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            msg: format!("cannot write: {e}"),
+        })
+    }
+
+    /// Restores weights, optimizer state, step and RNG from a checkpoint folder written by
+    /// [`Trainer::save_checkpoint`] for the same model. The trainer keeps its own
+    /// configuration and reference policy (a different configuration is logged).
+    pub fn restore_checkpoint(&mut self, dir: &Path) -> Result<TrainerState> {
+        let sp = dir.join("trainer_state.json");
+        let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+            path: sp.clone(),
+            msg: e.to_string(),
+        })?;
+        if state.config != *self.config() {
+            tracing::warn!("resuming with a configuration that differs from the checkpoint's");
+        }
+        // Weights (f32 in the checkpoint: bit-exact).
+        let wp = dir.join("model/model.safetensors");
+        let w = candle_core::safetensors::load(&wp, &candle_core::Device::Cpu).map_err(|e| {
+            Error::BadFile {
+                path: wp.clone(),
+                msg: e.to_string(),
+            }
+        })?;
+        let mut master = vec![0f32; self.layout().total()];
+        for s in self.layout().specs() {
+            let t = w.get(&s.name).ok_or_else(|| Error::BadFile {
+                path: wp.clone(),
+                msg: format!("missing tensor {}", s.name),
+            })?;
+            if t.dims() != s.shape.as_slice() {
+                return Err(Error::BadFile {
+                    path: wp.clone(),
+                    msg: format!("{}: shape {:?}, expected {:?}", s.name, t.dims(), s.shape),
+                });
+            }
+            with_f32(t, |v| master[s.offset..s.offset + s.len].copy_from_slice(v))?;
+        }
+        // Optimizer moments.
+        let op = dir.join("optimizer.safetensors");
+        let o = candle_core::safetensors::load(&op, &candle_core::Device::Cpu).map_err(|e| {
+            Error::BadFile {
+                path: op.clone(),
+                msg: e.to_string(),
+            }
+        })?;
+        let specs = self.layout().specs().to_vec();
+        let opt = self.opt_mut();
+        for s in &specs {
+            for (key, buf) in [("exp_avg", &mut opt.m), ("exp_avg_sq", &mut opt.v)] {
+                let name = format!("{key}.{}", s.name);
+                let t = o.get(&name).ok_or_else(|| Error::BadFile {
+                    path: op.clone(),
+                    msg: format!("missing tensor {name}"),
+                })?;
+                if t.dims() != s.shape.as_slice() || t.dtype() != candle_core::DType::F32 {
+                    return Err(Error::BadFile {
+                        path: op.clone(),
+                        msg: format!(
+                            "{name}: {:?} {:?}, expected f32 {:?}",
+                            t.dtype(),
+                            t.dims(),
+                            s.shape
+                        ),
+                    });
+                }
+                with_f32(t, |v| buf[s.offset..s.offset + s.len].copy_from_slice(v))?;
+            }
+        }
+        opt.step = state.optimizer_step;
+        self.set_master(master)?;
+        self.set_step(state.step);
+        self.set_rng(state.rng.restore()?);
+        tracing::info!(dir = %dir.display(), step = state.step, "checkpoint restored");
+        Ok(state)
+    }
+}

@@ -1,0 +1,109 @@
+//! GRPO learns: on a tiny model with a synthetic reward (the share of response tokens drawn
+//! from a fixed target set), the mean reward rises clearly within a few dozen steps. Runs the
+//! real loop (`train::driver::run`) with the naive sampler as the rollout, so metrics.jsonl
+//! and checkpoints are exercised too.
+
+use std::path::Path;
+
+use candle_core::Device;
+use rand_chacha::ChaCha8Rng;
+use train::driver::{run, LoopConfig};
+use train::sample::{sample_naive, SampleParams};
+use train::{Group, GrpoConfig, ModelFiles, Response, Trainer};
+
+/// Target tokens: ids 100..164 (1/8 of the 512-token vocabulary).
+fn reward(ids: &[u32]) -> f32 {
+    if ids.is_empty() {
+        return 0.0;
+    }
+    ids.iter().filter(|&&t| (100..164).contains(&t)).count() as f32 / ids.len() as f32
+}
+
+#[test]
+fn mean_reward_rises_with_grpo() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models/qwen3-tiny");
+    if !dir.join("config.json").is_file() {
+        eprintln!("skipping: {} not found", dir.display());
+        return;
+    }
+    let m = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
+    let cfg = GrpoConfig {
+        lr: 3e-3,
+        micro_batch_size: 32,
+        loss_agg: train::LossAgg::TokenMean,
+        seed: 11,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(cfg, &m.config, &m.weights, None, &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = (0..8u32).map(|i| vec![1, 200 + i, 201, 202]).collect();
+    let sp = SampleParams {
+        max_new_tokens: 6,
+        temperature: 1.0,
+        top_p: 1.0,
+        eos: vec![],
+    };
+    let mut rollout = |policy: &model::Model, items: &[&Vec<u32>], rng: &mut ChaCha8Rng| {
+        items
+            .iter()
+            .map(|p| {
+                let outs = sample_naive(policy, p, 8, &sp, rng)?;
+                Ok(Group {
+                    prompt: (*p).clone(),
+                    responses: outs
+                        .into_iter()
+                        .map(|ids| Response {
+                            reward: reward(&ids),
+                            ids,
+                            ..Default::default()
+                        })
+                        .collect(),
+                })
+            })
+            .collect::<train::Result<Vec<_>>>()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let lc = LoopConfig {
+        steps: 20,
+        batch_size: 4,
+        save_every: 0,
+        out_dir: out.path().to_path_buf(),
+        data_seed: 3,
+    };
+    let files = ModelFiles {
+        tokenizer: &m.tokenizer,
+        chat_template: m.chat_template.as_ref(),
+        generation: &m.generation,
+    };
+    let metrics = run(
+        &mut trainer,
+        &prompts,
+        &mut rollout,
+        &lc,
+        &files,
+        &mut |_| {},
+    )
+    .unwrap();
+    let r: Vec<f64> = metrics.iter().map(|m| m.grad.reward_mean).collect();
+    eprintln!(
+        "reward per step: {:?}",
+        r.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>()
+    );
+    let first = r[..5].iter().sum::<f64>() / 5.0;
+    let last = r[r.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(
+        last > first + 0.25 && last > 2.0 * first,
+        "reward did not rise: {first:.3} -> {last:.3}"
+    );
+    // The loop wrote one metrics line per step and a final checkpoint.
+    let lines = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 20);
+    assert!(out
+        .path()
+        .join("checkpoint/model/model.safetensors")
+        .is_file());
+    assert!(out
+        .path()
+        .join("checkpoint/optimizer.safetensors")
+        .is_file());
+}
