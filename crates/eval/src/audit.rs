@@ -378,7 +378,7 @@ pub fn format_audit(r: &AuditReport) -> String {
     );
     s.push_str(&format!(
         "{:<12} {:>6} {:>9}\n",
-        "band of p̂", "n", "accuracy"
+        "p-hat band", "n", "accuracy"
     ));
     for b in &r.bands {
         s.push_str(&format!(

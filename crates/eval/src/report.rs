@@ -17,8 +17,9 @@
 //!   - `phase: "solver"` (one row per GRPO step): `reward_mean`, `accuracy_mean` (agreement
 //!     with the pseudo-labels), `format_mean`, `kl`, `loss`, `response_len_mean` (tokens).
 //!   - `phase: "dataset"` (one row per iteration): `generated` (questions sampled), `valid`
-//!     (well-formed), `kept` (passed the p̂ filter); optional `p_hat_hist` (11 counts, bin k =
-//!     round(10·p̂)) used when `iter_N/dataset.jsonl` is absent.
+//!     (well-formed), `kept` (passed the p̂ filter); optional `p_hat_hist` used when
+//!     `iter_N/dataset.jsonl` is absent: 10 counts (bin k = [k/10, (k+1)/10), p̂ = 1 in the
+//!     last, as `rzero::run::p_hat_histogram` writes it) or 11 (bin k = round(10·p̂)).
 //!   - `phase: "eval"` (fallback when `iter_N/eval/results.json` is absent): `bench` (a name,
 //!     or `"average"`) and `pass@1` (fraction), optional `mean@k`, `maj@k`.
 //!   - `phase: "audit"` (fallback when `iter_N/audit.json` is absent): `n`,
@@ -30,9 +31,11 @@
 //! - `iter_N/questions.jsonl`: `{"question", "answer"}`: the Challenger's own answer, shown
 //!   next to the pseudo-label in the sample.
 //! - `iter_N/eval/results.json`: [`EvalResults`](crate::EvalResults) as written by
-//!   [`run_eval`](crate::run_eval); `iter_0/eval/results.json` is the base model.
-//! - `iter_N/audit.json`: [`AuditReport`](crate::AuditReport) as written by
-//!   [`run_audit`](crate::run_audit), of the Solver after iteration N (`iter_0` = base model).
+//!   [`run_eval`](crate::run_eval), of the Solver after iteration N. The base model's is
+//!   `base_eval/results.json` (where `rzero run` evaluates it) or `iter_0/eval/results.json`.
+//! - `iter_N/audit.json` or `iter_N/eval/audit.json`: [`AuditReport`](crate::AuditReport) as
+//!   written by [`run_audit`](crate::run_audit), of the Solver after iteration N; the base
+//!   model's is `base_eval/audit.json` or `iter_0/audit.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -152,10 +155,34 @@ impl Run {
                 })
             };
             it.eval = json_file("eval/results.json")?;
-            it.audit = json_file("audit.json")?;
+            it.audit = match json_file("audit.json")? {
+                Some(v) => Some(v),
+                None => json_file("eval/audit.json")?,
+            };
             it.dataset = read_opt(&p.join("dataset.jsonl"))?.map(|s| parse_jsonl(&s).0);
             it.questions = read_opt(&p.join("questions.jsonl"))?.map(|s| parse_jsonl(&s).0);
             iters.insert(n, it);
+        }
+        // The base model's evaluation: `base_eval/` (as `rzero run` writes it) counts as
+        // iteration 0 unless `iter_0/` already holds it.
+        let base = dir.join("base_eval");
+        if base.is_dir() {
+            let it0 = iters.entry(0).or_default();
+            for (slot, rel) in [
+                (&mut it0.eval, "results.json"),
+                (&mut it0.audit, "audit.json"),
+            ] {
+                if slot.is_none() {
+                    if let Some(text) = read_opt(&base.join(rel))? {
+                        match serde_json::from_str(&text) {
+                            Ok(v) => *slot = Some(v),
+                            Err(err) => {
+                                problems.push(format!("base_eval/{rel} is not valid JSON: {err}"))
+                            }
+                        }
+                    }
+                }
+            }
         }
         for r in &metrics {
             if let Some(n) = r.get("iter").and_then(Value::as_u64) {
@@ -752,10 +779,30 @@ fn section_dataset(run: &Run) -> String {
             color: PALETTE[0].into(),
             values: h.iter().map(|x| Some(*x)).collect(),
         }];
+        // A 10-bin `p_hat_hist` row (bin k = [k/10, (k+1)/10), 1.0 in the last bin) when
+        // there is no dataset.jsonl to count from.
+        let (cats, shade, note) = if h.len() == 10 {
+            let c: Vec<String> = (0..10)
+                .map(|k| {
+                    if k % 2 == 0 {
+                        format!("{:.1}", k as f64 / 10.0)
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            (
+                c,
+                (lo_bin.min(9), hi_bin.min(9)),
+                "bins [k/10, (k+1)/10) from metrics.jsonl",
+            )
+        } else {
+            (bins.clone(), (lo_bin, hi_bin), "")
+        };
         s.push_str(&figure(
             &format!("p̂ histogram, iteration {n}"),
-            &bar_chart(&ax, &bins, &g, Some((lo_bin, hi_bin, "kept")), false),
-            "",
+            &bar_chart(&ax, &cats, &g, Some((shade.0, shade.1, "kept")), false),
+            note,
         ));
     }
     s.push_str("</div></section>");

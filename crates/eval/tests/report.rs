@@ -361,6 +361,40 @@ fn report_of_a_run_in_progress_says_not_yet() {
         .iter()
         .any(|e| attr(e, "class") == Some("v") && e.text == "challenger"));
 
+    // The base model's results in `base_eval/` (where `rzero run` puts them) count as iteration 0,
+    // an audit in `iter_N/eval/` as iteration N's.
+    let base = dir.path().join("base_eval");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::copy(
+        run_small().join("iter_0/eval/results.json"),
+        base.join("results.json"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("iter_1/eval")).unwrap();
+    std::fs::copy(
+        run_small().join("iter_1/audit.json"),
+        dir.path().join("iter_1/eval/audit.json"),
+    )
+    .unwrap();
+    // A dataset row with the loop's 10-bin histogram and no dataset.jsonl.
+    let mut m = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    m.truncate(m.rfind('\n').unwrap() + 1);
+    m.push_str("{\"iter\":1,\"phase\":\"dataset\",\"step\":0,\"generated\":30,\"valid\":25,\"kept\":9,\"p_hat_hist\":[0,1,2,3,4,5,4,3,2,1]}\n");
+    std::fs::write(dir.path().join("metrics.jsonl"), m).unwrap();
+    let els = parse(&eval::report::render(dir.path()).unwrap());
+    assert_eq!(series(&els, "benchmark-accuracy")["gsm8k"], 1);
+    let h = bars(&els, "p-hat-hist-iter-1");
+    assert_eq!(h.iter().map(|b| b.1).sum::<f64>(), 25.0);
+    assert_eq!(h.len(), 10);
+    assert!(bars(&els, "kept-counts").contains(&("kept".to_string(), 9.0)));
+    assert_eq!(
+        table_rows(&els, "audit")
+            .iter()
+            .map(|r| r[0].as_str())
+            .collect::<Vec<_>>(),
+        ["iter 1"]
+    );
+
     let empty = tempfile::tempdir().unwrap();
     let els = parse(&eval::report::render(empty.path()).unwrap());
     assert_eq!(

@@ -18,6 +18,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::transformer::Model;
 
+/// Above this many packed rows (prefill), candle's blocked gemm beats the packing-free kernel.
+const KERNEL_MAX_ROWS: usize = 64;
+
 /// Rows of the output projection multiplied at a time.
 const LM_HEAD_CHUNK: usize = 4096;
 
@@ -336,7 +339,7 @@ impl Model {
     /// packing-free kernel of `kernels.rs`; otherwise a candle matmul in the model dtype.
     fn host_linear(&self, x: &[f32], m: usize, w: &Tensor, b: Option<&Tensor>) -> Result<Vec<f32>> {
         let (nout, nin) = w.dims2()?;
-        let fast = if w.dtype() == DType::F32 && w.is_contiguous() {
+        let fast = if m <= KERNEL_MAX_ROWS && w.dtype() == DType::F32 && w.is_contiguous() {
             let (st, layout) = w.storage_and_layout();
             match &*st {
                 candle_core::Storage::Cpu(cpu) => {

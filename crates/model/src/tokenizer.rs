@@ -238,14 +238,23 @@ impl Tokenizer {
         Ok(enc.get_tokens().to_vec())
     }
 
-    /// Decode ids to text; `skip_special` drops special tokens.
+    /// Decode ids to text; `skip_special` drops special tokens. Ids past the tokenizer's
+    /// vocabulary decode to nothing, as in transformers: models often pad their embedding
+    /// matrix beyond the tokenizer (Qwen: 151,936 rows for 151,665 tokens) and sampling can
+    /// land there.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         let vocab = self.vocab_size();
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(Error::Invalid(format!(
-                "token id {bad} is out of range (vocabulary size {vocab})"
-            )));
-        }
+        let known: Vec<u32>;
+        let ids = if ids.iter().any(|&id| id as usize >= vocab) {
+            known = ids
+                .iter()
+                .copied()
+                .filter(|&id| (id as usize) < vocab)
+                .collect();
+            &known[..]
+        } else {
+            ids
+        };
         self.inner
             .decode(ids, skip_special)
             .map_err(|e| Error::Tokenizer(format!("decode: {e}")))

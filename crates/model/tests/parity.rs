@@ -342,6 +342,32 @@ fn packed_logits_match_reference() {
                 1e-5,
             );
         }
+        // More than 64 packed rows takes the blocked-gemm branch of the linear layers.
+        let big = [&inputs[2], &inputs[2], &inputs[1], &inputs[0]];
+        let mut bc: Vec<_> = big.iter().map(|_| m.new_cache()).collect();
+        let mut seqs: Vec<SeqInput> = bc
+            .iter_mut()
+            .zip(big)
+            .map(|(c, t)| SeqInput {
+                tokens: t,
+                cache: c,
+            })
+            .collect();
+        let lg = m
+            .forward_packed(&mut seqs)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (i, ci) in [2usize, 2, 1, 0].into_iter().enumerate() {
+            let want = floats2(&cases[ci]["logits"]).pop().unwrap();
+            assert_close(
+                &format!("{} packed >64 rows {i}", fx.name),
+                &lg[i],
+                &want,
+                1e-4,
+                1e-5,
+            );
+        }
         // A cloned cache continues identically; truncate rewinds.
         let mut a = caches[2].clone();
         let mut b = caches[2].clone();

@@ -53,6 +53,18 @@ pub struct RemoteConfig {
     /// Extra fields merged into every request body (server-specific knobs, e.g.
     /// `{"repeat_penalty": 1.0}` for llama.cpp or `{"return_token_ids": true}` for vLLM).
     pub extra_body: Map<String, Value>,
+    /// Weight sync (b): a shell command that restarts or reloads every server with a
+    /// checkpoint folder (`{checkpoint}` is replaced by the shell-quoted path); see
+    /// [`OpenAiClient::sync_to`].
+    pub reload_command: Option<String>,
+    /// The model id the servers report after a reload (`{checkpoint}`: the checkpoint path,
+    /// which is what `vllm serve {checkpoint}` reports). Requests use it afterwards.
+    pub reload_model_name: String,
+    /// Limit for the reload command plus the wait for `/v1/models`, in seconds.
+    pub reload_timeout_s: f64,
+    /// Weight sync (a): register checkpoints as this LoRA adapter (vLLM); requests then use
+    /// it as `model`. Used when `reload_command` is unset.
+    pub lora_name: Option<String>,
 }
 
 impl Default for RemoteConfig {
@@ -68,6 +80,10 @@ impl Default for RemoteConfig {
             chat: false,
             split_n: false,
             extra_body: Map::new(),
+            reload_command: None,
+            reload_model_name: "{checkpoint}".into(),
+            reload_timeout_s: 900.0,
+            lora_name: None,
         }
     }
 }
@@ -92,6 +108,19 @@ impl RemoteConfig {
         }
         if self.max_concurrency == 0 {
             return Err(Error::Config("max_concurrency must be at least 1".into()));
+        }
+        if let Some(c) = &self.reload_command {
+            if !c.contains("{checkpoint}") {
+                return Err(Error::Config(
+                    "reload_command must contain the {checkpoint} placeholder".into(),
+                ));
+            }
+        }
+        if !(self.reload_timeout_s.is_finite() && self.reload_timeout_s > 0.0) {
+            return Err(Error::Config(format!(
+                "reload_timeout_s must be positive, got {}",
+                self.reload_timeout_s
+            )));
         }
         if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
             return Err(Error::Config(format!(
@@ -176,6 +205,44 @@ impl OpenAiClient {
     /// The configuration.
     pub fn config(&self) -> &RemoteConfig {
         &self.cfg
+    }
+
+    /// Changes the model id sent in requests.
+    pub fn set_model(&mut self, model: impl Into<String>) {
+        self.cfg.model = model.into();
+    }
+
+    /// Puts every server on the weights in `checkpoint` and makes requests use them:
+    /// with `reload_command`, runs it and waits until each server lists
+    /// `reload_model_name` (then the new model id); else with `lora_name`, (re)registers the
+    /// folder as that adapter on each server (vLLM). Errors when neither is configured.
+    pub fn sync_to(&mut self, checkpoint: &std::path::Path) -> Result<()> {
+        let urls: Vec<String> = self.servers.iter().map(|s| s.url.clone()).collect();
+        if let Some(cmd) = &self.cfg.reload_command {
+            let name = self
+                .cfg
+                .reload_model_name
+                .replace("{checkpoint}", &checkpoint.to_string_lossy());
+            crate::sync::reload_command(
+                cmd,
+                checkpoint,
+                &urls,
+                &name,
+                Duration::from_secs_f64(self.cfg.reload_timeout_s),
+            )?;
+            self.cfg.model = name;
+            Ok(())
+        } else if let Some(lora) = self.cfg.lora_name.clone() {
+            for u in &urls {
+                crate::sync::replace_lora_adapter(u, &lora, checkpoint)?;
+            }
+            self.cfg.model = lora;
+            Ok(())
+        } else {
+            Err(Error::Config(
+                "no weight sync configured: set reload_command or lora_name".into(),
+            ))
+        }
     }
 
     /// The model ids each server reports on `/v1/models`, in `base_urls` order.

@@ -10,8 +10,9 @@
 //! field; unknown fields are ignored (as vLLM does).
 //!
 //! Batching: handlers parse and tokenize, then queue a job; one engine thread waits for the
-//! first job, lets `batch_window` pass so that concurrent requests join it, and runs all
-//! pending jobs in one [`engine::Engine::generate`] call (continuous batching inside it).
+//! first job, lets `batch_window` pass (and keeps gathering while requests keep arriving, up
+//! to a full batch or 10 windows) so that concurrent requests join it, and runs all pending
+//! jobs in one [`engine::Engine::generate`] call (continuous batching inside it).
 //! Text prompts are tokenized as is (no special tokens added), like the local engine.
 
 use std::net::SocketAddr;
@@ -263,11 +264,32 @@ fn engine_loop(
     mut rx: mpsc::UnboundedReceiver<Job>,
     window: Duration,
 ) {
+    let max_batch = engine.config().max_batch_size;
     while let Some(first) = rx.blocking_recv() {
+        // Wait `window`, then keep gathering while requests keep arriving (each 1 ms step
+        // brings new ones), until the batch is full or 10 windows have passed: clients
+        // answered by the previous batch come back within a few ms and join this one.
+        let started = Instant::now();
+        let samples = |jobs: &[Job]| -> usize {
+            jobs.iter().flat_map(|j| &j.requests).map(|r| r.params.n).sum()
+        };
+        let mut jobs = vec![first];
         if !window.is_zero() {
             std::thread::sleep(window);
+            loop {
+                let before = jobs.len();
+                while let Ok(j) = rx.try_recv() {
+                    jobs.push(j);
+                }
+                if jobs.len() == before
+                    || samples(&jobs) >= max_batch
+                    || started.elapsed() >= window * 10
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
-        let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
             jobs.push(j);
         }

@@ -152,3 +152,34 @@ fn lora_adapters_use_the_vllm_endpoints() {
         "{e}"
     );
 }
+
+#[test]
+fn client_sync_to_reloads_and_switches_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("served");
+    let s = models_server(state.clone());
+    let ck = dir.path().join("iter_2").join("solver");
+    let cfg: remote::RemoteConfig = serde_json::from_value(json!({
+        "base_urls": [s.url()],
+        "model": "base",
+        "reload_command": format!("printf %s {{checkpoint}} > {}", state.display()),
+        "reload_timeout_s": 10.0,
+    }))
+    .unwrap();
+    let mut c = remote::OpenAiClient::new(cfg).unwrap();
+    c.sync_to(&ck).unwrap();
+    assert_eq!(c.config().model, ck.to_str().unwrap());
+    // Unknown config fields are refused, naming the field.
+    let e = serde_json::from_value::<remote::RemoteConfig>(json!({"base_urls": [], "bogus": 1}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bogus"), "{e}");
+    // A reload command without the placeholder is refused up front.
+    let bad = remote::RemoteConfig {
+        base_urls: vec![s.url()],
+        model: "m".into(),
+        reload_command: Some("systemctl restart vllm".into()),
+        ..remote::RemoteConfig::default()
+    };
+    assert!(remote::OpenAiClient::new(bad).is_err());
+}

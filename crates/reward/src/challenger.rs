@@ -26,15 +26,6 @@ use crate::cluster::{cluster_questions, repetition_penalties};
 use crate::vote::{majority_vote, Vote};
 use crate::{Error, Result};
 
-/// A well-formed Challenger output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChallengerItem {
-    /// The question (content of the last `<question>…</question>`, stripped).
-    pub question: String,
-    /// The Challenger's own answer (content of the last `\boxed{}`, stripped).
-    pub answer: String,
-}
-
 /// Settings of the Challenger reward.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -99,9 +99,13 @@ pub struct ChallengerSection {
     pub format_failure_reward: f64,
     /// BLEU distance threshold of the repetition clustering.
     pub repetition_threshold: f64,
-    /// Add a one-shot example of the output format to the Challenger prompt (helps small
-    /// models; off in the reference).
+    /// Show two example answers in the output format as earlier turns of the conversation
+    /// (helps small models; off in the reference).
     pub format_example: bool,
+    /// Text the Challenger's answer starts with, appended after the generation prompt and
+    /// prepended to the response before parsing (e.g. `"<question>\n"`; empty in the
+    /// reference).
+    pub response_prefix: String,
     /// Optimisation.
     pub optim: Optim,
 }
@@ -213,6 +217,7 @@ impl Config {
                 format_failure_reward: -1.0,
                 repetition_threshold: 0.5,
                 format_example: false,
+                response_prefix: String::new(),
                 optim: optim(5, 2),
             },
             dataset: DatasetSection {
@@ -278,31 +283,32 @@ impl Config {
         c.iterations = 2;
         c.seed = 1;
         c.engine.max_batch_size = 32;
-        c.challenger.prompts_per_step = 4;
+        c.challenger.prompts_per_step = 2;
         c.challenger.group_size = 4;
-        c.challenger.sampling.max_new_tokens = 96;
+        c.challenger.sampling.max_new_tokens = 64;
         c.challenger.solver_samples = 4;
-        c.challenger.solver_sampling.max_new_tokens = 96;
+        c.challenger.solver_sampling.max_new_tokens = 128;
         c.challenger.format_example = true;
+        c.challenger.response_prefix = "<question>\n".into();
         c.challenger.optim.steps = 2;
-        c.challenger.optim.lr = 1e-5;
-        c.dataset.num_questions = 32;
-        c.dataset.sampling.max_new_tokens = 96;
+        c.challenger.optim.lr = 5e-6;
+        c.dataset.num_questions = 24;
+        c.dataset.sampling.max_new_tokens = 64;
         c.dataset.solver_samples = 4;
-        c.dataset.solver_sampling.max_new_tokens = 96;
+        c.dataset.solver_sampling.max_new_tokens = 128;
         c.dataset.chunk = 8;
-        c.solver.prompts_per_step = 4;
+        c.solver.prompts_per_step = 2;
         c.solver.group_size = 4;
-        c.solver.sampling.max_new_tokens = 96;
+        c.solver.sampling.max_new_tokens = 128;
         c.solver.optim.steps = 2;
-        c.solver.optim.lr = 1e-5;
+        c.solver.optim.lr = 5e-6;
         c.eval.benchmarks = vec!["gsm8k".into()];
         c.eval.limit = 8;
-        c.eval.max_new_tokens = 96;
+        c.eval.max_new_tokens = 128;
         c.audit.benchmarks = vec!["gsm8k".into()];
         c.audit.limit = 4;
         c.audit.samples = 4;
-        c.audit.max_new_tokens = 96;
+        c.audit.max_new_tokens = 128;
         c
     }
 
@@ -311,6 +317,8 @@ impl Config {
         let mut c = Self::demo();
         c.model = String::new();
         c.iterations = 2;
+        c.challenger.format_example = false;
+        c.challenger.response_prefix = String::new();
         c.engine.max_batch_size = 16;
         for s in [
             &mut c.challenger.sampling,
@@ -567,7 +575,8 @@ fn comment(path: &str) -> &'static str {
         "challenger.solver_samples" => "Solver answers per question, m (reference: 10)",
         "challenger.format_failure_reward" => "reward without <question> or \\boxed{} (reference: -1), minus the repetition penalty",
         "challenger.repetition_threshold" => "BLEU distance threshold of average-linkage clustering (reference: 0.5)",
-        "challenger.format_example" => "add a one-shot output-format example to the prompt (not in the reference)",
+        "challenger.format_example" => "show two example answers in the output format as earlier chat turns (not in the reference)",
+        "challenger.response_prefix" => "text the Challenger's answer is forced to start with, e.g. \"<question>\\n\" (not in the reference)",
         "dataset" => "dataset construction with the trained Challenger",
         "dataset.num_questions" => "questions generated per iteration (reference: 8 x 1000)",
         "dataset.solver_samples" => "Solver answers per question, m (reference: 10)",

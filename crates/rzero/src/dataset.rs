@@ -78,7 +78,7 @@ pub fn build(
         ..Default::default()
     };
     let prompt_text =
-        crate::prompts::challenger_prompt(challenger.template, cfg.challenger.format_example)
+        crate::prompts::challenger_prompt(challenger.template, cfg.challenger.format_example, &cfg.challenger.response_prefix)
             .map_err(|e| Error::Stage(e.to_string()))?;
     let prompt = challenger.encode(&prompt_text)?;
     let mut all: Vec<DatasetItem> = Vec::new();
@@ -162,7 +162,7 @@ fn build_chunk(
     let truncated = responses.iter().filter(|r| r.truncated).count();
     let parsed: Vec<(String, String)> = responses
         .iter()
-        .filter_map(|r| reward::challenger::parse_challenger_output(&r.text))
+        .filter_map(|r| reward::challenger::parse_challenger_output(&format!("{}{}", cfg.challenger.response_prefix, r.text)))
         .filter(|(q, a)| !q.trim().is_empty() && !a.trim().is_empty())
         .collect();
     // 2. The Solver answers each `m` times.

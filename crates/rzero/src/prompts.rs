@@ -24,12 +24,13 @@ Do NOT output anything else—no explanations, no extra markup.";
 pub const CHALLENGER_USER: &str =
     "Generate one new, challenging reasoning question now. Remember to format the output exactly as instructed.";
 
-/// One-shot example appended to the Challenger's system prompt when enabled.
-pub const CHALLENGER_FORMAT_EXAMPLE: &str = "\n\nExample of the exact output format:\n\
-<question>\n\
-A rectangle has a perimeter of 30 and a length twice its width. What is its area?\n\
-</question>\n\n\
-\\boxed{50}";
+/// Example answers in the exact output format, shown as earlier assistant turns when
+/// `challenger.format_example` is on (a few-shot conversation: small instruct models copy
+/// the format of their own previous turns far more reliably than a system-prompt spec).
+pub const CHALLENGER_FORMAT_EXAMPLES: &[&str] = &[
+    "<question>\nA rectangle has a perimeter of 30 and a length twice its width. What is its area?\n</question>\n\n\\boxed{50}",
+    "<question>\nTom has 12 apples and gives away 5. How many apples does he have left?\n</question>\n\n\\boxed{7}",
+];
 
 /// The Solver's system prompt (reference text).
 pub const SOLVER_SYSTEM: &str =
@@ -54,16 +55,37 @@ pub fn render(
     }
 }
 
-/// The Challenger prompt text.
+/// The Challenger prompt text: the reference's system + user messages, optionally preceded
+/// by the few-shot examples, then `response_prefix` (the start of the assistant's answer,
+/// e.g. `<question>\n`; empty in the reference).
 pub fn challenger_prompt(
     template: Option<&model::ChatTemplate>,
     format_example: bool,
+    response_prefix: &str,
 ) -> model::Result<String> {
-    let mut system = CHALLENGER_SYSTEM.to_string();
-    if format_example {
-        system.push_str(CHALLENGER_FORMAT_EXAMPLE);
-    }
-    render(template, &system, CHALLENGER_USER)
+    let mut text = if format_example {
+        let mut msgs = vec![model::ChatMessage::system(CHALLENGER_SYSTEM)];
+        for ex in CHALLENGER_FORMAT_EXAMPLES {
+            msgs.push(model::ChatMessage::user(CHALLENGER_USER));
+            msgs.push(model::ChatMessage::assistant(*ex));
+        }
+        msgs.push(model::ChatMessage::user(CHALLENGER_USER));
+        match template {
+            Some(t) => t.render(&msgs, true)?,
+            None => {
+                let mut s = String::new();
+                for m in &msgs {
+                    s.push_str(&format!("{}: {}\n", m.role, m.content));
+                }
+                s.push_str("assistant: ");
+                s
+            }
+        }
+    } else {
+        render(template, CHALLENGER_SYSTEM, CHALLENGER_USER)?
+    };
+    text.push_str(response_prefix);
+    Ok(text)
 }
 
 /// The Solver prompt text for one question.
@@ -90,15 +112,19 @@ mod tests {
     #[test]
     fn chatml_rendering_and_format_example() {
         let t = model::ChatTemplate::chatml();
-        let p = challenger_prompt(Some(&t), false).unwrap();
+        let p = challenger_prompt(Some(&t), false, "").unwrap();
         assert!(
             p.starts_with("<|im_start|>system\nYou are an expert competition-math problem setter.")
         );
         assert!(p.ends_with("<|im_start|>assistant\n"));
-        assert!(!p.contains("Example of the exact output format"));
-        let p2 = challenger_prompt(Some(&t), true).unwrap();
-        assert!(p2.contains("Example of the exact output format"));
-        // the example itself satisfies the Challenger format the reward checks
-        assert!(reward::challenger::parse_challenger_output(CHALLENGER_FORMAT_EXAMPLE).is_some());
+        assert!(!p.contains("Tom has 12 apples"));
+        let p2 = challenger_prompt(Some(&t), true, "<question>\n").unwrap();
+        assert!(p2.contains("<|im_start|>assistant\n<question>\nTom has 12 apples"));
+        assert!(p2.ends_with("<|im_start|>assistant\n<question>\n"));
+        assert_eq!(p2.matches("<|im_start|>user").count(), 3);
+        // the examples satisfy the Challenger format the reward checks
+        for ex in CHALLENGER_FORMAT_EXAMPLES {
+            assert!(reward::challenger::parse_challenger_output(ex).is_some());
+        }
     }
 }

@@ -13,7 +13,7 @@ fn chain_model_writes_well_formed_responses() {
         template: loaded.chat_template.as_ref(),
         eos_token_ids: vec![2],
     };
-    let prompt = rzero::prompts::challenger_prompt(role.template, true).unwrap();
+    let prompt = rzero::prompts::challenger_prompt(role.template, false, "").unwrap();
     let ids = role.encode(&prompt).unwrap();
     let sampling = rzero::config::Sampling {
         temperature: 1.0,

@@ -73,6 +73,17 @@ pub struct EngineArgs {
     pub prefill_chunk: usize,
 }
 
+impl Default for EngineArgs {
+    /// The command-line defaults (for callers such as `rzero run`'s evaluation hook).
+    fn default() -> Self {
+        EngineArgs {
+            batch_size: 32,
+            max_kv_bytes: 4 << 30,
+            prefill_chunk: 512,
+        }
+    }
+}
+
 /// `eval::Generator` on rzero's engine: renders the chat template (when the model has one),
 /// tokenizes, generates with continuous batching, and returns the completion texts.
 pub struct EngineGenerator {

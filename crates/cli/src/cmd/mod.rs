@@ -45,7 +45,10 @@ pub fn resolve_model(spec: &str) -> anyhow::Result<String> {
     )
 }
 
-/// The loop's evaluation hook for a resolved config (None when eval and audit are off).
+/// The loop's evaluation hook for a resolved config (None when eval and audit are off):
+/// greedy benchmark accuracy of the given model into `<dir>/` (`results.json`) and the
+/// pseudo-label audit into `<dir>/audit.json`, where `<dir>` is `RUN/base_eval` for the base
+/// model and `RUN/iter_N/eval` for iteration N's Solver. Both are resumable.
 #[allow(clippy::type_complexity)]
 pub fn eval_hook(
     cfg: &rzero::Config,
@@ -53,5 +56,57 @@ pub fn eval_hook(
     if cfg.eval.benchmarks.is_empty() && cfg.audit.benchmarks.is_empty() {
         return None;
     }
-    None
+    let cfg = cfg.clone();
+    Some(Box::new(move |model_path: &str, run: &rzero::rundir::RunDir, iter: usize| {
+        eval_for_run(&cfg, model_path, run, iter).map_err(|e| rzero::Error::Stage(format!("evaluation: {e:#}")))
+    }))
+}
+
+fn eval_for_run(cfg: &rzero::Config, model_path: &str, run: &rzero::rundir::RunDir, iter: usize) -> anyhow::Result<()> {
+    let dir = if iter == 0 { run.base_eval_dir() } else { run.iter_path(iter, "eval") };
+    let engine = eval::EngineArgs { batch_size: cfg.engine.max_batch_size, ..Default::default() };
+    let bar = indicatif::ProgressBar::hidden();
+    let mut gen = eval::EngineGenerator::load(model_path, &engine, bar)?;
+    let limit = |n: usize| (n > 0).then_some(n);
+    let mut rows = Vec::new();
+    if !cfg.eval.benchmarks.is_empty() {
+        let benches = ::eval::Benchmark::load_list(&cfg.eval.benchmarks.join(","))?;
+        let opts = ::eval::EvalOptions {
+            model: model_path.to_string(),
+            limit: limit(cfg.eval.limit),
+            samples: 0,
+            max_new_tokens: cfg.eval.max_new_tokens,
+            batch_size: cfg.engine.max_batch_size,
+            seed: cfg.seed,
+            ..Default::default()
+        };
+        let r = ::eval::run_eval(&mut gen, &benches, &opts, &dir, &mut |_| {})?;
+        tracing::info!(iter, "{}", ::eval::format_table(&r));
+        for b in &r.benchmarks {
+            rows.push(serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n}));
+        }
+    }
+    if !cfg.audit.benchmarks.is_empty() {
+        let benches = ::eval::Benchmark::load_list(&cfg.audit.benchmarks.join(","))?;
+        let opts = ::eval::AuditOptions {
+            model: model_path.to_string(),
+            limit: limit(cfg.audit.limit),
+            m: cfg.audit.samples,
+            max_new_tokens: cfg.audit.max_new_tokens,
+            filter: reward::vote::FilterBand { low: cfg.dataset.min_p_hat, high: cfg.dataset.max_p_hat, ..Default::default() },
+            batch_size: cfg.engine.max_batch_size,
+            seed: cfg.seed,
+            ..Default::default()
+        };
+        let a = ::eval::run_audit(&mut gen, &benches, &opts, &dir, &mut |_| {})?;
+        rows.push(serde_json::json!({
+            "iter": iter, "phase": "audit", "n": a.n, "label_accuracy": a.label_accuracy,
+            "kept": a.kept, "kept_label_accuracy": a.kept_label_accuracy,
+        }));
+    }
+    let evals: Vec<_> = rows.iter().filter(|r| r["phase"] == "eval").cloned().collect();
+    let audits: Vec<_> = rows.iter().filter(|r| r["phase"] == "audit").cloned().collect();
+    run.set_stage_metrics(iter, "eval", &evals)?;
+    run.set_stage_metrics(iter, "audit", &audits)?;
+    Ok(())
 }

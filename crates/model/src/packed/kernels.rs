@@ -111,6 +111,7 @@ unsafe fn block_avx2(
     }
     /// One MR×NR tile of dot products over the whole of k.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn tile<const MR: usize, const NR: usize>(
         xp: *const f32,
         wp: *const f32,
