@@ -243,5 +243,8 @@ fn stop_strings_and_eos_with_the_real_tokenizer() {
         assert_eq!(out[0].completions[0].finish_reason, FinishReason::Stop);
         checked += 1;
     }
-    assert!(checked > 0, "no reference text long enough for a stop string");
+    assert!(
+        checked > 0,
+        "no reference text long enough for a stop string"
+    );
 }

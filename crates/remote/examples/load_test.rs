@@ -29,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max_tokens: usize = arg(&args, "--max-tokens").map_or(Ok(32), |s| s.parse())?;
     let max_batch: usize = arg(&args, "--max-batch-size").map_or(Ok(64), |s| s.parse())?;
     let out = arg(&args, "--out").unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/results/serve.jsonl").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../bench/results/serve.jsonl"
+        )
+        .to_string()
     });
     let mut spec = arg(&args, "--model").unwrap_or_else(|| "smollm2".into());
     if spec == "smollm2" {
@@ -40,7 +44,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let (_server, url, served) = match arg(&args, "--url") {
-        Some(u) => (None, u, arg(&args, "--served-model").unwrap_or_else(|| "rzero".into())),
+        Some(u) => (
+            None,
+            u,
+            arg(&args, "--served-model").unwrap_or_else(|| "rzero".into()),
+        ),
         None => {
             let loaded = model::load(&spec, &model::LoadOptions::default())?;
             let mut opts = remote::ServeOptions {
@@ -63,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let estimated = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
     let tokens = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -70,6 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
+            let estimated = estimated.clone();
             let (client, stop, done, tokens, errors, latencies) = (
                 client.clone(),
                 stop.clone(),
@@ -94,7 +104,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let t = Instant::now();
                     match client.generate(&[req]) {
                         Ok(r) => {
-                            let n = r[0][0].token_ids.as_ref().map_or(0, Vec::len);
+                            // Servers without token ids (llama.cpp): a `length` finish
+                            // means max_tokens tokens; others are not counted.
+                            let c = &r[0][0];
+                            let n = match &c.token_ids {
+                                Some(ids) => ids.len(),
+                                None if c.finish_reason == remote::FinishReason::Length => {
+                                    estimated.store(true, Ordering::Relaxed);
+                                    max_tokens
+                                }
+                                None => {
+                                    estimated.store(true, Ordering::Relaxed);
+                                    0
+                                }
+                            };
                             tokens.fetch_add(n, Ordering::Relaxed);
                             done.fetch_add(1, Ordering::Relaxed);
                             latencies.lock().unwrap().push(t.elapsed().as_secs_f64());
@@ -114,7 +137,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed().as_secs_f64();
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     let errs = errors.lock().unwrap().clone();
     let line = serde_json::json!({
         "bench": "serve_load",
@@ -128,6 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "requests_per_s": done.load(Ordering::Relaxed) as f64 / elapsed,
         "generated_tokens": tokens.load(Ordering::Relaxed),
         "tokens_per_s": tokens.load(Ordering::Relaxed) as f64 / elapsed,
+        "tokens_from": if estimated.load(Ordering::Relaxed) { "finish_reason (no token ids)" } else { "token_ids" },
         "latency_p50_s": pct(0.5),
         "latency_p99_s": pct(0.99),
         "errors": errs.len(),

@@ -23,7 +23,7 @@ pub use engine::{FinishReason, SamplingParams};
 pub use error::{Error, Result};
 pub use local::LocalBackend;
 pub use model::ChatMessage;
-pub use server::{serve, spawn, ServeOptions, ServerHandle};
+pub use server::{serve, spawn, ServeOptions, ServerHandle, ServerStats};
 
 /// What to complete.
 #[derive(Debug, Clone, PartialEq)]

@@ -63,9 +63,21 @@ impl Default for ServeOptions {
     }
 }
 
+/// Counters of a running server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Engine batches run.
+    pub batches: AtomicU64,
+    /// Requests (prompts) generated.
+    pub requests: AtomicU64,
+    /// Completions generated.
+    pub completions: AtomicU64,
+}
+
 /// A running server (see [`spawn`]).
 pub struct ServerHandle {
     addr: SocketAddr,
+    stats: Arc<ServerStats>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
@@ -74,6 +86,11 @@ impl ServerHandle {
     /// The bound address (the real port when bound to port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Batches, requests and completions so far.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
     }
 
     /// `http://ADDR` — what [`crate::RemoteConfig::base_urls`] takes.
@@ -107,7 +124,7 @@ impl Drop for ServerHandle {
 
 /// Serves `loaded` on `addr` until Ctrl-C.
 pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
-    let (listener, state) = prepare(loaded, addr, opts)?;
+    let (listener, state, _) = prepare(loaded, addr, opts)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = async {
@@ -121,7 +138,7 @@ pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Resu
 /// Starts serving `loaded` on `addr` in background threads and returns once the socket is
 /// bound (use port 0 for an ephemeral port; [`ServerHandle::addr`] tells which).
 pub fn spawn(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<ServerHandle> {
-    let (listener, state) = prepare(loaded, addr, opts)?;
+    let (listener, state, stats) = prepare(loaded, addr, opts)?;
     let addr = listener
         .local_addr()
         .map_err(Error::io("reading the bound address"))?;
@@ -137,6 +154,7 @@ pub fn spawn(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Resu
         .map_err(Error::io("starting the server thread"))?;
     Ok(ServerHandle {
         addr,
+        stats,
         stop: Some(stop),
         thread: Some(thread),
     })
@@ -156,7 +174,7 @@ fn prepare(
     loaded: &LoadedModel,
     addr: SocketAddr,
     opts: ServeOptions,
-) -> Result<(std::net::TcpListener, Arc<AppState>)> {
+) -> Result<(std::net::TcpListener, Arc<AppState>, Arc<ServerStats>)> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(Error::io(format!("binding {addr}")))?;
     listener
@@ -173,9 +191,11 @@ fn prepare(
     let engine = Engine::new(model, tokenizer.clone(), cfg)?;
     let (tx, rx) = mpsc::unbounded_channel::<Job>();
     let window = opts.batch_window;
+    let stats = Arc::new(ServerStats::default());
+    let st2 = stats.clone();
     std::thread::Builder::new()
         .name("rzero-engine".into())
-        .spawn(move || engine_loop(engine, rx, window))
+        .spawn(move || engine_loop(engine, rx, window, &st2))
         .map_err(Error::io("starting the engine thread"))?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -201,7 +221,7 @@ fn prepare(
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
-    Ok((listener, state))
+    Ok((listener, state, stats))
 }
 
 async fn run(
@@ -263,6 +283,7 @@ fn engine_loop(
     engine: Engine<Model, Arc<Tokenizer>>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     window: Duration,
+    stats: &ServerStats,
 ) {
     let max_batch = engine.config().max_batch_size;
     while let Some(first) = rx.blocking_recv() {
@@ -271,7 +292,10 @@ fn engine_loop(
         // answered by the previous batch come back within a few ms and join this one.
         let started = Instant::now();
         let samples = |jobs: &[Job]| -> usize {
-            jobs.iter().flat_map(|j| &j.requests).map(|r| r.params.n).sum()
+            jobs.iter()
+                .flat_map(|j| &j.requests)
+                .map(|r| r.params.n)
+                .sum()
         };
         let mut jobs = vec![first];
         if !window.is_zero() {
@@ -328,8 +352,14 @@ fn engine_loop(
             secs = started.elapsed().as_secs_f64(),
             "batch done"
         );
+        stats.batches.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(outs) => {
+                stats
+                    .requests
+                    .fetch_add(outs.len() as u64, Ordering::Relaxed);
+                let k: usize = outs.iter().map(|o| o.completions.len()).sum();
+                stats.completions.fetch_add(k as u64, Ordering::Relaxed);
                 let mut it = outs.into_iter();
                 for job in live {
                     let mine: Vec<RequestOutput> = it.by_ref().take(job.requests.len()).collect();

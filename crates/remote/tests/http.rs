@@ -2,6 +2,9 @@
 //! model: every sampling parameter, chat, bad requests. The reference for every output is
 //! the in-process engine ([`LocalBackend`]) on the same model.
 
+// Parallel indexing of local and remote results reads better than zipped iterators here.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -104,6 +107,34 @@ fn greedy_remote_equals_local_engine() {
         }])
         .unwrap();
     assert_eq!(r[0][0].token_ids, local[0][0].token_ids);
+}
+
+#[test]
+fn concurrent_requests_share_engine_batches() {
+    let Some(s) = Setup::new() else { return };
+    let reqs: Vec<TextRequest> = (0..16)
+        .map(|i| TextRequest::text(format!("{i} plus {i} is"), greedy(6)))
+        .collect();
+    let c = s.client(|c| c.max_concurrency = 16);
+    let before = s
+        .server
+        .stats()
+        .batches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let remote = c.generate(&reqs).unwrap();
+    let batches = s
+        .server
+        .stats()
+        .batches
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        batches < 16,
+        "16 concurrent requests ran in {batches} batches"
+    );
+    // Batching does not change results: each equals the local engine alone.
+    let local = s.local().generate(&reqs).unwrap();
+    assert_eq!(remote, local);
 }
 
 #[test]

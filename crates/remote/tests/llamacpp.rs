@@ -9,7 +9,10 @@ use remote::{
 };
 
 fn client() -> Option<OpenAiClient> {
-    let Some(url) = std::env::var("RZERO_LLAMACPP_URL").ok().filter(|u| !u.is_empty()) else {
+    let Some(url) = std::env::var("RZERO_LLAMACPP_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         eprintln!("skipping: RZERO_LLAMACPP_URL is not set (see scripts/llamacpp-server.sh)");
         return None;
     };
@@ -54,29 +57,60 @@ fn llamacpp_server_end_to_end() {
     eprintln!("greedy: {greedy:?}");
 
     // n = 3 (llama.cpp ignores n: the client detects it and splits, seed + j).
-    let sp = |seed| SamplingParams { n: 3, seed, ..p(1.0, 16) };
+    let sp = |seed| SamplingParams {
+        n: 3,
+        seed,
+        ..p(1.0, 16)
+    };
     let a = c.generate(&[TextRequest::text(Q, sp(11))]).unwrap();
     let b = c.generate(&[TextRequest::text(Q, sp(11))]).unwrap();
     let other = c.generate(&[TextRequest::text(Q, sp(12))]).unwrap();
     assert_eq!(a[0].len(), 3);
     assert_eq!(a, b, "same seed, same samples");
     assert_ne!(a, other, "another seed, other samples");
-    eprintln!("samples: {:?}", a[0].iter().map(|c| &c.text).collect::<Vec<_>>());
+    eprintln!(
+        "samples: {:?}",
+        a[0].iter().map(|c| &c.text).collect::<Vec<_>>()
+    );
 
     // top_k = 1 and min_p = 1 at temperature 1 reduce to greedy.
     for (name, q) in [
-        ("top_k", SamplingParams { top_k: 1, seed: 4, ..p(1.0, 24) }),
-        ("min_p", SamplingParams { min_p: 1.0, seed: 4, ..p(1.0, 24) }),
+        (
+            "top_k",
+            SamplingParams {
+                top_k: 1,
+                seed: 4,
+                ..p(1.0, 24)
+            },
+        ),
+        (
+            "min_p",
+            SamplingParams {
+                min_p: 1.0,
+                seed: 4,
+                ..p(1.0, 24)
+            },
+        ),
     ] {
         let r = c.generate(&[TextRequest::text(Q, q)]).unwrap();
         assert_eq!(r[0][0].text, greedy, "{name}");
     }
     // top_p is accepted.
-    let r = c.generate(&[TextRequest::text(Q, SamplingParams { top_p: 0.5, ..p(0.7, 8) })]).unwrap();
+    let r = c
+        .generate(&[TextRequest::text(
+            Q,
+            SamplingParams {
+                top_p: 0.5,
+                ..p(0.7, 8)
+            },
+        )])
+        .unwrap();
     assert_eq!(r[0].len(), 1);
 
     // max_tokens -> length.
-    let r = c.generate(&[TextRequest::text("Count: 1, 2, 3, 4,", p(0.0, 3))]).unwrap();
+    let r = c
+        .generate(&[TextRequest::text("Count: 1, 2, 3, 4,", p(0.0, 3))])
+        .unwrap();
     assert_eq!(r[0][0].finish_reason, FinishReason::Length);
 
     // A stop string from the middle of the greedy text cuts it there.
@@ -85,21 +119,41 @@ fn llamacpp_server_end_to_end() {
         let stop: String = chars[4..7].iter().collect();
         let expect = &greedy[..greedy.find(&stop).unwrap()];
         let r = c
-            .generate(&[TextRequest::text(Q, SamplingParams { stop: vec![stop.clone()], ..p(0.0, 24) })])
+            .generate(&[TextRequest::text(
+                Q,
+                SamplingParams {
+                    stop: vec![stop.clone()],
+                    ..p(0.0, 24)
+                },
+            )])
             .unwrap();
         assert_eq!(r[0][0].text, expect, "stop {stop:?}");
         assert_eq!(r[0][0].finish_reason, FinishReason::Stop);
     }
 
     // logprobs (completions).
-    let r = c.generate(&[TextRequest::text(Q, SamplingParams { logprobs: true, ..p(0.0, 6) })]).unwrap();
+    let r = c
+        .generate(&[TextRequest::text(
+            Q,
+            SamplingParams {
+                logprobs: true,
+                ..p(0.0, 6)
+            },
+        )])
+        .unwrap();
     let lp = r[0][0].logprobs.as_ref().expect("logprobs");
-    assert!(!lp.is_empty() && lp.iter().all(|x| x.is_finite() && *x <= 0.0), "{lp:?}");
+    assert!(
+        !lp.is_empty() && lp.iter().all(|x| x.is_finite() && *x <= 0.0),
+        "{lp:?}"
+    );
 
     // Chat completions: the server applies the GGUF's chat template; same answer as the
     // hand-templated prompt.
     let r = c
-        .generate(&[TextRequest::chat(vec![ChatMessage::user("What is 7 times 6?")], p(0.0, 24))])
+        .generate(&[TextRequest::chat(
+            vec![ChatMessage::user("What is 7 times 6?")],
+            p(0.0, 24),
+        )])
         .unwrap();
     eprintln!("chat: {:?}", r[0][0].text);
     assert!(!r[0][0].text.trim().is_empty());

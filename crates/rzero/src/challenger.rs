@@ -23,8 +23,12 @@ pub fn make_groups(
 ) -> Result<(Vec<Group>, Value)> {
     let c = &cfg.challenger;
     let seed = derive_seed(cfg.seed, &[iter as u64, 1, step as u64]);
-    let prompt_text = crate::prompts::challenger_prompt(challenger.template, c.format_example, &c.response_prefix)
-        .map_err(|e| Error::Stage(e.to_string()))?;
+    let prompt_text = crate::prompts::challenger_prompt(
+        challenger.template,
+        c.format_example,
+        &c.response_prefix,
+    )
+    .map_err(|e| Error::Stage(e.to_string()))?;
     let prompt = challenger.encode(&prompt_text)?;
     // 1. Rollouts: G samples for each of the step's prompts.
     let prompts = vec![prompt.clone(); c.prompts_per_step];
@@ -40,7 +44,9 @@ pub fn make_groups(
     // 2. Parse; the Solver answers the well-formed questions m times.
     let items: Vec<Option<(String, String)>> = flat
         .iter()
-        .map(|s| reward::challenger::parse_challenger_output(&format!("{}{}", c.response_prefix, s.text)))
+        .map(|s| {
+            reward::challenger::parse_challenger_output(&format!("{}{}", c.response_prefix, s.text))
+        })
         .collect();
     let valid: Vec<usize> = (0..items.len()).filter(|&i| items[i].is_some()).collect();
     let questions: Vec<&str> = valid

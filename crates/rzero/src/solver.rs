@@ -74,8 +74,10 @@ pub fn make_groups(
     let mut all = Vec::new();
     for ((item, prompt), group) in items.iter().zip(prompts).zip(samples) {
         let label = item.label.as_deref().unwrap_or("");
-        let rewards: Vec<reward::solver::SolverReward> =
-            group.iter().map(|r| rcfg.reward(&r.text, label)).collect();
+        let rewards: Vec<reward::solver::SolverReward> = group
+            .iter()
+            .map(|r| rcfg.reward_with(&r.text, label, |t| cfg.extract_answer(t), grade::equivalent))
+            .collect();
         for r in &rewards {
             total += r.total;
             acc += r.accuracy;

@@ -57,14 +57,29 @@ pub fn eval_hook(
         return None;
     }
     let cfg = cfg.clone();
-    Some(Box::new(move |model_path: &str, run: &rzero::rundir::RunDir, iter: usize| {
-        eval_for_run(&cfg, model_path, run, iter).map_err(|e| rzero::Error::Stage(format!("evaluation: {e:#}")))
-    }))
+    Some(Box::new(
+        move |model_path: &str, run: &rzero::rundir::RunDir, iter: usize| {
+            eval_for_run(&cfg, model_path, run, iter)
+                .map_err(|e| rzero::Error::Stage(format!("evaluation: {e:#}")))
+        },
+    ))
 }
 
-fn eval_for_run(cfg: &rzero::Config, model_path: &str, run: &rzero::rundir::RunDir, iter: usize) -> anyhow::Result<()> {
-    let dir = if iter == 0 { run.base_eval_dir() } else { run.iter_path(iter, "eval") };
-    let engine = eval::EngineArgs { batch_size: cfg.engine.max_batch_size, ..Default::default() };
+fn eval_for_run(
+    cfg: &rzero::Config,
+    model_path: &str,
+    run: &rzero::rundir::RunDir,
+    iter: usize,
+) -> anyhow::Result<()> {
+    let dir = if iter == 0 {
+        run.base_eval_dir()
+    } else {
+        run.iter_path(iter, "eval")
+    };
+    let engine = eval::EngineArgs {
+        batch_size: cfg.engine.max_batch_size,
+        ..Default::default()
+    };
     let bar = indicatif::ProgressBar::hidden();
     let mut gen = eval::EngineGenerator::load(model_path, &engine, bar)?;
     let limit = |n: usize| (n > 0).then_some(n);
@@ -93,7 +108,11 @@ fn eval_for_run(cfg: &rzero::Config, model_path: &str, run: &rzero::rundir::RunD
             limit: limit(cfg.audit.limit),
             m: cfg.audit.samples,
             max_new_tokens: cfg.audit.max_new_tokens,
-            filter: reward::vote::FilterBand { low: cfg.dataset.min_p_hat, high: cfg.dataset.max_p_hat, ..Default::default() },
+            filter: reward::vote::FilterBand {
+                low: cfg.dataset.min_p_hat,
+                high: cfg.dataset.max_p_hat,
+                ..Default::default()
+            },
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
             ..Default::default()
@@ -104,8 +123,16 @@ fn eval_for_run(cfg: &rzero::Config, model_path: &str, run: &rzero::rundir::RunD
             "kept": a.kept, "kept_label_accuracy": a.kept_label_accuracy,
         }));
     }
-    let evals: Vec<_> = rows.iter().filter(|r| r["phase"] == "eval").cloned().collect();
-    let audits: Vec<_> = rows.iter().filter(|r| r["phase"] == "audit").cloned().collect();
+    let evals: Vec<_> = rows
+        .iter()
+        .filter(|r| r["phase"] == "eval")
+        .cloned()
+        .collect();
+    let audits: Vec<_> = rows
+        .iter()
+        .filter(|r| r["phase"] == "audit")
+        .cloned()
+        .collect();
     run.set_stage_metrics(iter, "eval", &evals)?;
     run.set_stage_metrics(iter, "audit", &audits)?;
     Ok(())
