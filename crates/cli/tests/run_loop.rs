@@ -272,3 +272,119 @@ fn bad_config_key_is_named_and_fails() {
     assert!(err.contains("/nonexistent/model"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A `rzero serve` child process, killed on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(model: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = rzero()
+        .args([
+            "serve",
+            "--quiet",
+            "--host",
+            "127.0.0.1",
+            "--served-model-name",
+            "solver",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .arg("--model")
+        .arg(model)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns rzero serve");
+    let server = Server(child);
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "rzero serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn solver_on_a_remote_server_gives_the_same_artifacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = chain_model(tmp.path());
+    let (_server, url) = serve(&model);
+    let local = tmp.path().join("local");
+    let remote = tmp.path().join("remote");
+    let mut args = run_args(&model, &remote);
+    args.extend([
+        "--iterations".into(),
+        "1".into(),
+        "--set".into(),
+        format!("remote.solver_urls=[\"{url}\"]"),
+        "--set".into(),
+        "remote.model=\"solver\"".into(),
+    ]);
+    let o = rzero().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut args = run_args(&model, &local);
+    args.extend(["--iterations".into(), "1".into()]);
+    let o = rzero().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // the server samples the same streams as the in-process engine: identical labels
+    let ds = read_jsonl(&remote.join("iter_1/dataset.jsonl"));
+    assert!(!ds.is_empty());
+    same_bytes(
+        &local.join("iter_1/dataset.jsonl"),
+        &remote.join("iter_1/dataset.jsonl"),
+    );
+    for role in ["challenger", "solver"] {
+        assert!(remote
+            .join("iter_1")
+            .join(role)
+            .join("model.safetensors")
+            .is_file());
+    }
+    let cfg =
+        rzero::Config::from_toml(&std::fs::read_to_string(remote.join("config.toml")).unwrap())
+            .unwrap();
+    assert_eq!(cfg.remote.solver_urls, vec![url]);
+}
+
+#[test]
+fn an_unreachable_remote_server_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = chain_model(tmp.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tmp.path().join("run");
+    let mut args = run_args(&model, &out);
+    args.extend([
+        "--set".into(),
+        format!("remote.solver_urls=[\"http://127.0.0.1:{port}\"]"),
+        "--set".into(),
+        "remote.model=\"solver\"".into(),
+        "--set".into(),
+        "remote.retries=1".into(),
+    ]);
+    let o = rzero().args(&args).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // nothing half-written: no dataset, no checkpoint folder of the phase
+    assert!(!out.join("iter_1/dataset.jsonl").exists());
+    assert!(!out.join("iter_1/challenger").exists());
+}

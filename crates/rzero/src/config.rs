@@ -37,6 +37,32 @@ pub struct Config {
     pub eval: EvalSection,
     /// Pseudo-label audit on benchmark questions with known answers.
     pub audit: AuditSection,
+    /// OpenAI-compatible inference servers for the frozen Solver's answers.
+    pub remote: RemoteSection,
+}
+
+/// Remote rollouts: the frozen Solver's `m` answers per question (Challenger rewards and
+/// dataset labels) can come from vLLM / SGLang / llama.cpp / `rzero serve` servers while
+/// training stays local. See `docs/scale-out.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSection {
+    /// Server roots (e.g. `http://10.0.0.5:8000`); empty = the in-process engine.
+    pub solver_urls: Vec<String>,
+    /// Model id the servers serve (vLLM `--served-model-name`).
+    pub model: String,
+    /// Bearer token ("" = none).
+    pub api_key: String,
+    /// Most requests in flight per server.
+    pub max_concurrency: usize,
+    /// Limit of one HTTP call, seconds.
+    pub timeout_s: f64,
+    /// Retries of a failed call (with exponential backoff).
+    pub retries: usize,
+    /// Shell command that reloads the servers with a new Solver checkpoint (`{checkpoint}` is
+    /// replaced by its folder), run before each iteration after the first; "" = servers keep
+    /// their weights.
+    pub reload_command: String,
 }
 
 /// Engine limits shared by every generation stage.
@@ -291,6 +317,15 @@ impl Config {
                 limit: 200,
                 samples: 10,
                 max_new_tokens: 4096,
+            },
+            remote: RemoteSection {
+                solver_urls: Vec::new(),
+                model: String::new(),
+                api_key: String::new(),
+                max_concurrency: 64,
+                timeout_s: 600.0,
+                retries: 3,
+                reload_command: String::new(),
             },
         }
     }
@@ -614,6 +649,14 @@ fn comment(path: &str) -> &'static str {
         "eval.limit" => "questions per benchmark (0 = all)",
         "audit" => "pseudo-label audit on benchmark questions with known answers",
         "audit.samples" => "answers per question, m",
+        "remote" => "OpenAI-compatible servers (vLLM, SGLang, llama.cpp, rzero serve) for the frozen Solver's answers",
+        "remote.solver_urls" => "server roots, e.g. [\"http://10.0.0.5:8000\"]; [] = the in-process engine",
+        "remote.model" => "model id the servers serve",
+        "remote.api_key" => "bearer token (\"\" = none)",
+        "remote.max_concurrency" => "most requests in flight per server",
+        "remote.timeout_s" => "limit of one HTTP call, seconds",
+        "remote.retries" => "retries of a failed call, with exponential backoff",
+        "remote.reload_command" => "shell command reloading the servers with a Solver checkpoint ({checkpoint}); \"\" = servers keep their weights",
         _ if path.ends_with(".temperature") => "sampling temperature (0 = greedy)",
         _ if path.ends_with(".top_p") => "nucleus sampling mass (1 = off)",
         _ if path.ends_with(".top_k") => "top-k (0 = off)",

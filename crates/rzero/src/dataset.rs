@@ -218,18 +218,13 @@ pub fn solver_answers(
     let prompts = questions
         .iter()
         .map(|q| {
-            let text = crate::prompts::solver_prompt(solver.template, q)
-                .map_err(|e| Error::Stage(e.to_string()))?;
-            solver.encode(&text)
+            crate::prompts::solver_prompt(solver.template, q)
+                .map_err(|e| Error::Stage(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let samples = solver.sample(&prompts, m, sampling, seed, &cfg.engine, &mut |_, _| {})?;
+    let samples = solver.sample_texts(&prompts, m, sampling, seed, &cfg.engine, &mut |_, _| {})?;
     Ok(samples
         .into_iter()
-        .map(|s| {
-            s.into_iter()
-                .map(|r| grade::extract_boxed(&r.text))
-                .collect()
-        })
+        .map(|s| s.into_iter().map(|r| cfg.extract_answer(&r.text)).collect())
         .collect())
 }

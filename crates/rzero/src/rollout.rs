@@ -15,6 +15,9 @@ pub struct Role<'a> {
     pub template: Option<&'a model::ChatTemplate>,
     /// Ids that end a response.
     pub eos_token_ids: Vec<u32>,
+    /// Remote servers sampling this role instead of the in-process engine (prompts are sent
+    /// as chat-templated text).
+    pub remote: Option<&'a remote::OpenAiClient>,
 }
 
 /// One sampled response.
@@ -31,7 +34,9 @@ pub struct Sample {
 /// Progress callback: (samples done, samples total).
 pub type OnProgress<'a> = &'a mut dyn FnMut(usize, usize);
 
-/// Derives a seed from the master seed and a path of integers (splitmix64 chain).
+/// Derives a seed from the master seed and a path of integers (splitmix64 chain). Seeds are
+/// kept below 2^31 so every OpenAI-compatible server accepts them (llama.cpp takes 32-bit
+/// seeds, others signed 64-bit ones).
 pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
     let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
     for &p in path {
@@ -43,7 +48,7 @@ pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x = z ^ (z >> 31);
     }
-    x
+    x & 0x7FFF_FFFF
 }
 
 impl Role<'_> {
@@ -52,6 +57,50 @@ impl Role<'_> {
         self.tokenizer
             .encode(text, false)
             .map_err(|e| Error::Stage(e.to_string()))
+    }
+
+    /// Samples `n` responses for each prompt text: on the remote servers when the role has
+    /// them (same seeds), else on the in-process engine.
+    pub fn sample_texts(
+        &self,
+        prompts: &[String],
+        n: usize,
+        sampling: &Sampling,
+        seed: u64,
+        engine: &EngineSection,
+        on_progress: OnProgress<'_>,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let Some(client) = self.remote else {
+            let ids = prompts
+                .iter()
+                .map(|p| self.encode(p))
+                .collect::<Result<Vec<_>>>()?;
+            return self.sample(&ids, n, sampling, seed, engine, on_progress);
+        };
+        use remote::RolloutBackend;
+        let requests: Vec<remote::TextRequest> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| remote::TextRequest {
+                prompt: remote::Prompt::Text(p.clone()),
+                params: sampling_params(n, sampling, derive_seed(seed, &[i as u64])),
+            })
+            .collect();
+        let out = client
+            .generate_with_progress(&requests, on_progress)
+            .map_err(|e| Error::Stage(format!("remote generation: {e}")))?;
+        Ok(out
+            .into_iter()
+            .map(|c| {
+                c.into_iter()
+                    .map(|c| Sample {
+                        truncated: c.finish_reason == engine::FinishReason::Length,
+                        text: c.text,
+                        token_ids: c.token_ids.unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Samples `n` responses for each prompt. Prompt `i` uses seed `derive_seed(seed, [i])`;
@@ -69,19 +118,7 @@ impl Role<'_> {
         if prompts.is_empty() || n == 0 {
             return Ok(vec![Vec::new(); prompts.len()]);
         }
-        let params = |i: usize| engine::SamplingParams {
-            n,
-            temperature: sampling.temperature as f32,
-            top_p: sampling.top_p as f32,
-            top_k: sampling.top_k,
-            min_p: 0.0,
-            max_new_tokens: sampling.max_new_tokens,
-            stop: Vec::new(),
-            stop_token_ids: Vec::new(),
-            ignore_eos: false,
-            seed: derive_seed(seed, &[i as u64]),
-            logprobs: false,
-        };
+        let params = |i: usize| sampling_params(n, sampling, derive_seed(seed, &[i as u64]));
         let requests: Vec<engine::Request> = prompts
             .iter()
             .enumerate()
@@ -123,6 +160,42 @@ impl Role<'_> {
             })
             .collect())
     }
+}
+
+fn sampling_params(n: usize, sampling: &Sampling, seed: u64) -> engine::SamplingParams {
+    engine::SamplingParams {
+        n,
+        temperature: sampling.temperature as f32,
+        top_p: sampling.top_p as f32,
+        top_k: sampling.top_k,
+        min_p: 0.0,
+        max_new_tokens: sampling.max_new_tokens,
+        stop: Vec::new(),
+        stop_token_ids: Vec::new(),
+        ignore_eos: false,
+        seed,
+        logprobs: false,
+    }
+}
+
+/// The remote client of the frozen Solver, when `remote.solver_urls` is set.
+pub fn solver_client(cfg: &crate::config::RemoteSection) -> Result<Option<remote::OpenAiClient>> {
+    if cfg.solver_urls.is_empty() {
+        return Ok(None);
+    }
+    let rc = remote::RemoteConfig {
+        base_urls: cfg.solver_urls.clone(),
+        model: cfg.model.clone(),
+        api_key: (!cfg.api_key.is_empty()).then(|| cfg.api_key.clone()),
+        max_concurrency: cfg.max_concurrency,
+        timeout_s: cfg.timeout_s,
+        retries: cfg.retries,
+        reload_command: (!cfg.reload_command.is_empty()).then(|| cfg.reload_command.clone()),
+        ..remote::RemoteConfig::default()
+    };
+    remote::OpenAiClient::new(rc)
+        .map(Some)
+        .map_err(|e| Error::Config(format!("remote: {e}")))
 }
 
 #[cfg(test)]

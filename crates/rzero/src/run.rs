@@ -96,6 +96,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
     }
     let mut state = run.state()?;
     state.iterations = cfg.iterations;
+    let mut solver_client = crate::rollout::solver_client(&cfg.remote)?;
 
     // 2. Base model evaluation (once).
     if let Some(ev) = eval.as_mut() {
@@ -134,14 +135,31 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             source: e,
         })?;
 
-        // 3. Challenger phase.
+        // 3. Remote Solver servers move to the previous iteration's Solver.
         let challenger_dir = run.iter_path(iter, "challenger");
+        let dataset_path = run.iter_path(iter, "dataset.jsonl");
+        if let Some(client) = solver_client.as_mut() {
+            if iter > 1 && !cfg.remote.reload_command.is_empty() && !dataset_path.exists() {
+                info!(iter, checkpoint = %prev_solver, "reloading the remote Solver servers");
+                client
+                    .sync_to(Path::new(&prev_solver))
+                    .map_err(|e| Error::Stage(format!("reloading the remote Solver: {e}")))?;
+            } else if iter > 1 && cfg.remote.reload_command.is_empty() {
+                warn!(
+                    iter,
+                    "remote.reload_command is empty: the remote servers keep their Solver weights"
+                );
+            }
+        }
+
+        // 4. Challenger phase.
         if !challenger_dir.exists() {
             let _s = info_span!("challenger").entered();
             let solver = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
             let solver_model = solver.model().map_err(stage("building the Solver"))?;
-            let solver_role = role(&solver_model, &solver);
+            let mut solver_role = role(&solver_model, &solver);
+            solver_role.remote = solver_client.as_ref();
             let start = model::load(&prev_challenger, &model::LoadOptions::default())
                 .map_err(stage("loading the Challenger"))?;
             train_phase(
@@ -160,8 +178,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             )?;
         }
 
-        // 4. Dataset.
-        let dataset_path = run.iter_path(iter, "dataset.jsonl");
+        // 5. Dataset.
         let kept: Vec<crate::dataset::DatasetItem> = if dataset_path.exists() {
             crate::dataset::load(&dataset_path)?
         } else {
@@ -185,7 +202,10 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                 &run,
                 iter,
                 &role(&ch_model, &ch),
-                &role(&so_model, &so),
+                &Role {
+                    remote: solver_client.as_ref(),
+                    ..role(&so_model, &so)
+                },
                 &mut |done, _| {
                     (on_event)(Event::StageProgress { done });
                 },
@@ -216,7 +236,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
         };
         let kept: Vec<&crate::dataset::DatasetItem> = kept.iter().filter(|i| i.kept).collect();
 
-        // 5. Solver phase (skipped, and reported, when nothing was kept).
+        // 6. Solver phase (skipped, and reported, when nothing was kept).
         let solver_dir = run.iter_path(iter, "solver");
         if !solver_dir.exists() {
             let _s = info_span!("solver").entered();
@@ -257,7 +277,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             }
         }
 
-        // 6. Evaluation of the new Solver.
+        // 7. Evaluation of the new Solver.
         if let Some(ev) = eval.as_mut() {
             let done = run.iter_path(iter, "eval/done");
             if !done.exists() {
@@ -316,6 +336,7 @@ fn role<'a>(model: &'a model::Model, loaded: &'a model::LoadedModel) -> Role<'a>
         }
     }
     Role {
+        remote: None,
         model,
         tokenizer: &loaded.tokenizer,
         template: loaded.chat_template.as_ref(),

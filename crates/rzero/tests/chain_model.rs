@@ -12,6 +12,7 @@ fn chain_model_writes_well_formed_responses() {
         tokenizer: &loaded.tokenizer,
         template: loaded.chat_template.as_ref(),
         eos_token_ids: vec![2],
+        remote: None,
     };
     let prompt = rzero::prompts::challenger_prompt(role.template, false, "").unwrap();
     let ids = role.encode(&prompt).unwrap();
