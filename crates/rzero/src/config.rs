@@ -345,9 +345,9 @@ impl Config {
         c.challenger.solver_sampling.max_new_tokens = 128;
         c.challenger.format_example = true;
         c.challenger.response_prefix = "<question>\n".into();
-        c.challenger.optim.steps = 2;
+        c.challenger.optim.steps = 4;
         c.challenger.optim.lr = 5e-6;
-        c.dataset.num_questions = 24;
+        c.dataset.num_questions = 32;
         c.dataset.sampling.max_new_tokens = 64;
         c.dataset.solver_samples = 4;
         c.dataset.solver_sampling.max_new_tokens = 128;
