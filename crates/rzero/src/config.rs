@@ -468,7 +468,8 @@ impl Config {
             ("dataset.solver_sampling", &self.dataset.solver_sampling),
             ("solver.sampling", &self.solver.sampling),
         ] {
-            if !(s.temperature >= 0.0)
+            if s.temperature.is_nan()
+                || s.temperature < 0.0
                 || !(s.top_p > 0.0 && s.top_p <= 1.0)
                 || s.max_new_tokens == 0
             {

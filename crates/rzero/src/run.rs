@@ -44,6 +44,12 @@ pub enum Event {
     },
 }
 
+/// The evaluation hook: `(model folder or path, run dir, iteration)`.
+pub type EvalHook<'a> = &'a mut dyn FnMut(&str, &RunDir, usize) -> Result<()>;
+
+/// Builds one GRPO step's groups and metrics from (step, live policy).
+type MakeGroups<'a> = &'a mut dyn FnMut(usize, &model::Model) -> Result<(Vec<Group>, Value)>;
+
 /// Options of one run.
 pub struct RunOptions<'a> {
     /// The resolved configuration.
@@ -55,7 +61,7 @@ pub struct RunOptions<'a> {
     /// Progress callback.
     pub on_event: &'a mut dyn FnMut(Event),
     /// Evaluation hook: `(model folder or path, run dir, iteration)`; None disables eval.
-    pub eval: Option<&'a mut dyn FnMut(&str, &RunDir, usize) -> Result<()>>,
+    pub eval: Option<EvalHook<'a>>,
 }
 
 /// Runs (or resumes) the loop to the configured number of iterations.
@@ -363,7 +369,7 @@ fn train_phase(
     optim: &Optim,
     state: &mut State,
     on_event: &mut dyn FnMut(Event),
-    make_groups: &mut dyn FnMut(usize, &model::Model) -> Result<(Vec<Group>, Value)>,
+    make_groups: MakeGroups<'_>,
 ) -> Result<()> {
     let ckpt = run.iter_path(iter, &format!(".{phase}-train"));
     let seed = crate::rollout::derive_seed(

@@ -31,7 +31,10 @@ pub struct Args {
 }
 
 /// Reads the input as (line number, object) pairs; errors name the line.
-fn read_lines(path: &PathBuf) -> anyhow::Result<(String, Vec<(usize, Map<String, Value>)>)> {
+/// (file name for messages, numbered JSON objects)
+type Lines = (String, Vec<(usize, Map<String, Value>)>);
+
+fn read_lines(path: &PathBuf) -> anyhow::Result<Lines> {
     let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
         ("<stdin>".into(), Box::new(std::io::stdin()))
     } else {
@@ -109,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 len: p.len() + c.len(),
                 max: cfg.max_position_embeddings,
             })
-            .with_context(|| format!("{at}"));
+            .with_context(|| at.to_string());
         }
         items.push((p, c));
     }
