@@ -213,6 +213,10 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                     ..role(&so_model, &so)
                 },
                 &mut |done, _| {
+                    // journal head: chunks done (the chunk files themselves are the journal)
+                    if let Err(e) = set_stage(&run, &mut state, iter, "dataset", done) {
+                        warn!("cannot update state.json: {e}");
+                    }
                     (on_event)(Event::StageProgress { done });
                 },
             )?;
@@ -354,7 +358,16 @@ fn set_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str, step: us
     state.iteration = iter;
     state.stage = stage.to_string();
     state.step = step;
-    run.set_state(state)
+    run.set_state(state)?;
+    // Test hook: a pause after every journal update, so a kill -9 test can reliably land
+    // at a chosen point of a run that is otherwise too fast to catch.
+    if let Some(ms) = std::env::var("RZERO_TEST_JOURNAL_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    Ok(())
 }
 
 /// One GRPO phase with a checkpoint after every step. `make_groups(step, policy)` samples and
