@@ -181,6 +181,18 @@ impl LoadedModel {
         Model::from_weights(&self.config, &self.weights, embed.dtype(), embed.device())
     }
 
+    /// Ids that end generation: the generation config's EOS ids, then the tokenizer's
+    /// (each once, in that order).
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        let mut eos = self.generation.eos_token_ids.clone();
+        for &e in self.tokenizer.eos_token_ids() {
+            if !eos.contains(&e) {
+                eos.push(e);
+            }
+        }
+        eos
+    }
+
     /// The chat template, or ChatML if the model has none.
     pub fn chat_template_or_chatml(&self) -> ChatTemplate {
         self.chat_template

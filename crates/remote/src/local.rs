@@ -39,13 +39,7 @@ impl<'a> LocalBackend<'a> {
 
 /// The EOS ids of a loaded model: its generation config's, then the tokenizer's.
 pub fn eos_ids(loaded: &model::LoadedModel) -> Vec<u32> {
-    let mut eos = loaded.generation.eos_token_ids.clone();
-    for &e in loaded.tokenizer.eos_token_ids() {
-        if !eos.contains(&e) {
-            eos.push(e);
-        }
-    }
-    eos
+    loaded.eos_token_ids()
 }
 
 /// Token ids of a prompt: text as is, chats rendered with `template`.

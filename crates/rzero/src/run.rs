@@ -339,18 +339,12 @@ pub fn p_hat_histogram(items: &[crate::dataset::DatasetItem]) -> Vec<usize> {
 }
 
 fn role<'a>(model: &'a model::Model, loaded: &'a model::LoadedModel) -> Role<'a> {
-    let mut eos = loaded.generation.eos_token_ids.clone();
-    for &e in loaded.tokenizer.eos_token_ids() {
-        if !eos.contains(&e) {
-            eos.push(e);
-        }
-    }
     Role {
         remote: None,
         model,
         tokenizer: &loaded.tokenizer,
         template: loaded.chat_template.as_ref(),
-        eos_token_ids: eos,
+        eos_token_ids: loaded.eos_token_ids(),
     }
 }
 

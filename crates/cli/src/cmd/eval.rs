@@ -109,12 +109,7 @@ impl EngineGenerator {
         if template.is_none() {
             tracing::info!("the model has no chat template: using the plain Solver prompt");
         }
-        let mut eos = loaded.generation.eos_token_ids.clone();
-        for &e in loaded.tokenizer.eos_token_ids() {
-            if !eos.contains(&e) {
-                eos.push(e);
-            }
-        }
+        let eos = loaded.eos_token_ids();
         let cfg = EngineConfig {
             max_batch_size: engine.batch_size,
             max_kv_bytes: engine.max_kv_bytes,

@@ -182,12 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    let mut eos = loaded.generation.eos_token_ids.clone();
-    for &e in loaded.tokenizer.eos_token_ids() {
-        if !eos.contains(&e) {
-            eos.push(e);
-        }
-    }
+    let eos = loaded.eos_token_ids();
     let cfg = EngineConfig {
         max_batch_size: args.batch_size,
         max_kv_bytes: args.max_kv_bytes,
