@@ -21,6 +21,9 @@ use crate::transformer::Model;
 /// Above this many packed rows (prefill), candle's blocked gemm beats the packing-free kernel.
 const KERNEL_MAX_ROWS: usize = 64;
 
+/// New rows of one sequence per attention task (prefill spreads over the cores).
+const ATTN_ROWS: usize = 64;
+
 /// Rows of the output projection multiplied at a time.
 const LM_HEAD_CHUNK: usize = 4096;
 
@@ -96,26 +99,6 @@ impl KvCache {
             self.v[l].shrink_to_fit();
         }
     }
-}
-
-/// Dot product with several accumulators (vectorises well).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let chunks = n / 8;
-    for c in 0..chunks {
-        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut s = 0f32;
-    for j in chunks * 8..n {
-        s += a[j] * b[j];
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + s
 }
 
 /// In-place RMSNorm of each `w.len()`-sized row of `x`.
@@ -228,78 +211,114 @@ impl Model {
         let mut x = to_f32_vec(&self.embed.index_select(&ids_t, 0)?)?;
         let scale = 1.0 / (d as f32).sqrt();
 
+        // Attention tasks: (sequence, KV head, block of new rows), so that both many short
+        // sequences (decoding) and one long prompt (prefill) spread over the cores.
+        let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for si in 0..seqs.len() {
+            let (a, b) = (offs[si], offs[si + 1]);
+            for g in 0..nkv {
+                let mut r = a;
+                while r < b {
+                    let e = (r + ATTN_ROWS).min(b);
+                    tasks.push((si, g, r, e));
+                    r = e;
+                }
+            }
+        }
+        let qw = nh * d;
         for (li, layer) in self.layers.iter().enumerate() {
-            // 2. Projections on the packed rows.
+            // 2. Projections on the packed rows (q, k and v in one parallel pass).
             let mut hn = x.clone();
             rms_norm_rows(&mut hn, &to_f32_vec(&layer.in_norm)?, eps);
-            let mut q = self.host_linear(&hn, n, &layer.q_w, layer.q_b.as_ref())?; // [N, nh*D]
-            let mut k = self.host_linear(&hn, n, &layer.k_w, layer.k_b.as_ref())?; // [N, nkv*D]
-            let v = self.host_linear(&hn, n, &layer.v_w, layer.v_b.as_ref())?;
+            let mut qkv = self.host_linears(
+                &hn,
+                n,
+                &[
+                    (&layer.q_w, layer.q_b.as_ref()),
+                    (&layer.k_w, layer.k_b.as_ref()),
+                    (&layer.v_w, layer.v_b.as_ref()),
+                ],
+            )?;
+            let v = qkv.pop().expect("v");
+            let mut k = qkv.pop().expect("k");
+            let mut q = qkv.pop().expect("q"); // [N, nh*D]
             if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
                 rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps);
                 rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps);
             }
             // 3. RoPE per row at its own position.
-            q.par_chunks_mut(nh * d)
-                .zip(k.par_chunks_mut(row))
-                .enumerate()
-                .for_each(|(r, (qr, kr))| {
-                    let (c, s) = (
-                        &cos[r * half..(r + 1) * half],
-                        &sin[r * half..(r + 1) * half],
-                    );
-                    rope_row(qr, c, s);
-                    rope_row(kr, c, s);
-                });
+            let rope = |(r, (qr, kr)): (usize, (&mut [f32], &mut [f32]))| {
+                let (c, s) = (
+                    &cos[r * half..(r + 1) * half],
+                    &sin[r * half..(r + 1) * half],
+                );
+                rope_row(qr, c, s);
+                rope_row(kr, c, s);
+            };
+            if n > KERNEL_MAX_ROWS {
+                q.par_chunks_mut(qw)
+                    .zip(k.par_chunks_mut(row))
+                    .enumerate()
+                    .for_each(rope);
+            } else {
+                q.chunks_mut(qw)
+                    .zip(k.chunks_mut(row))
+                    .enumerate()
+                    .for_each(rope);
+            }
             // 4. Append to the caches.
             for (si, s) in seqs.iter_mut().enumerate() {
                 let (a, b) = (offs[si], offs[si + 1]);
                 s.cache.k[li].extend_from_slice(&k[a * row..b * row]);
                 s.cache.v[li].extend_from_slice(&v[a * row..b * row]);
             }
-            // 5. Attention per (sequence, head), each against its own cache.
-            let tasks: Vec<(usize, usize)> = (0..seqs.len())
-                .flat_map(|s| (0..nh).map(move |hh| (s, hh)))
-                .collect();
+            // 5. Attention per task, each sequence against its own cache.
             let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
             let outs: Vec<Vec<f32>> = tasks
                 .par_iter()
-                .map(|&(si, hh)| {
-                    attend(
-                        caches[si],
-                        li,
-                        &q,
-                        offs[si],
-                        offs[si + 1],
-                        hh,
-                        hh / rep,
-                        nh,
+                .map(|&(si, g, r0, r1)| {
+                    let c = caches[si];
+                    let mut o = vec![0f32; (r1 - r0) * rep * d];
+                    kernels::attend_group(
+                        &q[r0 * qw..r1 * qw],
+                        &mut o,
+                        r1 - r0,
+                        qw,
+                        g * rep * d,
+                        rep,
                         d,
+                        &c.k[li],
+                        &c.v[li],
+                        row,
+                        g * d,
+                        c.len + (r0 - offs[si]),
                         scale,
-                    )
+                    );
+                    o
                 })
                 .collect();
-            let mut attn = vec![0f32; n * nh * d];
-            for (&(si, hh), o) in tasks.iter().zip(&outs) {
-                let a = offs[si];
-                for (i, chunk) in o.chunks(d).enumerate() {
-                    attn[(a + i) * nh * d + hh * d..][..d].copy_from_slice(chunk);
+            let mut attn = vec![0f32; n * qw];
+            for (&(_, g, r0, _), o) in tasks.iter().zip(&outs) {
+                for (i, chunk) in o.chunks(rep * d).enumerate() {
+                    attn[(r0 + i) * qw + g * rep * d..][..rep * d].copy_from_slice(chunk);
                 }
             }
             let o = self.host_linear(&attn, n, &layer.o_w, None)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-            // 6. MLP: down(silu(gate) * up).
+            // 6. MLP: down(silu(gate) * up), gate and up in one parallel pass.
             let mut hn = x.clone();
             rms_norm_rows(&mut hn, &to_f32_vec(&layer.post_norm)?, eps);
-            let mut g = self.host_linear(&hn, n, &layer.gate_w, None)?;
-            let u = self.host_linear(&hn, n, &layer.up_w, None)?;
-            g.par_chunks_mut(inter)
-                .zip(u.par_chunks(inter))
-                .for_each(|(g, u)| {
-                    for (a, &b) in g.iter_mut().zip(u) {
-                        *a = *a / (1.0 + (-*a).exp()) * b;
-                    }
-                });
+            let mut gu =
+                self.host_linears(&hn, n, &[(&layer.gate_w, None), (&layer.up_w, None)])?;
+            let u = gu.pop().expect("up");
+            let mut g = gu.pop().expect("gate");
+            if n > KERNEL_MAX_ROWS {
+                g.par_chunks_mut(inter)
+                    .zip(u.par_chunks(inter))
+                    .for_each(|(g, u)| kernels::silu_mul(g, u));
+            } else {
+                kernels::silu_mul(&mut g, &u);
+            }
             let y = self.host_linear(&g, n, &layer.down_w, None)?;
             x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
@@ -348,86 +367,65 @@ impl Model {
     /// Host rows x [m, in] · wᵀ (+ b) -> [m, out] f32. On CPU with f32 weights this is the
     /// packing-free kernel of `kernels.rs`; otherwise a candle matmul in the model dtype.
     fn host_linear(&self, x: &[f32], m: usize, w: &Tensor, b: Option<&Tensor>) -> Result<Vec<f32>> {
-        let (nout, nin) = w.dims2()?;
-        let fast = if m <= KERNEL_MAX_ROWS && w.dtype() == DType::F32 && w.is_contiguous() {
-            let (st, layout) = w.storage_and_layout();
-            match &*st {
-                candle_core::Storage::Cpu(cpu) => {
-                    let s = cpu.as_slice::<f32>()?;
-                    let o = layout.start_offset();
-                    Some(kernels::matmul_nt(x, m, nin, &s[o..o + nout * nin], nout))
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let mut y = match fast {
-            Some(y) => y,
-            None => {
-                let xt = Tensor::from_slice(x, (m, nin), &self.device)?.to_dtype(self.dtype)?;
-                to_f32_vec(&xt.matmul(&w.t()?)?)?
-            }
-        };
-        if let Some(b) = b {
-            let b = to_f32_vec(b)?;
-            for r in y.chunks_mut(nout) {
-                r.iter_mut().zip(&b).for_each(|(a, c)| *a += c);
-            }
-        }
-        Ok(y)
+        Ok(self
+            .host_linears(x, m, &[(w, b)])?
+            .pop()
+            .expect("one product"))
     }
-}
 
-/// Causal attention of one query head `hh` (kv head `g`) of one sequence, whose new rows are
-/// `a..b` of the packed `q`, against its cache (already holding the new keys and values).
-/// Returns [b - a, D].
-#[allow(clippy::too_many_arguments)]
-fn attend(
-    cache: &KvCache,
-    li: usize,
-    q: &[f32],
-    a: usize,
-    b: usize,
-    hh: usize,
-    g: usize,
-    nh: usize,
-    d: usize,
-    scale: f32,
-) -> Vec<f32> {
-    let m = b - a;
-    let past = cache.len; // positions before this step (len is updated at the end)
-    let row = cache.row;
-    let kc = &cache.k[li];
-    let vc = &cache.v[li];
-    let mut out = vec![0f32; m * d];
-    let mut scores = Vec::with_capacity(past + m);
-    for i in 0..m {
-        let qv = &q[(a + i) * nh * d + hh * d..][..d];
-        let upto = past + i + 1;
-        scores.clear();
-        let mut mx = f32::NEG_INFINITY;
-        for t in 0..upto {
-            let sc = dot(qv, &kc[t * row + g * d..][..d]) * scale;
-            mx = mx.max(sc);
-            scores.push(sc);
+    /// [`Self::host_linear`] for several weights applied to the same rows: one parallel
+    /// pass over all of them when the kernel applies.
+    fn host_linears(
+        &self,
+        x: &[f32],
+        m: usize,
+        ws: &[(&Tensor, Option<&Tensor>)],
+    ) -> Result<Vec<Vec<f32>>> {
+        let nin = x.len() / m.max(1);
+        let mut dims = Vec::with_capacity(ws.len());
+        for &(w, _) in ws {
+            let (nout, k) = w.dims2()?;
+            if k != nin {
+                return Err(Error::Invalid(format!(
+                    "forward_packed: weight of shape [{nout}, {k}] applied to rows of {nin}"
+                )));
+            }
+            dims.push(nout);
         }
-        let mut sum = 0f32;
-        for sc in scores.iter_mut() {
-            *sc = (*sc - mx).exp();
-            sum += *sc;
-        }
-        let inv = 1.0 / sum;
-        let o = &mut out[i * d..(i + 1) * d];
-        for (t, &p) in scores.iter().enumerate() {
-            let p = p * inv;
-            let vv = &vc[t * row + g * d..][..d];
-            for j in 0..d {
-                o[j] += p * vv[j];
+        let use_kernel = m <= KERNEL_MAX_ROWS
+            && ws
+                .iter()
+                .all(|(w, _)| w.dtype() == DType::F32 && w.is_contiguous() && w.device().is_cpu());
+        let mut outs = if use_kernel {
+            let guards: Vec<_> = ws.iter().map(|(w, _)| w.storage_and_layout()).collect();
+            let mut slices = Vec::with_capacity(ws.len());
+            for ((st, layout), &nout) in guards.iter().zip(&dims) {
+                let candle_core::Storage::Cpu(cpu) = &**st else {
+                    return Err(Error::Invalid(
+                        "forward_packed: weight not on the CPU".into(),
+                    ));
+                };
+                let s = cpu.as_slice::<f32>()?;
+                let o = layout.start_offset();
+                slices.push((&s[o..o + nout * nin], nout));
+            }
+            kernels::matmul_nt_multi(x, m, nin, &slices)
+        } else {
+            let xt = Tensor::from_slice(x, (m, nin), &self.device)?.to_dtype(self.dtype)?;
+            ws.iter()
+                .map(|&(w, _)| to_f32_vec(&xt.matmul(&w.t()?)?))
+                .collect::<Result<Vec<_>>>()?
+        };
+        for ((y, &(_, b)), &nout) in outs.iter_mut().zip(ws).zip(&dims) {
+            if let Some(b) = b {
+                let b = to_f32_vec(b)?;
+                for r in y.chunks_mut(nout) {
+                    r.iter_mut().zip(&b).for_each(|(a, c)| *a += c);
+                }
             }
         }
+        Ok(outs)
     }
-    out
 }
 
 /// The packed path's CPU matrix product `x[m,k] · w[n,k]ᵀ` (exposed for benchmarks).

@@ -14,22 +14,49 @@ unsafe impl Sync for SendPtr {}
 
 /// `out[m*n]` (row-major) = x[m,k] · w[n,k]ᵀ.
 pub(crate) fn matmul_nt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
-    assert!(
-        x.len() >= m * k && w.len() >= n * k,
-        "matmul_nt: operand sizes"
-    );
-    let mut out = vec![0f32; m * n];
-    let ptr = SendPtr(out.as_mut_ptr());
-    let ptr = &ptr;
-    let blocks = n.div_ceil(NB);
-    (0..blocks).into_par_iter().for_each(|b| {
-        let j0 = b * NB;
+    matmul_nt_multi(x, m, k, &[(w, n)])
+        .pop()
+        .expect("one product")
+}
+
+/// Several products of the same `x[m,k]` in one parallel region: for each `(w, n)`,
+/// `x · w[n,k]ᵀ` as `[m*n]` row-major (e.g. q/k/v, or gate/up, without concatenating the
+/// weights).
+pub(crate) fn matmul_nt_multi(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    ws: &[(&[f32], usize)],
+) -> Vec<Vec<f32>> {
+    assert!(x.len() >= m * k, "matmul_nt: operand sizes");
+    let mut outs: Vec<Vec<f32>> = ws
+        .iter()
+        .map(|&(w, n)| {
+            assert!(w.len() >= n * k, "matmul_nt: operand sizes");
+            vec![0f32; m * n]
+        })
+        .collect();
+    // Tasks: (product, first w row) blocks over all products.
+    let tasks: Vec<(usize, usize)> = ws
+        .iter()
+        .enumerate()
+        .flat_map(|(p, &(_, n))| (0..n.div_ceil(NB)).map(move |b| (p, b * NB)))
+        .collect();
+    let ptrs: Vec<SendPtr> = outs.iter_mut().map(|o| SendPtr(o.as_mut_ptr())).collect();
+    let ptrs = &ptrs;
+    let run = |&(p, j0): &(usize, usize)| {
+        let (w, n) = ws[p];
         let j1 = (j0 + NB).min(n);
-        // SAFETY: each task writes only columns j0..j1 of `out`, disjoint across tasks,
-        // and `out` outlives the parallel loop.
-        unsafe { block(x, m, k, w, n, j0, j1, ptr.0) };
-    });
-    out
+        // SAFETY: each task writes only columns j0..j1 of product p's output, disjoint
+        // across tasks, and the outputs outlive the parallel loop.
+        unsafe { block(x, m, k, w, n, j0, j1, ptrs[p].0) };
+    };
+    if tasks.len() == 1 {
+        run(&tasks[0]);
+    } else {
+        tasks.par_iter().for_each(run);
+    }
+    outs
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -176,6 +203,282 @@ unsafe fn block_avx2(
     }
 }
 
+/// Causal attention of the `rep` query heads that share one KV head, for one sequence.
+///
+/// `q`: the sequence's new rows, each `q_stride` floats, the group's heads starting at
+/// `q_off` (`rep` heads of `d`). `k`, `v`: the layer's cache rows (`kv_stride` floats per
+/// position, this KV head at `kv_off`), already holding the new positions; `past` positions
+/// precede the `m` rows. Writes `out` as `[m][rep * d]` (head `h` at column `h * d`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_group(
+    q: &[f32],
+    out: &mut [f32],
+    m: usize,
+    q_stride: usize,
+    q_off: usize,
+    rep: usize,
+    d: usize,
+    k: &[f32],
+    v: &[f32],
+    kv_stride: usize,
+    kv_off: usize,
+    past: usize,
+    scale: f32,
+) {
+    assert!(q.len() >= m * q_stride && out.len() >= m * rep * d);
+    assert!(q_off + rep * d <= q_stride && kv_off + d <= kv_stride);
+    assert!(k.len() >= (past + m) * kv_stride && v.len() >= (past + m) * kv_stride);
+    let mut scores = vec![0f32; past + m];
+    for i in 0..m {
+        let upto = past + i + 1;
+        for h in 0..rep {
+            let qo = i * q_stride + q_off + h * d;
+            let qv = &q[qo..qo + d];
+            let oo = (i * rep + h) * d;
+            let sc = &mut scores[..upto];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: bounds asserted above; AVX2 and FMA detected.
+                    unsafe {
+                        attend_row_avx2(
+                            qv,
+                            &mut out[oo..oo + d],
+                            k,
+                            v,
+                            kv_stride,
+                            kv_off,
+                            sc,
+                            scale,
+                        )
+                    };
+                    continue;
+                }
+            }
+            attend_row_generic(qv, &mut out[oo..oo + d], k, v, kv_stride, kv_off, sc, scale);
+        }
+    }
+}
+
+/// One query row against the first `scores.len()` cached positions.
+#[allow(clippy::too_many_arguments)]
+fn attend_row_generic(
+    qv: &[f32],
+    o: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    off: usize,
+    scores: &mut [f32],
+    scale: f32,
+) {
+    let d = qv.len();
+    let mut mx = f32::NEG_INFINITY;
+    for (t, sc) in scores.iter_mut().enumerate() {
+        let kr = &k[t * stride + off..][..d];
+        *sc = qv.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
+        mx = mx.max(*sc);
+    }
+    let mut sum = 0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - mx).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    o.fill(0.0);
+    for (t, &p) in scores.iter().enumerate() {
+        let p = p * inv;
+        let vr = &v[t * stride + off..][..d];
+        for (a, &b) in o.iter_mut().zip(vr) {
+            *a += p * b;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// e^x on 8 lanes (Cephes polynomial, relative error ~2e-7; inputs clamped to ±88.37).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn exp256(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-88.376_26)),
+        _mm256_set1_ps(88.376_26),
+    );
+    let fx = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut y = _mm256_set1_ps(1.987_569_1e-4);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.000_000_1e-1));
+    y = _mm256_fmadd_ps(
+        y,
+        _mm256_mul_ps(r, r),
+        _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+    );
+    let n = _mm256_cvtps_epi32(fx);
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_add_epi32(n, _mm256_set1_epi32(127)),
+        23,
+    ));
+    _mm256_mul_ps(y, pow2)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_row_avx2(
+    qv: &[f32],
+    o: &mut [f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    off: usize,
+    scores: &mut [f32],
+    scale: f32,
+) {
+    use std::arch::x86_64::*;
+    let d = qv.len();
+    let d8 = d / 8 * 8;
+    let upto = scores.len();
+    let (qp, kp, vp, sp) = (
+        qv.as_ptr(),
+        k.as_ptr().add(off),
+        v.as_ptr().add(off),
+        scores.as_mut_ptr(),
+    );
+    // Scores, and their maximum.
+    let mut mx = f32::NEG_INFINITY;
+    for t in 0..upto {
+        let kr = kp.add(t * stride);
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut c = 0;
+        while c + 16 <= d8 {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), a0);
+            a1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(qp.add(c + 8)),
+                _mm256_loadu_ps(kr.add(c + 8)),
+                a1,
+            );
+            c += 16;
+        }
+        if c < d8 {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), a0);
+        }
+        let mut s = hsum256(_mm256_add_ps(a0, a1));
+        for cc in d8..d {
+            s += *qp.add(cc) * *kr.add(cc);
+        }
+        let s = s * scale;
+        *sp.add(t) = s;
+        mx = mx.max(s);
+    }
+    // Softmax numerators and their sum.
+    let mxv = _mm256_set1_ps(mx);
+    let mut sumv = _mm256_setzero_ps();
+    let mut t = 0;
+    while t + 8 <= upto {
+        let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sp.add(t)), mxv));
+        _mm256_storeu_ps(sp.add(t), e);
+        sumv = _mm256_add_ps(sumv, e);
+        t += 8;
+    }
+    let mut sum = hsum256(sumv);
+    while t < upto {
+        let e = (*sp.add(t) - mx).exp();
+        *sp.add(t) = e;
+        sum += e;
+        t += 1;
+    }
+    let inv = 1.0 / sum;
+    // Weighted sum of the values, 8 columns at a time.
+    let op = o.as_mut_ptr();
+    let mut c = 0;
+    while c + 16 <= d8 {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for t in 0..upto {
+            let p = _mm256_set1_ps(*sp.add(t));
+            let vr = vp.add(t * stride + c);
+            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr), a0);
+            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr.add(8)), a1);
+        }
+        let iv = _mm256_set1_ps(inv);
+        _mm256_storeu_ps(op.add(c), _mm256_mul_ps(a0, iv));
+        _mm256_storeu_ps(op.add(c + 8), _mm256_mul_ps(a1, iv));
+        c += 16;
+    }
+    if c < d8 {
+        let mut a0 = _mm256_setzero_ps();
+        for t in 0..upto {
+            let p = _mm256_set1_ps(*sp.add(t));
+            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add(t * stride + c)), a0);
+        }
+        _mm256_storeu_ps(op.add(c), _mm256_mul_ps(a0, _mm256_set1_ps(inv)));
+    }
+    for cc in d8..d {
+        let mut a = 0f32;
+        for t in 0..upto {
+            a += *sp.add(t) * *vp.add(t * stride + cc);
+        }
+        *op.add(cc) = a * inv;
+    }
+}
+
+/// `g[i] = silu(g[i]) * u[i]` (the gated MLP's activation).
+pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
+    assert!(u.len() >= g.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: lengths asserted; AVX2 and FMA detected.
+            unsafe { silu_mul_avx2(g, u) };
+            return;
+        }
+    }
+    for (a, &b) in g.iter_mut().zip(u) {
+        *a = *a / (1.0 + (-*a).exp()) * b;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
+    use std::arch::x86_64::*;
+    let n = g.len();
+    let (gp, up) = (g.as_mut_ptr(), u.as_ptr());
+    let one = _mm256_set1_ps(1.0);
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = _mm256_loadu_ps(gp.add(i));
+        let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        let s = _mm256_div_ps(x, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gp.add(i), _mm256_mul_ps(s, _mm256_loadu_ps(up.add(i))));
+        i += 8;
+    }
+    while i < n {
+        let a = *gp.add(i);
+        *gp.add(i) = a / (1.0 + (-a).exp()) * *up.add(i);
+        i += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +503,107 @@ mod tests {
                         (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
                         "({m},{k},{n}) [{i},{j}]: {g} vs {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn multi_product_equals_separate_products() {
+        let (m, k) = (5, 24);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let w1: Vec<f32> = (0..70 * k)
+            .map(|i| ((i * 11 % 17) as f32 - 8.0) / 7.0)
+            .collect();
+        let w2: Vec<f32> = (0..9 * k)
+            .map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0)
+            .collect();
+        let both = matmul_nt_multi(&x, m, k, &[(&w1, 70), (&w2, 9)]);
+        assert_eq!(both[0], matmul_nt(&x, m, k, &w1, 70));
+        assert_eq!(both[1], matmul_nt(&x, m, k, &w2, 9));
+    }
+
+    #[test]
+    fn silu_matches_scalar_formula() {
+        let g0: Vec<f32> = (0..203).map(|i| (i as f32 - 100.0) * 0.37).collect();
+        let u: Vec<f32> = (0..203).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
+        let mut g = g0.clone();
+        silu_mul(&mut g, &u);
+        for i in 0..g.len() {
+            let x = g0[i] as f64;
+            let want = x / (1.0 + (-x).exp()) * u[i] as f64;
+            assert!(
+                (g[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "silu({x}) * {}: {} vs {want}",
+                u[i],
+                g[i]
+            );
+        }
+    }
+
+    /// attend_group against a float64 softmax(q·kᵀ·scale)·v, with GQA and a ragged head_dim.
+    #[test]
+    fn attention_matches_reference() {
+        for &(d, rep, past, m) in &[
+            (64, 3, 37, 1),
+            (64, 1, 0, 5),
+            (20, 2, 9, 3),
+            (128, 4, 130, 2),
+        ] {
+            let nkv = 2;
+            let g = 1; // the KV head under test
+            let kv_stride = nkv * d;
+            let q_stride = nkv * rep * d;
+            let len = past + m;
+            let f = |i: usize, a: usize, b: usize| ((i * a % b) as f32 - (b / 2) as f32) / b as f32;
+            let q: Vec<f32> = (0..m * q_stride).map(|i| 3.0 * f(i, 31, 23)).collect();
+            let k: Vec<f32> = (0..len * kv_stride).map(|i| 3.0 * f(i, 17, 29)).collect();
+            let v: Vec<f32> = (0..len * kv_stride).map(|i| f(i, 13, 31)).collect();
+            let mut out = vec![f32::NAN; m * rep * d];
+            let scale = 1.0 / (d as f32).sqrt();
+            let q_off = g * rep * d;
+            attend_group(
+                &q,
+                &mut out,
+                m,
+                q_stride,
+                q_off,
+                rep,
+                d,
+                &k,
+                &v,
+                kv_stride,
+                g * d,
+                past,
+                scale,
+            );
+            for i in 0..m {
+                for h in 0..rep {
+                    let qo = i * q_stride + q_off + h * d;
+                    let upto = past + i + 1;
+                    let sc: Vec<f64> = (0..upto)
+                        .map(|t| {
+                            (0..d)
+                                .map(|c| q[qo + c] as f64 * k[t * kv_stride + g * d + c] as f64)
+                                .sum::<f64>()
+                                * scale as f64
+                        })
+                        .collect();
+                    let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..d {
+                        let want: f64 = (0..upto)
+                            .map(|t| e[t] / z * v[t * kv_stride + g * d + c] as f64)
+                            .sum();
+                        let got = out[(i * rep + h) * d + c] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-5,
+                            "d={d} rep={rep} past={past} row {i} head {h} col {c}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }
