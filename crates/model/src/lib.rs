@@ -8,6 +8,8 @@ folders, GGUF files and the hf-hub cache, tokenizers, and chat templates.
   per-sequence [`KvCache`]s for fast inference).
 - [`load`]: `PATH` (folder, `.gguf`, or hub id) -> [`LoadedModel`] (config, weights,
   tokenizer, chat template, generation config).
+- [`lora`]: PEFT LoRA adapters (naming, `adapter_config.json`, merge); [`load`] merges an
+  adapter folder into its base model.
 - [`logprobs`]: per-token log-probabilities of completions, computed in vocabulary chunks;
   the quantity both `rzero score` and GRPO use.
 */
@@ -19,6 +21,7 @@ pub mod gguf;
 pub mod hub;
 pub mod load;
 pub mod logprobs;
+pub mod lora;
 pub mod packed;
 pub mod save;
 pub mod testing;
@@ -29,11 +32,11 @@ pub use config::{Arch, Config, RopeScaling};
 pub use error::{Error, Result};
 // Re-exports added by the owners of each module as they land:
 pub use chat::{ChatMessage, ChatTemplate};
-pub use load::{load, GenerationConfig, LoadOptions, LoadedModel};
+pub use load::{load, load_with_adapter, GenerationConfig, LoadOptions, LoadedModel};
 pub use packed::{KvCache, SeqInput};
 pub use save::save_hf_folder;
 pub use tokenizer::Tokenizer;
-pub use transformer::Model;
+pub use transformer::{DecoderInputs, Model};
 
 /// Model weights by Hugging Face parameter name (`model.layers.0.self_attn.q_proj.weight`).
 /// With tied embeddings `lm_head.weight` is absent.

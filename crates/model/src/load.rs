@@ -217,8 +217,27 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 
 /// Load `spec`: a model folder, a `.gguf` file, or a hub id (`org/name`) found in the local
 /// Hugging Face cache.
+///
+/// A folder holding a PEFT LoRA adapter (`adapter_config.json`, no `config.json`) loads the
+/// adapter's `base_model_name_or_path` and merges the adapter into it
+/// ([`load_with_adapter`]).
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     let path = Path::new(spec);
+    if path.is_dir()
+        && !path.join("config.json").is_file()
+        && path.join(crate::lora::ADAPTER_CONFIG).is_file()
+    {
+        let cfg_path = path.join(crate::lora::ADAPTER_CONFIG);
+        let cfg = crate::lora::AdapterConfig::from_peft_json(&read_json(&cfg_path)?, &cfg_path)?;
+        let base = cfg.base_model_name_or_path.ok_or_else(|| {
+            bad(
+                &cfg_path,
+                "no base_model_name_or_path: load the base model with the adapter explicitly",
+            )
+        })?;
+        let base = crate::lora::resolve_base(path, &base);
+        return load_with_adapter(&base.to_string_lossy(), path, opts);
+    }
     if path.is_dir() {
         load_folder(path, opts)
     } else if path.is_file() {
@@ -248,6 +267,22 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             "no such model folder or file (nor a hub id of the form org/name)",
         ))
     }
+}
+
+/// Loads the base model `spec` (as [`load`] does) and merges the PEFT LoRA adapter in the
+/// folder `adapter` into its weights: `W ← W + (lora_alpha / r)·B·A`, computed in f32 (see
+/// [`crate::lora::merged_weight`]). The adapter must match the model's shapes.
+pub fn load_with_adapter(spec: &str, adapter: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    let mut m = load(spec, opts)?;
+    let a = crate::lora::Adapter::load(adapter, &opts.device)?;
+    crate::lora::merge_adapter(&m.config, &mut m.weights, &a, adapter)?;
+    tracing::info!(
+        base = %m.source.display(),
+        adapter = %adapter.display(),
+        r = a.config.r,
+        "LoRA adapter merged"
+    );
+    Ok(m)
 }
 
 fn first_gguf(dir: &Path) -> Option<PathBuf> {

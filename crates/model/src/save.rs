@@ -109,12 +109,7 @@ pub fn save_hf_folder(
     chat_template: Option<&ChatTemplate>,
     generation: &GenerationConfig,
 ) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let tmp = sibling(dir, "tmp");
-    let res = (|| {
-        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    write_folder_atomic(dir, |tmp| {
         write_json(&tmp.join("config.json"), &cfg.to_hf_json())?;
         write_safetensors(&tmp.join("model.safetensors"), cfg, weights)?;
         tokenizer.save(tmp.join("tokenizer.json"))?;
@@ -125,7 +120,21 @@ pub fn save_hf_folder(
         write_json(
             &tmp.join("generation_config.json"),
             &generation.to_hf_json(),
-        )?;
+        )
+    })
+}
+
+/// Creates the folder `dir` atomically: `fill` writes into a fresh sibling temporary folder,
+/// which is synced and renamed over `dir` (an existing `dir` is first renamed away, then
+/// removed). On error the temporary folder is removed and `dir` is left as it was.
+pub fn write_folder_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let tmp = sibling(dir, "tmp");
+    let res = (|| {
+        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        fill(&tmp)?;
         fsync_dir(&tmp)
     })();
     if let Err(e) = res {

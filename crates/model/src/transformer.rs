@@ -19,6 +19,20 @@ use crate::Weights;
 /// An attention mask copied to the host, [B][T].
 type HostMask = Vec<Vec<u32>>;
 
+/// What every decoder layer of one batch needs ([`Model::decoder_inputs`]).
+#[derive(Debug, Clone)]
+pub struct DecoderInputs {
+    /// Batch size.
+    pub b: usize,
+    /// Sequence length.
+    pub t: usize,
+    /// Additive attention mask [B,1,1,T,T] (causal; pads masked as keys).
+    add_mask: Tensor,
+    /// RoPE cos and sin [B,1,T,D].
+    cos: Tensor,
+    sin: Tensor,
+}
+
 /// Large negative finite additive mask value: exp underflows to exactly 0, never NaN.
 pub(crate) const MASK_NEG: f32 = -1.0e9;
 
@@ -281,19 +295,38 @@ impl Model {
     ///
     /// `attention_mask` [B,T] (1 = token, 0 = left padding); position ids are
     /// `cumsum(mask) - 1` with pads at 0, as transformers' `generate` computes them.
+    ///
+    /// The same as [`Model::decoder_inputs`], [`Model::embed`], [`Model::layer_forward`] for
+    /// every layer and [`Model::final_norm`], which activation recomputation calls one by one.
     pub fn forward_hidden(
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let (b, t, mask) = self.check_inputs(input_ids, attention_mask)?;
-        let cfg = &self.cfg;
-        let (h, d) = (cfg.hidden_size, cfg.head_dim);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rep = nh / nkv;
-        let ad = self.act_dtype();
+        let inp = self.decoder_inputs(input_ids, attention_mask)?;
+        let mut x = self.embed(input_ids)?;
+        for l in 0..self.layers.len() {
+            x = self.layer_forward(l, &x, &inp)?;
+        }
+        let x = self.final_norm(&x)?;
+        Ok(x.reshape((inp.b, inp.t, self.cfg.hidden_size))?)
+    }
 
-        // 1. Positions and the additive mask [B,1,1,T,T] (causal, and pads as keys masked).
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Checks `input_ids` [B,T] and the optional mask, and builds what every decoder layer
+    /// needs: positions (`cumsum(mask) - 1`, pads at 0), RoPE tables and the additive mask.
+    pub fn decoder_inputs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<DecoderInputs> {
+        let (b, t, mask) = self.check_inputs(input_ids, attention_mask)?;
+        let ad = self.act_dtype();
+        // Positions and the additive mask [B,1,1,T,T] (causal, and pads as keys masked).
         let mut pos = vec![0u32; b * t];
         let mut add_mask = vec![0f32; b * t * t];
         for bi in 0..b {
@@ -316,58 +349,83 @@ impl Model {
         }
         let add_mask = Tensor::from_vec(add_mask, (b, 1, 1, t, t), &self.device)?.to_dtype(ad)?;
         let (cos, sin) = self.rope_tables(&pos, b, t)?;
+        Ok(DecoderInputs {
+            b,
+            t,
+            add_mask,
+            cos,
+            sin,
+        })
+    }
 
-        // 2. Embedding: [B*T, H] in the activation dtype.
-        let mut x = self
+    /// Token embeddings of `input_ids` [B,T] as rows [B*T, H] in the activation dtype.
+    /// Differentiable (in the embedding).
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self
             .embed
             .index_select(&input_ids.flatten_all()?, 0)?
-            .to_dtype(ad)?;
+            .to_dtype(self.act_dtype())?)
+    }
+
+    /// Decoder layer `l` on the residual stream `x` [B*T, H] (activation dtype), returning
+    /// the stream after it. Differentiable.
+    pub fn layer_forward(&self, l: usize, x: &Tensor, inp: &DecoderInputs) -> Result<Tensor> {
+        let layer = self.layers.get(l).ok_or_else(|| {
+            Error::Invalid(format!("layer {l} out of range ({})", self.layers.len()))
+        })?;
+        let cfg = &self.cfg;
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let ad = self.act_dtype();
+        let (b, t) = (inp.b, inp.t);
         let eps = cfg.rms_norm_eps;
         let scale = 1.0 / (d as f64).sqrt();
-        for layer in &self.layers {
-            // 3. Attention block.
-            let hn = rms_norm(&x, &layer.in_norm, eps)?;
-            let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [BT, nh*D]
-            let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [BT, nkv*D]
-            let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
-            let mut q = q.reshape((b, t, nh, d))?;
-            let mut k = k.reshape((b, t, nkv, d))?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = rms_norm(&q, qn, eps)?;
-                k = rms_norm(&k, kn, eps)?;
-            }
-            // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
-            let q = rope(&q.transpose(1, 2)?, &cos, &sin)?;
-            let k = rope(&k.transpose(1, 2)?, &cos, &sin)?;
-            let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?.contiguous()?;
-            // GQA without copying k/v: query heads of one kv group stacked along T.
-            let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
-            let k = k.to_dtype(self.dtype)?;
-            let v = v.to_dtype(self.dtype)?;
-            let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
-            let scores = scores
-                .reshape((b, nkv, rep, t, t))?
-                .broadcast_add(&add_mask)?;
-            let probs = softmax_last_dim(&scores)?
-                .reshape((b, nkv, rep * t, t))?
-                .to_dtype(self.dtype)?;
-            let o = probs.matmul(&v)?; // [B,nkv,rep*T,D] = [B,nh,T,D]
-            let o = o
-                .reshape((b, nh, t, d))?
-                .transpose(1, 2)?
-                .reshape((b * t, nh * d))?;
-            let o = self.linear(&o, &layer.o_w, None)?;
-            x = (x + o)?;
-            // 4. MLP block: down(silu(gate(x)) * up(x)).
-            let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
-            let g = hn.matmul(&layer.gate_w.t()?)?;
-            let u = hn.matmul(&layer.up_w.t()?)?;
-            let a = (g.silu()? * u)?;
-            let y = a.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
-            x = (x + y)?;
+        // 1. Attention block.
+        let hn = rms_norm(x, &layer.in_norm, eps)?;
+        let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [BT, nh*D]
+        let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [BT, nkv*D]
+        let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
+        let mut q = q.reshape((b, t, nh, d))?;
+        let mut k = k.reshape((b, t, nkv, d))?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = rms_norm(&q, qn, eps)?;
+            k = rms_norm(&k, kn, eps)?;
         }
-        let x = rms_norm(&x, &self.norm, eps)?;
-        Ok(x.reshape((b, t, h))?)
+        // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
+        let q = rope(&q.transpose(1, 2)?, &inp.cos, &inp.sin)?;
+        let k = rope(&k.transpose(1, 2)?, &inp.cos, &inp.sin)?;
+        let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?.contiguous()?;
+        // GQA without copying k/v: query heads of one kv group stacked along T.
+        let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
+        let k = k.to_dtype(self.dtype)?;
+        let v = v.to_dtype(self.dtype)?;
+        let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
+        let scores = scores
+            .reshape((b, nkv, rep, t, t))?
+            .broadcast_add(&inp.add_mask)?;
+        let probs = softmax_last_dim(&scores)?
+            .reshape((b, nkv, rep * t, t))?
+            .to_dtype(self.dtype)?;
+        let o = probs.matmul(&v)?; // [B,nkv,rep*T,D] = [B,nh,T,D]
+        let o = o
+            .reshape((b, nh, t, d))?
+            .transpose(1, 2)?
+            .reshape((b * t, nh * d))?;
+        let o = self.linear(&o, &layer.o_w, None)?;
+        let x = (x + o)?;
+        // 2. MLP block: down(silu(gate(x)) * up(x)).
+        let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
+        let g = hn.matmul(&layer.gate_w.t()?)?;
+        let u = hn.matmul(&layer.up_w.t()?)?;
+        let a = (g.silu()? * u)?;
+        let y = a.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
+        Ok((x + y)?)
+    }
+
+    /// The final RMSNorm on rows [N, H] of the residual stream. Differentiable.
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
     }
 
     /// Logits [B,T,V] f32. Differentiable.

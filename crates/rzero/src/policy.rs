@@ -116,6 +116,7 @@ impl Policy {
             tokenizer: &start.tokenizer,
             chat_template: start.chat_template.as_ref(),
             generation: &start.generation,
+            base_model: start.source.to_str(),
         };
         self.trainer
             .save_checkpoint(dir, &files)

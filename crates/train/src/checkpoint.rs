@@ -4,14 +4,21 @@
 //! DIR/
 //!   model/                   Hugging Face folder (config.json, model.safetensors in f32,
 //!                            tokenizer.json, tokenizer_config.json with the chat template,
-//!                            generation_config.json): loadable by transformers and `rzero`
+//!                            generation_config.json): loadable by transformers and `rzero`.
+//!                            With LoRA: the merged weights W + s·B·A, written only when
+//!                            `lora.merge_on_save` is set.
+//!   adapter/                 LoRA only: the PEFT adapter (adapter_config.json,
+//!                            adapter_model.safetensors with A and B in f32), loadable by PEFT,
+//!                            vLLM (`--lora-modules`) and `rzero` (`model::load` merges it
+//!                            into its base_model_name_or_path)
 //!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); metadata: step
 //!   trainer_state.json       step, optimizer step, RNG state, the GrpoConfig
 //! ```
 //!
 //! The whole folder is written under a temporary sibling name and renamed over `DIR`
-//! (an existing `DIR` is renamed away first, then removed). The model weights are the f32
-//! master weights, so restoring gives bit-identical parameters.
+//! (an existing `DIR` is renamed away first, then removed). The trained parameters are
+//! saved as the f32 master weights (full fine-tuning: `model/`; LoRA: `adapter/`), so
+//! restoring gives bit-identical parameters.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,8 @@ pub struct ModelFiles<'a> {
     pub chat_template: Option<&'a ChatTemplate>,
     /// Generation defaults.
     pub generation: &'a GenerationConfig,
+    /// The base model's folder, file or hub id: a LoRA adapter's `base_model_name_or_path`.
+    pub base_model: Option<&'a str>,
 }
 
 /// The RNG's exact position.
@@ -144,14 +153,21 @@ impl Trainer {
         let tmp = sibling(dir, "tmp");
         let res = (|| -> Result<()> {
             std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-            model::save_hf_folder(
-                &tmp.join("model"),
-                self.model_config(),
-                &self.weights(),
-                files.tokenizer,
-                files.chat_template,
-                files.generation,
-            )?;
+            if let Some(adapter) = self.adapter(files.base_model)? {
+                let dir = tmp.join("adapter");
+                std::fs::create_dir(&dir).map_err(io(&dir))?;
+                adapter.write_files(&dir)?;
+            }
+            if self.lora().is_none_or(|l| l.merge_on_save) {
+                model::save_hf_folder(
+                    &tmp.join("model"),
+                    self.model_config(),
+                    &self.weights(),
+                    files.tokenizer,
+                    files.chat_template,
+                    files.generation,
+                )?;
+            }
             self.write_optimizer(&tmp.join("optimizer.safetensors"))?;
             let state = TrainerState {
                 format: 1,
@@ -222,8 +238,37 @@ impl Trainer {
         if state.config != *self.config() {
             tracing::warn!("resuming with a configuration that differs from the checkpoint's");
         }
-        // Weights (f32 in the checkpoint: bit-exact).
-        let wp = dir.join("model/model.safetensors");
+        let shape_of = |l: Option<&crate::config::LoraConfig>| {
+            l.map(|l| (l.rank, l.alpha(), l.target_modules.clone()))
+        };
+        if shape_of(state.config.lora.as_ref()) != shape_of(self.lora()) {
+            let what = |l: Option<&crate::config::LoraConfig>| match l {
+                None => "full fine-tuning".to_string(),
+                Some(l) => format!(
+                    "LoRA rank {} alpha {} on {}",
+                    l.rank,
+                    l.alpha(),
+                    l.target_modules.join(",")
+                ),
+            };
+            return Err(Error::BadFile {
+                path: sp,
+                msg: format!(
+                    "the checkpoint was trained with {}, this trainer runs {}",
+                    what(state.config.lora.as_ref()),
+                    what(self.lora())
+                ),
+            });
+        }
+        // Trained parameters (f32 in the checkpoint: bit-exact); LoRA: PEFT-named A and B.
+        let (wp, prefix) = if self.lora().is_some() {
+            (
+                dir.join("adapter").join(model::lora::ADAPTER_WEIGHTS),
+                model::lora::PEFT_PREFIX,
+            )
+        } else {
+            (dir.join("model/model.safetensors"), "")
+        };
         let w = candle_core::safetensors::load(&wp, &candle_core::Device::Cpu).map_err(|e| {
             Error::BadFile {
                 path: wp.clone(),
@@ -232,9 +277,10 @@ impl Trainer {
         })?;
         let mut master = vec![0f32; self.layout().total()];
         for s in self.layout().specs() {
-            let t = w.get(&s.name).ok_or_else(|| Error::BadFile {
+            let key = format!("{prefix}{}", s.name);
+            let t = w.get(&key).ok_or_else(|| Error::BadFile {
                 path: wp.clone(),
-                msg: format!("missing tensor {}", s.name),
+                msg: format!("missing tensor {key}"),
             })?;
             if t.dims() != s.shape.as_slice() {
                 return Err(Error::BadFile {

@@ -31,6 +31,51 @@ pub enum LossAgg {
     MicrobatchTokenMean,
 }
 
+/// LoRA: train low-rank adapters instead of the full weights.
+///
+/// Every target module of every decoder layer gets `A` [r, in] (kaiming-uniform like PEFT,
+/// drawn from a ChaCha8 stream of [`GrpoConfig::seed`]) and `B` [out, r] (zeros); the
+/// policy's weight is `W + (alpha / r)·B·A` with `W` frozen. No dropout, no bias (PEFT's
+/// `lora_dropout = 0`, `bias = "none"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    /// Rank r. Default 8 (PEFT's).
+    pub rank: usize,
+    /// α: the update is scaled by `alpha / rank`. `None`: `2·rank` (scale 2; PEFT's own
+    /// default is a fixed 8).
+    pub alpha: Option<f64>,
+    /// Adapted modules in each decoder layer, from `q_proj k_proj v_proj o_proj gate_proj
+    /// up_proj down_proj`. Default: all seven.
+    pub target_modules: Vec<String>,
+    /// Checkpoints also hold the merged model (`model/`, a full Hugging Face folder) beside
+    /// the adapter (`adapter/`). Default false: the adapter only.
+    pub merge_on_save: bool,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: None,
+            target_modules: model::lora::ALL_TARGETS.map(String::from).to_vec(),
+            merge_on_save: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    /// α (`2·rank` when not given).
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(2.0 * self.rank as f64)
+    }
+
+    /// `alpha / rank`, the factor of `B·A`.
+    pub fn scale(&self) -> f64 {
+        self.alpha() / self.rank as f64
+    }
+}
+
 /// GRPO hyper-parameters. `#[serde(default)]`: a TOML/JSON object may name only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -83,6 +128,13 @@ pub struct GrpoConfig {
     pub temperature: f64,
     /// Seed of the trainer's RNG (data order and sampling by the driver).
     pub seed: u64,
+    /// LoRA adapters instead of full fine-tuning; `None` (the default): full fine-tuning.
+    pub lora: Option<LoraConfig>,
+    /// Activation recomputation: keep only each decoder layer's input during the forward
+    /// pass and recompute the layer during backward (and the head + log-softmax per chunk of
+    /// `logprob_chunk_rows` rows). Same gradients, less memory, about one more forward of
+    /// time. Default false.
+    pub recompute: bool,
 }
 
 impl Default for GrpoConfig {
@@ -108,6 +160,8 @@ impl Default for GrpoConfig {
             logprob_chunk_rows: 256,
             temperature: 1.0,
             seed: 0,
+            lora: None,
+            recompute: false,
         }
     }
 }
@@ -175,6 +229,19 @@ impl GrpoConfig {
         if !gt(self.temperature, 0.0) {
             return bad("temperature", "must be > 0");
         }
+        if let Some(l) = &self.lora {
+            if l.rank == 0 {
+                return bad("lora.rank", "must be >= 1");
+            }
+            if let Some(a) = l.alpha {
+                if !(a.is_finite() && a > 0.0) {
+                    return bad("lora.alpha", "must be finite and > 0");
+                }
+            }
+            if let Err(e) = model::lora::check_targets(&l.target_modules) {
+                return bad("lora.target_modules", &e.to_string());
+            }
+        }
         Ok(())
     }
 }
@@ -201,5 +268,29 @@ mod tests {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("micro_batch_size"), "{err}");
         assert!(GrpoConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn lora_section_defaults_and_checks() {
+        let c: GrpoConfig = toml::from_str("recompute = true\n[lora]\nrank = 16\n").unwrap();
+        let l = c.lora.clone().unwrap();
+        assert!(c.recompute);
+        assert_eq!((l.rank, l.alpha(), l.scale()), (16, 32.0, 2.0));
+        assert_eq!(l.target_modules.len(), 7);
+        assert!(!l.merge_on_save);
+        assert!(c.validate().is_ok());
+        let bad = GrpoConfig {
+            lora: Some(LoraConfig {
+                target_modules: vec!["lm_head".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("lora.target_modules") && e.contains("lm_head"),
+            "{e}"
+        );
+        assert!(toml::from_str::<GrpoConfig>("[lora]\nrnak = 4\n").is_err());
     }
 }

@@ -15,20 +15,37 @@
 //!    surrogate `Σ c_t·logp_t`, accumulated into a flat f32 gradient buffer;
 //! 3. global-norm clipping and the fused AdamW ([`crate::adamw`]) on the f32 master weights,
 //!    written back into the `Var`s.
+//!
+//! **LoRA** ([`GrpoConfig::lora`]): the `Var`s are the adapters `A` [r, in] and `B` [out, r]
+//! of each target module; the base weights `W` are frozen f32 constants. The graph forward
+//! runs a model whose adapted weights are `W + s·B·A` built from the `Var`s
+//! ([`model::lora::merged_weight`], `s = alpha / r`), so its numerics are exactly those of
+//! the merged model. The no-graph policy holds merged weights of its own, recomputed in place
+//! after every update; the reference policy is the base model itself (no copy).
+//!
+//! **Activation recomputation** ([`GrpoConfig::recompute`]): the forward runs without a
+//! graph on the policy, keeping only each decoder layer's input; backward then goes head
+//! first, one chunk of `logprob_chunk_rows` response rows at a time (final norm, logits,
+//! log-softmax), then layer by layer in reverse: the saved input becomes a `Var`, the layer
+//! is recomputed with a graph and the surrogate `Σ out · grad_out` is differentiated, giving
+//! the layer's parameter gradients and the gradient of its input. At most one layer's graph
+//! and one chunk × V of logits are alive at a time.
 
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use model::{Config, Model, Weights};
-use rand::SeedableRng;
+use model::lora::{merged_weight, module_path, module_shape, Adapter, AdapterConfig, LoraPair};
+use model::{Config, DecoderInputs, Model, Weights};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::adamw::{clip_coef, global_norm, AdamW, AdamWParams, FlatLayout};
 use crate::advantages::{all_equal, group_advantages};
-use crate::config::GrpoConfig;
+use crate::config::{GrpoConfig, LoraConfig};
 use crate::loss::{kl_token, pg_token, sequence_weights, LossParams};
 use crate::{Error, Result};
 
@@ -139,6 +156,43 @@ struct Seq<'a> {
     refl: Option<&'a [f32]>,
 }
 
+/// One LoRA-adapted module.
+struct LoraModule {
+    /// HF module path (`model.layers.0.self_attn.q_proj`).
+    path: String,
+    /// Decoder layer.
+    layer: usize,
+    /// Positions of `A` and `B` in [`Trainer::layout`] (and `vars`).
+    a: usize,
+    b: usize,
+}
+
+/// LoRA state: the frozen base and the adapted modules.
+struct LoraState {
+    cfg: LoraConfig,
+    /// `alpha / rank`.
+    scale: f64,
+    /// The frozen base weights (f32, on the device, no graph), by HF name.
+    base: Weights,
+    /// The adapted modules, in layout order.
+    modules: Vec<LoraModule>,
+    /// Merged weights `W + s·B·A` of the adapted modules (one per module), rewritten in place
+    /// after every update; the no-graph policy holds views of them.
+    merged: Vec<Var>,
+}
+
+/// What the no-graph forward of activation recomputation keeps for backward.
+struct Saved {
+    inp: DecoderInputs,
+    /// The input of each decoder layer, [B*T, H].
+    layer_inputs: Vec<Tensor>,
+    /// The residual stream after the last layer at the rows predicting response tokens,
+    /// [B*R, H] (before the final norm).
+    resp_rows: Tensor,
+    /// The row of each of those in the [B*T] stream.
+    row_index: Vec<usize>,
+}
+
 /// The GRPO trainer: policy `Var`s, f32 master weights, gradients, AdamW state and RNG.
 pub struct Trainer {
     cfg: GrpoConfig,
@@ -147,8 +201,10 @@ pub struct Trainer {
     layout: FlatLayout,
     /// One per layout entry.
     vars: Vec<Var>,
-    train_model: Model,
+    /// The graph model of full fine-tuning (`None` with LoRA: built per micro-batch).
+    train_model: Option<Model>,
     policy: Model,
+    lora: Option<LoraState>,
     reference: Option<Model>,
     master: Vec<f32>,
     grads: Vec<f32>,
@@ -198,10 +254,41 @@ fn param_names(cfg: &Config, weights: &Weights) -> Vec<String> {
     names
 }
 
+/// Adds the gradients in `grads` of the `vars` (laid out by `layout`) to the flat `dst`.
+fn accumulate(layout: &FlatLayout, vars: &[Var], dst: &mut [f32], grads: &GradStore) -> Result<()> {
+    let mut jobs: Vec<(&mut [f32], Tensor)> = Vec::new();
+    let mut rest: &mut [f32] = dst;
+    for (spec, var) in layout.specs().iter().zip(vars) {
+        let (head, tail) = rest.split_at_mut(spec.len);
+        rest = tail;
+        if let Some(g) = grads.get(var.as_tensor()) {
+            jobs.push((head, g.clone()));
+        }
+    }
+    jobs.into_par_iter().try_for_each(|(dst, g)| {
+        with_f32(&g, |src| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        })
+    })
+}
+
+/// The final norm of residual-stream rows [N,H], divided by the sampling temperature.
+fn head_hidden(m: &Model, rows: &Tensor, temperature: f64) -> Result<Tensor> {
+    let h = m.final_norm(rows)?;
+    Ok(if temperature != 1.0 {
+        (h * (1.0 / temperature))?
+    } else {
+        h
+    })
+}
+
 impl Trainer {
     /// A trainer for the model `model_cfg` with initial `weights` (any dtype; trained in
     /// f32). `reference`: the frozen reference policy's weights; `None` uses a copy of the
-    /// initial weights. With `kl_coef = 0` no reference model is built.
+    /// initial weights (with LoRA, the base weights themselves). With `kl_coef = 0` no
+    /// reference model is built.
     pub fn new(
         cfg: GrpoConfig,
         model_cfg: &Config,
@@ -210,6 +297,77 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        let (layout, vars, train_model, policy, lora) = match &cfg.lora {
+            None => Self::full_setup(model_cfg, weights, device)?,
+            Some(lc) => Self::lora_setup(lc, cfg.seed, model_cfg, weights, device)?,
+        };
+        let mut master = vec![0f32; layout.total()];
+        for (spec, var) in layout.specs().iter().zip(&vars) {
+            with_f32(var.as_tensor(), |s| {
+                master[spec.offset..spec.offset + spec.len].copy_from_slice(s)
+            })?;
+        }
+        let reference = if cfg.kl_coef > 0.0 {
+            match (reference, &lora) {
+                (None, Some(l)) => {
+                    Some(Model::from_weights(model_cfg, &l.base, DType::F32, device)?)
+                }
+                (r, _) => {
+                    let w = r.unwrap_or(weights);
+                    let w: Weights = w
+                        .iter()
+                        .map(|(k, t)| {
+                            Ok((
+                                k.clone(),
+                                t.to_device(device)?.to_dtype(DType::F32)?.detach(),
+                            ))
+                        })
+                        .collect::<Result<_>>()?;
+                    Some(Model::from_weights(model_cfg, &w, DType::F32, device)?)
+                }
+            }
+        } else {
+            None
+        };
+        let n = layout.total();
+        let pad_id = model_cfg
+            .pad_token_id
+            .filter(|&p| (p as usize) < model_cfg.vocab_size)
+            .unwrap_or(0);
+        Ok(Self {
+            loss_params: LossParams::new(&cfg),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg,
+            model_cfg: model_cfg.clone(),
+            device: device.clone(),
+            layout,
+            vars,
+            train_model,
+            policy,
+            lora,
+            reference,
+            master,
+            grads: vec![0f32; n],
+            opt: AdamW::new(n),
+            pad_id,
+            step: 0,
+        })
+    }
+
+    /// Full fine-tuning: one `Var` per parameter, the graph model over them and the
+    /// no-graph policy over detached views of the same storage.
+    #[allow(clippy::type_complexity)]
+    fn full_setup(
+        model_cfg: &Config,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<(
+        FlatLayout,
+        Vec<Var>,
+        Option<Model>,
+        Model,
+        Option<LoraState>,
+    )> {
         let names = param_names(model_cfg, weights);
         let varmap = VarMap::new();
         let mut vars = Vec::with_capacity(names.len());
@@ -240,50 +398,133 @@ impl Trainer {
             )));
         }
         let layout = FlatLayout::new(names.into_iter().zip(shapes));
-        let mut master = vec![0f32; layout.total()];
-        for (spec, var) in layout.specs().iter().zip(&vars) {
-            with_f32(var.as_tensor(), |s| {
-                master[spec.offset..spec.offset + spec.len].copy_from_slice(s)
-            })?;
-        }
         let policy = Self::detached_model(model_cfg, &layout, &vars, device)?;
-        let reference = if cfg.kl_coef > 0.0 {
-            let w = reference.unwrap_or(weights);
-            let w: Weights = w
-                .iter()
-                .map(|(k, t)| {
-                    Ok((
-                        k.clone(),
-                        t.to_device(device)?.to_dtype(DType::F32)?.detach(),
-                    ))
-                })
-                .collect::<Result<_>>()?;
-            Some(Model::from_weights(model_cfg, &w, DType::F32, device)?)
-        } else {
-            None
+        Ok((layout, vars, Some(train_model), policy, None))
+    }
+
+    /// LoRA: `A` (kaiming-uniform, bound `1/sqrt(in)` as PEFT's `kaiming_uniform_(a=√5)`)
+    /// and `B` (zeros) per target module as the `Var`s, drawn from stream 1 of a ChaCha8
+    /// seeded with `seed` (the trainer's own RNG, stream 0, is untouched); the base weights
+    /// copied to f32; the policy over base weights with merged `Var`s for the adapted ones.
+    #[allow(clippy::type_complexity)]
+    fn lora_setup(
+        lc: &LoraConfig,
+        seed: u64,
+        model_cfg: &Config,
+        weights: &Weights,
+        device: &Device,
+    ) -> Result<(
+        FlatLayout,
+        Vec<Var>,
+        Option<Model>,
+        Model,
+        Option<LoraState>,
+    )> {
+        let base: Weights = weights
+            .iter()
+            .map(|(k, t)| {
+                // A copy: the trainer never shares storage with the caller.
+                Ok((
+                    k.clone(),
+                    t.to_device(device)?.to_dtype(DType::F32)?.copy()?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let r = lc.rank;
+        let scale = lc.scale();
+        let mut init = ChaCha8Rng::seed_from_u64(seed);
+        init.set_stream(1);
+        let mut params = Vec::new();
+        let mut vars = Vec::new();
+        let mut modules = Vec::new();
+        let mut merged = Vec::new();
+        let mut policy_w = base.clone();
+        for layer in 0..model_cfg.num_hidden_layers {
+            for m in model::lora::ALL_TARGETS {
+                if !lc.target_modules.iter().any(|t| t == m) {
+                    continue;
+                }
+                let (path, (out, inp)) = match (module_path(layer, m), module_shape(model_cfg, m)) {
+                    (Some(p), Some(s)) => (p, s),
+                    _ => return Err(Error::invalid(format!("unknown LoRA target {m}"))),
+                };
+                let wname = format!("{path}.weight");
+                let w = base.get(&wname).ok_or_else(|| {
+                    Error::invalid(format!("LoRA target {wname} is not among the weights"))
+                })?;
+                if w.dims() != [out, inp] {
+                    return Err(Error::invalid(format!(
+                        "{wname} has shape {:?}, expected {:?}",
+                        w.dims(),
+                        [out, inp]
+                    )));
+                }
+                let bound = 1.0 / (inp as f32).sqrt();
+                let a: Vec<f32> = (0..r * inp)
+                    .map(|_| init.random_range(-bound..bound))
+                    .collect();
+                let a = Var::from_tensor(&Tensor::from_vec(a, (r, inp), device)?)?;
+                let b = Var::from_tensor(&Tensor::zeros((out, r), DType::F32, device)?)?;
+                let mw = Var::from_tensor(&merged_weight(
+                    w,
+                    &a.as_tensor().detach(),
+                    &b.as_tensor().detach(),
+                    scale,
+                )?)?;
+                policy_w.insert(wname, mw.as_tensor().detach());
+                modules.push(LoraModule {
+                    path: path.clone(),
+                    layer,
+                    a: vars.len(),
+                    b: vars.len() + 1,
+                });
+                params.push((format!("{path}.lora_A.weight"), vec![r, inp]));
+                params.push((format!("{path}.lora_B.weight"), vec![out, r]));
+                vars.push(a);
+                vars.push(b);
+                merged.push(mw);
+            }
+        }
+        let policy = Model::from_weights(model_cfg, &policy_w, DType::F32, device)?;
+        let layout = FlatLayout::new(params);
+        let state = LoraState {
+            cfg: lc.clone(),
+            scale,
+            base,
+            modules,
+            merged,
         };
-        let n = layout.total();
-        let pad_id = model_cfg
-            .pad_token_id
-            .filter(|&p| (p as usize) < model_cfg.vocab_size)
-            .unwrap_or(0);
-        Ok(Self {
-            loss_params: LossParams::new(&cfg),
-            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            cfg,
-            model_cfg: model_cfg.clone(),
-            device: device.clone(),
-            layout,
-            vars,
-            train_model,
-            policy,
-            reference,
-            master,
-            grads: vec![0f32; n],
-            opt: AdamW::new(n),
-            pad_id,
-            step: 0,
-        })
+        Ok((layout, vars, None, policy, Some(state)))
+    }
+
+    /// With LoRA: a model whose adapted weights are `W + s·B·A` with a graph to the adapter
+    /// `Var`s, in decoder layer `layer` only or (`None`) in every layer. Other weights are
+    /// the frozen base.
+    fn lora_graph_model(&self, layer: Option<usize>) -> Result<Model> {
+        let l = self
+            .lora
+            .as_ref()
+            .ok_or_else(|| Error::invalid("not a LoRA trainer"))?;
+        let mut w = l.base.clone();
+        for m in &l.modules {
+            if layer.is_some_and(|x| x != m.layer) {
+                continue;
+            }
+            let name = format!("{}.weight", m.path);
+            let merged = merged_weight(
+                &l.base[&name],
+                self.vars[m.a].as_tensor(),
+                self.vars[m.b].as_tensor(),
+                l.scale,
+            )?;
+            w.insert(name, merged);
+        }
+        Ok(Model::from_weights(
+            &self.model_cfg,
+            &w,
+            DType::F32,
+            &self.device,
+        )?)
     }
 
     fn detached_model(
@@ -341,6 +582,12 @@ impl Trainer {
         (&self.policy, &mut self.rng)
     }
 
+    /// Turns activation recomputation on or off ([`GrpoConfig::recompute`]): a memory/time
+    /// trade that leaves the gradients unchanged up to float summation order.
+    pub fn set_recompute(&mut self, on: bool) {
+        self.cfg.recompute = on;
+    }
+
     /// The token id used for padding (the model's pad id, else 0). Padding never changes
     /// the result; this exists so tests can prove it.
     pub fn set_pad_id(&mut self, id: u32) -> Result<()> {
@@ -373,15 +620,59 @@ impl Trainer {
         &self.opt
     }
 
-    /// The current weights by HF name, as detached views of the live parameters (they
+    /// The current model weights by HF name (with LoRA: the base with the merged
+    /// `W + s·B·A` of the adapted modules), as detached views of the live parameters (they
     /// change with the next step; copy them to keep a snapshot).
     pub fn weights(&self) -> Weights {
+        if let Some(l) = &self.lora {
+            let mut w = l.base.clone();
+            for (m, mw) in l.modules.iter().zip(&l.merged) {
+                w.insert(format!("{}.weight", m.path), mw.as_tensor().detach());
+            }
+            return w;
+        }
         self.layout
             .specs()
             .iter()
             .zip(&self.vars)
             .map(|(s, v)| (s.name.clone(), v.as_tensor().detach()))
             .collect()
+    }
+
+    /// The LoRA configuration, if the trainer trains adapters.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref().map(|l| &l.cfg)
+    }
+
+    /// The current LoRA adapter (f32 copies of `A` and `B`), PEFT-named, with
+    /// `base_model_name_or_path = base_model`; `None` for full fine-tuning.
+    pub fn adapter(&self, base_model: Option<&str>) -> Result<Option<Adapter>> {
+        let Some(l) = &self.lora else {
+            return Ok(None);
+        };
+        let mut modules = std::collections::BTreeMap::new();
+        for m in &l.modules {
+            modules.insert(
+                m.path.clone(),
+                LoraPair {
+                    a: self.vars[m.a].as_tensor().detach().copy()?,
+                    b: self.vars[m.b].as_tensor().detach().copy()?,
+                },
+            );
+        }
+        Ok(Some(Adapter {
+            config: AdapterConfig {
+                r: l.cfg.rank,
+                lora_alpha: l.cfg.alpha(),
+                target_modules: model::lora::ALL_TARGETS
+                    .iter()
+                    .filter(|t| l.cfg.target_modules.iter().any(|x| x == *t))
+                    .map(|t| t.to_string())
+                    .collect(),
+                base_model_name_or_path: base_model.map(str::to_string),
+            },
+            modules,
+        }))
     }
 
     /// Learning rate of the next optimizer step (constant after linear warmup).
@@ -578,11 +869,26 @@ impl Trainer {
         let ids = Tensor::from_vec(ids, (b, t), dev)?;
         let mask = Tensor::from_vec(mask, (b, t), dev)?;
         let targets = Tensor::from_vec(targets, (b, r), dev)?;
-        // 2. Policy log-probs with a graph: hidden [B,T,H] -> rows predicting the response.
-        let logp = self.response_logprobs(&self.train_model, &ids, &mask, &targets, p, r)?;
-        let (logp, entropy) = logp;
-        let lp_v = logp.detach().to_vec2::<f32>()?;
-        let ent_v = entropy.to_vec2::<f32>()?;
+        // 2. Policy log-probs: with a graph, or (recompute) without one, keeping layer inputs.
+        let (graph_logp, saved, lp_v, ent_v) = if self.cfg.recompute {
+            let (saved, logp, entropy) = self.forward_saving(&ids, &mask, &targets, p, r)?;
+            (
+                None,
+                Some(saved),
+                logp.to_vec2::<f32>()?,
+                entropy.to_vec2::<f32>()?,
+            )
+        } else {
+            let (logp, entropy) = match &self.train_model {
+                Some(m) => self.response_logprobs(m, &ids, &mask, &targets, p, r)?,
+                None => {
+                    let m = self.lora_graph_model(None)?;
+                    self.response_logprobs(&m, &ids, &mask, &targets, p, r)?
+                }
+            };
+            let lp_v = logp.detach().to_vec2::<f32>()?;
+            (Some(logp), None, lp_v, entropy.to_vec2::<f32>()?)
+        };
         // 3. Reference log-probs without a graph, where not given.
         let beta = self.cfg.kl_coef as f32;
         let need_ref = beta > 0.0 && mb.iter().any(|s| s.refl.is_none());
@@ -631,26 +937,145 @@ impl Trainer {
         }
         stats.loss = stats.pg_loss + self.cfg.kl_coef * stats.kl;
         // 5. Backward through the surrogate Σ c·logp, accumulate into the flat gradient.
-        let coef = Tensor::from_vec(coef, (b, r), dev)?;
-        let surrogate = (logp * coef)?.sum_all()?;
-        let grads = surrogate.backward()?;
-        let mut jobs: Vec<(&mut [f32], Tensor)> = Vec::new();
-        let mut rest: &mut [f32] = &mut self.grads;
-        for (spec, var) in self.layout.specs().iter().zip(&self.vars) {
-            let (head, tail) = rest.split_at_mut(spec.len);
-            rest = tail;
-            if let Some(g) = grads.get(var.as_tensor()) {
-                jobs.push((head, g.clone()));
+        match (graph_logp, saved) {
+            (Some(logp), _) => {
+                let coef = Tensor::from_vec(coef, (b, r), dev)?;
+                let surrogate = (logp * coef)?.sum_all()?;
+                let grads = surrogate.backward()?;
+                accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             }
+            (None, Some(saved)) => self.backward_recompute(saved, &coef, &ids, &targets)?,
+            (None, None) => unreachable!("one of the two forward paths ran"),
         }
-        jobs.into_par_iter().try_for_each(|(dst, g)| {
-            with_f32(&g, |src| {
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += s;
-                }
-            })
-        })?;
         Ok(wsum)
+    }
+
+    /// The no-graph forward of activation recomputation on the policy (the same values as
+    /// the graph model): keeps each decoder layer's input and the final stream's response
+    /// rows. Returns them with the response log-probs and entropies [B,R].
+    fn forward_saving(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        targets: &Tensor,
+        p: usize,
+        r: usize,
+    ) -> Result<(Saved, Tensor, Tensor)> {
+        let m = &self.policy;
+        let inp = m.decoder_inputs(ids, Some(mask))?;
+        let (b, t) = (inp.b, inp.t);
+        let mut x = m.embed(ids)?; // [B*T, H]
+        let mut layer_inputs = Vec::with_capacity(m.num_layers());
+        for l in 0..m.num_layers() {
+            let y = m.layer_forward(l, &x, &inp)?;
+            layer_inputs.push(x);
+            x = y;
+        }
+        // Position P-1+j predicts response token j.
+        let row_index: Vec<usize> = (0..b)
+            .flat_map(|i| (0..r).map(move |j| i * t + p - 1 + j))
+            .collect();
+        let idx: Vec<u32> = row_index.iter().map(|&i| i as u32).collect();
+        let resp_rows = x.index_select(&Tensor::from_vec(idx, b * r, &self.device)?, 0)?;
+        let h = head_hidden(m, &resp_rows, self.cfg.temperature)?;
+        let hd = h.dim(1)?;
+        let (logp, ent) = model::logprobs::token_logprobs(
+            m,
+            &h.reshape((b, r, hd))?,
+            targets,
+            self.cfg.logprob_chunk_rows,
+        )?;
+        let saved = Saved {
+            inp,
+            layer_inputs,
+            resp_rows,
+            row_index,
+        };
+        Ok((saved, logp.detach(), ent))
+    }
+
+    /// Backward of activation recomputation: the head and log-softmax per chunk of response
+    /// rows, then each decoder layer in reverse, then (full fine-tuning) the embedding.
+    /// `coef` [B*R] is `d loss / d logp`.
+    fn backward_recompute(
+        &mut self,
+        saved: Saved,
+        coef: &[f32],
+        ids: &Tensor,
+        targets: &Tensor,
+    ) -> Result<()> {
+        let dev = self.device.clone();
+        let Saved {
+            inp,
+            mut layer_inputs,
+            resp_rows,
+            row_index,
+        } = saved;
+        let (rows, h) = resp_rows.dims2()?;
+        let bt = inp.b * inp.t;
+        let tg = targets.flatten_all()?;
+        let coef_t = Tensor::from_slice(coef, rows, &dev)?;
+        // 1. Head: final norm, logits and log-softmax of one chunk of rows at a time.
+        let mut gx = vec![0f32; bt * h];
+        let chunk = self.cfg.logprob_chunk_rows.max(1);
+        let head = self.train_model.as_ref().unwrap_or(&self.policy);
+        let mut start = 0;
+        while start < rows {
+            let n = chunk.min(rows - start);
+            if coef[start..start + n].iter().any(|&c| c != 0.0) {
+                let xv = Var::from_tensor(&resp_rows.narrow(0, start, n)?)?;
+                let hh = head_hidden(head, xv.as_tensor(), self.cfg.temperature)?;
+                let (lp, _) = model::logprobs::token_logprobs(
+                    head,
+                    &hh.unsqueeze(0)?,
+                    &tg.narrow(0, start, n)?.unsqueeze(0)?,
+                    n,
+                )?;
+                let sur = (lp.squeeze(0)? * coef_t.narrow(0, start, n)?)?.sum_all()?;
+                let grads = sur.backward()?;
+                accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
+                if let Some(g) = grads.get(xv.as_tensor()) {
+                    with_f32(g, |g| {
+                        for (k, row) in g.chunks_exact(h).enumerate() {
+                            let dst = row_index[start + k] * h;
+                            for (d, s) in gx[dst..dst + h].iter_mut().zip(row) {
+                                *d += s;
+                            }
+                        }
+                    })?;
+                }
+            }
+            start += n;
+        }
+        drop(resp_rows);
+        // 2. Decoder layers in reverse: recompute with a graph, differentiate Σ out·g.
+        let mut g = Tensor::from_vec(gx, (bt, h), &dev)?;
+        for l in (0..layer_inputs.len()).rev() {
+            let x_in = layer_inputs.pop().expect("one saved input per layer");
+            let xv = Var::from_tensor(&x_in)?;
+            drop(x_in);
+            let owned;
+            let lm = match &self.train_model {
+                Some(m) => m,
+                None => {
+                    owned = self.lora_graph_model(Some(l))?;
+                    &owned
+                }
+            };
+            let out = lm.layer_forward(l, xv.as_tensor(), &inp)?;
+            let grads = (out * &g)?.sum_all()?.backward()?;
+            accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
+            g = match grads.get(xv.as_tensor()) {
+                Some(t) => t.detach(),
+                None => Tensor::zeros((bt, h), DType::F32, &dev)?,
+            };
+        }
+        // 3. The embedding (trained in full fine-tuning only).
+        if let Some(m) = &self.train_model {
+            let grads = (m.embed(ids)? * &g)?.sum_all()?.backward()?;
+            accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
+        }
+        Ok(())
     }
 
     /// Log-probs (and entropies) of `targets` [B,R] under `m`, response rows only.
@@ -727,7 +1152,24 @@ impl Trainer {
                 )?;
                 var.set(&t)?;
                 Ok(())
-            })
+            })?;
+        if let Some(l) = &self.lora {
+            l.modules
+                .par_iter()
+                .zip(&l.merged)
+                .try_for_each(|(m, mw)| -> Result<()> {
+                    let w = &l.base[&format!("{}.weight", m.path)];
+                    let t = merged_weight(
+                        w,
+                        &self.vars[m.a].as_tensor().detach(),
+                        &self.vars[m.b].as_tensor().detach(),
+                        l.scale,
+                    )?;
+                    mw.set(&t)?;
+                    Ok(())
+                })?;
+        }
+        Ok(())
     }
 
     /// Replaces the master weights (flat, layout order) and writes them into the model.

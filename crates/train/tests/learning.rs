@@ -74,6 +74,7 @@ fn mean_reward_rises_with_grpo() {
         tokenizer: &m.tokenizer,
         chat_template: m.chat_template.as_ref(),
         generation: &m.generation,
+        base_model: None,
     };
     let metrics = run(
         &mut trainer,

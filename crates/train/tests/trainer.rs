@@ -172,6 +172,7 @@ fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
         tokenizer: &m.tokenizer,
         chat_template: m.chat_template.as_ref(),
         generation: &m.generation,
+        base_model: None,
     };
     a.save_checkpoint(&ck, &files).unwrap();
     // Saving again replaces the folder atomically and leaves no temporaries.

@@ -5,6 +5,11 @@
 //! policy); training, metrics and checkpoints from `train::driver::run`, the same loop the
 //! R-Zero phases call. Writes `OUT/checkpoint/` (HF folder + optimizer + RNG state) and
 //! `OUT/metrics.jsonl`; rerunning with the same `--out` resumes.
+//!
+//! With `--lora-rank` the checkpoint holds a PEFT adapter (`checkpoint/adapter/`, with
+//! `base_model_name_or_path` = `--model`) instead of the full weights, plus the merged model
+//! (`checkpoint/model/`) with `--merge-on-save`. `rzero generate --model OUT/checkpoint/adapter`
+//! loads the base with the adapter merged.
 
 use std::path::PathBuf;
 
@@ -61,9 +66,25 @@ pub struct Args {
     /// Full GrpoConfig overrides as a TOML file (flags above win).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// LoRA rank (not implemented yet: full fine-tuning only).
+    /// Train LoRA adapters of this rank instead of the full weights (base frozen; the KL
+    /// reference is the base model).
     #[arg(long)]
     pub lora_rank: Option<usize>,
+    /// LoRA α: the update B·A is scaled by α / rank [default: 2 × rank].
+    #[arg(long, requires = "lora_rank")]
+    pub lora_alpha: Option<f64>,
+    /// Modules LoRA adapts in each layer, comma-separated, from q_proj,k_proj,v_proj,o_proj,
+    /// gate_proj,up_proj,down_proj [default: all seven].
+    #[arg(long, value_delimiter = ',', requires = "lora_rank")]
+    pub lora_targets: Option<Vec<String>>,
+    /// With LoRA, also write the merged model (checkpoint/model/, a full HF folder) beside the
+    /// adapter in every checkpoint.
+    #[arg(long, requires = "lora_rank")]
+    pub merge_on_save: bool,
+    /// Activation recomputation: keep only each layer's input in the forward pass and
+    /// recompute layers during backward (less memory, about one more forward of time).
+    #[arg(long)]
+    pub recompute: bool,
 }
 
 /// One training item.
@@ -73,9 +94,6 @@ struct Item {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.lora_rank.is_some() {
-        bail!("--lora-rank: LoRA training is not implemented yet (full fine-tuning only)");
-    }
     if args.group_size < 2 {
         bail!("--group-size must be at least 2 (advantages are scaled by the group std)");
     }
@@ -97,6 +115,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.temperature = args.temperature;
     cfg.seed = args.seed;
+    if let Some(rank) = args.lora_rank {
+        let mut l = cfg.lora.take().unwrap_or_default();
+        l.rank = rank;
+        if args.lora_alpha.is_some() {
+            l.alpha = args.lora_alpha;
+        }
+        if let Some(t) = &args.lora_targets {
+            l.target_modules = t.iter().map(|s| s.trim().to_string()).collect();
+        }
+        l.merge_on_save |= args.merge_on_save;
+        cfg.lora = Some(l);
+    }
+    cfg.recompute |= args.recompute;
     cfg.validate()?;
 
     let loaded = model::load(&args.model, &model::LoadOptions::default())
@@ -128,7 +159,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if items.is_empty() {
         bail!("{name}: no items");
     }
-    tracing::info!(items = items.len(), model = %args.model, "grpo");
+    tracing::info!(
+        items = items.len(),
+        model = %args.model,
+        lora_rank = cfg.lora.as_ref().map(|l| l.rank),
+        recompute = cfg.recompute,
+        "grpo"
+    );
 
     let mut trainer = Trainer::new(
         cfg,
@@ -190,10 +227,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         data_seed: args.seed,
     };
+    // The adapter's base_model_name_or_path: an absolute path when --model is one.
+    let base_model = std::fs::canonicalize(&args.model)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.model.clone());
     let files = ModelFiles {
         tokenizer: &loaded.tokenizer,
         chat_template: loaded.chat_template.as_ref(),
         generation: &loaded.generation,
+        base_model: Some(&base_model),
     };
     let done = train::driver::run(&mut trainer, &items, &mut rollout, &lc, &files, &mut |m| {
         eprintln!(
@@ -209,10 +251,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.tokens_per_s
         );
     })?;
-    eprintln!(
-        "{} steps run; checkpoint in {}",
-        done.len(),
-        train::driver::checkpoint_dir(&args.out).display()
-    );
+    let ckpt = train::driver::checkpoint_dir(&args.out);
+    eprintln!("{} steps run; checkpoint in {}", done.len(), ckpt.display());
+    if trainer.lora().is_some() {
+        eprintln!(
+            "LoRA adapter (PEFT layout): {}",
+            ckpt.join("adapter").display()
+        );
+    }
     Ok(())
 }
