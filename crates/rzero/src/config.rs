@@ -109,6 +109,23 @@ pub struct Optim {
     pub clip_high: f64,
     /// Sequences per micro-batch (gradient accumulation over the update batch).
     pub micro_batch: usize,
+    /// LoRA rank; 0 = full fine-tuning (the reference). With LoRA the phase's checkpoints
+    /// hold the adapter and its export is the merged model.
+    #[serde(default)]
+    pub lora_rank: usize,
+    /// LoRA α (the update is scaled by α / rank); 0 = 2 × rank.
+    #[serde(default)]
+    pub lora_alpha: f64,
+    /// Modules LoRA adapts in each decoder layer.
+    #[serde(default = "all_lora_targets")]
+    pub lora_targets: Vec<String>,
+    /// Activation recomputation (less memory, about one more forward pass of time).
+    #[serde(default)]
+    pub recompute: bool,
+}
+
+fn all_lora_targets() -> Vec<String> {
+    model::lora::ALL_TARGETS.map(String::from).to_vec()
 }
 
 /// Challenger phase.
@@ -233,6 +250,10 @@ impl Config {
             clip_low: 0.2,
             clip_high: 0.3,
             micro_batch,
+            lora_rank: 0,
+            lora_alpha: 0.0,
+            lora_targets: all_lora_targets(),
+            recompute: false,
         };
         Config {
             model: "Qwen/Qwen3-4B-Base".into(),
@@ -486,6 +507,14 @@ impl Config {
             if !(o.lr > 0.0 && o.lr.is_finite()) {
                 return bad(&format!("{key}.lr"), "must be a positive number");
             }
+            if !(o.lora_alpha >= 0.0 && o.lora_alpha.is_finite()) {
+                return bad(&format!("{key}.lora_alpha"), "must be >= 0 (0 = 2 x rank)");
+            }
+            if o.lora_rank > 0 {
+                if let Err(e) = model::lora::check_targets(&o.lora_targets) {
+                    return bad(&format!("{key}.lora_targets"), &e.to_string());
+                }
+            }
         }
         Ok(())
     }
@@ -669,6 +698,10 @@ fn comment(path: &str) -> &'static str {
         _ if path.ends_with(".max_grad_norm") => "gradient-norm clip (reference: 1.0)",
         _ if path.ends_with(".clip_low") => "PPO clip epsilon low (reference: 0.2)",
         _ if path.ends_with(".clip_high") => "PPO clip epsilon high (reference: 0.3)",
+        _ if path.ends_with(".lora_rank") => "LoRA rank; 0 = full fine-tuning (the reference)",
+        _ if path.ends_with(".lora_alpha") => "LoRA alpha, the update is scaled by alpha / rank; 0 = 2 x rank",
+        _ if path.ends_with(".lora_targets") => "modules LoRA adapts in each layer",
+        _ if path.ends_with(".recompute") => "activation recomputation: less memory, about one more forward pass of time",
         _ if path.ends_with(".micro_batch") => "sequences per micro-batch (reference: Challenger 2, Solver 1)",
         _ if path.ends_with("solver_sampling") => "Solver sampling when answering (reference: T 1.0, top-k 40)",
         _ if path.ends_with("sampling") => "sampling parameters",
@@ -791,5 +824,33 @@ mod tests {
         assert!(e.to_string().contains("solver.optim.lr"));
         let e = Config::resolve("tiny", None, &["iterations=\"x\"".into()]).unwrap_err();
         assert!(e.to_string().contains("iterations"), "{e}");
+        let e = Config::resolve(
+            "tiny",
+            None,
+            &[
+                "solver.optim.lora_rank=4".into(),
+                "solver.optim.lora_targets=[\"q_proj\", \"lm_head\"]".into(),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("solver.optim.lora_targets"), "{e}");
+    }
+
+    #[test]
+    fn lora_keys_default_off_and_old_files_still_parse() {
+        let c = Config::paper();
+        assert_eq!(c.solver.optim.lora_rank, 0);
+        assert!(!c.challenger.optim.recompute);
+        let text = c.to_commented_toml();
+        assert!(text.contains("lora_rank = 0") && text.contains("# LoRA rank"));
+        // A config.toml written before the LoRA keys existed.
+        let old: String = text
+            .lines()
+            .filter(|l| !(l.starts_with("lora_") || l.starts_with("recompute")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(Config::from_toml(&old).unwrap(), c);
+        let c = Config::resolve("tiny", None, &["solver.optim.lora_rank=8".into()]).unwrap();
+        assert_eq!(c.solver.optim.lora_rank, 8);
     }
 }
