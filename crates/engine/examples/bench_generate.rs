@@ -48,7 +48,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let new_tokens: usize = args.get(3).map_or(Ok(256), |s| s.parse())?;
     let loaded = model::load(spec, &model::LoadOptions::default())?;
-    let m = loaded.model()?;
+    let mut m = loaded.model()?;
+    // `RZERO_BENCH_F32_READS=1`: the packed path reads the f32 weights even where the GGUF's
+    // blocks are kept (to measure what the block-format reads are worth).
+    if std::env::var_os("RZERO_BENCH_F32_READS").is_some() {
+        m.attach_compact(&Default::default());
+    }
+    // `RZERO_BENCH_AVX2=1`: the AVX2 product kernel even where AVX-512VL is available.
+    if std::env::var_os("RZERO_BENCH_AVX2").is_some() {
+        model::packed::force_avx2_kernel(true);
+    }
     let encode = |s: &str| -> engine::Result<Vec<u32>> { Ok(loaded.tokenizer.encode(s, false)?) };
     for b in batches {
         let cfg = engine::EngineConfig {
@@ -69,6 +78,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v["engine"] = "rzero".into();
         v["model"] = spec.as_str().into();
         v["dtype"] = "f32".into();
+        v["weight_reads"] = if m.compact_count() > 0 {
+            "gguf blocks expanded to f32 per tile (bit-identical)"
+        } else {
+            "f32"
+        }
+        .into();
         println!("{v}");
     }
     Ok(())

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::config::{Arch, Config, RopeScaling};
 use crate::error::{Error, Result};
+use crate::packed::{CompactMatrix, CompactWeights};
 use crate::tokenizer::{value_as_i64, Tokenizer};
 use crate::Weights;
 
@@ -28,6 +29,9 @@ pub struct GgufModel {
     pub config: Config,
     /// Dequantized weights by HF name, in the requested dtype and device.
     pub weights: Weights,
+    /// Block-format (Q4_1 / Q8_0) copies of the linear weights for the packed path (empty
+    /// unless the weights are f32 on the CPU).
+    pub compact: CompactWeights,
     /// Tokenizer rebuilt from `tokenizer.ggml.*`.
     pub tokenizer: Tokenizer,
     /// `tokenizer.chat_template`, if present.
@@ -71,7 +75,10 @@ pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel
     let tokenizer = Tokenizer::from_gguf(md, path)?;
 
     let names: Vec<&String> = content.tensor_infos.keys().collect();
-    let loaded: Vec<Result<Option<(String, Tensor)>>> = names
+    // Block-format copies for the packed path's products (f32 CPU models only).
+    let keep_compact = dtype == DType::F32 && device.is_cpu();
+    type Loaded = Option<(String, Tensor, Option<CompactMatrix>)>;
+    let loaded: Vec<Result<Loaded>> = names
         .par_iter()
         .map(|gname| {
             let Some(hf) = hf_name(gname) else {
@@ -89,22 +96,44 @@ pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel
             let mut t = q
                 .dequantize(&Device::Cpu)
                 .map_err(|e| bad(path, format!("tensor {gname}: cannot dequantize: {e}")))?;
+            let mut heads = None;
             if config.arch == Arch::Llama {
                 if gname.contains(".attn_q.") {
-                    t = unpermute_qk(&t, config.num_attention_heads)
-                        .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?;
+                    heads = Some(config.num_attention_heads);
                 } else if gname.contains(".attn_k.") {
-                    t = unpermute_qk(&t, config.num_key_value_heads)
-                        .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?;
+                    heads = Some(config.num_key_value_heads);
                 }
             }
+            if let Some(h) = heads {
+                t = unpermute_qk(&t, h)
+                    .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?;
+            }
             let t = t.to_dtype(dtype)?.to_device(device)?;
-            Ok(Some((hf, t)))
+            let linear = hf.ends_with("_proj.weight")
+                || hf == "lm_head.weight"
+                || hf == "model.embed_tokens.weight";
+            let compact = if keep_compact && linear && t.rank() == 2 {
+                let order = match heads {
+                    Some(h) => Some(
+                        row_order(t.dims()[0], h)
+                            .map_err(|e| bad(path, format!("tensor {gname}: un-permute: {e}")))?,
+                    ),
+                    None => None,
+                };
+                CompactMatrix::from_qtensor(&q, order.as_deref(), &t)
+            } else {
+                None
+            };
+            Ok(Some((hf, t, compact)))
         })
         .collect();
     let mut weights = Weights::with_capacity(loaded.len());
+    let mut compact = CompactWeights::default();
     for item in loaded {
-        if let Some((name, t)) = item? {
+        if let Some((name, t, c)) = item? {
+            if let Some(c) = c {
+                compact.0.insert(name.clone(), std::sync::Arc::new(c));
+            }
             weights.insert(name, t);
         }
     }
@@ -119,6 +148,7 @@ pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel
     Ok(GgufModel {
         config,
         weights,
+        compact,
         tokenizer,
         chat_template,
         bos_token,
@@ -174,6 +204,17 @@ pub fn unpermute_qk(w: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)
+}
+
+/// Source row of each output row of [`unpermute_qk`] for a `[rows, _]` matrix.
+fn row_order(rows: usize, n_head: usize) -> candle_core::Result<Vec<usize>> {
+    let idx: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+    let t = unpermute_qk(&Tensor::from_vec(idx, (rows, 1), &Device::Cpu)?, n_head)?;
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|r| r as usize)
+        .collect())
 }
 
 /// Build the [`Config`] from GGUF metadata (and the tensor table: tied embeddings, biases).

@@ -166,6 +166,9 @@ pub struct LoadedModel {
     pub generation: GenerationConfig,
     /// The folder or file the model came from.
     pub source: PathBuf,
+    /// Block-format copies of GGUF weights, read by [`Model::forward_packed`] in place of
+    /// the f32 ones while they still mirror them (empty for other sources).
+    pub compact: crate::packed::CompactWeights,
 }
 
 impl LoadedModel {
@@ -178,7 +181,10 @@ impl LoadedModel {
                 name: "model.embed_tokens.weight".into(),
                 msg: format!("missing (loaded from {})", self.source.display()),
             })?;
-        Model::from_weights(&self.config, &self.weights, embed.dtype(), embed.device())
+        let mut m =
+            Model::from_weights(&self.config, &self.weights, embed.dtype(), embed.device())?;
+        m.attach_compact(&self.compact);
+        Ok(m)
     }
 
     /// Ids that end generation: the generation config's EOS ids, then the tokenizer's
@@ -320,6 +326,7 @@ pub fn load_gguf_file(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         chat_template,
         generation,
         source: path.to_path_buf(),
+        compact: g.compact,
     })
 }
 
@@ -470,6 +477,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         chat_template,
         generation,
         source: dir.to_path_buf(),
+        compact: Default::default(),
     })
 }
 

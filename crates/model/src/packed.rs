@@ -12,7 +12,13 @@
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
+pub mod compact;
 mod kernels;
+
+use compact::CompactLayer;
+pub(crate) use compact::CompactModel;
+pub use compact::{BlockFormat, CompactMatrix, CompactWeights};
+use kernels::WSrc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -36,12 +42,16 @@ pub struct SeqInput<'a> {
 }
 
 /// Keys and values of one sequence, all layers. Clone it to share a prompt's prefix.
+///
+/// Laid out per (layer, KV head): each attention task then streams one contiguous block.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     len: usize,
-    /// kv_heads * head_dim: the floats of one position in one layer (K or V).
-    row: usize,
-    /// Per layer: K and V, each `len * row` floats.
+    /// KV heads per layer.
+    heads: usize,
+    /// Floats of one position of one head (head_dim).
+    d: usize,
+    /// Per layer × KV head (`layer * heads + head`): K and V, each `len * d` floats.
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
 }
@@ -49,11 +59,13 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of this configuration.
     pub fn new(cfg: &Config) -> KvCache {
+        let slots = cfg.num_hidden_layers * cfg.num_key_value_heads;
         KvCache {
             len: 0,
-            row: cfg.num_key_value_heads * cfg.head_dim,
-            k: vec![Vec::new(); cfg.num_hidden_layers],
-            v: vec![Vec::new(); cfg.num_hidden_layers],
+            heads: cfg.num_key_value_heads,
+            d: cfg.head_dim,
+            k: vec![Vec::new(); slots],
+            v: vec![Vec::new(); slots],
         }
     }
 
@@ -69,7 +81,7 @@ impl KvCache {
 
     /// Bytes held by the cached positions (excluding spare capacity).
     pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.len * self.row * std::mem::size_of::<f32>()
+        2 * self.k.len() * self.len * self.d * std::mem::size_of::<f32>()
     }
 
     /// Bytes one position costs, all layers (K/V are stored in f32 whatever `dtype`).
@@ -87,8 +99,8 @@ impl KvCache {
         }
         self.len = len;
         for l in 0..self.k.len() {
-            self.k[l].truncate(len * self.row);
-            self.v[l].truncate(len * self.row);
+            self.k[l].truncate(len * self.d);
+            self.v[l].truncate(len * self.d);
         }
     }
 
@@ -130,6 +142,64 @@ fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 impl Model {
+    /// Attaches the block-format matrices of `weights` that mirror this model's own f32
+    /// weights (tensor identity is checked), for [`Model::forward_packed`] to read instead
+    /// of the f32 ones; results are bit-identical. Returns how many were attached.
+    pub fn attach_compact(&mut self, weights: &CompactWeights) -> usize {
+        if weights.0.is_empty() {
+            self.compact = None;
+            return 0;
+        }
+        let mut count = 0;
+        let mut pick = |name: String, t: &Tensor| {
+            let c = weights.for_tensor(&name, t);
+            count += c.is_some() as usize;
+            c
+        };
+        let layers = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, w)| {
+                let a = format!("model.layers.{l}.self_attn");
+                let m = format!("model.layers.{l}.mlp");
+                CompactLayer {
+                    q: pick(format!("{a}.q_proj.weight"), &w.q_w),
+                    k: pick(format!("{a}.k_proj.weight"), &w.k_w),
+                    v: pick(format!("{a}.v_proj.weight"), &w.v_w),
+                    o: pick(format!("{a}.o_proj.weight"), &w.o_w),
+                    gate: pick(format!("{m}.gate_proj.weight"), &w.gate_w),
+                    up: pick(format!("{m}.up_proj.weight"), &w.up_w),
+                    down: pick(format!("{m}.down_proj.weight"), &w.down_w),
+                }
+            })
+            .collect();
+        let head_name = if self.cfg.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let lm_head = pick(head_name.to_string(), &self.lm_head);
+        self.compact = (count > 0).then(|| std::sync::Arc::new(CompactModel { layers, lm_head }));
+        count
+    }
+
+    /// Number of weight matrices the packed path reads in block format.
+    pub fn compact_count(&self) -> usize {
+        self.compact.as_ref().map_or(0, |c| {
+            c.lm_head.is_some() as usize
+                + c.layers
+                    .iter()
+                    .map(|l| {
+                        [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                            .iter()
+                            .filter(|m| m.is_some())
+                            .count()
+                    })
+                    .sum::<usize>()
+        })
+    }
+
     /// An empty cache for this model.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(&self.cfg)
@@ -172,7 +242,10 @@ impl Model {
                     "forward_packed: sequence {si} has no new token"
                 )));
             }
-            if s.cache.k.len() != cfg.num_hidden_layers || s.cache.row != row {
+            if s.cache.k.len() != cfg.num_hidden_layers * nkv
+                || s.cache.heads != nkv
+                || s.cache.d != d
+            {
                 return Err(Error::Invalid(format!(
                     "forward_packed: sequence {si}'s cache was made for another model"
                 )));
@@ -226,7 +299,9 @@ impl Model {
             }
         }
         let qw = nh * d;
+        let no_compact = CompactLayer::default();
         for (li, layer) in self.layers.iter().enumerate() {
+            let cl = self.compact.as_ref().map_or(&no_compact, |c| &c.layers[li]);
             // 2. Projections on the packed rows (q, k and v in one parallel pass).
             let mut hn = x.clone();
             rms_norm_rows(&mut hn, &to_f32_vec(&layer.in_norm)?, eps);
@@ -234,9 +309,9 @@ impl Model {
                 &hn,
                 n,
                 &[
-                    (&layer.q_w, layer.q_b.as_ref()),
-                    (&layer.k_w, layer.k_b.as_ref()),
-                    (&layer.v_w, layer.v_b.as_ref()),
+                    (&layer.q_w, layer.q_b.as_ref(), cl.q.as_deref()),
+                    (&layer.k_w, layer.k_b.as_ref(), cl.k.as_deref()),
+                    (&layer.v_w, layer.v_b.as_ref(), cl.v.as_deref()),
                 ],
             )?;
             let v = qkv.pop().expect("v");
@@ -269,8 +344,13 @@ impl Model {
             // 4. Append to the caches.
             for (si, s) in seqs.iter_mut().enumerate() {
                 let (a, b) = (offs[si], offs[si + 1]);
-                s.cache.k[li].extend_from_slice(&k[a * row..b * row]);
-                s.cache.v[li].extend_from_slice(&v[a * row..b * row]);
+                for g in 0..nkv {
+                    let (kc, vc) = (&mut s.cache.k[li * nkv + g], &mut s.cache.v[li * nkv + g]);
+                    for r in a..b {
+                        kc.extend_from_slice(&k[r * row + g * d..][..d]);
+                        vc.extend_from_slice(&v[r * row + g * d..][..d]);
+                    }
+                }
             }
             // 5. Attention per task, each sequence against its own cache.
             let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
@@ -287,10 +367,10 @@ impl Model {
                         g * rep * d,
                         rep,
                         d,
-                        &c.k[li],
-                        &c.v[li],
-                        row,
-                        g * d,
+                        &c.k[li * nkv + g],
+                        &c.v[li * nkv + g],
+                        d,
+                        0,
                         c.len + (r0 - offs[si]),
                         scale,
                     );
@@ -303,13 +383,19 @@ impl Model {
                     attn[(r0 + i) * qw + g * rep * d..][..rep * d].copy_from_slice(chunk);
                 }
             }
-            let o = self.host_linear(&attn, n, &layer.o_w, None)?;
+            let o = self.host_linear(&attn, n, &layer.o_w, cl.o.as_deref())?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             // 6. MLP: down(silu(gate) * up), gate and up in one parallel pass.
             let mut hn = x.clone();
             rms_norm_rows(&mut hn, &to_f32_vec(&layer.post_norm)?, eps);
-            let mut gu =
-                self.host_linears(&hn, n, &[(&layer.gate_w, None), (&layer.up_w, None)])?;
+            let mut gu = self.host_linears(
+                &hn,
+                n,
+                &[
+                    (&layer.gate_w, None, cl.gate.as_deref()),
+                    (&layer.up_w, None, cl.up.as_deref()),
+                ],
+            )?;
             let u = gu.pop().expect("up");
             let mut g = gu.pop().expect("gate");
             if n > KERNEL_MAX_ROWS {
@@ -319,7 +405,7 @@ impl Model {
             } else {
                 kernels::silu_mul(&mut g, &u);
             }
-            let y = self.host_linear(&g, n, &layer.down_w, None)?;
+            let y = self.host_linear(&g, n, &layer.down_w, cl.down.as_deref())?;
             x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
         for (si, s) in seqs.iter_mut().enumerate() {
@@ -339,7 +425,8 @@ impl Model {
             && self.lm_head.dtype() == DType::F32
             && self.lm_head.is_contiguous()
         {
-            if let Ok(y) = self.host_linear(&xl, nl, &self.lm_head, None) {
+            let head = self.compact.as_ref().and_then(|c| c.lm_head.as_deref());
+            if let Ok(y) = self.host_linear(&xl, nl, &self.lm_head, head) {
                 return Ok(Tensor::from_vec(y, (nl, vsz), dev)?);
             }
         }
@@ -366,9 +453,16 @@ impl Model {
 
     /// Host rows x [m, in] · wᵀ (+ b) -> [m, out] f32. On CPU with f32 weights this is the
     /// packing-free kernel of `kernels.rs`; otherwise a candle matmul in the model dtype.
-    fn host_linear(&self, x: &[f32], m: usize, w: &Tensor, b: Option<&Tensor>) -> Result<Vec<f32>> {
+    /// With `compact`, the kernel reads the weight from its block-format copy.
+    fn host_linear(
+        &self,
+        x: &[f32],
+        m: usize,
+        w: &Tensor,
+        compact: Option<&CompactMatrix>,
+    ) -> Result<Vec<f32>> {
         Ok(self
-            .host_linears(x, m, &[(w, b)])?
+            .host_linears(x, m, &[(w, None, compact)])?
             .pop()
             .expect("one product"))
     }
@@ -379,11 +473,11 @@ impl Model {
         &self,
         x: &[f32],
         m: usize,
-        ws: &[(&Tensor, Option<&Tensor>)],
+        ws: &[(&Tensor, Option<&Tensor>, Option<&CompactMatrix>)],
     ) -> Result<Vec<Vec<f32>>> {
         let nin = x.len() / m.max(1);
         let mut dims = Vec::with_capacity(ws.len());
-        for &(w, _) in ws {
+        for &(w, _, _) in ws {
             let (nout, k) = w.dims2()?;
             if k != nin {
                 return Err(Error::Invalid(format!(
@@ -393,13 +487,17 @@ impl Model {
             dims.push(nout);
         }
         let use_kernel = m <= KERNEL_MAX_ROWS
-            && ws
-                .iter()
-                .all(|(w, _)| w.dtype() == DType::F32 && w.is_contiguous() && w.device().is_cpu());
+            && ws.iter().all(|(w, _, _)| {
+                w.dtype() == DType::F32 && w.is_contiguous() && w.device().is_cpu()
+            });
         let mut outs = if use_kernel {
-            let guards: Vec<_> = ws.iter().map(|(w, _)| w.storage_and_layout()).collect();
+            let guards: Vec<_> = ws.iter().map(|(w, _, _)| w.storage_and_layout()).collect();
             let mut slices = Vec::with_capacity(ws.len());
-            for ((st, layout), &nout) in guards.iter().zip(&dims) {
+            for (((st, layout), &nout), &(_, _, c)) in guards.iter().zip(&dims).zip(ws) {
+                if let Some(c) = c.filter(|c| c.rows() == nout && c.cols() == nin) {
+                    slices.push((WSrc::Compact(c), nout));
+                    continue;
+                }
                 let candle_core::Storage::Cpu(cpu) = &**st else {
                     return Err(Error::Invalid(
                         "forward_packed: weight not on the CPU".into(),
@@ -407,16 +505,16 @@ impl Model {
                 };
                 let s = cpu.as_slice::<f32>()?;
                 let o = layout.start_offset();
-                slices.push((&s[o..o + nout * nin], nout));
+                slices.push((WSrc::F32(&s[o..o + nout * nin]), nout));
             }
             kernels::matmul_nt_multi(x, m, nin, &slices)
         } else {
             let xt = Tensor::from_slice(x, (m, nin), &self.device)?.to_dtype(self.dtype)?;
             ws.iter()
-                .map(|&(w, _)| to_f32_vec(&xt.matmul(&w.t()?)?))
+                .map(|&(w, _, _)| to_f32_vec(&xt.matmul(&w.t()?)?))
                 .collect::<Result<Vec<_>>>()?
         };
-        for ((y, &(_, b)), &nout) in outs.iter_mut().zip(ws).zip(&dims) {
+        for ((y, &(_, b, _)), &nout) in outs.iter_mut().zip(ws).zip(&dims) {
             if let Some(b) = b {
                 let b = to_f32_vec(b)?;
                 for r in y.chunks_mut(nout) {
@@ -432,4 +530,11 @@ impl Model {
 #[doc(hidden)]
 pub fn matmul_nt_bench(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
     kernels::matmul_nt(x, m, k, w, n)
+}
+
+/// Benchmarks only: `true` makes the packed path use its AVX2 product kernel even where
+/// AVX-512VL is available, so both can be measured in one run.
+#[doc(hidden)]
+pub fn force_avx2_kernel(on: bool) {
+    kernels::FORCE_AVX2.store(on, std::sync::atomic::Ordering::Relaxed);
 }

@@ -74,6 +74,8 @@ pub struct Model {
     pub(crate) inv_freq: Vec<f32>,
     /// Multiplies cos and sin (yarn attention factor; 1 otherwise).
     pub(crate) rope_mscale: f32,
+    /// Block-format copies of weights for the packed path (see `packed::compact`).
+    pub(crate) compact: Option<std::sync::Arc<crate::packed::CompactModel>>,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -176,6 +178,7 @@ impl Model {
             lm_head,
             inv_freq,
             rope_mscale,
+            compact: None,
         })
     }
 
