@@ -10,9 +10,11 @@ The crate never names the Challenger or the Solver: a step takes groups of
 - [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values.
 - [`advantages`], [`loss`]: the math, per group and per token.
 - [`adamw`]: flat-buffer AdamW and gradient clipping.
-- [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step.
-- [`checkpoint`]: `Trainer::save_checkpoint` / `restore_checkpoint` (HF folder + optimizer
-  + RNG state, atomic).
+- [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step. Full fine-tuning, or
+  LoRA adapters ([`config::LoraConfig`], PEFT-compatible), with optional activation
+  recomputation ([`GrpoConfig::recompute`]).
+- [`checkpoint`]: `Trainer::save_checkpoint` / `restore_checkpoint` (HF folder and/or PEFT
+  adapter + optimizer + RNG state, atomic).
 - [`driver`]: the loop (data order, rollouts via [`Rollout`], metrics.jsonl, checkpoints,
   resume) that `rzero grpo` and the R-Zero Solver/Challenger phases run.
 - [`sample`]: a minimal no-KV-cache sampler for tiny models and tests.
@@ -30,7 +32,7 @@ pub mod sample;
 pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};
-pub use config::{GrpoConfig, LossAgg};
+pub use config::{GrpoConfig, LoraConfig, LossAgg};
 pub use driver::{LoopConfig, Rollout};
 pub use error::{Error, Result};
 pub use rand_chacha::ChaCha8Rng;

@@ -3,6 +3,10 @@
 //!
 //! The batch is synthetic: `--batch` sequences of `--seq` tokens (prompt = seq/8 tokens,
 //! the rest response), in groups of 4 with distinct rewards, random token ids.
+//!
+//! `--lora-rank r` trains LoRA adapters on every projection instead of the full weights;
+//! `--recompute` turns activation recomputation on. Peak RSS is the process's high-water
+//! mark, so compare settings in separate runs.
 
 use std::time::Instant;
 
@@ -30,6 +34,12 @@ pub struct Args {
     /// KL coefficient (0 skips the reference forward).
     #[arg(long, default_value_t = 1e-2)]
     pub kl_coef: f64,
+    /// LoRA rank (0: full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    pub lora_rank: usize,
+    /// Activation recomputation.
+    #[arg(long)]
+    pub recompute: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -53,8 +63,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = GrpoConfig {
         micro_batch_size: args.micro_batch,
         kl_coef: args.kl_coef,
+        lora: (args.lora_rank > 0).then(|| train::config::LoraConfig {
+            rank: args.lora_rank,
+            ..Default::default()
+        }),
+        recompute: args.recompute,
         ..Default::default()
     };
+    let params: usize = loaded
+        .weights
+        .iter()
+        .filter(|(n, _)| !(loaded.config.tie_word_embeddings && n.as_str() == "lm_head.weight"))
+        .map(|(_, t)| t.elem_count())
+        .sum();
     let mut trainer = Trainer::new(
         cfg,
         &loaded.config,
@@ -109,7 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = serde_json::json!({
         "bench": "train",
         "model": args.model,
-        "params": trainer.layout().total(),
+        "params": params,
+        "trainable_params": trainer.layout().total(),
+        "lora_rank": args.lora_rank,
+        "recompute": args.recompute,
         "batch": args.batch,
         "seq": args.seq,
         "micro_batch": args.micro_batch,
@@ -125,8 +149,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{out}");
     } else {
         println!(
-            "train: {} params, {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
+            "train: {} params ({} trained{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
+            params,
             trainer.layout().total(),
+            if args.lora_rank > 0 { format!(", LoRA r={}", args.lora_rank) } else { String::new() },
+            if args.recompute { ", recompute" } else { "" },
             args.batch,
             args.seq,
             args.micro_batch,
