@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::transformer::Model;
 
-/// Above this many packed rows (prefill), candle's blocked gemm beats the packing-free kernel.
+/// Above this many packed rows (prefill), the element-wise steps run in parallel.
 const KERNEL_MAX_ROWS: usize = 64;
 
 /// New rows of one sequence per attention task (prefill spreads over the cores).
@@ -486,10 +486,9 @@ impl Model {
             }
             dims.push(nout);
         }
-        let use_kernel = m <= KERNEL_MAX_ROWS
-            && ws.iter().all(|(w, _, _)| {
-                w.dtype() == DType::F32 && w.is_contiguous() && w.device().is_cpu()
-            });
+        let use_kernel = ws
+            .iter()
+            .all(|(w, _, _)| w.dtype() == DType::F32 && w.is_contiguous() && w.device().is_cpu());
         let mut outs = if use_kernel {
             let guards: Vec<_> = ws.iter().map(|(w, _, _)| w.storage_and_layout()).collect();
             let mut slices = Vec::with_capacity(ws.len());

@@ -12,6 +12,9 @@ use super::compact::CompactMatrix;
 /// Rows of `w` per parallel task (a multiple of the kernels' tile heights, 4 and 6).
 const NB: usize = 48;
 
+/// Rows of `x` per parallel task.
+const MB: usize = 64;
+
 struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
@@ -54,20 +57,36 @@ pub(crate) fn matmul_nt_multi(
             vec![0f32; m * n]
         })
         .collect();
-    // Tasks: (product, first w row) blocks over all products.
-    let tasks: Vec<(usize, usize)> = ws
+    // Tasks: (product, first w row, first x row) blocks over all products; x in chunks of
+    // `MB` rows so that a chunk stays in L2 while the weight tiles pass over it.
+    let tasks: Vec<(usize, usize, usize)> = ws
         .iter()
         .enumerate()
-        .flat_map(|(p, &(_, n))| (0..n.div_ceil(NB)).map(move |b| (p, b * NB)))
+        .flat_map(|(p, &(_, n))| {
+            (0..n.div_ceil(NB))
+                .flat_map(move |b| (0..m.div_ceil(MB)).map(move |c| (p, b * NB, c * MB)))
+        })
         .collect();
     let ptrs: Vec<SendPtr> = outs.iter_mut().map(|o| SendPtr(o.as_mut_ptr())).collect();
     let ptrs = &ptrs;
-    let run = |&(p, j0): &(usize, usize)| {
+    let run = |&(p, j0, i0): &(usize, usize, usize)| {
         let (w, n) = ws[p];
         let j1 = (j0 + NB).min(n);
-        // SAFETY: each task writes only columns j0..j1 of product p's output, disjoint
-        // across tasks, and the outputs outlive the parallel loop.
-        unsafe { block(x, m, k, w, n, j0, j1, ptrs[p].0) };
+        let i1 = (i0 + MB).min(m);
+        // SAFETY: each task writes only rows i0..i1 × columns j0..j1 of product p's output,
+        // disjoint across tasks, and the outputs outlive the parallel loop.
+        unsafe {
+            block(
+                &x[i0 * k..i1 * k],
+                i1 - i0,
+                k,
+                w,
+                n,
+                j0,
+                j1,
+                ptrs[p].0.add(i0 * n),
+            )
+        };
     };
     if tasks.len() == 1 {
         run(&tasks[0]);
