@@ -100,7 +100,8 @@ pub fn filter(logits: &[f32], p: &SamplingParams) -> Filtered {
             (c, w)
         }
         None => {
-            let w: Vec<f32> = (0..v as u32).map(weight).collect();
+            let mut w: Vec<f32> = logits.iter().map(|&l| (l - m) * inv_t).collect();
+            model::packed::exp_inplace(&mut w);
             ((0..v as u32).collect(), w)
         }
     };

@@ -537,3 +537,9 @@ pub fn matmul_nt_bench(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Ve
 pub fn force_avx2_kernel(on: bool) {
     kernels::FORCE_AVX2.store(on, std::sync::atomic::Ordering::Relaxed);
 }
+
+/// `xs[i] = e^xs[i]`, vectorised (relative error ~2e-7): the packed path's softmax exp, for
+/// callers with long rows such as the engine's sampling.
+pub fn exp_inplace(xs: &mut [f32]) {
+    kernels::exp_inplace(xs);
+}
