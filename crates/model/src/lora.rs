@@ -102,10 +102,12 @@ pub fn check_targets(targets: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `W + scale · B · A` for `w` [out, in], `a` [r, in], `b` [out, r], computed in f32 and cast
-/// back to `w`'s dtype. Differentiable in every argument.
+/// `W + (scale · B) · A` for `w` [out, in], `a` [r, in], `b` [out, r], computed in f32 and
+/// cast back to `w`'s dtype. Differentiable in every argument. The scale is applied to the
+/// small `B` so a graph through this keeps two [out, in] tensors (`(s·B)·A` and the sum), not
+/// three.
 pub fn merged_weight(w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
-    let delta = (b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)? * scale)?;
+    let delta = (b.to_dtype(DType::F32)? * scale)?.matmul(&a.to_dtype(DType::F32)?)?;
     Ok((w.to_dtype(DType::F32)? + delta)?.to_dtype(w.dtype())?)
 }
 
