@@ -228,12 +228,29 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 /// adapter's `base_model_name_or_path` and merges the adapter into it
 /// ([`load_with_adapter`]).
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
+    load_at_depth(spec, opts, 0)
+}
+
+/// Adapters whose base is itself an adapter folder, at most this deep (a
+/// `base_model_name_or_path` pointing back at its own folder would otherwise never end).
+const MAX_ADAPTER_DEPTH: usize = 4;
+
+fn load_at_depth(spec: &str, opts: &LoadOptions, depth: usize) -> Result<LoadedModel> {
     let path = Path::new(spec);
     if path.is_dir()
         && !path.join("config.json").is_file()
         && path.join(crate::lora::ADAPTER_CONFIG).is_file()
     {
         let cfg_path = path.join(crate::lora::ADAPTER_CONFIG);
+        if depth >= MAX_ADAPTER_DEPTH {
+            return Err(bad(
+                &cfg_path,
+                format!(
+                    "base_model_name_or_path leads through more than {MAX_ADAPTER_DEPTH} \
+                     adapter folders (does it point back at an adapter?)"
+                ),
+            ));
+        }
         let cfg = crate::lora::AdapterConfig::from_peft_json(&read_json(&cfg_path)?, &cfg_path)?;
         let base = cfg.base_model_name_or_path.ok_or_else(|| {
             bad(
@@ -242,7 +259,7 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
             )
         })?;
         let base = crate::lora::resolve_base(path, &base);
-        return load_with_adapter(&base.to_string_lossy(), path, opts);
+        return load_with_adapter_at_depth(&base.to_string_lossy(), path, opts, depth + 1);
     }
     if path.is_dir() {
         load_folder(path, opts)
@@ -279,7 +296,16 @@ pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
 /// folder `adapter` into its weights: `W ← W + (lora_alpha / r)·B·A`, computed in f32 (see
 /// [`crate::lora::merged_weight`]). The adapter must match the model's shapes.
 pub fn load_with_adapter(spec: &str, adapter: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
-    let mut m = load(spec, opts)?;
+    load_with_adapter_at_depth(spec, adapter, opts, 0)
+}
+
+fn load_with_adapter_at_depth(
+    spec: &str,
+    adapter: &Path,
+    opts: &LoadOptions,
+    depth: usize,
+) -> Result<LoadedModel> {
+    let mut m = load_at_depth(spec, opts, depth)?;
     let a = crate::lora::Adapter::load(adapter, &opts.device)?;
     crate::lora::merge_adapter(&m.config, &mut m.weights, &a, adapter)?;
     tracing::info!(

@@ -250,3 +250,21 @@ fn bad_inputs_are_errors() {
     assert!(matches!(r, Err(Error::Invalid(_))));
     assert_eq!(c.len(), 0);
 }
+
+/// An adapter folder whose `base_model_name_or_path` points back at itself is refused with
+/// an error naming its config, instead of recursing without end.
+#[test]
+fn self_referencing_adapter_base_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("adapter_config.json"),
+        r#"{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"],
+            "base_model_name_or_path": "."}"#,
+    )
+    .unwrap();
+    let err = model::load(dir.path().to_str().unwrap(), &model::LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adapter_config.json"), "{err}");
+    assert!(err.contains("point back"), "{err}");
+}

@@ -11,7 +11,9 @@
 //!
 //! A compact matrix remembers the id of the f32 tensor it mirrors; [`Model`] only uses it
 //! while its weight is that very tensor (a model rebuilt from changed weights, e.g. a merged
-//! adapter or a training update, falls back to the f32 path).
+//! adapter, falls back to the f32 path). A tensor written in place (`Var::set`) keeps its
+//! id, so compact matrices must never be attached to a model whose weights are updated in
+//! place: only `LoadedModel::model()` attaches them; the trainer builds its models without.
 //!
 //! [`Model`]: crate::Model
 
