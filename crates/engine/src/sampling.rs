@@ -106,26 +106,37 @@ pub fn filter(logits: &[f32], p: &SamplingParams) -> Filtered {
         }
     };
     if p.top_p < 1.0 {
-        let total: f64 = weights.iter().map(|&w| w as f64).sum();
-        let target = p.top_p as f64 * total;
         // The nucleus is a prefix of the descending order; find a threshold whose
-        // super-level set already holds `target`, then sort only that set.
-        let mut t = 0.5f32; // the max weight is exactly 1
-        let mut pre: Vec<usize>;
-        loop {
-            let mut s = 0f64;
-            pre = Vec::new();
-            for (k, &w) in weights.iter().enumerate() {
-                if w >= t {
-                    s += w as f64;
-                    pre.push(k);
-                }
+        // super-level set already holds `target`, then sort only that set. One pass files
+        // each weight (all in [0, 1], the top one exactly 1) under its binary exponent:
+        // bucket b holds the weights in [2^-b, 2^-(b-1)); the last bucket, the tiny ones.
+        const LAST: usize = 64;
+        let bucket = |w: f32| -> usize {
+            let e = ((w.to_bits() >> 23) & 0xFF) as usize;
+            if e == 0 {
+                LAST
+            } else {
+                127usize.saturating_sub(e).min(LAST)
             }
-            if s >= target || t == 0.0 {
+        };
+        let mut mass = [0f64; LAST + 1];
+        for &w in &weights {
+            mass[bucket(w)] += w as f64;
+        }
+        let total: f64 = mass.iter().sum();
+        let target = p.top_p as f64 * total;
+        let mut s = 0f64;
+        let mut last = LAST;
+        for (b, &m) in mass.iter().enumerate() {
+            s += m;
+            if s >= target {
+                last = b;
                 break;
             }
-            t = if t < 1e-30 { 0.0 } else { t * 0.125 };
         }
+        let mut pre: Vec<usize> = (0..weights.len())
+            .filter(|&k| bucket(weights[k]) <= last)
+            .collect();
         pre.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(ids[a].cmp(&ids[b])));
         let mut cum = 0f64;
         let mut keep = Vec::new();

@@ -546,32 +546,53 @@ unsafe fn attend_row_avx2(
         v.as_ptr().add(off),
         scores.as_mut_ptr(),
     );
-    // Scores, and their maximum.
-    let mut mx = f32::NEG_INFINITY;
-    for t in 0..upto {
+    // Scores, four keys at a time (four independent FMA chains), and their maximum.
+    let score1 = |t: usize| -> f32 {
         let kr = kp.add(t * stride);
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut a = _mm256_setzero_ps();
         let mut c = 0;
-        while c + 16 <= d8 {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), a0);
-            a1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(qp.add(c + 8)),
-                _mm256_loadu_ps(kr.add(c + 8)),
-                a1,
-            );
-            c += 16;
+        while c < d8 {
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), a);
+            c += 8;
         }
-        if c < d8 {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kr.add(c)), a0);
-        }
-        let mut s = hsum256(_mm256_add_ps(a0, a1));
+        let mut s = hsum256(a);
         for cc in d8..d {
             s += *qp.add(cc) * *kr.add(cc);
         }
-        let s = s * scale;
-        *sp.add(t) = s;
-        mx = mx.max(s);
+        s * scale
+    };
+    let mut t = 0;
+    while t + 4 <= upto {
+        let mut a = [_mm256_setzero_ps(); 4];
+        let mut c = 0;
+        while c < d8 {
+            let q = _mm256_loadu_ps(qp.add(c));
+            for (u, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(q, _mm256_loadu_ps(kp.add((t + u) * stride + c)), *acc);
+            }
+            c += 8;
+        }
+        // Four horizontal sums at once: lanes [a0, a1, a2, a3].
+        let h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        let mut r = [0f32; 4];
+        _mm_storeu_ps(
+            r.as_mut_ptr(),
+            _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
+        );
+        for (u, &ru) in r.iter().enumerate() {
+            let mut s = ru;
+            for cc in d8..d {
+                s += *qp.add(cc) * *kp.add((t + u) * stride + cc);
+            }
+            *sp.add(t + u) = s * scale;
+        }
+        t += 4;
     }
+    while t < upto {
+        *sp.add(t) = score1(t);
+        t += 1;
+    }
+    let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Softmax numerators and their sum.
     let mxv = _mm256_set1_ps(mx);
     let mut sumv = _mm256_setzero_ps();
@@ -590,29 +611,43 @@ unsafe fn attend_row_avx2(
         t += 1;
     }
     let inv = 1.0 / sum;
-    // Weighted sum of the values, 8 columns at a time.
+    // Weighted sum of the values: 64 columns at a time (eight independent FMA chains),
+    // then 8 at a time with four chains over the positions.
     let op = o.as_mut_ptr();
+    let iv = _mm256_set1_ps(inv);
     let mut c = 0;
-    while c + 16 <= d8 {
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    while c + 64 <= d8 {
+        let mut a = [_mm256_setzero_ps(); 8];
         for t in 0..upto {
-            let p = _mm256_set1_ps(*sp.add(t));
+            let p = _mm256_broadcast_ss(&*sp.add(t));
             let vr = vp.add(t * stride + c);
-            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr), a0);
-            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr.add(8)), a1);
+            for (u, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr.add(8 * u)), *acc);
+            }
         }
-        let iv = _mm256_set1_ps(inv);
-        _mm256_storeu_ps(op.add(c), _mm256_mul_ps(a0, iv));
-        _mm256_storeu_ps(op.add(c + 8), _mm256_mul_ps(a1, iv));
-        c += 16;
+        for (u, acc) in a.iter().enumerate() {
+            _mm256_storeu_ps(op.add(c + 8 * u), _mm256_mul_ps(*acc, iv));
+        }
+        c += 64;
     }
-    if c < d8 {
-        let mut a0 = _mm256_setzero_ps();
-        for t in 0..upto {
-            let p = _mm256_set1_ps(*sp.add(t));
-            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add(t * stride + c)), a0);
+    while c + 8 <= d8 {
+        let mut a = [_mm256_setzero_ps(); 4];
+        let mut t = 0;
+        while t + 4 <= upto {
+            for (u, acc) in a.iter_mut().enumerate() {
+                let p = _mm256_broadcast_ss(&*sp.add(t + u));
+                *acc = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add((t + u) * stride + c)), *acc);
+            }
+            t += 4;
         }
-        _mm256_storeu_ps(op.add(c), _mm256_mul_ps(a0, _mm256_set1_ps(inv)));
+        while t < upto {
+            let p = _mm256_broadcast_ss(&*sp.add(t));
+            a[0] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vp.add(t * stride + c)), a[0]);
+            t += 1;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+        _mm256_storeu_ps(op.add(c), _mm256_mul_ps(sum, iv));
+        c += 8;
     }
     for cc in d8..d {
         let mut a = 0f32;
