@@ -214,6 +214,49 @@ unsafe fn rows_generic(
     }
 }
 
+/// One MR×NR tile of dot products over the whole of k: rows `i..i + MR` of x against the
+/// weight rows at `wp` (`NR` of them, `k` apart), into columns `j..j + NR` of `out`.
+/// Inlined into the kernels below, which enable the CPU features it needs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn dot_tile<const MR: usize, const NR: usize>(
+    xp: *const f32,
+    wp: *const f32,
+    k: usize,
+    n: usize,
+    i: usize,
+    j: usize,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let k8 = k / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+    let mut c = 0;
+    while c < k8 {
+        let mut xv = [_mm256_setzero_ps(); MR];
+        for ii in 0..MR {
+            xv[ii] = _mm256_loadu_ps(xp.add((i + ii) * k + c));
+        }
+        for jj in 0..NR {
+            let wv = _mm256_loadu_ps(wp.add(jj * k + c));
+            for ii in 0..MR {
+                acc[ii][jj] = _mm256_fmadd_ps(xv[ii], wv, acc[ii][jj]);
+            }
+        }
+        c += 8;
+    }
+    for ii in 0..MR {
+        for jj in 0..NR {
+            let mut s = hsum256(acc[ii][jj]);
+            for cc in k8..k {
+                s += *xp.add((i + ii) * k + cc) * *wp.add(jj * k + cc);
+            }
+            *out.add((i + ii) * n + j + jj) = s;
+        }
+    }
+}
+
 /// [`rows_generic`] with AVX2+FMA tiles of 3 rows of x × up to 4 weight rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -228,45 +271,6 @@ unsafe fn rows_avx2(
     j: usize,
     out: *mut f32,
 ) {
-    use std::arch::x86_64::*;
-    /// One MR×NR tile of dot products over the whole of k.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    unsafe fn tile<const MR: usize, const NR: usize>(
-        xp: *const f32,
-        wp: *const f32,
-        k: usize,
-        n: usize,
-        i: usize,
-        j: usize,
-        out: *mut f32,
-    ) {
-        let k8 = k / 8 * 8;
-        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        let mut c = 0;
-        while c < k8 {
-            let mut xv = [_mm256_setzero_ps(); MR];
-            for ii in 0..MR {
-                xv[ii] = _mm256_loadu_ps(xp.add((i + ii) * k + c));
-            }
-            for jj in 0..NR {
-                let wv = _mm256_loadu_ps(wp.add(jj * k + c));
-                for ii in 0..MR {
-                    acc[ii][jj] = _mm256_fmadd_ps(xv[ii], wv, acc[ii][jj]);
-                }
-            }
-            c += 8;
-        }
-        for ii in 0..MR {
-            for jj in 0..NR {
-                let mut s = hsum256(acc[ii][jj]);
-                for cc in k8..k {
-                    s += *xp.add((i + ii) * k + cc) * *wp.add(jj * k + cc);
-                }
-                *out.add((i + ii) * n + j + jj) = s;
-            }
-        }
-    }
     let xp = x.as_ptr();
     let wp = wt.as_ptr();
     // Tiles of 3 rows of x × 4 rows of w: 12 accumulators + 3 x registers + 1 w register.
@@ -274,18 +278,18 @@ unsafe fn rows_avx2(
     while i < m {
         let mr = (m - i).min(3);
         match (mr, nr) {
-            (3, 4) => tile::<3, 4>(xp, wp, k, n, i, j, out),
-            (2, 4) => tile::<2, 4>(xp, wp, k, n, i, j, out),
-            (1, 4) => tile::<1, 4>(xp, wp, k, n, i, j, out),
-            (3, 3) => tile::<3, 3>(xp, wp, k, n, i, j, out),
-            (2, 3) => tile::<2, 3>(xp, wp, k, n, i, j, out),
-            (1, 3) => tile::<1, 3>(xp, wp, k, n, i, j, out),
-            (3, 2) => tile::<3, 2>(xp, wp, k, n, i, j, out),
-            (2, 2) => tile::<2, 2>(xp, wp, k, n, i, j, out),
-            (1, 2) => tile::<1, 2>(xp, wp, k, n, i, j, out),
-            (3, _) => tile::<3, 1>(xp, wp, k, n, i, j, out),
-            (2, _) => tile::<2, 1>(xp, wp, k, n, i, j, out),
-            _ => tile::<1, 1>(xp, wp, k, n, i, j, out),
+            (3, 4) => dot_tile::<3, 4>(xp, wp, k, n, i, j, out),
+            (2, 4) => dot_tile::<2, 4>(xp, wp, k, n, i, j, out),
+            (1, 4) => dot_tile::<1, 4>(xp, wp, k, n, i, j, out),
+            (3, 3) => dot_tile::<3, 3>(xp, wp, k, n, i, j, out),
+            (2, 3) => dot_tile::<2, 3>(xp, wp, k, n, i, j, out),
+            (1, 3) => dot_tile::<1, 3>(xp, wp, k, n, i, j, out),
+            (3, 2) => dot_tile::<3, 2>(xp, wp, k, n, i, j, out),
+            (2, 2) => dot_tile::<2, 2>(xp, wp, k, n, i, j, out),
+            (1, 2) => dot_tile::<1, 2>(xp, wp, k, n, i, j, out),
+            (3, _) => dot_tile::<3, 1>(xp, wp, k, n, i, j, out),
+            (2, _) => dot_tile::<2, 1>(xp, wp, k, n, i, j, out),
+            _ => dot_tile::<1, 1>(xp, wp, k, n, i, j, out),
         }
         i += mr;
     }
@@ -307,71 +311,33 @@ unsafe fn rows_avx512vl(
     j: usize,
     out: *mut f32,
 ) {
-    use std::arch::x86_64::*;
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    unsafe fn tile<const MR: usize, const NR: usize>(
-        xp: *const f32,
-        wp: *const f32,
-        k: usize,
-        n: usize,
-        i: usize,
-        j: usize,
-        out: *mut f32,
-    ) {
-        let k8 = k / 8 * 8;
-        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        let mut c = 0;
-        while c < k8 {
-            let mut xv = [_mm256_setzero_ps(); MR];
-            for ii in 0..MR {
-                xv[ii] = _mm256_loadu_ps(xp.add((i + ii) * k + c));
-            }
-            for jj in 0..NR {
-                let wv = _mm256_loadu_ps(wp.add(jj * k + c));
-                for ii in 0..MR {
-                    acc[ii][jj] = _mm256_fmadd_ps(xv[ii], wv, acc[ii][jj]);
-                }
-            }
-            c += 8;
-        }
-        for ii in 0..MR {
-            for jj in 0..NR {
-                let mut s = hsum256(acc[ii][jj]);
-                for cc in k8..k {
-                    s += *xp.add((i + ii) * k + cc) * *wp.add(jj * k + cc);
-                }
-                *out.add((i + ii) * n + j + jj) = s;
-            }
-        }
-    }
     macro_rules! dispatch {
         ($mr:expr, $nr:expr, $($a:expr),*) => {
             match ($mr, $nr) {
-                (4, 6) => tile::<4, 6>($($a),*),
-                (4, 5) => tile::<4, 5>($($a),*),
-                (4, 4) => tile::<4, 4>($($a),*),
-                (4, 3) => tile::<4, 3>($($a),*),
-                (4, 2) => tile::<4, 2>($($a),*),
-                (4, _) => tile::<4, 1>($($a),*),
-                (3, 6) => tile::<3, 6>($($a),*),
-                (3, 5) => tile::<3, 5>($($a),*),
-                (3, 4) => tile::<3, 4>($($a),*),
-                (3, 3) => tile::<3, 3>($($a),*),
-                (3, 2) => tile::<3, 2>($($a),*),
-                (3, _) => tile::<3, 1>($($a),*),
-                (2, 6) => tile::<2, 6>($($a),*),
-                (2, 5) => tile::<2, 5>($($a),*),
-                (2, 4) => tile::<2, 4>($($a),*),
-                (2, 3) => tile::<2, 3>($($a),*),
-                (2, 2) => tile::<2, 2>($($a),*),
-                (2, _) => tile::<2, 1>($($a),*),
-                (_, 6) => tile::<1, 6>($($a),*),
-                (_, 5) => tile::<1, 5>($($a),*),
-                (_, 4) => tile::<1, 4>($($a),*),
-                (_, 3) => tile::<1, 3>($($a),*),
-                (_, 2) => tile::<1, 2>($($a),*),
-                _ => tile::<1, 1>($($a),*),
+                (4, 6) => dot_tile::<4, 6>($($a),*),
+                (4, 5) => dot_tile::<4, 5>($($a),*),
+                (4, 4) => dot_tile::<4, 4>($($a),*),
+                (4, 3) => dot_tile::<4, 3>($($a),*),
+                (4, 2) => dot_tile::<4, 2>($($a),*),
+                (4, _) => dot_tile::<4, 1>($($a),*),
+                (3, 6) => dot_tile::<3, 6>($($a),*),
+                (3, 5) => dot_tile::<3, 5>($($a),*),
+                (3, 4) => dot_tile::<3, 4>($($a),*),
+                (3, 3) => dot_tile::<3, 3>($($a),*),
+                (3, 2) => dot_tile::<3, 2>($($a),*),
+                (3, _) => dot_tile::<3, 1>($($a),*),
+                (2, 6) => dot_tile::<2, 6>($($a),*),
+                (2, 5) => dot_tile::<2, 5>($($a),*),
+                (2, 4) => dot_tile::<2, 4>($($a),*),
+                (2, 3) => dot_tile::<2, 3>($($a),*),
+                (2, 2) => dot_tile::<2, 2>($($a),*),
+                (2, _) => dot_tile::<2, 1>($($a),*),
+                (_, 6) => dot_tile::<1, 6>($($a),*),
+                (_, 5) => dot_tile::<1, 5>($($a),*),
+                (_, 4) => dot_tile::<1, 4>($($a),*),
+                (_, 3) => dot_tile::<1, 3>($($a),*),
+                (_, 2) => dot_tile::<1, 2>($($a),*),
+                _ => dot_tile::<1, 1>($($a),*),
             }
         };
     }
