@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use model::{Config, Weights};
 use train::config::LoraConfig;
-use train::{Group, GrpoConfig, LossAgg, ModelFiles, Response, Trainer};
+use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
+
+mod common;
+use common::*;
 
 fn fixture(name: &str) -> Option<(PathBuf, model::LoadedModel)> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -60,34 +63,8 @@ fn random_qwen2() -> (Config, Weights) {
     (cfg, w)
 }
 
-fn resp(ids: &[u32], reward: f32) -> Response {
-    Response {
-        ids: ids.to_vec(),
-        reward,
-        ..Default::default()
-    }
-}
-
-/// Two groups of uneven lengths (micro-batches pad on both sides).
 fn groups(shift: u32) -> Vec<Group> {
-    vec![
-        Group {
-            prompt: vec![1, 40 + shift, 41, 42, 43, 44, 45],
-            responses: vec![
-                resp(&[50, 51, 52, 2], 1.0),
-                resp(&[60, 61], 0.0),
-                resp(&[70, 71, 72, 73, 74, 75], 0.5),
-            ],
-        },
-        Group {
-            prompt: vec![1, 90, 91 + shift],
-            responses: vec![
-                resp(&[10, 11, 12, 13, 14], 0.0),
-                resp(&[20], 1.0),
-                resp(&[30, 31, 32], 1.0),
-            ],
-        },
-    ]
+    groups_from(shift, 10)
 }
 
 fn lora(rank: usize, targets: &[&str]) -> Option<LoraConfig> {

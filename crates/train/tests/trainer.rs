@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use train::{Group, GrpoConfig, LossAgg, ModelFiles, Response, Trainer};
+use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
+
+mod common;
+use common::*;
 
 fn model_dir(name: &str) -> Option<PathBuf> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,34 +25,8 @@ fn load(name: &str) -> Option<model::LoadedModel> {
     Some(model::load(d.to_str().unwrap(), &model::LoadOptions::default()).expect("load"))
 }
 
-fn resp(ids: &[u32], reward: f32) -> Response {
-    Response {
-        ids: ids.to_vec(),
-        reward,
-        ..Default::default()
-    }
-}
-
-/// Two groups with prompts and responses of different lengths (so micro-batches pad).
 fn groups(shift: u32) -> Vec<Group> {
-    vec![
-        Group {
-            prompt: vec![1, 40 + shift, 41, 42, 43, 44, 45],
-            responses: vec![
-                resp(&[50, 51, 52, 2], 1.0),
-                resp(&[60, 61], 0.0),
-                resp(&[70, 71, 72, 73, 74, 75], 0.5),
-            ],
-        },
-        Group {
-            prompt: vec![1, 90, 91 + shift],
-            responses: vec![
-                resp(&[100, 101, 102, 103, 104], 0.0),
-                resp(&[110], 1.0),
-                resp(&[120, 121, 122], 1.0),
-            ],
-        },
-    ]
+    groups_from(shift, 100)
 }
 
 fn cfg(mbs: usize) -> GrpoConfig {
