@@ -257,7 +257,65 @@ unsafe fn dot_tile<const MR: usize, const NR: usize>(
     }
 }
 
-/// [`rows_generic`] with AVX2+FMA tiles of 3 rows of x × up to 4 weight rows.
+/// Rows `0..m` of x against the weight tile `wt` ([nr, k], nr ≤ 6) in [`dot_tile`]s of at
+/// most `max_mr` x-rows × `nr` weight rows. Shared by the kernels below and inlined into
+/// each, so every tile is compiled with that kernel's CPU features.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_tiled(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    wt: &[f32],
+    nr: usize,
+    n: usize,
+    j: usize,
+    out: *mut f32,
+    max_mr: usize,
+) {
+    let xp = x.as_ptr();
+    let wp = wt.as_ptr();
+    let mut i = 0;
+    while i < m {
+        let mr = (m - i).min(max_mr);
+        macro_rules! tile {
+            ($r:literal, $c:literal) => {
+                dot_tile::<$r, $c>(xp, wp, k, n, i, j, out)
+            };
+        }
+        match (mr, nr) {
+            (4, 6) => tile!(4, 6),
+            (4, 5) => tile!(4, 5),
+            (4, 4) => tile!(4, 4),
+            (4, 3) => tile!(4, 3),
+            (4, 2) => tile!(4, 2),
+            (4, _) => tile!(4, 1),
+            (3, 6) => tile!(3, 6),
+            (3, 5) => tile!(3, 5),
+            (3, 4) => tile!(3, 4),
+            (3, 3) => tile!(3, 3),
+            (3, 2) => tile!(3, 2),
+            (3, _) => tile!(3, 1),
+            (2, 6) => tile!(2, 6),
+            (2, 5) => tile!(2, 5),
+            (2, 4) => tile!(2, 4),
+            (2, 3) => tile!(2, 3),
+            (2, 2) => tile!(2, 2),
+            (2, _) => tile!(2, 1),
+            (_, 6) => tile!(1, 6),
+            (_, 5) => tile!(1, 5),
+            (_, 4) => tile!(1, 4),
+            (_, 3) => tile!(1, 3),
+            (_, 2) => tile!(1, 2),
+            _ => tile!(1, 1),
+        }
+        i += mr;
+    }
+}
+
+/// [`rows_generic`] with AVX2+FMA: tiles of 3 rows of x × 4 weight rows (12 accumulators
+/// + 3 x registers + 1 w register of the 16).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -271,28 +329,7 @@ unsafe fn rows_avx2(
     j: usize,
     out: *mut f32,
 ) {
-    let xp = x.as_ptr();
-    let wp = wt.as_ptr();
-    // Tiles of 3 rows of x × 4 rows of w: 12 accumulators + 3 x registers + 1 w register.
-    let mut i = 0;
-    while i < m {
-        let mr = (m - i).min(3);
-        match (mr, nr) {
-            (3, 4) => dot_tile::<3, 4>(xp, wp, k, n, i, j, out),
-            (2, 4) => dot_tile::<2, 4>(xp, wp, k, n, i, j, out),
-            (1, 4) => dot_tile::<1, 4>(xp, wp, k, n, i, j, out),
-            (3, 3) => dot_tile::<3, 3>(xp, wp, k, n, i, j, out),
-            (2, 3) => dot_tile::<2, 3>(xp, wp, k, n, i, j, out),
-            (1, 3) => dot_tile::<1, 3>(xp, wp, k, n, i, j, out),
-            (3, 2) => dot_tile::<3, 2>(xp, wp, k, n, i, j, out),
-            (2, 2) => dot_tile::<2, 2>(xp, wp, k, n, i, j, out),
-            (1, 2) => dot_tile::<1, 2>(xp, wp, k, n, i, j, out),
-            (3, _) => dot_tile::<3, 1>(xp, wp, k, n, i, j, out),
-            (2, _) => dot_tile::<2, 1>(xp, wp, k, n, i, j, out),
-            _ => dot_tile::<1, 1>(xp, wp, k, n, i, j, out),
-        }
-        i += mr;
-    }
+    rows_tiled(x, m, k, wt, nr, n, j, out, 3)
 }
 
 /// [`rows_avx2`] for CPUs with AVX-512VL: the same 256-bit FMAs, but the 32 vector
@@ -311,52 +348,15 @@ unsafe fn rows_avx512vl(
     j: usize,
     out: *mut f32,
 ) {
-    macro_rules! dispatch {
-        ($mr:expr, $nr:expr, $($a:expr),*) => {
-            match ($mr, $nr) {
-                (4, 6) => dot_tile::<4, 6>($($a),*),
-                (4, 5) => dot_tile::<4, 5>($($a),*),
-                (4, 4) => dot_tile::<4, 4>($($a),*),
-                (4, 3) => dot_tile::<4, 3>($($a),*),
-                (4, 2) => dot_tile::<4, 2>($($a),*),
-                (4, _) => dot_tile::<4, 1>($($a),*),
-                (3, 6) => dot_tile::<3, 6>($($a),*),
-                (3, 5) => dot_tile::<3, 5>($($a),*),
-                (3, 4) => dot_tile::<3, 4>($($a),*),
-                (3, 3) => dot_tile::<3, 3>($($a),*),
-                (3, 2) => dot_tile::<3, 2>($($a),*),
-                (3, _) => dot_tile::<3, 1>($($a),*),
-                (2, 6) => dot_tile::<2, 6>($($a),*),
-                (2, 5) => dot_tile::<2, 5>($($a),*),
-                (2, 4) => dot_tile::<2, 4>($($a),*),
-                (2, 3) => dot_tile::<2, 3>($($a),*),
-                (2, 2) => dot_tile::<2, 2>($($a),*),
-                (2, _) => dot_tile::<2, 1>($($a),*),
-                (_, 6) => dot_tile::<1, 6>($($a),*),
-                (_, 5) => dot_tile::<1, 5>($($a),*),
-                (_, 4) => dot_tile::<1, 4>($($a),*),
-                (_, 3) => dot_tile::<1, 3>($($a),*),
-                (_, 2) => dot_tile::<1, 2>($($a),*),
-                _ => dot_tile::<1, 1>($($a),*),
-            }
-        };
-    }
-    let xp = x.as_ptr();
-    let wp = wt.as_ptr();
-    let mut i = 0;
-    while i < m {
-        let mr = (m - i).min(4);
-        dispatch!(mr, nr, xp, wp, k, n, i, j, out);
-        i += mr;
-    }
+    rows_tiled(x, m, k, wt, nr, n, j, out, 4)
 }
 
 /// Causal attention of the `rep` query heads that share one KV head, for one sequence.
 ///
 /// `q`: the sequence's new rows, each `q_stride` floats, the group's heads starting at
-/// `q_off` (`rep` heads of `d`). `k`, `v`: the layer's cache rows (`kv_stride` floats per
-/// position, this KV head at `kv_off`), already holding the new positions; `past` positions
-/// precede the `m` rows. Writes `out` as `[m][rep * d]` (head `h` at column `h * d`).
+/// `q_off` (`rep` heads of `d`). `k`, `v`: this KV head's cache, `[positions][d]`, already
+/// holding the new positions; `past` positions precede the `m` rows. Writes `out` as
+/// `[m][rep * d]` (head `h` at column `h * d`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend_group(
     q: &[f32],
@@ -368,14 +368,12 @@ pub(crate) fn attend_group(
     d: usize,
     k: &[f32],
     v: &[f32],
-    kv_stride: usize,
-    kv_off: usize,
     past: usize,
     scale: f32,
 ) {
     assert!(q.len() >= m * q_stride && out.len() >= m * rep * d);
-    assert!(q_off + rep * d <= q_stride && kv_off + d <= kv_stride);
-    assert!(k.len() >= (past + m) * kv_stride && v.len() >= (past + m) * kv_stride);
+    assert!(q_off + rep * d <= q_stride);
+    assert!(k.len() >= (past + m) * d && v.len() >= (past + m) * d);
     let mut scores = vec![0f32; past + m];
     for i in 0..m {
         let upto = past + i + 1;
@@ -388,42 +386,29 @@ pub(crate) fn attend_group(
             {
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: bounds asserted above; AVX2 and FMA detected.
-                    unsafe {
-                        attend_row_avx2(
-                            qv,
-                            &mut out[oo..oo + d],
-                            k,
-                            v,
-                            kv_stride,
-                            kv_off,
-                            sc,
-                            scale,
-                        )
-                    };
+                    unsafe { attend_row_avx2(qv, &mut out[oo..oo + d], k, v, sc, scale) };
                     continue;
                 }
             }
-            attend_row_generic(qv, &mut out[oo..oo + d], k, v, kv_stride, kv_off, sc, scale);
+            attend_row_generic(qv, &mut out[oo..oo + d], k, v, sc, scale);
         }
     }
 }
 
-/// One query row against the first `scores.len()` cached positions.
-#[allow(clippy::too_many_arguments)]
+/// One query row against the first `scores.len()` cached positions (`k`, `v`:
+/// `[positions][d]`).
 fn attend_row_generic(
     qv: &[f32],
     o: &mut [f32],
     k: &[f32],
     v: &[f32],
-    stride: usize,
-    off: usize,
     scores: &mut [f32],
     scale: f32,
 ) {
     let d = qv.len();
     let mut mx = f32::NEG_INFINITY;
     for (t, sc) in scores.iter_mut().enumerate() {
-        let kr = &k[t * stride + off..][..d];
+        let kr = &k[t * d..][..d];
         *sc = qv.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>() * scale;
         mx = mx.max(*sc);
     }
@@ -436,7 +421,7 @@ fn attend_row_generic(
     o.fill(0.0);
     for (t, &p) in scores.iter().enumerate() {
         let p = p * inv;
-        let vr = &v[t * stride + off..][..d];
+        let vr = &v[t * d..][..d];
         for (a, &b) in o.iter_mut().zip(vr) {
             *a += p * b;
         }
@@ -491,14 +476,11 @@ unsafe fn exp256(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn attend_row_avx2(
     qv: &[f32],
     o: &mut [f32],
     k: &[f32],
     v: &[f32],
-    stride: usize,
-    off: usize,
     scores: &mut [f32],
     scale: f32,
 ) {
@@ -506,12 +488,8 @@ unsafe fn attend_row_avx2(
     let d = qv.len();
     let d8 = d / 8 * 8;
     let upto = scores.len();
-    let (qp, kp, vp, sp) = (
-        qv.as_ptr(),
-        k.as_ptr().add(off),
-        v.as_ptr().add(off),
-        scores.as_mut_ptr(),
-    );
+    let stride = d;
+    let (qp, kp, vp, sp) = (qv.as_ptr(), k.as_ptr(), v.as_ptr(), scores.as_mut_ptr());
     // Scores, four keys at a time (four independent FMA chains), and their maximum.
     let score1 = |t: usize| -> f32 {
         let kr = kp.add(t * stride);
@@ -764,31 +742,18 @@ mod tests {
             (128, 4, 130, 2),
         ] {
             let nkv = 2;
-            let g = 1; // the KV head under test
-            let kv_stride = nkv * d;
+            let g = 1; // the KV head under test: its query heads sit after head 0's
             let q_stride = nkv * rep * d;
             let len = past + m;
             let f = |i: usize, a: usize, b: usize| ((i * a % b) as f32 - (b / 2) as f32) / b as f32;
             let q: Vec<f32> = (0..m * q_stride).map(|i| 3.0 * f(i, 31, 23)).collect();
-            let k: Vec<f32> = (0..len * kv_stride).map(|i| 3.0 * f(i, 17, 29)).collect();
-            let v: Vec<f32> = (0..len * kv_stride).map(|i| f(i, 13, 31)).collect();
+            let k: Vec<f32> = (0..len * d).map(|i| 3.0 * f(i, 17, 29)).collect();
+            let v: Vec<f32> = (0..len * d).map(|i| f(i, 13, 31)).collect();
             let mut out = vec![f32::NAN; m * rep * d];
             let scale = 1.0 / (d as f32).sqrt();
             let q_off = g * rep * d;
             attend_group(
-                &q,
-                &mut out,
-                m,
-                q_stride,
-                q_off,
-                rep,
-                d,
-                &k,
-                &v,
-                kv_stride,
-                g * d,
-                past,
-                scale,
+                &q, &mut out, m, q_stride, q_off, rep, d, &k, &v, past, scale,
             );
             for i in 0..m {
                 for h in 0..rep {
@@ -797,7 +762,7 @@ mod tests {
                     let sc: Vec<f64> = (0..upto)
                         .map(|t| {
                             (0..d)
-                                .map(|c| q[qo + c] as f64 * k[t * kv_stride + g * d + c] as f64)
+                                .map(|c| q[qo + c] as f64 * k[t * d + c] as f64)
                                 .sum::<f64>()
                                 * scale as f64
                         })
@@ -806,9 +771,7 @@ mod tests {
                     let e: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
                     let z: f64 = e.iter().sum();
                     for c in 0..d {
-                        let want: f64 = (0..upto)
-                            .map(|t| e[t] / z * v[t * kv_stride + g * d + c] as f64)
-                            .sum();
+                        let want: f64 = (0..upto).map(|t| e[t] / z * v[t * d + c] as f64).sum();
                         let got = out[(i * rep + h) * d + c] as f64;
                         assert!(
                             (got - want).abs() <= 1e-5,
