@@ -193,6 +193,16 @@ struct Saved {
     row_index: Vec<usize>,
 }
 
+/// What [`Trainer::new`]'s setup returns: the layout of the trained `Var`s, the `Var`s, the
+/// graph model (when it is built up front), the no-graph policy, and the LoRA state.
+type Setup = (
+    FlatLayout,
+    Vec<Var>,
+    Option<Model>,
+    Model,
+    Option<LoraState>,
+);
+
 /// The GRPO trainer: policy `Var`s, f32 master weights, gradients, AdamW state and RNG.
 pub struct Trainer {
     cfg: GrpoConfig,
@@ -356,18 +366,7 @@ impl Trainer {
 
     /// Full fine-tuning: one `Var` per parameter, the graph model over them and the
     /// no-graph policy over detached views of the same storage.
-    #[allow(clippy::type_complexity)]
-    fn full_setup(
-        model_cfg: &Config,
-        weights: &Weights,
-        device: &Device,
-    ) -> Result<(
-        FlatLayout,
-        Vec<Var>,
-        Option<Model>,
-        Model,
-        Option<LoraState>,
-    )> {
+    fn full_setup(model_cfg: &Config, weights: &Weights, device: &Device) -> Result<Setup> {
         let names = param_names(model_cfg, weights);
         let varmap = VarMap::new();
         let mut vars = Vec::with_capacity(names.len());
@@ -406,20 +405,13 @@ impl Trainer {
     /// and `B` (zeros) per target module as the `Var`s, drawn from stream 1 of a ChaCha8
     /// seeded with `seed` (the trainer's own RNG, stream 0, is untouched); the base weights
     /// copied to f32; the policy over base weights with merged `Var`s for the adapted ones.
-    #[allow(clippy::type_complexity)]
     fn lora_setup(
         lc: &LoraConfig,
         seed: u64,
         model_cfg: &Config,
         weights: &Weights,
         device: &Device,
-    ) -> Result<(
-        FlatLayout,
-        Vec<Var>,
-        Option<Model>,
-        Model,
-        Option<LoraState>,
-    )> {
+    ) -> Result<Setup> {
         let base: Weights = weights
             .iter()
             .map(|(k, t)| {

@@ -169,30 +169,20 @@ fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
     let reloaded =
         model::Model::from_weights(&l.config, &l.weights, candle_core::DType::F32, &dev).unwrap();
     let ids = Tensor::new(&[[1u32, 40, 41, 42, 50, 51, 52]], &dev).unwrap();
-    let la = a
-        .policy()
-        .forward(&ids, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let lb = reloaded
-        .forward(&ids, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let logits = |m: &model::Model| -> Vec<f32> {
+        m.forward(&ids, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let la = logits(a.policy());
+    let lb = logits(&reloaded);
     assert_eq!(la, lb, "reloaded model gives different logits");
-    let l0 = model::Model::from_weights(&m.config, &m.weights, candle_core::DType::F32, &dev)
-        .unwrap()
-        .forward(&ids, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let l0 = logits(
+        &model::Model::from_weights(&m.config, &m.weights, candle_core::DType::F32, &dev).unwrap(),
+    );
     assert_ne!(la, l0, "training changed nothing");
 
     // Resume: a fresh trainer (same reference: the original weights) restored from the
