@@ -38,23 +38,177 @@ fn grpo(model: &Path, data: &Path, out: &Path, steps: u32, extra: &[&str]) -> st
         &steps,
         "--group-size",
         "2",
-        "--batch-size",
-        "2",
         "--max-new-tokens",
         "4",
         "--lr",
         "1e-2",
     ];
+    if !extra.contains(&"--rollout-batch-size") {
+        args.extend_from_slice(&["--batch-size", "2"]);
+    }
     args.extend_from_slice(extra);
     rzero().args(&args).output().expect("runs rzero")
 }
 
+/// Step rows of OUT/metrics.jsonl (update rows, which carry "update", left out).
 fn metrics_lines(out: &Path) -> usize {
+    rows(out)
+        .iter()
+        .filter(|r| r.get("update").is_none())
+        .count()
+}
+
+fn rows(out: &Path) -> Vec<Value> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .count()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Rows without their timings (the only fields a resumed run may change).
+fn rows_untimed(out: &Path) -> Vec<Value> {
+    rows(out)
+        .into_iter()
+        .map(|mut r| {
+            if let Value::Object(m) = &mut r {
+                for k in ["time_s", "tokens_per_s", "seconds", "rollout_seconds"] {
+                    m.remove(k);
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+/// A kill -9 between two updates of one rollout, then a rerun: the rollout is read back from
+/// its journal (not sampled again) and the run ends byte-identical to an uninterrupted one.
+#[test]
+fn kill_between_updates_of_a_rollout_resumes_byte_identical() {
+    let Some(model) = fixture() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data.jsonl");
+    let mut text = String::new();
+    for i in 0..6 {
+        text.push_str(&format!(
+            "{{\"question\": \"{i}+{i}?\", \"answer\": \"{}\"}}\n",
+            2 * i
+        ));
+    }
+    std::fs::write(&data, text).unwrap();
+    let extra = [
+        "--rollout-batch-size",
+        "4",
+        "--global-batch-size",
+        "1",
+        "--kl-coef",
+        "0.01",
+        "--seed",
+        "3",
+    ];
+    let full = tmp.path().join("full");
+    let o = grpo(&model, &data, &full, 3, &extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = rows(&full);
+    assert_eq!(r.len(), 3 * 5, "3 steps × (4 update rows + 1 step row)");
+    // The first update of each rollout has ratio 1; later ones may not.
+    for row in r.iter().filter(|r| r["update"] == 1) {
+        assert_eq!(row["ppo_kl"], 0.0, "{row}");
+    }
+
+    let mut landed = false;
+    for attempt in 0..10 {
+        let out = tmp.path().join(format!("killed{attempt}"));
+        let mut args: Vec<String> = [
+            "grpo",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--group-size",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--lr",
+            "1e-2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = rzero()
+            .args(&args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill as soon as step 2 has an update row but no step row: mid-rollout.
+        let t0 = std::time::Instant::now();
+        let mut mid = false;
+        while t0.elapsed() < std::time::Duration::from_secs(120) {
+            let r = rows(&out);
+            let ups = r
+                .iter()
+                .filter(|x| x["step"] == 2 && x.get("update").is_some())
+                .count();
+            let done = r
+                .iter()
+                .any(|x| x["step"] == 2 && x.get("update").is_none());
+            if done || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if (1..4).contains(&ups) {
+                child.kill().unwrap();
+                mid = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let r = rows(&out);
+        let partial = r
+            .iter()
+            .any(|x| x["step"] == 2 && x.get("update").is_some())
+            && !r
+                .iter()
+                .any(|x| x["step"] == 2 && x.get("update").is_none());
+        if !(mid && partial) {
+            continue;
+        }
+        assert!(
+            out.join("rollout.json").is_file(),
+            "the rollout of step 2 is journaled"
+        );
+        let o = grpo(&model, &data, &out, 3, &extra);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("rollout resumed from the journal"),
+            "{stderr}"
+        );
+        for f in [
+            "checkpoint/model/model.safetensors",
+            "checkpoint/optimizer.safetensors",
+            "checkpoint/trainer_state.json",
+        ] {
+            assert!(
+                std::fs::read(full.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
+                "{f} differs after a kill between updates"
+            );
+        }
+        assert_eq!(rows_untimed(&full), rows_untimed(&out));
+        landed = true;
+        break;
+    }
+    assert!(
+        landed,
+        "no kill landed between two updates of a rollout in 10 attempts"
+    );
 }
 
 #[test]

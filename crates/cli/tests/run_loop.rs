@@ -111,23 +111,48 @@ fn two_iterations_write_every_artifact() {
         for hidden in [".challenger-train", ".dataset-chunks", ".solver-train"] {
             assert!(!dir.join(hidden).exists(), "{hidden} left behind");
         }
-        // metrics: one row per GRPO step and one dataset row
-        let rows = |phase: &str| {
+        // metrics: one row per GRPO step, one per optimizer update, one dataset row
+        let rows = |phase: &str, updates: bool| {
             metrics
                 .iter()
                 .filter(|r| r["iter"] == iter && r["phase"] == phase)
+                .filter(|r| r.get("update").is_some() == updates)
                 .count()
         };
-        assert_eq!(rows("challenger"), cfg.challenger.optim.steps);
-        assert_eq!(rows("dataset"), 1);
+        let per_step =
+            |rb: usize, o: &rzero::config::Optim| rb.div_ceil(o.global_batch_size) * o.ppo_epochs;
+        let c = &cfg.challenger;
+        assert_eq!(rows("challenger", false), c.optim.steps);
+        assert_eq!(
+            rows("challenger", true),
+            c.optim.steps * per_step(c.rollout_batch_size, &c.optim)
+        );
+        assert!(per_step(c.rollout_batch_size, &c.optim) >= 2);
+        assert_eq!(rows("dataset", false), 1);
         let kept = ds.iter().filter(|r| r["kept"] == true).count();
         if kept > 0 {
-            assert_eq!(rows("solver"), cfg.solver.optim.steps);
+            assert_eq!(rows("solver", false), cfg.solver.optim.steps);
         }
-        for r in metrics
-            .iter()
-            .filter(|r| r["iter"] == iter && r["phase"] == "challenger")
-        {
+        for r in metrics.iter().filter(|r| {
+            r["iter"] == iter && r["phase"] == "challenger" && r.get("update").is_some()
+        }) {
+            // the first update of each rollout runs on the rollout's own policy
+            if r["update"] == 1 {
+                assert_eq!(r["ratio_min"], 1.0, "{r}");
+                assert_eq!(r["ratio_max"], 1.0, "{r}");
+            }
+            for k in [
+                "ppo_kl",
+                "pg_clipfrac_higher",
+                "pg_clipfrac_lower",
+                "entropy",
+            ] {
+                assert!(r[k].is_number(), "update rows lack {k}: {r}");
+            }
+        }
+        for r in metrics.iter().filter(|r| {
+            r["iter"] == iter && r["phase"] == "challenger" && r.get("update").is_none()
+        }) {
             for k in [
                 "reward_mean",
                 "r_unc_mean",
@@ -136,6 +161,7 @@ fn two_iterations_write_every_artifact() {
                 "loss",
                 "kl",
                 "grad_norm",
+                "adv_nonzero_frac",
             ] {
                 assert!(r.get(k).is_some(), "challenger metrics lack {k}: {r}");
             }

@@ -205,12 +205,14 @@ impl Run {
         })
     }
 
-    /// Rows of one phase sorted by (iter, step), in file order otherwise.
+    /// Step rows of one phase sorted by (iter, step), in file order otherwise (the rows of
+    /// single optimizer updates, which carry `"update"`, are left out).
     fn phase(&self, phase: &str) -> Vec<&Row> {
         let mut v: Vec<&Row> = self
             .metrics
             .iter()
             .filter(|r| r.get("phase").and_then(Value::as_str) == Some(phase))
+            .filter(|r| r.get("update").is_none())
             .collect();
         v.sort_by_key(|r| {
             (
@@ -220,6 +222,96 @@ impl Run {
         });
         v
     }
+}
+
+impl Run {
+    /// The optimizer-update rows of one phase, sorted by (iter, step, update).
+    fn updates(&self, phase: &str) -> Vec<&Row> {
+        let mut v: Vec<&Row> = self
+            .metrics
+            .iter()
+            .filter(|r| r.get("phase").and_then(Value::as_str) == Some(phase))
+            .filter(|r| r.get("update").is_some())
+            .collect();
+        let key = |r: &Row, k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+        v.sort_by_key(|r| (iter_of(r), key(r, "step"), key(r, "update")));
+        v
+    }
+}
+
+/// Per-update charts of a phase: the clip fractions and `ppo_kl` (old vs current policy; 0
+/// on the first update of each rollout), and the share of samples with a non-zero advantage
+/// per step (`{phase}-clip`, `{phase}-ppo-kl`, `{phase}-adv`).
+fn update_charts(phase: &str, run: &Run) -> String {
+    let ups = run.updates(phase);
+    let steps = run.phase(phase);
+    if ups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(r#"<div class="grid3">"#);
+    let mut ax = Axes::new(
+        &format!("{phase}-clip"),
+        "optimizer update (all iterations)",
+        "share of tokens",
+    );
+    ax.width = 420.0;
+    ax.vlines = iter_marks(&ups);
+    let series = vec![
+        step_series(
+            &ups,
+            "pg_clipfrac_higher",
+            "pg_clipfrac (clipped branch)",
+            PALETTE[0],
+        ),
+        step_series(&ups, "pg_clipfrac_lower", "dual clip", PALETTE[3]),
+    ];
+    out.push_str(&figure(
+        "PPO clip fraction per update",
+        &line_chart(&ax, &series),
+        "0 on the first update of a rollout (ratio 1); the clips act on the later ones",
+    ));
+    let mut ax = Axes::new(
+        &format!("{phase}-ppo-kl"),
+        "optimizer update (all iterations)",
+        "ppo_kl",
+    );
+    ax.width = 420.0;
+    ax.vlines = iter_marks(&ups);
+    out.push_str(&figure(
+        "ppo_kl per update",
+        &line_chart(
+            &ax,
+            &[step_series(
+                &ups,
+                "ppo_kl",
+                "mean old − new log-prob",
+                PALETTE[4],
+            )],
+        ),
+        "how far the policy moved since the rollout was sampled",
+    ));
+    let mut ax = Axes::new(
+        &format!("{phase}-adv"),
+        "GRPO step (all iterations)",
+        "share of samples",
+    );
+    ax.width = 420.0;
+    ax.vlines = iter_marks(&steps);
+    out.push_str(&figure(
+        "Samples with a non-zero advantage",
+        &line_chart(
+            &ax,
+            &[step_series(
+                &steps,
+                "adv_nonzero_frac",
+                "adv ≠ 0",
+                PALETTE[2],
+            )],
+        ),
+        "a step where this is 0 teaches nothing (all rewards of each group equal)",
+    ));
+    out.push_str("</div>");
+    out
 }
 
 fn iter_of(r: &Row) -> u64 {
@@ -619,7 +711,9 @@ fn section_challenger(run: &Run) -> String {
         "reward = r_unc − r_rep; malformed: −1 − r_rep",
     ));
     s.push_str(&kl_and_loss("challenger", &rows));
-    s.push_str("</div></section>");
+    s.push_str("</div>");
+    s.push_str(&update_charts("challenger", run));
+    s.push_str("</section>");
     s
 }
 
@@ -841,7 +935,9 @@ fn section_solver(run: &Run) -> String {
         "reward = 0.9·accuracy + 0.1·format",
     ));
     s.push_str(&kl_and_loss("solver", &rows));
-    s.push_str("</div></section>");
+    s.push_str("</div>");
+    s.push_str(&update_charts("solver", run));
+    s.push_str("</section>");
     s
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bleu::py_strip;
 use crate::cluster::{cluster_questions, repetition_penalties};
-use crate::vote::{majority_vote, Vote};
+use crate::vote::Vote;
 use crate::{Error, Result};
 
 /// Settings of the Challenger reward.
@@ -175,11 +175,22 @@ pub fn challenger_rewards(
 }
 
 /// [`challenger_rewards`] from the Solver's sampled answers: `answers[i]` holds the
-/// extracted answers of item i (empty for format failures); p̂ from [`majority_vote`].
+/// extracted answers of item i (empty for format failures); p̂ from [`crate::vote::majority_vote`].
 pub fn challenger_rewards_from_answers(
     items: &[Option<(String, String)>],
     answers: &[Vec<Option<String>>],
     cfg: &ChallengerRewardConfig,
+) -> Result<(Vec<ChallengerReward>, Vec<Option<Vote>>)> {
+    challenger_rewards_with_rule(items, answers, cfg, crate::vote::VoteRule::Extracted)
+}
+
+/// [`challenger_rewards_from_answers`] with p̂ counted by `rule` (the reference's server
+/// counts a missing box as the answer "None" and divides by m).
+pub fn challenger_rewards_with_rule(
+    items: &[Option<(String, String)>],
+    answers: &[Vec<Option<String>>],
+    cfg: &ChallengerRewardConfig,
+    rule: crate::vote::VoteRule,
 ) -> Result<(Vec<ChallengerReward>, Vec<Option<Vote>>)> {
     if answers.len() != items.len() {
         return Err(Error::LengthMismatch {
@@ -191,7 +202,10 @@ pub fn challenger_rewards_from_answers(
     let votes: Vec<Option<Vote>> = items
         .iter()
         .zip(answers)
-        .map(|(it, a)| it.as_ref().map(|_| majority_vote(a)))
+        .map(|(it, a)| {
+            it.as_ref()
+                .map(|_| crate::vote::majority_vote_rule(a, rule))
+        })
         .collect();
     let p_hats: Vec<Option<f64>> = votes.iter().map(|v| v.as_ref().map(|v| v.p_hat)).collect();
     Ok((challenger_rewards(items, &p_hats, cfg)?, votes))

@@ -86,6 +86,65 @@ pub fn majority_vote_with(
     }
 }
 
+/// How the m sampled answers of a question are counted into p̂.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum VoteRule {
+    /// rzero's rule ([`majority_vote`]): only extracted, non-empty answers count; classes by
+    /// equivalence; p̂ = largest class / number of extracted answers.
+    #[default]
+    Extracted,
+    /// The reference's Challenger reward (`vllm_service_init/start_vllm_server.py`,
+    /// `process_single`): a response without `\boxed{}` answers the string `"None"` (a class
+    /// that can win), an empty box is skipped, two answers that both contain `"no "` (any
+    /// case) are one class, and p̂ = largest class / m (every sample, empty ones included).
+    ReferenceAllSamples,
+    /// The reference's dataset script (`question_evaluate/evaluate.py`): the same classes,
+    /// and p̂ = largest class / number of non-empty answers (`"None"` included).
+    ReferenceNonEmpty,
+}
+
+/// Majority vote under `rule` (see [`VoteRule`]); equivalence from `grade`.
+pub fn majority_vote_rule(answers: &[Option<String>], rule: VoteRule) -> Vote {
+    match rule {
+        VoteRule::Extracted => majority_vote(answers),
+        VoteRule::ReferenceAllSamples | VoteRule::ReferenceNonEmpty => {
+            let as_ref: Vec<Option<String>> = answers
+                .iter()
+                .map(|a| Some(a.clone().unwrap_or_else(|| "None".to_string())))
+                .collect();
+            let mut v = majority_vote_with(&as_ref, reference_groups);
+            if rule == VoteRule::ReferenceAllSamples && !answers.is_empty() {
+                let max = v.majority_class.map_or(0, |k| v.class_sizes[k]);
+                v.p_hat = max as f64 / answers.len() as f64;
+            }
+            v
+        }
+    }
+}
+
+/// The reference's greedy classes: each answer joins the first class whose first member
+/// equals it, or shares a `"no "` with it (both lower-cased), or is equivalent to it
+/// (mathruler's `grade_answer` in either direction; here [`grade::equivalent`]).
+pub fn reference_groups(answers: &[String]) -> Vec<Vec<usize>> {
+    let mut classes: Vec<Vec<usize>> = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        let a_no = a.to_lowercase().contains("no ");
+        let hit = classes.iter().position(|c| {
+            let rep = &answers[c[0]];
+            rep == a
+                || (a_no && rep.to_lowercase().contains("no "))
+                || grade::equivalent(a, rep)
+                || grade::equivalent(rep, a)
+        });
+        match hit {
+            Some(k) => classes[k].push(i),
+            None => classes.push(vec![i]),
+        }
+    }
+    classes
+}
+
 /// The agreement band of dataset construction: keep `low <= p̂ <= high`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -158,6 +217,53 @@ pub fn passes_content_filter(question: &str, label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference's counting: "None" for a missing box, "no " classes, and the two
+    /// denominators. 5 unboxed + 5 agreeing answers: the reference's server rewards
+    /// p̂ = 0.5, rzero's extracted-answer rule p̂ = 1.
+    #[test]
+    fn reference_rules_count_none_and_no_answers() {
+        let mut a: Vec<Option<String>> = vec![None; 5];
+        a.extend(std::iter::repeat_n(Some("7".to_string()), 5));
+        let v = majority_vote_rule(&a, VoteRule::ReferenceAllSamples);
+        assert_eq!(v.p_hat, 0.5);
+        assert_eq!(
+            v.label.as_deref(),
+            Some("None"),
+            "ties go to the first class"
+        );
+        assert_eq!(majority_vote_rule(&a, VoteRule::Extracted).p_hat, 1.0);
+        assert_eq!(
+            majority_vote_rule(&a, VoteRule::ReferenceNonEmpty).p_hat,
+            0.5
+        );
+        // An empty box is no class; the server still divides by m, the dataset script not.
+        let b = vec![
+            Some("".to_string()),
+            Some("3".into()),
+            Some("3".into()),
+            Some("4".into()),
+        ];
+        assert_eq!(
+            majority_vote_rule(&b, VoteRule::ReferenceAllSamples).p_hat,
+            0.5
+        );
+        assert!(
+            (majority_vote_rule(&b, VoteRule::ReferenceNonEmpty).p_hat - 2.0 / 3.0).abs() < 1e-12
+        );
+        // Two answers that both contain "no " are one class, whatever else they say.
+        let c = vec![
+            Some("No solution".to_string()),
+            Some("there is no x".into()),
+            Some("5".into()),
+        ];
+        let v = majority_vote_rule(&c, VoteRule::ReferenceNonEmpty);
+        assert_eq!(v.class_sizes, vec![2, 1]);
+        assert_eq!(
+            majority_vote_rule(&c, VoteRule::Extracted).class_sizes,
+            vec![1, 1, 1]
+        );
+    }
 
     fn s(x: &str) -> Option<String> {
         Some(x.to_string())

@@ -1,6 +1,6 @@
 //! The Challenger phase: GRPO on the Challenger against the frozen Solver.
 //!
-//! Each step samples `prompts_per_step × G` Challenger responses to the (constant)
+//! Each step samples `rollout_batch_size × G` Challenger responses to the (constant)
 //! Challenger prompt, parses `<question>…</question>` and the last `\boxed{}`, has the
 //! frozen Solver answer each well-formed question `m` times, and rewards every response
 //! with r_unc − r_rep (format failures: `format_failure_reward` − r_rep), as the reference's
@@ -31,7 +31,7 @@ pub fn make_groups(
     .map_err(|e| Error::Stage(e.to_string()))?;
     let prompt = challenger.encode(&prompt_text)?;
     // 1. Rollouts: G samples for each of the step's prompts.
-    let prompts = vec![prompt.clone(); c.prompts_per_step];
+    let prompts = vec![prompt.clone(); c.rollout_batch_size];
     let samples = challenger.sample(
         &prompts,
         c.group_size,
@@ -71,20 +71,26 @@ pub fn make_groups(
         distance_threshold: c.repetition_threshold,
         ..Default::default()
     };
+    let rule = match c.vote {
+        crate::config::Vote::Reference => reward::vote::VoteRule::ReferenceAllSamples,
+        crate::config::Vote::Extracted => reward::vote::VoteRule::Extracted,
+    };
     let (rewards, _votes) =
-        reward::challenger::challenger_rewards_from_answers(&items, &answers, &rcfg)
+        reward::challenger::challenger_rewards_with_rule(&items, &answers, &rcfg, rule)
             .map_err(|e| Error::Stage(e.to_string()))?;
     // 4. Groups: the G responses of each prompt.
     let g = c.group_size;
     let groups: Vec<Group> = samples
         .iter()
         .enumerate()
-        .map(|(p, s)| Group {
-            prompt: prompt.clone(),
-            completions: s.iter().map(|x| x.token_ids.clone()).collect(),
-            rewards: (0..s.len())
-                .map(|j| rewards[p * g + j].total as f32)
-                .collect(),
+        .map(|(p, s)| {
+            crate::policy::group(
+                prompt.clone(),
+                s.iter().map(|x| x.token_ids.clone()).collect(),
+                (0..s.len())
+                    .map(|j| rewards[p * g + j].total as f32)
+                    .collect(),
+            )
         })
         .collect();
     let n = rewards.len().max(1) as f64;

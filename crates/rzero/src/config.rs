@@ -107,8 +107,16 @@ pub struct Optim {
     pub clip_low: f64,
     /// PPO clip ε_high (clip-higher).
     pub clip_high: f64,
-    /// Sequences per micro-batch (gradient accumulation over the update batch).
-    pub micro_batch: usize,
+    /// Prompts per optimizer update (veRL `worker.actor.global_batch_size`): each rollout is
+    /// shuffled and spent in mini-batches of this many prompts, one AdamW update each.
+    pub global_batch_size: usize,
+    /// Passes over each rollout (veRL `worker.actor.ppo_epochs`).
+    pub ppo_epochs: usize,
+    /// Sequences per forward/backward pass inside an update (veRL
+    /// `micro_batch_size_per_device_for_update`; gradient accumulation).
+    pub micro_batch_size: usize,
+    /// Dual-clip constant c (the loss of a negative advantage is capped at −c·A); 0 = off.
+    pub clip_dual: f64,
     /// LoRA rank; 0 = full fine-tuning (the reference). With LoRA the phase's checkpoints
     /// hold the adapter and its export is the merged model.
     #[serde(default)]
@@ -128,18 +136,32 @@ fn all_lora_targets() -> Vec<String> {
     model::lora::ALL_TARGETS.map(String::from).to_vec()
 }
 
+/// How the m Solver answers of a question are counted into p̂.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Vote {
+    /// As the reference counts in this place (Challenger reward: a missing box is the class
+    /// "None", p̂ = largest class / m; dataset: the same classes, p̂ = largest class /
+    /// non-empty answers). Both merge answers that contain "no ".
+    Reference,
+    /// Only extracted answers count: p̂ = largest class / extracted answers.
+    Extracted,
+}
+
 /// Challenger phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengerSection {
-    /// Prompts per GRPO step (the reference's global batch 16).
-    pub prompts_per_step: usize,
+    /// Prompts sampled per GRPO step (veRL `data.rollout_batch_size`; reference 512).
+    pub rollout_batch_size: usize,
     /// Samples per prompt (G).
     pub group_size: usize,
     /// Challenger sampling.
     pub sampling: Sampling,
     /// Solver answers per generated question (m).
     pub solver_samples: usize,
+    /// How the m answers are counted into p̂.
+    pub vote: Vote,
     /// Solver sampling when scoring the Challenger's questions.
     pub solver_sampling: Sampling,
     /// Reward of a response without `<question>` or `\boxed{}` (before the repetition penalty).
@@ -167,6 +189,8 @@ pub struct DatasetSection {
     pub sampling: Sampling,
     /// Solver answers per question (m).
     pub solver_samples: usize,
+    /// How the m answers are counted into p̂ (and the label chosen).
+    pub vote: Vote,
     /// Solver sampling for the pseudo-labels.
     pub solver_sampling: Sampling,
     /// Keep questions with `min_p_hat <= p̂`.
@@ -181,8 +205,8 @@ pub struct DatasetSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SolverSection {
-    /// Questions per GRPO step.
-    pub prompts_per_step: usize,
+    /// Questions sampled per GRPO step (veRL `data.rollout_batch_size`; reference 512).
+    pub rollout_batch_size: usize,
     /// Samples per question (G).
     pub group_size: usize,
     /// Solver sampling during training.
@@ -241,7 +265,7 @@ impl Config {
 
     /// The reference's (paper-scale) configuration.
     pub fn paper() -> Self {
-        let optim = |steps, micro_batch| Optim {
+        let optim = |steps, global_batch_size, micro_batch_size| Optim {
             steps,
             lr: 1e-6,
             weight_decay: 1e-2,
@@ -249,7 +273,10 @@ impl Config {
             max_grad_norm: 1.0,
             clip_low: 0.2,
             clip_high: 0.3,
-            micro_batch,
+            global_batch_size,
+            ppo_epochs: 1,
+            micro_batch_size,
+            clip_dual: 3.0,
             lora_rank: 0,
             lora_alpha: 0.0,
             lora_targets: all_lora_targets(),
@@ -265,7 +292,7 @@ impl Config {
                 max_kv_bytes: 0,
             },
             challenger: ChallengerSection {
-                prompts_per_step: 16,
+                rollout_batch_size: 512,
                 group_size: 4,
                 sampling: Sampling {
                     temperature: 1.0,
@@ -274,6 +301,7 @@ impl Config {
                     max_new_tokens: 4096,
                 },
                 solver_samples: 10,
+                vote: Vote::Reference,
                 solver_sampling: Sampling {
                     temperature: 1.0,
                     top_p: 1.0,
@@ -284,7 +312,7 @@ impl Config {
                 repetition_threshold: 0.5,
                 format_example: false,
                 response_prefix: String::new(),
-                optim: optim(5, 2),
+                optim: optim(5, 16, 2),
             },
             dataset: DatasetSection {
                 num_questions: 8000,
@@ -294,7 +322,8 @@ impl Config {
                     top_k: 0,
                     max_new_tokens: 4096,
                 },
-                solver_samples: 10,
+                solver_samples: 9,
+                vote: Vote::Reference,
                 solver_sampling: Sampling {
                     temperature: 1.0,
                     top_p: 1.0,
@@ -306,7 +335,7 @@ impl Config {
                 chunk: 256,
             },
             solver: SolverSection {
-                prompts_per_step: 128,
+                rollout_batch_size: 512,
                 group_size: 5,
                 sampling: Sampling {
                     temperature: 1.0,
@@ -316,7 +345,7 @@ impl Config {
                 },
                 accuracy_weight: 0.9,
                 format_weight: 0.1,
-                optim: optim(15, 1),
+                optim: optim(15, 128, 1),
             },
             eval: EvalSection {
                 benchmarks: [
@@ -359,8 +388,12 @@ impl Config {
         c.seed = 1;
         c.answer_fallbacks = true;
         c.engine.max_batch_size = 32;
-        c.challenger.prompts_per_step = 2;
+        // small rollouts, two updates each, so the clip acts on CPU too
+        c.challenger.rollout_batch_size = 2;
+        c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 4;
+        c.challenger.vote = Vote::Extracted;
+        c.dataset.vote = Vote::Extracted;
         c.challenger.sampling.max_new_tokens = 64;
         c.challenger.solver_samples = 4;
         c.challenger.solver_sampling.max_new_tokens = 128;
@@ -372,8 +405,11 @@ impl Config {
         c.dataset.sampling.max_new_tokens = 64;
         c.dataset.solver_samples = 4;
         c.dataset.solver_sampling.max_new_tokens = 128;
+        c.challenger.optim.micro_batch_size = 2;
+        c.solver.optim.micro_batch_size = 1;
         c.dataset.chunk = 8;
-        c.solver.prompts_per_step = 2;
+        c.solver.rollout_batch_size = 2;
+        c.solver.optim.global_batch_size = 1;
         c.solver.group_size = 4;
         c.solver.sampling.max_new_tokens = 128;
         c.solver.optim.steps = 2;
@@ -405,7 +441,8 @@ impl Config {
         ] {
             s.max_new_tokens = 16;
         }
-        c.challenger.prompts_per_step = 2;
+        c.challenger.rollout_batch_size = 2;
+        c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 2;
         c.challenger.solver_samples = 3;
         c.challenger.optim.steps = 2;
@@ -415,7 +452,8 @@ impl Config {
         c.dataset.chunk = 2;
         c.dataset.min_p_hat = 0.0;
         c.dataset.max_p_hat = 1.0;
-        c.solver.prompts_per_step = 2;
+        c.solver.rollout_batch_size = 2;
+        c.solver.optim.global_batch_size = 1;
         c.solver.group_size = 2;
         c.solver.optim.steps = 2;
         c.solver.optim.lr = 1e-3;
@@ -452,18 +490,34 @@ impl Config {
             ("challenger.group_size", self.challenger.group_size),
             ("solver.group_size", self.solver.group_size),
             (
-                "challenger.prompts_per_step",
-                self.challenger.prompts_per_step,
+                "challenger.rollout_batch_size",
+                self.challenger.rollout_batch_size,
             ),
-            ("solver.prompts_per_step", self.solver.prompts_per_step),
+            ("solver.rollout_batch_size", self.solver.rollout_batch_size),
+            (
+                "challenger.optim.global_batch_size",
+                self.challenger.optim.global_batch_size,
+            ),
+            (
+                "solver.optim.global_batch_size",
+                self.solver.optim.global_batch_size,
+            ),
+            (
+                "challenger.optim.ppo_epochs",
+                self.challenger.optim.ppo_epochs,
+            ),
+            ("solver.optim.ppo_epochs", self.solver.optim.ppo_epochs),
             ("challenger.solver_samples", self.challenger.solver_samples),
             ("dataset.solver_samples", self.dataset.solver_samples),
             ("dataset.chunk", self.dataset.chunk),
             (
-                "challenger.optim.micro_batch",
-                self.challenger.optim.micro_batch,
+                "challenger.optim.micro_batch_size",
+                self.challenger.optim.micro_batch_size,
             ),
-            ("solver.optim.micro_batch", self.solver.optim.micro_batch),
+            (
+                "solver.optim.micro_batch_size",
+                self.solver.optim.micro_batch_size,
+            ),
             ("engine.max_batch_size", self.engine.max_batch_size),
         ] {
             if g == 0 {
@@ -506,6 +560,9 @@ impl Config {
         ] {
             if !(o.lr > 0.0 && o.lr.is_finite()) {
                 return bad(&format!("{key}.lr"), "must be a positive number");
+            }
+            if !(o.clip_dual == 0.0 || (o.clip_dual > 1.0 && o.clip_dual.is_finite())) {
+                return bad(&format!("{key}.clip_dual"), "must be 0 (off) or > 1");
             }
             if !(o.lora_alpha >= 0.0 && o.lora_alpha.is_finite()) {
                 return bad(&format!("{key}.lora_alpha"), "must be >= 0 (0 = 2 x rank)");
@@ -656,21 +713,23 @@ fn comment(path: &str) -> &'static str {
         "engine.max_batch_size" => "sequences decoded together",
         "engine.max_kv_bytes" => "KV-cache budget in bytes (0 = automatic)",
         "challenger" => "Challenger phase: GRPO against the frozen Solver",
-        "challenger.prompts_per_step" => "Challenger prompts per GRPO step (reference global batch: 16)",
+        "challenger.rollout_batch_size" => "Challenger prompts sampled per GRPO step, veRL data.rollout_batch_size (reference: 512)",
+        "challenger.vote" => "p-hat counting: \"reference\" (a missing \\boxed{} is the answer \"None\", p-hat = largest class / m, answers with \"no \" merged) or \"extracted\" (largest class / extracted answers)",
+        "dataset.vote" => "p-hat counting: \"reference\" (\"None\" for a missing box, largest class / non-empty answers, \"no \" merged, evaluate.py's content filter) or \"extracted\"",
         "challenger.group_size" => "samples per prompt, G (reference: 4)",
-        "challenger.solver_samples" => "Solver answers per question, m (reference: 10)",
+        "challenger.solver_samples" => "Solver answers per question in the reward, m (reference: 10)",
         "challenger.format_failure_reward" => "reward without <question> or \\boxed{} (reference: -1), minus the repetition penalty",
         "challenger.repetition_threshold" => "BLEU distance threshold of average-linkage clustering (reference: 0.5)",
         "challenger.format_example" => "show two example answers in the output format as earlier chat turns (not in the reference)",
         "challenger.response_prefix" => "text the Challenger's answer is forced to start with, e.g. \"<question>\\n\" (not in the reference)",
         "dataset" => "dataset construction with the trained Challenger",
         "dataset.num_questions" => "questions generated per iteration (reference: 8 x 1000)",
-        "dataset.solver_samples" => "Solver answers per question, m (reference: 10)",
+        "dataset.solver_samples" => "Solver answers per question, m (reference HEAD evaluate.py: 9)",
         "dataset.min_p_hat" => "keep questions with min_p_hat <= p-hat (reference: 0.3)",
         "dataset.max_p_hat" => "keep questions with p-hat <= max_p_hat (reference: 0.8)",
         "dataset.chunk" => "questions per journal chunk: a crash loses at most one chunk",
         "solver" => "Solver phase: GRPO on the kept questions against their pseudo-labels",
-        "solver.prompts_per_step" => "questions per GRPO step (reference update batch: 128)",
+        "solver.rollout_batch_size" => "questions sampled per GRPO step, veRL data.rollout_batch_size (reference: 512)",
         "solver.group_size" => "samples per question, G (reference: 5)",
         "solver.accuracy_weight" => "reward weight of accuracy vs the pseudo-label (reference: 0.9)",
         "solver.format_weight" => "reward weight of the <think>...</think> ... \\boxed{} format (reference: 0.1)",
@@ -691,7 +750,7 @@ fn comment(path: &str) -> &'static str {
         _ if path.ends_with(".top_p") => "nucleus sampling mass (1 = off)",
         _ if path.ends_with(".top_k") => "top-k (0 = off)",
         _ if path.ends_with(".max_new_tokens") => "maximum new tokens per response",
-        _ if path.ends_with(".steps") => "GRPO steps per iteration",
+        _ if path.ends_with(".steps") => "GRPO steps (rollouts) per iteration (reference: Challenger 5, Solver 15)",
         _ if path.ends_with(".lr") => "AdamW learning rate, constant (reference: 1e-6)",
         _ if path.ends_with(".weight_decay") => "AdamW weight decay (reference: 1e-2)",
         _ if path.ends_with(".kl_coef") => "low-variance KL coefficient (reference: 1e-2)",
@@ -702,7 +761,10 @@ fn comment(path: &str) -> &'static str {
         _ if path.ends_with(".lora_alpha") => "LoRA alpha, the update is scaled by alpha / rank; 0 = 2 x rank",
         _ if path.ends_with(".lora_targets") => "modules LoRA adapts in each layer",
         _ if path.ends_with(".recompute") => "activation recomputation: less memory, about one more forward pass of time",
-        _ if path.ends_with(".micro_batch") => "sequences per micro-batch (reference: Challenger 2, Solver 1)",
+        _ if path.ends_with(".micro_batch_size") => "sequences per forward/backward inside an update, veRL micro_batch_size_per_device_for_update (reference: Challenger 2, Solver 1)",
+        _ if path.ends_with(".global_batch_size") => "prompts per AdamW update, veRL worker.actor.global_batch_size (reference: Challenger 16 -> 32 updates per step, Solver 128 -> 4)",
+        _ if path.ends_with(".ppo_epochs") => "passes over each rollout, veRL worker.actor.ppo_epochs (reference: 1)",
+        _ if path.ends_with(".clip_dual") => "dual-clip constant c, 0 = off (reference: 3)",
         _ if path.ends_with("solver_sampling") => "Solver sampling when answering (reference: T 1.0, top-k 40)",
         _ if path.ends_with("sampling") => "sampling parameters",
         _ if path.ends_with("optim") => "GRPO optimisation",
@@ -759,7 +821,35 @@ mod tests {
     fn paper_defaults_are_the_reference() {
         let c = Config::paper();
         assert_eq!(c.challenger.group_size, 4);
-        assert_eq!(c.challenger.prompts_per_step, 16);
+        assert_eq!(c.challenger.rollout_batch_size, 512);
+        assert_eq!(c.challenger.optim.global_batch_size, 16);
+        assert_eq!(c.challenger.optim.micro_batch_size, 2);
+        assert_eq!(c.challenger.optim.steps, 5);
+        assert_eq!(c.solver.rollout_batch_size, 512);
+        assert_eq!(c.solver.optim.global_batch_size, 128);
+        assert_eq!(c.solver.optim.micro_batch_size, 1);
+        assert_eq!(c.solver.optim.steps, 15);
+        assert_eq!(c.solver.optim.ppo_epochs, 1);
+        assert_eq!(c.solver.optim.clip_dual, 3.0);
+        assert_eq!(
+            (c.solver.optim.clip_low, c.solver.optim.clip_high),
+            (0.2, 0.3)
+        );
+        assert_eq!(c.dataset.solver_samples, 9);
+        assert_eq!(
+            (c.challenger.vote, c.dataset.vote),
+            (Vote::Reference, Vote::Reference)
+        );
+        assert_eq!(c.solver.sampling.max_new_tokens, 4096);
+        // the demo spends each rollout in at least two updates, so the clip acts
+        for p in [Config::demo(), Config::tiny()] {
+            for (rb, o) in [
+                (p.challenger.rollout_batch_size, &p.challenger.optim),
+                (p.solver.rollout_batch_size, &p.solver.optim),
+            ] {
+                assert!(rb.div_ceil(o.global_batch_size) * o.ppo_epochs >= 2);
+            }
+        }
         assert_eq!(c.challenger.solver_samples, 10);
         assert_eq!(c.challenger.solver_sampling.top_k, 40);
         assert_eq!(c.dataset.num_questions, 8000);

@@ -183,12 +183,19 @@ fn build_chunk(
         cfg,
     )?;
     // 3. Majority vote and filter.
+    let rule = match cfg.dataset.vote {
+        crate::config::Vote::Reference => reward::vote::VoteRule::ReferenceNonEmpty,
+        crate::config::Vote::Extracted => reward::vote::VoteRule::Extracted,
+    };
     let items = parsed
         .into_iter()
         .zip(answers)
         .map(|((question, answer), answers)| {
-            let vote = reward::vote::majority_vote(&answers);
-            let kept = band.keep(&question, &vote);
+            let vote = reward::vote::majority_vote_rule(&answers, rule);
+            // upload.py also drops the label "None" (the reference's missing box)
+            let kept = band.keep(&question, &vote)
+                && !(rule != reward::vote::VoteRule::Extracted
+                    && vote.label.as_deref() == Some("None"));
             DatasetItem {
                 question,
                 answer,

@@ -1,30 +1,35 @@
-//! A trainable role: the GRPO trainer of the `train` crate, configured from a phase's
-//! [`Optim`] section, with per-step checkpoints and a Hugging Face export.
+//! A trainable role: the `train` crate's trainer configured from a phase's [`Optim`]
+//! section, run through the one GRPO loop ([`train::driver::run`]), and exported as a
+//! Hugging Face folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::Optim;
 use crate::error::{Error, Result};
 
-/// A prompt with its G sampled responses and their rewards.
-#[derive(Debug, Clone)]
-pub struct Group {
-    /// Prompt ids (chat template applied).
-    pub prompt: Vec<u32>,
-    /// Response ids.
-    pub completions: Vec<Vec<u32>>,
-    /// Rewards, one per response.
-    pub rewards: Vec<f32>,
+/// A prompt with its G sampled responses and their rewards: the trainer's group.
+pub type Group = train::Group;
+
+/// One GRPO group from a prompt, its completions and their rewards.
+pub fn group(prompt: Vec<u32>, completions: Vec<Vec<u32>>, rewards: Vec<f32>) -> Group {
+    train::Group {
+        prompt,
+        responses: completions
+            .into_iter()
+            .zip(rewards)
+            .map(|(ids, reward)| train::Response {
+                ids,
+                reward,
+                ..Default::default()
+            })
+            .collect(),
+    }
 }
 
-/// The policy being trained in one phase.
-pub struct Policy {
-    trainer: train::Trainer,
-}
-
-fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
+/// The trainer's configuration for a phase.
+pub fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
     train::GrpoConfig {
         lr: optim.lr,
         weight_decay: optim.weight_decay,
@@ -32,7 +37,8 @@ fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
         max_grad_norm: optim.max_grad_norm,
         clip_ratio_low: optim.clip_low,
         clip_ratio_high: optim.clip_high,
-        micro_batch_size: optim.micro_batch,
+        clip_ratio_dual: (optim.clip_dual > 0.0).then_some(optim.clip_dual),
+        micro_batch_size: optim.micro_batch_size,
         lora: (optim.lora_rank > 0).then(|| train::config::LoraConfig {
             rank: optim.lora_rank,
             alpha: (optim.lora_alpha > 0.0).then_some(optim.lora_alpha),
@@ -48,101 +54,77 @@ fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
 }
 
 fn terr(what: &'static str) -> impl Fn(train::Error) -> Error {
-    move |e| Error::Stage(format!("{what}: {e}"))
+    move |e| match e {
+        train::Error::Diverged(m) => Error::Diverged(format!("{what}: {m}")),
+        e => Error::Stage(format!("{what}: {e}")),
+    }
 }
 
-impl Policy {
-    /// A fresh trainer from the phase's starting model (also the KL reference).
-    pub fn start(start: &model::LoadedModel, optim: &Optim, seed: u64) -> Result<Self> {
-        let trainer = train::Trainer::new(
-            grpo_config(optim, seed),
-            &start.config,
-            &start.weights,
-            None,
-            &candle_core::Device::Cpu,
-        )
-        .map_err(terr("starting the trainer"))?;
-        Ok(Self { trainer })
-    }
+/// A fresh trainer from the phase's starting model (also the KL reference).
+pub fn trainer(start: &model::LoadedModel, optim: &Optim, seed: u64) -> Result<train::Trainer> {
+    train::Trainer::new(
+        grpo_config(optim, seed),
+        &start.config,
+        &start.weights,
+        None,
+        &candle_core::Device::Cpu,
+    )
+    .map_err(terr("starting the trainer"))
+}
 
-    /// Resumes from a checkpoint written by [`Policy::checkpoint`]; the KL reference is the
-    /// phase's starting model.
-    pub fn resume(
-        dir: &Path,
-        start: &model::LoadedModel,
-        optim: &Optim,
-        seed: u64,
-    ) -> Result<Self> {
-        let mut p = Self::start(start, optim, seed)?;
-        p.trainer
-            .restore_checkpoint(dir)
-            .map_err(terr("resuming the trainer"))?;
-        Ok(p)
-    }
+/// Where a phase works and what it writes.
+pub struct PhaseFiles {
+    /// In-progress folder: `checkpoint/` and the rollout journal (removed by the caller once
+    /// the phase's export exists).
+    pub work: PathBuf,
+    /// The metric rows (one per update, one per step).
+    pub metrics: PathBuf,
+    /// Fields added to every metric row.
+    pub row_extra: Map<String, Value>,
+}
 
-    /// GRPO steps done.
-    pub fn steps_done(&self) -> usize {
-        self.trainer.step_count() as usize
-    }
+/// Runs (or resumes) one GRPO phase to `optim.steps` and returns its trainer.
+pub fn run_phase(
+    start: &model::LoadedModel,
+    optim: &Optim,
+    seed: u64,
+    files: &PhaseFiles,
+    rollout: &mut dyn train::Rollout,
+    on_progress: &mut dyn FnMut(train::Progress<'_>),
+) -> Result<train::Trainer> {
+    let mut t = trainer(start, optim, seed)?;
+    let lc = train::LoopConfig {
+        steps: optim.steps as u64,
+        global_batch_size: optim.global_batch_size,
+        ppo_epochs: optim.ppo_epochs,
+        save_every: 1,
+        work_dir: files.work.clone(),
+        metrics_path: files.metrics.clone(),
+        seed: crate::rollout::derive_seed(seed, &[7]),
+        row_extra: files.row_extra.clone(),
+    };
+    let mf = train::ModelFiles {
+        tokenizer: &start.tokenizer,
+        chat_template: start.chat_template.as_ref(),
+        generation: &start.generation,
+        base_model: start.source.to_str(),
+    };
+    train::driver::run(&mut t, rollout, &lc, &mf, on_progress).map_err(terr("GRPO"))?;
+    Ok(t)
+}
 
-    /// The live policy (its weights change in place with every update).
-    pub fn model(&self) -> &model::Model {
-        self.trainer.policy()
-    }
-
-    /// One GRPO step; returns the step's metrics (loss, kl, clip fraction, grad norm, ...).
-    pub fn update(&mut self, groups: &[Group]) -> Result<Value> {
-        let groups: Vec<train::Group> = groups
-            .iter()
-            .filter(|g| !g.completions.is_empty())
-            .map(|g| train::Group {
-                prompt: g.prompt.clone(),
-                responses: g
-                    .completions
-                    .iter()
-                    .zip(&g.rewards)
-                    .map(|(ids, &reward)| train::Response {
-                        ids: ids.clone(),
-                        reward,
-                        ..Default::default()
-                    })
-                    .collect(),
-            })
-            .collect();
-        let m = self.trainer.step(&groups).map_err(terr("GRPO step"))?;
-        let mut v = serde_json::to_value(&m).map_err(|e| Error::Stage(e.to_string()))?;
-        if let Value::Object(o) = &mut v {
-            o.remove("step");
-        }
-        Ok(v)
-    }
-
-    /// Saves weights, optimizer and RNG state atomically into `dir`.
-    pub fn checkpoint(&self, dir: &Path, start: &model::LoadedModel) -> Result<()> {
-        let files = train::ModelFiles {
-            tokenizer: &start.tokenizer,
-            chat_template: start.chat_template.as_ref(),
-            generation: &start.generation,
-            base_model: start.source.to_str(),
-        };
-        self.trainer
-            .save_checkpoint(dir, &files)
-            .map_err(terr("saving a checkpoint"))
-    }
-
-    /// Writes the policy as a Hugging Face folder with the starting model's tokenizer,
-    /// chat template and generation config.
-    pub fn export(&self, dir: &Path, start: &model::LoadedModel) -> Result<()> {
-        model::save_hf_folder(
-            dir,
-            &start.config,
-            &self.trainer.weights(),
-            &start.tokenizer,
-            start.chat_template.as_ref(),
-            &start.generation,
-        )
-        .map_err(|e| Error::Stage(format!("saving {}: {e}", dir.display())))
-    }
+/// Writes the policy as a Hugging Face folder with the starting model's tokenizer, chat
+/// template and generation config.
+pub fn export(t: &train::Trainer, dir: &Path, start: &model::LoadedModel) -> Result<()> {
+    model::save_hf_folder(
+        dir,
+        &start.config,
+        &t.weights(),
+        &start.tokenizer,
+        start.chat_template.as_ref(),
+        &start.generation,
+    )
+    .map_err(|e| Error::Stage(format!("saving {}: {e}", dir.display())))
 }
 
 #[cfg(test)]
@@ -159,16 +141,17 @@ mod tests {
             .unwrap()
     }
 
-    /// A LoRA phase: its checkpoint resumes to the same policy and its export (the merged
-    /// model, what the next stage loads) gives the policy's logits.
+    /// A LoRA phase: it trains, a rerun resumes the finished checkpoint to the same policy,
+    /// and its export (the merged model, what the next stage loads) gives the policy's logits.
     #[test]
-    fn lora_policy_checkpoints_resumes_and_exports_merged() {
+    fn lora_phase_resumes_and_exports_merged() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/fixtures/models/qwen3-tiny");
-        if !dir.join("config.json").is_file() {
-            eprintln!("skipping: {} not found", dir.display());
-            return;
-        }
+        assert!(
+            dir.join("config.json").is_file(),
+            "fixture missing: {}",
+            dir.display()
+        );
         let tmp = tempfile::tempdir().unwrap();
         let start = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
         let mut optim = crate::config::Config::tiny().solver.optim;
@@ -176,24 +159,47 @@ mod tests {
         optim.lora_targets = vec!["q_proj".into(), "up_proj".into()];
         optim.recompute = true;
         optim.lr = 5e-2;
-        let mut p = Policy::start(&start, &optim, 3).unwrap();
-        let before = logits(p.model());
-        let groups = vec![Group {
-            prompt: vec![1, 2, 3],
-            completions: vec![vec![40, 41], vec![50]],
-            rewards: vec![1.0, 0.0],
-        }];
-        p.update(&groups).unwrap();
-        let after = logits(p.model());
-        assert!(before != after, "the LoRA step changed nothing");
-        let ck = tmp.path().join("ck");
-        p.checkpoint(&ck, &start).unwrap();
-        assert!(ck.join("adapter/adapter_config.json").is_file());
-        let r = Policy::resume(&ck, &start, &optim, 3).unwrap();
-        assert_eq!(r.steps_done(), 1);
-        assert!(logits(r.model()) == after, "the resumed policy differs");
+        optim.steps = 1;
+        optim.global_batch_size = 1;
+        let files = PhaseFiles {
+            work: tmp.path().join("work"),
+            metrics: tmp.path().join("metrics.jsonl"),
+            row_extra: Map::new(),
+        };
+        let before = logits(&start.model().unwrap());
+        let mut rollout = |_: u64, _: &model::Model, _: &mut train::ChaCha8Rng| {
+            Ok(train::RolloutBatch {
+                groups: vec![
+                    group(vec![1, 2, 3], vec![vec![40, 41], vec![50]], vec![1.0, 0.0]),
+                    group(vec![4, 5], vec![vec![7], vec![8, 9]], vec![0.0, 1.0]),
+                ],
+                metrics: Map::new(),
+            })
+        };
+        let t = run_phase(&start, &optim, 3, &files, &mut rollout, &mut |_| {}).unwrap();
+        let after = logits(t.policy());
+        assert!(before != after, "the LoRA phase changed nothing");
+        assert!(files
+            .work
+            .join("checkpoint/adapter/adapter_config.json")
+            .is_file());
+        let rows = std::fs::read_to_string(&files.metrics).unwrap();
+        assert_eq!(
+            rows.lines().count(),
+            3,
+            "two update rows and one step row: {rows}"
+        );
+        // A rerun finds the finished checkpoint and resumes to the same policy.
+        let mut never = |_: u64, _: &model::Model, _: &mut train::ChaCha8Rng| {
+            Err(train::Error::Invalid(
+                "no rollout after the last step".into(),
+            ))
+        };
+        let r = run_phase(&start, &optim, 3, &files, &mut never, &mut |_| {}).unwrap();
+        assert_eq!(r.step_count(), 1);
+        assert!(logits(r.policy()) == after, "the resumed policy differs");
         let out = tmp.path().join("export");
-        p.export(&out, &start).unwrap();
+        export(&t, &out, &start).unwrap();
         let e = model::load(out.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
         assert!(logits(&e.model().unwrap()) == after, "the export differs");
     }

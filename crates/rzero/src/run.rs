@@ -16,7 +16,7 @@ use tracing::{info, info_span, warn};
 
 use crate::config::{Config, Optim};
 use crate::error::{Error, Result};
-use crate::policy::{Group, Policy};
+use crate::policy::Group;
 use crate::rollout::Role;
 use crate::rundir::{RunDir, State};
 
@@ -158,8 +158,11 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             }
         }
 
-        // 4. Challenger phase.
-        if !challenger_dir.exists() {
+        // 4. Challenger phase (a finished phase's in-progress folder is a leftover of a kill
+        //    between its export and the cleanup).
+        if challenger_dir.exists() {
+            let _ = std::fs::remove_dir_all(run.iter_path(iter, ".challenger-train"));
+        } else {
             let _s = info_span!("challenger").entered();
             let solver = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
@@ -248,7 +251,9 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
 
         // 6. Solver phase (skipped, and reported, when nothing was kept).
         let solver_dir = run.iter_path(iter, "solver");
-        if !solver_dir.exists() {
+        if solver_dir.exists() {
+            let _ = std::fs::remove_dir_all(run.iter_path(iter, ".solver-train"));
+        } else {
             let _s = info_span!("solver").entered();
             let start = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
@@ -364,8 +369,10 @@ fn set_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str, step: us
     Ok(())
 }
 
-/// One GRPO phase with a checkpoint after every step. `make_groups(step, policy)` samples and
-/// rewards the step's groups with the live policy.
+/// One GRPO phase through the one training loop ([`train::driver::run`]): a rollout per
+/// step (journaled), old log-probs once, shuffled mini-batches of `global_batch_size`
+/// prompts with one AdamW update each, and a checkpoint after every step.
+/// `make_groups(step, policy)` samples and rewards the step's rollout with the live policy.
 #[allow(clippy::too_many_arguments)]
 fn train_phase(
     cfg: &Config,
@@ -378,67 +385,81 @@ fn train_phase(
     on_event: &mut dyn FnMut(Event),
     make_groups: MakeGroups<'_>,
 ) -> Result<()> {
-    let ckpt = run.iter_path(iter, &format!(".{phase}-train"));
+    let work = run.iter_path(iter, &format!(".{phase}-train"));
     let seed = crate::rollout::derive_seed(
         cfg.seed,
         &[iter as u64, if phase == "challenger" { 10 } else { 11 }],
     );
-    let mut policy = if ckpt.exists() {
-        Policy::resume(&ckpt, start, optim, seed)?
-    } else {
-        Policy::start(start, optim, seed)?
+    let mut extra = serde_json::Map::new();
+    extra.insert("iter".into(), json!(iter));
+    extra.insert("phase".into(), json!(phase));
+    let files = crate::policy::PhaseFiles {
+        work: work.clone(),
+        metrics: run.stage_metrics_path(iter, phase),
+        row_extra: extra,
     };
-    let mut rows = run.stage_metrics(iter, phase)?;
-    let done = policy.steps_done();
-    // metrics are written before the checkpoint: drop rows of a step whose checkpoint never landed
-    rows.truncate(done);
     (on_event)(Event::StageStart {
         iter,
         stage: phase,
         total: optim.steps,
     });
-    (on_event)(Event::StageProgress { done });
     let t_phase = Instant::now();
-    for step in done..optim.steps {
-        set_stage(run, state, iter, phase, step)?;
-        let t0 = Instant::now();
-        let (groups, mut metrics) = make_groups(step, policy.model())?;
-        let t_rollout = t0.elapsed().as_secs_f64();
-        let stats = policy.update(&groups)?;
-        let loss = stats.get("loss").and_then(Value::as_f64).unwrap_or(0.0);
-        if !loss.is_finite() {
-            return Err(Error::Diverged(format!(
-                "{phase} step {}: loss is {loss}",
-                step + 1
-            )));
-        }
-        if let (Value::Object(m), Value::Object(s)) = (&mut metrics, stats) {
-            for (k, v) in s {
-                m.entry(k).or_insert(v);
+    let mut rollout = |step: u64,
+                       policy: &model::Model,
+                       _rng: &mut train::ChaCha8Rng|
+     -> train::Result<train::RolloutBatch> {
+        let (groups, metrics) =
+            make_groups(step as usize, policy).map_err(|e| train::Error::Invalid(e.to_string()))?;
+        let metrics = match metrics {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        Ok(train::RolloutBatch { groups, metrics })
+    };
+    let mut state_err: Option<Error> = None;
+    let trainer =
+        crate::policy::run_phase(start, optim, seed, &files, &mut rollout, &mut |p| match p {
+            train::Progress::Rollout { step, .. } => {
+                if let Err(e) = set_stage(run, state, iter, phase, step as usize - 1) {
+                    state_err.get_or_insert(e);
+                }
             }
-            m.insert("iter".into(), json!(iter));
-            m.insert("phase".into(), json!(phase));
-            m.insert("step".into(), json!(step + 1));
-            m.insert("rollout_seconds".into(), json!(t_rollout));
-            m.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
-        }
-        info!(
-            iter,
-            phase,
-            step = step + 1,
-            reward_mean = metrics["reward_mean"].as_f64().unwrap_or(f64::NAN),
-            loss,
-            "grpo step"
-        );
-        rows.push(metrics);
-        run.set_stage_metrics(iter, phase, &rows)?;
-        policy.checkpoint(&ckpt, start)?;
-        (on_event)(Event::StageProgress { done: step + 1 });
+            train::Progress::Update(_) => {}
+            train::Progress::Step(row) => {
+                info!(
+                    iter,
+                    phase,
+                    step = row["step"].as_u64().unwrap_or(0),
+                    reward_mean = row["reward_mean"].as_f64().unwrap_or(f64::NAN),
+                    loss = row["loss"].as_f64().unwrap_or(f64::NAN),
+                    ppo_kl = row["ppo_kl"].as_f64().unwrap_or(f64::NAN),
+                    "grpo step"
+                );
+                (on_event)(Event::StageProgress {
+                    done: row["step"].as_u64().unwrap_or(0) as usize,
+                });
+            }
+        })
+        .map_err(|e| match e {
+            Error::Diverged(m) => Error::Diverged(format!(
+                "iteration {iter} {phase}: {m}; the last good checkpoint is {}",
+                work.join("checkpoint").display()
+            )),
+            e => e,
+        })?;
+    if let Some(e) = state_err {
+        return Err(e);
     }
+    run.rebuild_metrics()?;
+    let rows = run.stage_metrics(iter, phase)?;
     let out = run.iter_path(iter, phase);
-    policy.export(&out, start)?;
-    let _ = std::fs::remove_dir_all(&ckpt);
-    let reward = mean(rows.iter().filter_map(|r| r["reward_mean"].as_f64()));
+    crate::policy::export(&trainer, &out, start)?;
+    let _ = std::fs::remove_dir_all(&work);
+    let reward = mean(
+        rows.iter()
+            .filter(|r| r.get("update").is_none())
+            .filter_map(|r| r["reward_mean"].as_f64()),
+    );
     let line = format!(
         "iteration {iter} {phase}: {} GRPO steps, mean reward {} ({:.0}s)",
         optim.steps,

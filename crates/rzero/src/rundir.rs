@@ -155,6 +155,16 @@ impl RunDir {
         self.rebuild_metrics()
     }
 
+    /// The file of one stage's metric rows.
+    pub fn stage_metrics_path(&self, iter: usize, phase: &str) -> PathBuf {
+        let dir = if iter == 0 {
+            self.base_eval_dir()
+        } else {
+            self.iter_dir(iter)
+        };
+        dir.join(format!("metrics_{phase}.jsonl"))
+    }
+
     /// Metric rows of one stage (empty when none yet).
     pub fn stage_metrics(&self, iter: usize, phase: &str) -> Result<Vec<Value>> {
         let dir = if iter == 0 {

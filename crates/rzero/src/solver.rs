@@ -1,6 +1,6 @@
 //! The Solver phase: GRPO on the kept questions against their pseudo-labels.
 //!
-//! Step `k` takes the next `prompts_per_step` questions of a seeded permutation of the kept
+//! Step `k` takes the next `rollout_batch_size` questions of a seeded permutation of the kept
 //! dataset (cycling when the steps outrun it), samples G responses from the current Solver,
 //! and rewards each with `accuracy_weight · [answer ≡ label] + format_weight · format`
 //! (the reference's `math.py`).
@@ -32,7 +32,7 @@ pub fn step_items<'a>(
         let j = (s % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
-    let p = cfg.solver.prompts_per_step;
+    let p = cfg.solver.rollout_batch_size;
     (0..p.min(n))
         .map(|k| kept[order[(step * p + k) % n]])
         .collect()
@@ -86,11 +86,11 @@ pub fn make_groups(
         }
         len += group.iter().map(|r| r.token_ids.len()).sum::<usize>();
         count += group.len();
-        groups.push(Group {
+        groups.push(crate::policy::group(
             prompt,
-            completions: group.iter().map(|r| r.token_ids.clone()).collect(),
-            rewards: rewards.iter().map(|r| r.total as f32).collect(),
-        });
+            group.iter().map(|r| r.token_ids.clone()).collect(),
+            rewards.iter().map(|r| r.total as f32).collect(),
+        ));
     }
     let n = count.max(1) as f64;
     let metrics = json!({

@@ -1,65 +1,114 @@
-//! The GRPO loop shared by `rzero grpo` and the R-Zero phases: data order, rollouts through
-//! a caller-supplied [`Rollout`], steps, `metrics.jsonl` and checkpoints, with resume.
+//! The one GRPO loop: `rzero grpo` and the R-Zero Challenger and Solver phases all run
+//! [`run`]. A step is one rollout spent in several optimizer updates, as veRL's
+//! `ray_trainer.py` and `dp_actor.update_policy` run it:
+//!
+//! 1. the caller's [`Rollout`] samples `rollout_batch_size` prompts × G responses with the
+//!    current policy and rewards them (the Challenger's reward sees the whole rollout);
+//! 2. the rollout is journaled (`WORK/rollout.json`), so a resumed step does not sample again;
+//! 3. its groups are shuffled (a pure function of seed, step and epoch) and split into
+//!    mini-batches of `global_batch_size` prompts;
+//! 4. the old policy's log-probs (and the reference policy's, for the KL) are computed once,
+//!    before the first update, each micro-batch laid out exactly as the update lays it out:
+//!    the first mini-batch's ratio is exactly 1 and the clips act on the later ones;
+//! 5. each mini-batch is one AdamW update (gradient accumulation over micro-batches inside
+//!    it), for `ppo_epochs` passes;
+//! 6. the step ends with a checkpoint (`WORK/checkpoint/`), then the journal is dropped.
 //!
 //! ```text
-//! OUT/
+//! WORK/
 //!   checkpoint/      latest checkpoint (see crate::checkpoint), replaced atomically
-//!   metrics.jsonl    one StepMetrics object per line, rewritten atomically after each step
+//!   rollout.json     the current step's rollout (groups, rewards, metrics, RNG after sampling)
+//! METRICS            one JSON object per line (rewritten atomically after every update):
+//!                    one row per optimizer update ("update": u) and one per step
 //! ```
 //!
-//! Data order is a pure function of (seed, step): position `k·B + j` of the endless stream
-//! is item `perm_e[(k·B + j) mod N]` of epoch `e`'s permutation, so a resumed run sees the
-//! same batches. Sampling randomness comes from the trainer's RNG, which checkpoints save.
+//! Resume: the trainer restores its checkpoint (weights, AdamW, RNG, step count); rows of
+//! steps after it are dropped; a journaled rollout of the next step is loaded instead of
+//! sampled. A kill between two updates of a rollout therefore redoes that step's updates
+//! from its start, deterministically: the resumed run equals an uninterrupted one.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use model::Model;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::checkpoint::ModelFiles;
-use crate::trainer::{Group, StepMetrics, Trainer};
+use crate::checkpoint::{ModelFiles, RngState};
+use crate::trainer::{Group, Response, StepMetrics, Trainer};
 use crate::{Error, Result};
 
-/// Produces the groups of one step: samples responses to each item's prompt with `policy`
-/// and scores them. The R-Zero loop plugs the inference engine in here.
-pub trait Rollout<P> {
-    /// One [`Group`] per item (or fewer: items may be skipped).
-    fn rollout(&mut self, policy: &Model, items: &[&P], rng: &mut ChaCha8Rng)
-        -> Result<Vec<Group>>;
+/// One sampled and rewarded rollout.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutBatch {
+    /// One group per prompt (G responses with rewards).
+    pub groups: Vec<Group>,
+    /// Rollout-level metrics (reward parts, format rates, ...), merged into the step's row.
+    pub metrics: Map<String, Value>,
 }
 
-impl<P, F> Rollout<P> for F
+/// Samples and rewards the rollout of one step with the current policy. The R-Zero phases
+/// and `rzero grpo` plug the inference engine and their rewards in here.
+pub trait Rollout {
+    /// The rollout of step `step` (0-based). Randomness should come from `rng` (saved in
+    /// checkpoints) or be a function of `step`.
+    fn rollout(&mut self, step: u64, policy: &Model, rng: &mut ChaCha8Rng) -> Result<RolloutBatch>;
+}
+
+impl<F> Rollout for F
 where
-    F: FnMut(&Model, &[&P], &mut ChaCha8Rng) -> Result<Vec<Group>>,
+    F: FnMut(u64, &Model, &mut ChaCha8Rng) -> Result<RolloutBatch>,
 {
-    fn rollout(
-        &mut self,
-        policy: &Model,
-        items: &[&P],
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Vec<Group>> {
-        self(policy, items, rng)
+    fn rollout(&mut self, step: u64, policy: &Model, rng: &mut ChaCha8Rng) -> Result<RolloutBatch> {
+        self(step, policy, rng)
     }
 }
 
-/// Loop settings.
+/// Loop settings (veRL's names where it has one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoopConfig {
-    /// Total training steps (a resumed run continues up to this).
+    /// Total steps (rollouts); a resumed run continues up to this.
     pub steps: u64,
-    /// Items (prompts) per step.
-    pub batch_size: usize,
-    /// Checkpoint every this many steps (0: only at the end).
+    /// Prompts per optimizer update (`worker.actor.global_batch_size`); 0 = the whole
+    /// rollout in one update.
+    pub global_batch_size: usize,
+    /// Passes over each rollout (`worker.actor.ppo_epochs`).
+    pub ppo_epochs: usize,
+    /// Checkpoint every this many steps (and always after the last); 1 = every step.
     pub save_every: u64,
-    /// Output folder.
-    pub out_dir: PathBuf,
-    /// Seed of the data order.
-    pub data_seed: u64,
+    /// Folder of the checkpoint and the rollout journal.
+    pub work_dir: PathBuf,
+    /// The metrics file (JSON lines).
+    pub metrics_path: PathBuf,
+    /// Seed of the mini-batch shuffle.
+    pub seed: u64,
+    /// Fields added to every metric row (e.g. `iter`, `phase`).
+    pub row_extra: Map<String, Value>,
 }
 
-/// The items of step `k` (0-based).
+/// What the loop reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Progress<'a> {
+    /// A rollout was sampled (or loaded from the journal) for step `step` (1-based).
+    Rollout {
+        /// Step (1-based).
+        step: u64,
+        /// Updates this step will run.
+        updates: usize,
+        /// Loaded from the journal instead of sampled.
+        resumed: bool,
+    },
+    /// One optimizer update done.
+    Update(&'a StepMetrics),
+    /// A step done; its row.
+    Step(&'a Value),
+}
+
+/// The items of step `k` (0-based) of an endless seeded stream over `n` items: position
+/// `k·B + j` is item `perm_e[(k·B + j) mod n]` of epoch `e`'s permutation.
 pub fn batch_indices(n: usize, batch: usize, step: u64, seed: u64) -> Vec<usize> {
     if n == 0 {
         return Vec::new();
@@ -82,18 +131,118 @@ pub fn batch_indices(n: usize, batch: usize, step: u64, seed: u64) -> Vec<usize>
     out
 }
 
+/// The mini-batches of a rollout of `n` groups: a seeded shuffle (a function of `seed`,
+/// `step` and `epoch`), split into runs of `global_batch_size` groups (0 = all). The last
+/// mini-batch is smaller when `n` is not a multiple.
+pub fn minibatches(
+    n: usize,
+    global_batch_size: usize,
+    seed: u64,
+    step: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let s = seed
+        ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (epoch as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(s));
+    let m = if global_batch_size == 0 {
+        n.max(1)
+    } else {
+        global_batch_size
+    };
+    order.chunks(m).map(|c| c.to_vec()).collect()
+}
+
 /// A fresh 64-bit seed drawn from `rng` (e.g. a sampling request's seed).
 pub fn next_seed(rng: &mut ChaCha8Rng) -> u64 {
     use rand::RngCore;
     rng.next_u64()
 }
 
-/// Path of the checkpoint folder under `out`.
-pub fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.join("checkpoint")
+/// Path of the checkpoint folder under `work`.
+pub fn checkpoint_dir(work: &Path) -> PathBuf {
+    work.join("checkpoint")
 }
 
-fn read_metrics(path: &Path, upto: u64) -> Result<Vec<String>> {
+/// Path of the rollout journal under `work`.
+pub fn journal_path(work: &Path) -> PathBuf {
+    work.join("rollout.json")
+}
+
+/// The journaled rollout of one step.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    /// Step (0-based) it belongs to.
+    step: u64,
+    groups: Vec<JGroup>,
+    metrics: Map<String, Value>,
+    /// The trainer's RNG right after sampling.
+    rng: RngState,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JGroup {
+    prompt: Vec<u32>,
+    responses: Vec<(Vec<u32>, f32)>,
+}
+
+fn to_journal(step: u64, b: &RolloutBatch, rng: &ChaCha8Rng) -> Journal {
+    Journal {
+        step,
+        groups: b
+            .groups
+            .iter()
+            .map(|g| JGroup {
+                prompt: g.prompt.clone(),
+                responses: g
+                    .responses
+                    .iter()
+                    .map(|r| (r.ids.clone(), r.reward))
+                    .collect(),
+            })
+            .collect(),
+        metrics: b.metrics.clone(),
+        rng: RngState::capture(rng),
+    }
+}
+
+fn from_journal(j: Journal) -> RolloutBatch {
+    RolloutBatch {
+        groups: j
+            .groups
+            .into_iter()
+            .map(|g| Group {
+                prompt: g.prompt,
+                responses: g
+                    .responses
+                    .into_iter()
+                    .map(|(ids, reward)| Response {
+                        ids,
+                        reward,
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+            .collect(),
+        metrics: j.metrics,
+    }
+}
+
+fn read_journal(path: &Path, step: u64) -> Result<Option<Journal>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let j: Journal = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    Ok((j.step == step).then_some(j))
+}
+
+/// The rows of `path` that belong to steps `<= upto`.
+pub fn read_rows(path: &Path, upto: u64) -> Result<Vec<Value>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -103,60 +252,250 @@ fn read_metrics(path: &Path, upto: u64) -> Result<Vec<String>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::BadFile {
+        let v: Value = serde_json::from_str(line).map_err(|e| Error::BadFile {
             path: path.to_path_buf(),
             msg: format!("line {}: {e}", i + 1),
         })?;
         if v["step"].as_u64().is_some_and(|s| s <= upto) {
-            keep.push(line.to_string());
+            keep.push(v);
         }
     }
     Ok(keep)
 }
 
-/// Runs GRPO on `items` until `cfg.steps`, resuming from `OUT/checkpoint` if present.
-/// `on_step` sees every step's metrics (progress bars live in the caller). Returns the
-/// metrics of the steps run by this call.
-pub fn run<P>(
+fn write_rows(path: &Path, rows: &[Value]) -> Result<()> {
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(&serde_json::to_string(r).map_err(|e| Error::invalid(e.to_string()))?);
+        text.push('\n');
+    }
+    model::save::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// The non-finite value of a rollout, if any (a NaN or infinite reward).
+fn bad_reward(groups: &[Group]) -> Option<String> {
+    for (gi, g) in groups.iter().enumerate() {
+        for (ri, r) in g.responses.iter().enumerate() {
+            if !r.reward.is_finite() {
+                return Some(format!("group {gi} response {ri} has reward {}", r.reward));
+            }
+        }
+    }
+    None
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The metric row of one update.
+fn update_row(m: &StepMetrics, u: usize, epoch: usize, extra: &Map<String, Value>) -> Value {
+    let mut row = extra.clone();
+    row.insert("step".into(), m.step.into());
+    row.insert("update".into(), (u + 1).into());
+    row.insert("epoch".into(), (epoch + 1).into());
+    for (k, v) in obj(serde_json::to_value(m).unwrap_or(Value::Null)) {
+        if k != "step" {
+            row.insert(k, v);
+        }
+    }
+    Value::Object(row)
+}
+
+/// Update statistics averaged into the step's row.
+const MEAN_KEYS: &[&str] = &[
+    "loss",
+    "pg_loss",
+    "kl",
+    "pg_clipfrac_higher",
+    "pg_clipfrac_lower",
+    "clipfrac_ratio_upper",
+    "clipfrac_ratio_lower",
+    "ppo_kl",
+    "entropy",
+    "grad_norm",
+    "clip_coef",
+];
+
+/// Runs GRPO to `cfg.steps`, resuming from `WORK/checkpoint` (and a journaled rollout) if
+/// present. Returns the rows of the steps this call ran.
+pub fn run(
     trainer: &mut Trainer,
-    items: &[P],
-    rollout: &mut dyn Rollout<P>,
+    rollout: &mut dyn Rollout,
     cfg: &LoopConfig,
     files: &ModelFiles<'_>,
-    on_step: &mut dyn FnMut(&StepMetrics),
-) -> Result<Vec<StepMetrics>> {
-    if items.is_empty() {
-        return Err(Error::invalid("no training items"));
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Vec<Value>> {
+    if cfg.ppo_epochs == 0 {
+        return Err(Error::invalid("ppo_epochs must be >= 1"));
     }
-    if cfg.batch_size == 0 {
-        return Err(Error::invalid("batch size must be >= 1"));
-    }
-    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
-    let ckpt = checkpoint_dir(&cfg.out_dir);
+    std::fs::create_dir_all(&cfg.work_dir).map_err(|e| Error::io(&cfg.work_dir, e))?;
+    let ckpt = checkpoint_dir(&cfg.work_dir);
     if ckpt.join("trainer_state.json").is_file() {
         let st = trainer.restore_checkpoint(&ckpt)?;
         tracing::info!(step = st.step, "resuming");
     }
-    let metrics_path = cfg.out_dir.join("metrics.jsonl");
-    let mut lines = read_metrics(&metrics_path, trainer.step_count())?;
+    let journal = journal_path(&cfg.work_dir);
+    let mut rows = read_rows(&cfg.metrics_path, trainer.step_count())?;
     let mut done = Vec::new();
     while trainer.step_count() < cfg.steps {
         let k = trainer.step_count();
-        let idx = batch_indices(items.len(), cfg.batch_size, k, cfg.data_seed);
-        let batch: Vec<&P> = idx.iter().map(|&i| &items[i]).collect();
-        let groups = {
-            let (policy, rng) = trainer.policy_and_rng();
-            rollout.rollout(policy, &batch, rng)?
+        let t0 = Instant::now();
+        // 1-2. The rollout: from the journal, or sampled and journaled.
+        let (mut batch, resumed) = match read_journal(&journal, k)? {
+            Some(j) => {
+                trainer.set_rng(j.rng.restore()?);
+                (from_journal(j), true)
+            }
+            None => {
+                let b = {
+                    let (policy, rng) = trainer.policy_and_rng();
+                    rollout.rollout(k, policy, rng)?
+                };
+                let j = to_journal(k, &b, trainer.rng_ref());
+                let text = serde_json::to_vec(&j).map_err(|e| Error::invalid(e.to_string()))?;
+                model::save::write_atomic(&journal, &text)?;
+                (b, false)
+            }
         };
-        let m = trainer.step(&groups)?;
-        on_step(&m);
-        lines.push(serde_json::to_string(&m).map_err(|e| Error::invalid(e.to_string()))?);
-        model::save::write_atomic(&metrics_path, (lines.join("\n") + "\n").as_bytes())?;
+        let t_rollout = t0.elapsed().as_secs_f64();
+        if let Some(why) = bad_reward(&batch.groups) {
+            return Err(Error::Diverged(format!("step {}: {why}", k + 1)));
+        }
+        batch.groups.retain(|g| !g.responses.is_empty());
+        // 3. Mini-batches of every epoch.
+        let plans: Vec<Vec<Vec<usize>>> = (0..cfg.ppo_epochs)
+            .map(|e| minibatches(batch.groups.len(), cfg.global_batch_size, cfg.seed, k, e))
+            .collect();
+        let n_updates: usize = plans.iter().map(|p| p.len()).sum();
+        on_progress(Progress::Rollout {
+            step: k + 1,
+            updates: n_updates,
+            resumed,
+        });
+        // 4. Old and reference log-probs, once, laid out as epoch 0's mini-batches.
+        //    A single update needs no old log-probs: the ratio is 1 by definition.
+        let need_old = n_updates > 1;
+        let mut groups = batch.groups;
+        if !groups.is_empty() {
+            let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+            let mut mbs: Vec<(Vec<usize>, Vec<Group>)> = Vec::new();
+            for idx in &plans[0] {
+                let mut mb: Vec<Group> = idx
+                    .iter()
+                    .map(|&i| slots[i].take().unwrap_or_default())
+                    .collect();
+                trainer.fill_rollout_logprobs(&mut mb, need_old)?;
+                mbs.push((idx.clone(), mb));
+            }
+            for (idx, mb) in mbs {
+                for (i, g) in idx.into_iter().zip(mb) {
+                    slots[i] = Some(g);
+                }
+            }
+            groups = slots.into_iter().map(Option::unwrap_or_default).collect();
+        }
+        // 5. The updates.
+        let mut ups: Vec<StepMetrics> = Vec::with_capacity(n_updates);
+        let mut u = 0usize;
+        for (e, plan) in plans.iter().enumerate() {
+            for idx in plan {
+                let mb: Vec<Group> = idx.iter().map(|&i| groups[i].clone()).collect();
+                let m = trainer.update(&mb)?;
+                if !m.grad.loss.is_finite() {
+                    return Err(Error::Diverged(format!(
+                        "step {} update {}: loss is {}",
+                        k + 1,
+                        u + 1,
+                        m.grad.loss
+                    )));
+                }
+                on_progress(Progress::Update(&m));
+                rows.push(update_row(&m, u, e, &cfg.row_extra));
+                write_rows(&cfg.metrics_path, &rows)?;
+                ups.push(m);
+                u += 1;
+            }
+        }
+        // The step's row: the rollout's metrics, then means of the update statistics.
+        let mut row = cfg.row_extra.clone();
+        row.insert("step".into(), (k + 1).into());
+        for (key, v) in &batch.metrics {
+            row.insert(key.clone(), v.clone());
+        }
+        let all: Vec<&Response> = groups.iter().flat_map(|g| &g.responses).collect();
+        let nresp = all.len().max(1) as f64;
+        let rmean = all.iter().map(|r| r.reward as f64).sum::<f64>() / nresp;
+        row.entry("reward_mean").or_insert(rmean.into());
+        let adv_nonzero = groups
+            .iter()
+            .map(|g| {
+                let first = g.responses.first().map(|r| r.reward);
+                if g.responses.len() > 1 && g.responses.iter().any(|r| Some(r.reward) != first) {
+                    g.responses.len()
+                } else {
+                    0
+                }
+            })
+            .sum::<usize>() as f64
+            / nresp;
+        row.insert("adv_nonzero_frac".into(), adv_nonzero.into());
+        row.insert("updates".into(), ups.len().into());
+        row.insert("groups".into(), groups.len().into());
+        let upd_rows: Vec<Value> = ups
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+            .collect();
+        for key in MEAN_KEYS {
+            let xs: Vec<f64> = upd_rows.iter().filter_map(|r| r[*key].as_f64()).collect();
+            if !xs.is_empty() {
+                row.insert(
+                    (*key).into(),
+                    (xs.iter().sum::<f64>() / xs.len() as f64).into(),
+                );
+            }
+        }
+        let ratio_min = ups
+            .iter()
+            .map(|m| m.grad.ratio_min)
+            .fold(f64::INFINITY, f64::min);
+        let ratio_max = ups
+            .iter()
+            .map(|m| m.grad.ratio_max)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if ratio_min.is_finite() && ratio_max.is_finite() {
+            row.insert("ratio_min".into(), ratio_min.into());
+            row.insert("ratio_max".into(), ratio_max.into());
+        }
+        let tokens: usize = ups.iter().map(|m| m.grad.tokens).sum();
+        let t_train: f64 = ups.iter().map(|m| m.time_s).sum();
+        row.insert("response_len_mean".into(), {
+            let l: usize = all.iter().map(|r| r.ids.len()).sum();
+            (l as f64 / nresp).into()
+        });
+        row.insert("tokens".into(), tokens.into());
+        row.insert(
+            "tokens_per_s".into(),
+            (tokens as f64 / t_train.max(1e-9)).into(),
+        );
+        row.insert("rollout_seconds".into(), t_rollout.into());
+        row.insert("seconds".into(), t0.elapsed().as_secs_f64().into());
+        let row = Value::Object(row);
+        trainer.end_step();
+        rows.push(row.clone());
+        write_rows(&cfg.metrics_path, &rows)?;
+        // 6. Checkpoint, then the journal is spent.
         let s = trainer.step_count();
         if s == cfg.steps || (cfg.save_every > 0 && s.is_multiple_of(cfg.save_every)) {
             trainer.save_checkpoint(&ckpt, files)?;
+            let _ = std::fs::remove_file(&journal);
         }
-        done.push(m);
+        on_progress(Progress::Step(&row));
+        done.push(row);
     }
     Ok(done)
 }
@@ -177,5 +516,18 @@ mod tests {
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_eq!(batch_indices(n, 3, 4, 7), batch_indices(n, 3, 4, 7));
         assert_ne!(batch_indices(n, 10, 0, 7), batch_indices(n, 10, 1, 7));
+    }
+
+    #[test]
+    fn minibatches_partition_the_rollout_and_depend_on_step_and_epoch() {
+        let p = minibatches(10, 4, 3, 0, 0);
+        assert_eq!(p.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        let mut all: Vec<usize> = p.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(p, minibatches(10, 4, 3, 0, 0));
+        assert_ne!(p, minibatches(10, 4, 3, 1, 0));
+        assert_ne!(p, minibatches(10, 4, 3, 0, 1));
+        assert_eq!(minibatches(5, 0, 3, 0, 0).len(), 1);
     }
 }

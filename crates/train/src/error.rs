@@ -29,6 +29,10 @@ pub enum Error {
     /// Bad input from the caller (empty group, mismatched lengths, bad configuration...).
     #[error("{0}")]
     Invalid(String),
+    /// Training diverged: a non-finite loss or reward. The last checkpoint is the last good
+    /// state.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// Error from the model crate.
     #[error(transparent)]
     Model(#[from] model::Error),

@@ -15,8 +15,10 @@ The crate never names the Challenger or the Solver: a step takes groups of
   recomputation ([`GrpoConfig::recompute`]).
 - [`checkpoint`]: `Trainer::save_checkpoint` / `restore_checkpoint` (HF folder and/or PEFT
   adapter + optimizer + RNG state, atomic).
-- [`driver`]: the loop (data order, rollouts via [`Rollout`], metrics.jsonl, checkpoints,
-  resume) that `rzero grpo` and the R-Zero Solver/Challenger phases run.
+- [`driver`]: the one GRPO loop (a rollout per step via [`Rollout`], journaled; old and
+  reference log-probs once per rollout; shuffled mini-batches of `global_batch_size` prompts,
+  one AdamW update each, for `ppo_epochs` passes; metric rows per update and per step;
+  checkpoints; resume) that `rzero grpo` and the R-Zero Solver/Challenger phases run.
 - [`sample`]: a minimal no-KV-cache sampler for tiny models and tests.
 */
 #![deny(missing_docs)]
@@ -33,7 +35,7 @@ pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};
 pub use config::{GrpoConfig, LoraConfig, LossAgg};
-pub use driver::{LoopConfig, Rollout};
+pub use driver::{LoopConfig, Progress, Rollout, RolloutBatch};
 pub use error::{Error, Result};
 pub use rand_chacha::ChaCha8Rng;
 pub use trainer::{GradStats, Group, Response, StepMetrics, Trainer, UpdateStats};

@@ -86,6 +86,17 @@ pub struct GradStats {
     pub pg_clipfrac_higher: f64,
     /// Share of tokens where the dual clip binds (`pg_clipfrac_lower`).
     pub pg_clipfrac_lower: f64,
+    /// Share of tokens with `A > 0` whose ratio is clipped above (`ρ > 1 + ε_high`).
+    pub clipfrac_ratio_upper: f64,
+    /// Share of tokens with `A < 0` whose ratio is clipped below (`ρ < 1 − ε_low`).
+    pub clipfrac_ratio_lower: f64,
+    /// Smallest ratio `ρ = exp(logp − old)` over the response tokens (1 when there are none).
+    pub ratio_min: f64,
+    /// Largest ratio over the response tokens (1 when there are none).
+    pub ratio_max: f64,
+    /// Share of the sequences whose advantage is not zero (a step where it is 0 teaches
+    /// nothing but the KL).
+    pub adv_nonzero_frac: f64,
     /// Mean `old − logp` (`ppo_kl`).
     pub ppo_kl: f64,
     /// Mean entropy of the policy's next-token distribution over response positions.
@@ -148,12 +159,38 @@ pub struct StepMetrics {
 
 /// One sequence of the mini-batch, resolved.
 struct Seq<'a> {
+    /// Group and response index in the groups given.
+    gi: usize,
+    ri: usize,
     prompt: &'a [u32],
     resp: &'a [u32],
     adv: f32,
     weight: f32,
     old: Option<&'a [f32]>,
     refl: Option<&'a [f32]>,
+}
+
+/// One micro-batch laid out for the forward pass.
+struct Packed {
+    b: usize,
+    /// Longest prompt, longest response.
+    p: usize,
+    r: usize,
+    /// [B, P+R] ids and mask, [B, R] targets.
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+impl Packed {
+    fn tensors(&self, dev: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+        let t = self.p + self.r;
+        Ok((
+            Tensor::from_slice(&self.ids, (self.b, t), dev)?,
+            Tensor::from_slice(&self.mask, (self.b, t), dev)?,
+            Tensor::from_slice(&self.targets, (self.b, self.r), dev)?,
+        ))
+    }
 }
 
 /// One LoRA-adapted module.
@@ -677,30 +714,46 @@ impl Trainer {
         }
     }
 
-    /// One full step: gradients on `groups`, clipping, AdamW.
+    /// One full step on one batch: gradients on `groups`, clipping, AdamW, and the step
+    /// counter advanced (a rollout spent in a single update).
     pub fn step(&mut self, groups: &[Group]) -> Result<StepMetrics> {
+        let mut m = self.update(groups)?;
+        self.end_step();
+        m.step = self.step;
+        Ok(m)
+    }
+
+    /// One optimizer update on `groups` (a mini-batch of a rollout): gradients, clipping,
+    /// AdamW. The step counter is not advanced ([`Trainer::end_step`] does it once the
+    /// rollout is spent); the returned `step` is the step the update belongs to (1-based).
+    pub fn update(&mut self, groups: &[Group]) -> Result<StepMetrics> {
         let t0 = Instant::now();
         let grad = self.compute_gradients(groups)?;
         let update = self.apply_update()?;
-        self.step += 1;
         let time_s = t0.elapsed().as_secs_f64();
         let m = StepMetrics {
-            step: self.step,
+            step: self.step + 1,
             tokens_per_s: grad.tokens as f64 / time_s.max(1e-9),
             grad,
             update,
             time_s,
         };
-        tracing::info!(
+        tracing::debug!(
             step = m.step,
             loss = m.grad.loss,
             kl = m.grad.kl,
+            ppo_kl = m.grad.ppo_kl,
             reward_mean = m.grad.reward_mean,
             grad_norm = m.update.grad_norm,
             tokens_per_s = m.tokens_per_s,
-            "grpo step"
+            "grpo update"
         );
         Ok(m)
+    }
+
+    /// Marks the current step (one rollout and its updates) done.
+    pub fn end_step(&mut self) {
+        self.step += 1;
     }
 
     /// Per-token log-probs of `responses` after `prompt`s under the current policy, without
@@ -769,6 +822,8 @@ impl Trainer {
                     ))));
                 }
                 seqs.push(Seq {
+                    gi,
+                    ri,
                     prompt: &g.prompt,
                     resp: &r.ids,
                     adv: a,
@@ -803,26 +858,109 @@ impl Trainer {
         Ok(seqs)
     }
 
+    /// The micro-batches of `seqs`, in the order [`Trainer::compute_gradients`] runs them
+    /// (consecutive runs of `micro_batch_size` sequences; empty responses left out).
+    fn micro_batches<'s, 'a>(&self, seqs: &'s [Seq<'a>]) -> Vec<Vec<&'s Seq<'a>>> {
+        seqs.chunks(self.cfg.micro_batch_size.max(1))
+            .map(|mb| mb.iter().filter(|s| !s.resp.is_empty()).collect::<Vec<_>>())
+            .filter(|mb| !mb.is_empty())
+            .collect()
+    }
+
+    /// Fills the behaviour ("old") log-probs of every response of `groups` (one mini-batch)
+    /// with the current policy's, and with `kl_coef > 0` the reference policy's log-probs,
+    /// without a graph. Each micro-batch is laid out exactly as
+    /// [`Trainer::compute_gradients`] lays it out, so an update on `groups` before any
+    /// weight changes sees a ratio of exactly 1. `old = false` fills only the reference.
+    pub fn fill_rollout_logprobs(&self, groups: &mut [Group], old: bool) -> Result<()> {
+        let beta = self.cfg.kl_coef;
+        let need_ref = beta > 0.0;
+        if !old && !need_ref {
+            return Ok(());
+        }
+        let mut filled: Vec<(usize, usize, Option<Vec<f32>>, Option<Vec<f32>>)> = Vec::new();
+        {
+            let mut dummy = GradStats::default();
+            let seqs = self.resolve(groups, &mut dummy)?;
+            for mb in self.micro_batches(&seqs) {
+                let pk = self.pack(&mb);
+                let (ids, mask, targets) = pk.tensors(&self.device)?;
+                let olds = if old {
+                    let (lp, _) = if self.cfg.recompute {
+                        let (_, lp, ent) =
+                            self.forward_saving(&ids, &mask, &targets, pk.p, pk.r)?;
+                        (lp, ent)
+                    } else {
+                        self.response_logprobs(&self.policy, &ids, &mask, &targets, pk.p, pk.r)?
+                    };
+                    Some(lp.detach().to_vec2::<f32>()?)
+                } else {
+                    None
+                };
+                let refs = if need_ref {
+                    let refm = self
+                        .reference
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
+                    let (lp, _) =
+                        self.response_logprobs(refm, &ids, &mask, &targets, pk.p, pk.r)?;
+                    Some(lp.detach().to_vec2::<f32>()?)
+                } else {
+                    None
+                };
+                for (i, s) in mb.iter().enumerate() {
+                    let n = s.resp.len();
+                    filled.push((
+                        s.gi,
+                        s.ri,
+                        olds.as_ref().map(|v| v[i][..n].to_vec()),
+                        refs.as_ref().map(|v| v[i][..n].to_vec()),
+                    ));
+                }
+            }
+        }
+        for (gi, ri, o, r) in filled {
+            let resp = &mut groups[gi].responses[ri];
+            if o.is_some() {
+                resp.old_logprobs = o;
+            }
+            if r.is_some() && resp.ref_logprobs.is_none() {
+                resp.ref_logprobs = r;
+            }
+        }
+        Ok(())
+    }
+
     /// Clears the gradient buffer, then runs forward and backward over `groups` in
     /// micro-batches, accumulating the gradient of the aggregated loss.
     pub fn compute_gradients(&mut self, groups: &[Group]) -> Result<GradStats> {
         self.grads.par_iter_mut().for_each(|g| *g = 0.0);
-        let mut stats = GradStats::default();
+        let mut stats = GradStats {
+            ratio_min: f64::INFINITY,
+            ratio_max: f64::NEG_INFINITY,
+            ..Default::default()
+        };
         let seqs = self.resolve(groups, &mut stats)?;
         let mut wsum = 0f64;
-        let mbs = self.cfg.micro_batch_size;
-        for mb in seqs.chunks(mbs) {
-            let mb: Vec<&Seq> = mb.iter().filter(|s| !s.resp.is_empty()).collect();
-            if mb.is_empty() {
-                continue;
-            }
+        for mb in self.micro_batches(&seqs) {
             wsum += self.micro_batch(&mb, &mut stats)?;
         }
         stats.sequences = seqs.len();
+        stats.adv_nonzero_frac =
+            seqs.iter().filter(|s| s.adv != 0.0).count() as f64 / seqs.len().max(1) as f64;
+        if !stats.ratio_min.is_finite() || !stats.ratio_max.is_finite() {
+            // no response token (or an overflowing ratio: reported as the loss's NaN/inf)
+            if stats.response_tokens == 0 {
+                stats.ratio_min = 1.0;
+                stats.ratio_max = 1.0;
+            }
+        }
         if wsum > 0.0 {
             for v in [
                 &mut stats.pg_clipfrac_higher,
                 &mut stats.pg_clipfrac_lower,
+                &mut stats.clipfrac_ratio_upper,
+                &mut stats.clipfrac_ratio_lower,
                 &mut stats.ppo_kl,
                 &mut stats.entropy,
                 &mut stats.neg_logp,
@@ -833,13 +971,13 @@ impl Trainer {
         Ok(stats)
     }
 
-    /// Forward, loss and backward of one micro-batch; returns `Σ w` over its tokens.
-    fn micro_batch(&mut self, mb: &[&Seq], stats: &mut GradStats) -> Result<f64> {
+    /// The padded ids, mask and targets of one micro-batch.
+    fn pack(&self, mb: &[&Seq]) -> Packed {
         let b = mb.len();
         let p = mb.iter().map(|s| s.prompt.len()).max().unwrap_or(0);
         let r = mb.iter().map(|s| s.resp.len()).max().unwrap_or(0);
         let t = p + r;
-        // 1. [B, P+R] ids and mask: left-padded prompt | right-padded response.
+        // [B, P+R] ids and mask: left-padded prompt | right-padded response.
         let mut ids = Vec::with_capacity(b * t);
         let mut mask = Vec::with_capacity(b * t);
         let mut targets = Vec::with_capacity(b * r);
@@ -854,13 +992,28 @@ impl Trainer {
             mask.extend(std::iter::repeat_n(0u32, r - lr));
             targets.extend_from_slice(s.resp);
             targets.extend(std::iter::repeat_n(self.pad_id, r - lr));
-            stats.tokens += lp + lr;
-            stats.response_tokens += lr;
+        }
+        Packed {
+            b,
+            p,
+            r,
+            ids,
+            mask,
+            targets,
+        }
+    }
+
+    /// Forward, loss and backward of one micro-batch; returns `Σ w` over its tokens.
+    fn micro_batch(&mut self, mb: &[&Seq], stats: &mut GradStats) -> Result<f64> {
+        // 1. [B, P+R] ids and mask: left-padded prompt | right-padded response.
+        let pk = self.pack(mb);
+        let (b, p, r) = (pk.b, pk.p, pk.r);
+        for s in mb {
+            stats.tokens += s.prompt.len() + s.resp.len();
+            stats.response_tokens += s.resp.len();
         }
         let dev = &self.device;
-        let ids = Tensor::from_vec(ids, (b, t), dev)?;
-        let mask = Tensor::from_vec(mask, (b, t), dev)?;
-        let targets = Tensor::from_vec(targets, (b, r), dev)?;
+        let (ids, mask, targets) = pk.tensors(dev)?;
         // 2. Policy log-probs: with a graph, or (recompute) without one, keeping layer inputs.
         let (graph_logp, saved, lp_v, ent_v) = if self.cfg.recompute {
             let (saved, logp, entropy) = self.forward_saving(&ids, &mask, &targets, p, r)?;
@@ -921,6 +1074,10 @@ impl Trainer {
                 stats.kl += wd * kl as f64;
                 stats.pg_clipfrac_higher += wd * pg.clip_higher as u8 as f64;
                 stats.pg_clipfrac_lower += wd * pg.clip_lower as u8 as f64;
+                stats.clipfrac_ratio_upper += wd * (s.adv > 0.0 && pg.clip_higher) as u8 as f64;
+                stats.clipfrac_ratio_lower += wd * (s.adv < 0.0 && pg.clip_higher) as u8 as f64;
+                stats.ratio_min = stats.ratio_min.min(pg.ratio as f64);
+                stats.ratio_max = stats.ratio_max.max(pg.ratio as f64);
                 stats.ppo_kl += wd * (old - lp) as f64;
                 stats.entropy += wd * ent_v[i][j] as f64;
                 stats.neg_logp += wd * (-lp) as f64;

@@ -68,8 +68,12 @@ fn learn(cfg: GrpoConfig) {
         top_p: 1.0,
         eos: vec![],
     };
-    let mut rollout = |policy: &model::Model, items: &[&Vec<u32>], rng: &mut ChaCha8Rng| {
-        items
+    let mut rollout = |step: u64, policy: &model::Model, rng: &mut ChaCha8Rng| {
+        let items: Vec<&Vec<u32>> = train::driver::batch_indices(prompts.len(), 4, step, 3)
+            .into_iter()
+            .map(|i| &prompts[i])
+            .collect();
+        let groups = items
             .iter()
             .map(|p| {
                 let outs = sample_naive(policy, p, 8, &sp, rng)?;
@@ -85,15 +89,22 @@ fn learn(cfg: GrpoConfig) {
                         .collect(),
                 })
             })
-            .collect::<train::Result<Vec<_>>>()
+            .collect::<train::Result<Vec<_>>>()?;
+        Ok(train::RolloutBatch {
+            groups,
+            metrics: Default::default(),
+        })
     };
     let out = tempfile::tempdir().unwrap();
     let lc = LoopConfig {
         steps: 20,
-        batch_size: 4,
+        global_batch_size: 0,
+        ppo_epochs: 1,
         save_every: 0,
-        out_dir: out.path().to_path_buf(),
-        data_seed: 3,
+        work_dir: out.path().to_path_buf(),
+        metrics_path: out.path().join("metrics.jsonl"),
+        seed: 3,
+        row_extra: Default::default(),
     };
     let files = ModelFiles {
         tokenizer: &m.tokenizer,
@@ -101,16 +112,11 @@ fn learn(cfg: GrpoConfig) {
         generation: &m.generation,
         base_model: None,
     };
-    let metrics = run(
-        &mut trainer,
-        &prompts,
-        &mut rollout,
-        &lc,
-        &files,
-        &mut |_| {},
-    )
-    .unwrap();
-    let r: Vec<f64> = metrics.iter().map(|m| m.grad.reward_mean).collect();
+    let rows = run(&mut trainer, &mut rollout, &lc, &files, &mut |_| {}).unwrap();
+    let r: Vec<f64> = rows
+        .iter()
+        .map(|m| m["reward_mean"].as_f64().unwrap())
+        .collect();
     eprintln!(
         "reward per step: {:?}",
         r.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>()
@@ -121,9 +127,9 @@ fn learn(cfg: GrpoConfig) {
         last > first + 0.25 && last > 2.0 * first,
         "reward did not rise: {first:.3} -> {last:.3}"
     );
-    // The loop wrote one metrics line per step and a final checkpoint.
+    // The loop wrote one update row and one step row per step, and a final checkpoint.
     let lines = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 20);
+    assert_eq!(lines.lines().count(), 40);
     let saved = if lora {
         "checkpoint/adapter/adapter_model.safetensors"
     } else {

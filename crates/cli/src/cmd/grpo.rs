@@ -15,7 +15,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use model::{ChatMessage, Model};
-use train::{ChaCha8Rng, Group, GrpoConfig, LoopConfig, ModelFiles, Response, Trainer};
+use train::{
+    ChaCha8Rng, Group, GrpoConfig, LoopConfig, ModelFiles, Progress, Response, RolloutBatch,
+    Trainer,
+};
 
 /// R-Zero's Solver system prompt.
 const SOLVER_SYSTEM: &str =
@@ -39,26 +42,36 @@ pub struct Args {
     /// Responses sampled per question (G).
     #[arg(long, default_value_t = 5)]
     pub group_size: usize,
-    /// Questions per step.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
+    /// Questions (prompts) sampled per step: the rollout (veRL `data.rollout_batch_size`).
+    #[arg(long, visible_alias = "batch-size", default_value_t = 8)]
+    pub rollout_batch_size: usize,
+    /// Questions per optimizer update (veRL `worker.actor.global_batch_size`): the rollout is
+    /// shuffled and spent in mini-batches of this many questions, one AdamW update each; old
+    /// log-probs are computed once per rollout, so later updates are clipped PPO updates.
+    /// 0 = the whole rollout in one update.
+    #[arg(long, default_value_t = 0)]
+    pub global_batch_size: usize,
+    /// Passes over each rollout (veRL `worker.actor.ppo_epochs`).
+    #[arg(long, default_value_t = 1)]
+    pub ppo_epochs: usize,
     /// Learning rate (reference 1e-6).
     #[arg(long)]
     pub lr: Option<f64>,
     /// KL coefficient β (reference 1e-2).
     #[arg(long)]
     pub kl_coef: Option<f64>,
-    /// Sequences per forward/backward pass.
-    #[arg(long)]
-    pub micro_batch: Option<usize>,
+    /// Sequences per forward/backward pass inside an update (gradient accumulation).
+    #[arg(long, visible_alias = "micro-batch")]
+    pub micro_batch_size: Option<usize>,
     /// Most new tokens per response.
     #[arg(long, default_value_t = 1024)]
     pub max_new_tokens: usize,
     /// Sampling temperature of the rollouts (and of the log-probs).
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
-    /// Checkpoint every N steps (0: at the end only).
-    #[arg(long, default_value_t = 0)]
+    /// Checkpoint every N steps (and after the last; 0: at the end only). A resume restarts
+    /// from the last checkpoint; the rollout of an unfinished step is journaled and reused.
+    #[arg(long, default_value_t = 1)]
     pub save_every: u64,
     /// Seed (data order and sampling).
     #[arg(long, default_value_t = 0)]
@@ -97,6 +110,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.group_size < 2 {
         bail!("--group-size must be at least 2 (advantages are scaled by the group std)");
     }
+    if args.rollout_batch_size == 0 {
+        bail!("--rollout-batch-size must be at least 1");
+    }
+    if args.ppo_epochs == 0 {
+        bail!("--ppo-epochs must be at least 1");
+    }
     let mut cfg: GrpoConfig = match &args.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -110,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(b) = args.kl_coef {
         cfg.kl_coef = b;
     }
-    if let Some(m) = args.micro_batch {
+    if let Some(m) = args.micro_batch_size {
         cfg.micro_batch_size = m;
     }
     cfg.temperature = args.temperature;
@@ -177,8 +196,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let eos = loaded.generation.eos_token_ids.clone();
     let tokenizer = &loaded.tokenizer;
     let (g, max_new, temp) = (args.group_size, args.max_new_tokens, args.temperature);
+    let (p, data_seed) = (args.rollout_batch_size, args.seed);
     let mut rollout =
-        |policy: &Model, batch: &[&Item], rng: &mut ChaCha8Rng| -> train::Result<Vec<Group>> {
+        |step: u64, policy: &Model, rng: &mut ChaCha8Rng| -> train::Result<RolloutBatch> {
+            let batch: Vec<&Item> = train::driver::batch_indices(items.len(), p, step, data_seed)
+                .into_iter()
+                .map(|i| &items[i])
+                .collect();
             let ecfg = engine::EngineConfig {
                 eos_token_ids: eos.clone(),
                 ..Default::default()
@@ -203,9 +227,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let outs = eng
                 .generate(&reqs, |_| {})
                 .map_err(|e| train::Error::Invalid(format!("engine: {e}")))?;
-            Ok(outs
+            let groups = outs
                 .into_iter()
-                .zip(batch)
+                .zip(&batch)
                 .map(|(o, it)| Group {
                     prompt: it.prompt.clone(),
                     responses: o
@@ -218,14 +242,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         })
                         .collect(),
                 })
-                .collect())
+                .collect();
+            Ok(RolloutBatch {
+                groups,
+                metrics: Default::default(),
+            })
         };
     let lc = LoopConfig {
         steps: args.steps,
-        batch_size: args.batch_size,
+        global_batch_size: args.global_batch_size,
+        ppo_epochs: args.ppo_epochs,
         save_every: args.save_every,
-        out_dir: args.out.clone(),
-        data_seed: args.seed,
+        work_dir: args.out.clone(),
+        metrics_path: args.out.join("metrics.jsonl"),
+        seed: args.seed ^ 0x6d69_6e69_6261_7463,
+        row_extra: Default::default(),
     };
     // The adapter's base_model_name_or_path: an absolute path when --model is one.
     let base_model = std::fs::canonicalize(&args.model)
@@ -237,19 +268,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         generation: &loaded.generation,
         base_model: Some(&base_model),
     };
-    let done = train::driver::run(&mut trainer, &items, &mut rollout, &lc, &files, &mut |m| {
-        eprintln!(
-            "step {:>4}  reward {:.3}±{:.3}  loss {:+.4}  kl {:.4}  clip {:.3}  |g| {:.3}  len {:.0}  {:.0} tok/s",
+    let done = train::driver::run(&mut trainer, &mut rollout, &lc, &files, &mut |p| {
+        match p {
+        Progress::Rollout {
+            step,
+            updates,
+            resumed,
+        } => {
+            if resumed {
+                eprintln!("step {step:>4}  rollout resumed from the journal ({updates} updates)");
+            }
+        }
+        Progress::Update(m) => eprintln!(
+            "step {:>4}  update  loss {:+.4}  kl {:.4}  ppo_kl {:+.5}  clip {:.3}  |g| {:.3}  {:.0} tok/s",
             m.step,
-            m.grad.reward_mean,
-            m.grad.reward_std,
             m.grad.loss,
             m.grad.kl,
+            m.grad.ppo_kl,
             m.grad.pg_clipfrac_higher,
             m.update.grad_norm,
-            m.grad.response_len_mean,
             m.tokens_per_s
-        );
+        ),
+        Progress::Step(row) => eprintln!(
+            "step {:>4}  reward {:.3}  updates {}  adv!=0 {:.2}  len {:.0}",
+            row["step"],
+            row["reward_mean"].as_f64().unwrap_or(f64::NAN),
+            row["updates"],
+            row["adv_nonzero_frac"].as_f64().unwrap_or(f64::NAN),
+            row["response_len_mean"].as_f64().unwrap_or(f64::NAN),
+        ),
+    }
     })?;
     let ckpt = train::driver::checkpoint_dir(&args.out);
     eprintln!("{} steps run; checkpoint in {}", done.len(), ckpt.display());
