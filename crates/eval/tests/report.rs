@@ -405,3 +405,33 @@ fn report_of_a_run_in_progress_says_not_yet() {
     );
     assert!(eval::report::render(&empty.path().join("missing")).is_err());
 }
+
+/// Update rows (`"update": u`) are plotted per optimizer update (clip fraction, ppo_kl) and
+/// kept out of the per-step charts; the step rows' `adv_nonzero_frac` gets its chart.
+#[test]
+fn update_rows_are_plotted_per_update_and_not_as_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for step in 1..=3 {
+        for u in 1..=2 {
+            text.push_str(&format!(
+                "{{\"iter\":1,\"phase\":\"challenger\",\"step\":{step},\"update\":{u},\"pg_clipfrac_higher\":{},\"pg_clipfrac_lower\":0.0,\"ppo_kl\":{},\"loss\":0.5,\"kl\":0.01}}\n",
+                if u == 1 { 0.0 } else { 0.2 },
+                if u == 1 { 0.0 } else { 0.01 }
+            ));
+        }
+        text.push_str(&format!(
+            "{{\"iter\":1,\"phase\":\"challenger\",\"step\":{step},\"reward_mean\":0.1,\"r_unc_mean\":0.2,\"r_rep_mean\":0.1,\"format_valid_frac\":0.5,\"loss\":0.5,\"kl\":0.01,\"adv_nonzero_frac\":0.75}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("metrics.jsonl"), text).unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    // per step: 3 points; per update: 6 points
+    assert_eq!(series(&els, "challenger-rewards")["reward"], 3);
+    assert_eq!(series(&els, "challenger-loss")["loss"], 3);
+    let clip = series(&els, "challenger-clip");
+    assert_eq!(clip.values().copied().max(), Some(6), "{clip:?}");
+    assert_eq!(series(&els, "challenger-ppo-kl").values().next(), Some(&6));
+    assert_eq!(series(&els, "challenger-adv").values().next(), Some(&3));
+}

@@ -11,7 +11,7 @@
 //!                            adapter_model.safetensors with A and B in f32), loadable by PEFT,
 //!                            vLLM (`--lora-modules`) and `rzero` (`model::load` merges it
 //!                            into its base_model_name_or_path)
-//!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); metadata: step
+//!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); metadata: format
 //!   trainer_state.json       step, optimizer step, RNG state, the GrpoConfig
 //! ```
 //!
@@ -215,10 +215,10 @@ impl Trainer {
                     .map_err(|e| Error::invalid(format!("optimizer tensor {n}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let meta = HashMap::from([
-            ("format".to_string(), "rzero-adamw-1".to_string()),
-            ("step".to_string(), opt.step.to_string()),
-        ]);
+        // One metadata key: a HashMap's order is per process, and two keys would make the
+        // header (and the file) differ between a resumed and an uninterrupted run. The step
+        // lives in trainer_state.json.
+        let meta = HashMap::from([("format".to_string(), "rzero-adamw-1".to_string())]);
         safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| Error::BadFile {
             path: path.to_path_buf(),
             msg: format!("cannot write: {e}"),
