@@ -117,8 +117,14 @@ pub fn build(
         })
         .collect();
     write_jsonl(&run.iter_path(iter, "questions.jsonl"), &qs)?;
-    write_jsonl(&run.iter_path(iter, "dataset.jsonl"), &all)?;
+    // dataset.jsonl is the stage's commit point: the caller writes it (with [`commit`]) after
+    // the stage's metrics, so a kill between the two cannot lose the metric row.
     Ok((all, summary))
+}
+
+/// Writes `dataset.jsonl`, the dataset stage's commit point.
+pub fn commit(path: &Path, items: &[DatasetItem]) -> Result<()> {
+    write_jsonl(path, items)
 }
 
 /// Reads a finished dataset.

@@ -140,6 +140,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             path: run.iter_dir(iter),
             source: e,
         })?;
+        run.clean_leftovers(iter)?;
 
         // 3. Remote Solver servers move to the previous iteration's Solver.
         let challenger_dir = run.iter_path(iter, "challenger");
@@ -189,6 +190,8 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
 
         // 5. Dataset.
         let kept: Vec<crate::dataset::DatasetItem> = if dataset_path.exists() {
+            // a kill after the commit point may have left the journal behind
+            let _ = std::fs::remove_dir_all(run.iter_path(iter, ".dataset-chunks"));
             crate::dataset::load(&dataset_path)?
         } else {
             let _s = info_span!("dataset").entered();
@@ -235,6 +238,8 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                     "seconds": t0.elapsed().as_secs_f64(),
                 })],
             )?;
+            // the commit point: metrics first, then dataset.jsonl, then the journal goes
+            crate::dataset::commit(&dataset_path, &items)?;
             let _ = std::fs::remove_dir_all(run.iter_path(iter, ".dataset-chunks"));
             let line = format!(
                 "iteration {iter} dataset: {} generated, {} well-formed, {} kept ({:.0}s)",

@@ -155,6 +155,31 @@ impl RunDir {
         self.rebuild_metrics()
     }
 
+    /// Removes the temporary siblings a kill can leave in `iter_N/` (`.NAME.tmp-*`,
+    /// `.NAME.old-*` of atomic writes and folder replacements).
+    pub fn clean_leftovers(&self, iter: usize) -> Result<()> {
+        let dir = self.iter_dir(iter);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                r.map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The file of one stage's metric rows.
     pub fn stage_metrics_path(&self, iter: usize, phase: &str) -> PathBuf {
         let dir = if iter == 0 {
@@ -216,6 +241,24 @@ mod tests {
         let rows: Vec<Value> = read_jsonl(&run.root().join("metrics.jsonl")).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2]["phase"], "solver");
+    }
+
+    #[test]
+    fn leftovers_of_atomic_writes_are_cleaned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path()).unwrap();
+        let d = run.iter_dir(1);
+        std::fs::create_dir_all(d.join(".solver.tmp-12-34")).unwrap();
+        std::fs::write(d.join(".dataset.jsonl.tmp-1-2"), "x").unwrap();
+        std::fs::write(d.join("dataset.jsonl"), "").unwrap();
+        std::fs::create_dir_all(d.join(".solver-train")).unwrap();
+        run.clean_leftovers(1).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".solver-train", "dataset.jsonl"]);
     }
 
     #[test]

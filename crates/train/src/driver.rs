@@ -170,6 +170,44 @@ pub fn journal_path(work: &Path) -> PathBuf {
     work.join("rollout.json")
 }
 
+/// Puts the work folder back in order after a kill: a checkpoint replaced half-way (the old
+/// one renamed aside, the new one not yet in place) gets its old folder back, and the
+/// temporary and old siblings (`.checkpoint.tmp-*`, `.checkpoint.old-*`, `.rollout.json.tmp-*`)
+/// are removed.
+pub fn clean_work_dir(work: &Path) -> Result<()> {
+    let ckpt = checkpoint_dir(work);
+    let Ok(rd) = std::fs::read_dir(work) else {
+        return Ok(());
+    };
+    let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    if !ckpt.exists() {
+        if let Some(old) = names.iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".checkpoint.old-"))
+        }) {
+            std::fs::rename(old, &ckpt).map_err(|e| Error::io(old, e))?;
+            tracing::warn!(dir = %ckpt.display(), "restored the checkpoint a kill had moved aside");
+        }
+    }
+    for p in names {
+        let leftover = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && (n.contains(".tmp-") || n.contains(".old-")));
+        if leftover && p.exists() {
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            r.map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// The journaled rollout of one step.
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
@@ -334,6 +372,7 @@ pub fn run(
         return Err(Error::invalid("ppo_epochs must be >= 1"));
     }
     std::fs::create_dir_all(&cfg.work_dir).map_err(|e| Error::io(&cfg.work_dir, e))?;
+    clean_work_dir(&cfg.work_dir)?;
     let ckpt = checkpoint_dir(&cfg.work_dir);
     if ckpt.join("trainer_state.json").is_file() {
         let st = trainer.restore_checkpoint(&ckpt)?;
@@ -516,6 +555,26 @@ mod tests {
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_eq!(batch_indices(n, 3, 4, 7), batch_indices(n, 3, 4, 7));
         assert_ne!(batch_indices(n, 10, 0, 7), batch_indices(n, 10, 1, 7));
+    }
+
+    #[test]
+    fn a_checkpoint_moved_aside_by_a_kill_is_restored_and_leftovers_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = tmp.path();
+        std::fs::create_dir_all(w.join(".checkpoint.old-1-2")).unwrap();
+        std::fs::write(w.join(".checkpoint.old-1-2/trainer_state.json"), "{}").unwrap();
+        std::fs::create_dir_all(w.join(".checkpoint.tmp-1-3")).unwrap();
+        std::fs::write(w.join(".rollout.json.tmp-1-4"), "x").unwrap();
+        std::fs::write(w.join("rollout.json"), "{}").unwrap();
+        clean_work_dir(w).unwrap();
+        assert!(w.join("checkpoint/trainer_state.json").is_file());
+        let left: Vec<String> = std::fs::read_dir(w)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, vec!["checkpoint", "rollout.json"]);
     }
 
     #[test]
