@@ -685,9 +685,7 @@ fn fetch_file(
     let have = ctx.snapshot_dir().join(&file.name);
     if let Ok(m) = std::fs::metadata(&have) {
         if m.is_file() && file.size.is_none_or(|s| s == m.len()) {
-            progress.start(&file.name, m.len());
-            progress.advance(m.len());
-            progress.finish(&file.name);
+            tracing::debug!(file = %file.name, "already in the cache");
             return Ok(have);
         }
     }

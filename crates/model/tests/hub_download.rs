@@ -260,6 +260,13 @@ fn a_download_cut_off_halfway_never_looks_complete_and_resumes() {
         !parts[0].exists(),
         "the partial file was renamed into place"
     );
+    // Progress: only the weights were transferred, the bytes already on disk counted first.
+    assert_eq!(rec.finished, vec!["model.safetensors".to_string()]);
+    assert_eq!(rec.bytes, size);
+    assert!(rec
+        .started
+        .iter()
+        .all(|(f, n)| f == "model.safetensors" && *n == size));
     assert_fixture_logprobs(&snap);
 }
 
