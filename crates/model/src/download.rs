@@ -25,8 +25,9 @@
 //!
 //! Errors are [`Error::Hub`] sentences a user can act on: a gated or private model (HTTP
 //! 401/403) names the model page and `HF_TOKEN`; HTTP 404 says the model or revision does not
-//! exist; an unreachable endpoint suggests `HF_HUB_OFFLINE=1`; a full disk names the cache
-//! folder and `HF_HUB_CACHE`.
+//! exist; an unreachable endpoint suggests `HF_HUB_OFFLINE=1`; a full disk (checked before
+//! the transfer with the listed sizes, and on a write error) names the cache folder and
+//! `HF_HUB_CACHE`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -547,15 +548,12 @@ pub fn snapshot(
     tracing::info!(model = repo_id, revision, commit = %commit, cache = %opts.cache.display(), "downloading from {}", opts.endpoint);
 
     let mut snap = None;
-    for f in MODEL_FILES {
-        if let Some(s) = has(f) {
-            snap = Some(fetch_file(&repo, s, &ctx, progress)?);
-        }
-    }
+    // The weights: the single file, or the index (fetched first, it is small) and its shards.
     let weights: Vec<&Sibling> = if let Some(s) = has(SINGLE) {
         vec![s]
     } else if let Some(s) = has(INDEX) {
         let index_path = fetch_file(&repo, s, &ctx, progress)?;
+        snap = Some(index_path.clone());
         let index: Value = std::fs::read_to_string(&index_path)
             .map_err(|e| ctx.io_error(INDEX, &e))
             .and_then(|t| {
@@ -585,6 +583,20 @@ pub fn snapshot(
             opts.endpoint
         )));
     };
+    // Disk space for what is not here yet, with the sizes from the listing.
+    let needed: u64 = MODEL_FILES
+        .iter()
+        .filter_map(|f| has(f))
+        .chain(weights.iter().copied())
+        .filter(|s| !ctx.snapshot_dir().join(&s.name).is_file())
+        .filter_map(|s| s.size)
+        .sum();
+    check_space(&ctx, needed)?;
+    for f in MODEL_FILES {
+        if let Some(s) = has(f) {
+            snap = Some(fetch_file(&repo, s, &ctx, progress)?);
+        }
+    }
     for s in weights {
         snap = Some(fetch_file(&repo, s, &ctx, progress)?);
     }
@@ -616,6 +628,71 @@ pub fn snapshot(
         )));
     }
     Ok(snap_dir)
+}
+
+/// Fails if the disk of the cache folder has less free space than `needed` bytes, less what
+/// partial downloads already hold.
+fn check_space(ctx: &Ctx, needed: u64) -> Result<()> {
+    let blobs = repo_folder(&ctx.opts.cache, ctx.repo_id).join("blobs");
+    let partial: u64 = std::fs::read_dir(&blobs)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0);
+    let needed = needed.saturating_sub(partial);
+    // The nearest existing folder (the cache itself may not exist yet).
+    let mut probe = ctx.opts.cache.as_path();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => return Ok(()),
+        }
+    }
+    match free_bytes(probe) {
+        Some(free) if free < needed => Err(Error::Hub(format!(
+            "disk full: {} needs {} more in {}, but only {} is free there; free some space or \
+             point HF_HUB_CACHE at a larger disk",
+            ctx.repo_id,
+            human_bytes(needed),
+            ctx.opts.cache.display(),
+            human_bytes(free)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes available to this user on the file system holding `path`.
+#[cfg(unix)]
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_path: &Path) -> Option<u64> {
+    None
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// `refs/<revision>` = `commit`, written to a temporary file and renamed.

@@ -443,3 +443,34 @@ fn a_python_style_cache_is_used_as_is() {
     assert_eq!(got, snap);
     assert_fixture_logprobs(&got);
 }
+
+#[test]
+fn not_enough_disk_space_is_said_before_anything_is_fetched() {
+    let hub = FakeHub::start();
+    hub.add_repo("Org/Huge", tiny_repo(&fixture_dir()), false);
+    // The listing claims 1 PB of weights.
+    hub.state
+        .lock()
+        .unwrap()
+        .listed_size
+        .insert("model.safetensors".into(), 1_000_000_000_000_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let msg = download::snapshot(
+        "Org/Huge",
+        "main",
+        &hub.opts(&cache),
+        &mut Recorder::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("disk full") && msg.contains("1.0 PB"), "{msg}");
+    assert!(
+        msg.contains("HF_HUB_CACHE") && msg.contains(&cache.display().to_string()),
+        "{msg}"
+    );
+    // Only the file list was requested.
+    let seen = hub.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].path.starts_with("/api/models/"));
+}

@@ -40,6 +40,8 @@ pub struct State {
     pub seen: Vec<Seen>,
     /// A file whose next full transfer is cut off halfway (then served normally).
     pub drop_once: Option<String>,
+    /// Sizes the file list claims instead of the real ones (file name -> bytes).
+    pub listed_size: BTreeMap<String, u64>,
 }
 
 pub struct FakeHub {
@@ -185,7 +187,10 @@ fn handle(mut s: TcpStream, st: &Mutex<State>, base: &str) {
         let siblings: Vec<Value> = repo
             .files
             .iter()
-            .map(|(n, d)| json!({"rfilename": n, "size": d.len()}))
+            .map(|(n, d)| {
+                let size = st.listed_size.get(n).copied().unwrap_or(d.len() as u64);
+                json!({"rfilename": n, "size": size})
+            })
             .collect();
         let body = json!({"id": id, "sha": COMMIT, "gated": repo.gated, "siblings": siblings});
         return respond(
