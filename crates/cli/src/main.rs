@@ -48,6 +48,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Serve a model behind an OpenAI-compatible HTTP API.
     Serve(cmd::serve::Args),
+    /// Download a model from the Hugging Face Hub into the cache; print its folder.
+    Download(cmd::download::Args),
     /// Benchmarks that print figures (and JSON with --json).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -56,6 +58,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.quiet);
+    // Downloads started by `--model <hub id>` draw the same bars as `rzero download`.
+    let quiet = cli.quiet;
+    model::hub::set_progress(move || Box::new(cmd::download::Bars::new(quiet)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -79,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(a) => cmd::audit::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Download(a) => cmd::download::run(a, cli.quiet),
         Command::Bench(b) => cmd::bench::run(b),
     }
 }

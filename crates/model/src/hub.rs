@@ -1,13 +1,16 @@
-//! Hub ids (`Qwen/Qwen3-4B-Base`) resolved through the local Hugging Face cache.
+//! Hub ids (`Qwen/Qwen3-4B-Base`, `org/name@revision`): found in the local Hugging Face
+//! cache, or downloaded into it ([`crate::download`]).
 //!
 //! The cache folder is `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`,
 //! laid out as `hf-hub` / `huggingface_hub` lay it out:
 //! `models--Org--Name/refs/<revision>` holds a commit hash and the files live in
-//! `models--Org--Name/snapshots/<hash>/`. Nothing is downloaded (rzero runs offline; with
-//! `HF_HUB_OFFLINE=1` that is explicit): a model that is not cached is a one-line
-//! [`Error::Hub`] naming the id and the folder searched.
+//! `models--Org--Name/snapshots/<hash>/`. [`resolve`] uses a complete cached snapshot with no
+//! network request, and downloads what is missing otherwise; with `HF_HUB_OFFLINE=1` it never
+//! touches the network, and a model that is not cached is a one-line [`Error::Hub`] naming
+//! the id and the folder searched.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -35,14 +38,22 @@ pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
+    if let Some(p) = std::env::var_os("HUGGINGFACE_HUB_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
     if let Some(p) = std::env::var_os("HF_HOME").filter(|p| !p.is_empty()) {
         return PathBuf::from(p).join("hub");
     }
-    let home = std::env::var_os("HOME")
+    home_dir().join(".cache").join("huggingface").join("hub")
+}
+
+/// The user's home folder (`HOME`, `USERPROFILE`, else `.`).
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
         .or_else(|| std::env::var_os("USERPROFILE"))
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache").join("huggingface").join("hub")
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Whether `HF_HUB_OFFLINE` is set to a true value.
@@ -57,28 +68,73 @@ pub fn offline() -> bool {
         .unwrap_or(false)
 }
 
-/// Resolve `id` (`org/name` or `org/name@revision`) in the default cache.
-pub fn resolve(id: &str) -> Result<PathBuf> {
-    resolve_in(id, &cache_dir())
+/// Splits `org/name@revision` into the id and the revision (`main` when absent).
+pub fn split_revision(spec: &str) -> (&str, &str) {
+    match spec.split_once('@') {
+        Some((id, rev)) => (id, rev),
+        None => (spec, "main"),
+    }
 }
 
-/// Resolve `id` in the cache folder `cache`: the snapshot folder of the requested revision
-/// (default `main`), which must contain `config.json` or a `.gguf` file.
+type ProgressFactory = dyn Fn() -> Box<dyn crate::download::Progress> + Send + Sync;
+static PROGRESS: OnceLock<Box<ProgressFactory>> = OnceLock::new();
+
+/// Sets how downloads started by [`resolve`] (and so by [`crate::load`]) report progress (the
+/// binary installs progress bars; the default logs a line per file). Only the first call
+/// counts.
+pub fn set_progress(f: impl Fn() -> Box<dyn crate::download::Progress> + Send + Sync + 'static) {
+    let _ = PROGRESS.set(Box::new(f));
+}
+
+fn new_progress() -> Box<dyn crate::download::Progress> {
+    match PROGRESS.get() {
+        Some(f) => f(),
+        None => Box::new(crate::download::LogProgress::default()),
+    }
+}
+
+/// Resolve `spec` (`org/name` or `org/name@revision`) with the options from the environment
+/// ([`crate::download::HubOptions::from_env`]): the cached snapshot if complete, else
+/// downloaded (unless `HF_HUB_OFFLINE` is set).
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    let (id, revision) = split_revision(spec);
+    let opts = crate::download::HubOptions::from_env();
+    crate::download::snapshot(id, revision, &opts, new_progress().as_mut())
+}
+
+/// Resolve `id` in the cache folder `cache`, never downloading: the snapshot folder of the
+/// requested revision (default `main`), which must contain `config.json` or a `.gguf` file.
 pub fn resolve_in(id: &str, cache: &Path) -> Result<PathBuf> {
-    let (repo_id, revision) = match id.split_once('@') {
-        Some((r, rev)) => (r, rev.to_string()),
-        None => (id, "main".to_string()),
+    let (repo_id, revision) = split_revision(id);
+    resolve_cached(repo_id, revision, cache, offline())
+}
+
+/// [`resolve_in`] for `repo_id` at `revision`; `offline` only words the error (the model was
+/// not downloaded because `HF_HUB_OFFLINE` is set).
+pub fn resolve_cached(
+    repo_id: &str,
+    revision: &str,
+    cache: &Path,
+    offline: bool,
+) -> Result<PathBuf> {
+    let id = if revision == "main" {
+        repo_id.to_string()
+    } else {
+        format!("{repo_id}@{revision}")
     };
+    let revision = revision.to_string();
     let not_found = |why: &str| {
-        let mode = if offline() {
-            "HF_HUB_OFFLINE is set"
+        let mode = if offline {
+            format!(
+                "HF_HUB_OFFLINE is set, so nothing is downloaded: unset it to download, or \
+                 fetch it first with `rzero download {repo_id}`"
+            )
         } else {
-            "rzero does not download models"
+            format!("fetch it with `rzero download {repo_id}`")
         };
         Error::Hub(format!(
             "model {id:?} is not a local path and not in the Hugging Face cache {} ({why}; \
-             {mode}: download it with `huggingface-cli download {repo_id}` or pass a local \
-             folder / .gguf file)",
+             {mode}, or pass a local folder / .gguf file)",
             cache.display()
         ))
     };

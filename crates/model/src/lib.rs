@@ -1,11 +1,14 @@
 /*!
 Llama / Qwen2 / Qwen3 causal language models on candle, with loading from Hugging Face
-folders, GGUF files and the hf-hub cache, tokenizers, and chat templates.
+folders, GGUF files and the Hugging Face Hub (cache and download), tokenizers, and chat
+templates.
 
 - [`Config`]: the resolved model configuration (from `config.json` or GGUF metadata).
 - [`Model`]: one differentiable implementation for all three families
   (`forward` / `forward_hidden` for training and scoring; `forward_packed` with
   per-sequence [`KvCache`]s for fast inference).
+- [`hub`] / [`download`]: hub ids resolved through the standard Hugging Face cache, and
+  downloaded into it (resumable, `HF_ENDPOINT` / `HF_TOKEN` / `HF_HUB_OFFLINE` honoured).
 - [`load`]: `PATH` (folder, `.gguf`, or hub id) -> [`LoadedModel`] (config, weights,
   tokenizer, chat template, generation config).
 - [`lora`]: PEFT LoRA adapters (naming, `adapter_config.json`, merge); [`load`] merges an
@@ -16,6 +19,7 @@ folders, GGUF files and the hf-hub cache, tokenizers, and chat templates.
 
 pub mod chat;
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod gguf;
 pub mod hub;

@@ -1,4 +1,5 @@
-//! Loading a model: a Hugging Face folder, a `.gguf` file, or a hub id from the local cache.
+//! Loading a model: a Hugging Face folder, a `.gguf` file, or a hub id (from the local cache,
+//! downloaded when missing).
 //!
 //! A folder holds `config.json`, `model.safetensors` (or a sharded
 //! `model.safetensors.index.json`), `tokenizer.json`, and optionally `tokenizer_config.json`
@@ -221,8 +222,8 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
-/// Load `spec`: a model folder, a `.gguf` file, or a hub id (`org/name`) found in the local
-/// Hugging Face cache.
+/// Load `spec`: a model folder, a `.gguf` file, or a hub id (`org/name[@revision]`) found in
+/// the local Hugging Face cache or downloaded into it ([`crate::hub::resolve`]).
 ///
 /// A folder holding a PEFT LoRA adapter (`adapter_config.json`, no `config.json`) loads the
 /// adapter's `base_model_name_or_path` and merges the adapter into it
@@ -278,7 +279,12 @@ fn load_at_depth(spec: &str, opts: &LoadOptions, depth: usize) -> Result<LoadedM
             ))
         }
     } else if crate::hub::looks_like_hub_id(spec) && !spec.starts_with("./") {
-        let snapshot = crate::hub::resolve(spec)?;
+        let snapshot = crate::hub::resolve(spec).map_err(|e| match e {
+            Error::Hub(msg) if !msg.contains("not a local path") => Error::Hub(format!(
+                "{spec} is not a local folder or file; as a Hugging Face Hub id: {msg}"
+            )),
+            other => other,
+        })?;
         let gguf = first_gguf(&snapshot);
         match (snapshot.join("config.json").is_file(), gguf) {
             (false, Some(g)) => load_gguf_file(&g, opts),

@@ -9,6 +9,7 @@ pub mod bench_model;
 pub mod bench_train;
 pub mod cluster;
 pub mod config;
+pub mod download;
 pub mod eval;
 pub mod extract;
 pub mod generate;
