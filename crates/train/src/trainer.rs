@@ -878,7 +878,9 @@ impl Trainer {
         if !old && !need_ref {
             return Ok(());
         }
-        let mut filled: Vec<(usize, usize, Option<Vec<f32>>, Option<Vec<f32>>)> = Vec::new();
+        // (group, response, old log-probs, reference log-probs)
+        type Filled = (usize, usize, Option<Vec<f32>>, Option<Vec<f32>>);
+        let mut filled: Vec<Filled> = Vec::new();
         {
             let mut dummy = GradStats::default();
             let seqs = self.resolve(groups, &mut dummy)?;
