@@ -282,6 +282,8 @@ fn rewrite_into(cs: &[char], out: &mut String, depth: usize) {
                 "in" => Some("∈"),
                 "colon" => Some(":"),
                 "dots" | "ldots" | "cdots" => Some("…"),
+                "langle" => Some("("),
+                "rangle" => Some(")"),
                 "lbrace" => Some("⦃"),
                 "rbrace" => Some("⦄"),
                 "lvert" | "rvert" | "vert" | "mid" => Some("|"),
