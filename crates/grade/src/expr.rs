@@ -984,7 +984,19 @@ pub fn eval(e: &Expr, env: &[(String, C)]) -> C {
             // A negative real to a rational power with an odd denominator takes the
             // real branch, as `\sqrt[3]{}` does: (-8)^{2/3} = 4.
             if base.im == 0.0 && base.re < 0.0 {
-                if let Some(q) = exact(b).filter(|q| q.d % 2 != 0 && q.d <= 1_000_001) {
+                let small = |e: &Expr| {
+                    matches!(e, Expr::Num(_))
+                        || matches!(e, Expr::Div(n, d) if matches!((&**n, &**d), (Expr::Num(_), Expr::Num(_))))
+                };
+                let simple = match &**b {
+                    Expr::Neg(inner) => small(inner),
+                    other => small(other),
+                };
+                if let Some(q) = simple
+                    .then(|| exact(b))
+                    .flatten()
+                    .filter(|q| q.d % 2 != 0 && q.d <= 1_000_001)
+                {
                     let m = (-base.re).powf(q.to_f64());
                     return C::r(if q.n % 2 == 0 { m } else { -m });
                 }

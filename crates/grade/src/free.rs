@@ -24,7 +24,7 @@
 use crate::extract::extract_boxed;
 
 /// Bytes at the end of a response that free-text extraction examines.
-pub const MAX_SCAN: usize = 20_000;
+pub const MAX_SCAN: usize = 8_000;
 
 /// Characters after "answer" within which a candidate must start.
 pub const ANSWER_WINDOW: usize = 60;
