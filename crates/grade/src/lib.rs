@@ -19,6 +19,8 @@ assert_eq!(grade::extract_boxed(r"so \boxed{\frac{1}{2}}."), Some(r"\frac{1}{2}"
 assert!(grade::equivalent(r"\frac{1}{2}", "0.5"));
 assert!(grade::equivalent(r"(x-2)(x+2)", "x^2-4"));
 assert!(!grade::equivalent("[0,1)", "(0,1)"));
+assert_eq!(grade::extract_free("So the answer is $x = 3$."), Some("x = 3".to_string()));
+assert!(grade::equivalent(r"\frac{1}{3}", "0.333")); // the reference's precision decides
 ```
 */
 #![deny(missing_docs)]
