@@ -1137,6 +1137,16 @@ fn rounds_to(dec: &Expr, x: f64, other: &Expr, y: Option<Q>, yv: f64) -> bool {
 /// Whether two expressions are equal: exactly when both have rational values, else
 /// numerically (tolerance 1e-9 for constants, 1e-7 at six fixed random points).
 /// With `budget.rounding`, a short decimal also equals a value that rounds to it.
+///
+/// Randomized evaluation: every variable takes, at each of [`POINTS`] points, a value
+/// in [0.35, 2.35) derived from its name, the point and the fixed [`SEED`] (the result
+/// is reproducible). Points where both sides are undefined are skipped; at least 3
+/// valid points must agree and none may disagree. False-positive bound: when `a - b` is
+/// not zero on the sampled box, a point passes only if it falls where
+/// `|a - b| ≤ 1e-7 |a|`; for the smooth expressions that answers are, that set has
+/// relative measure of order 1e-7 per sign change of `a - b`, so with ≥ 3 independent
+/// points a false "equal" has probability of order 1e-21 or less. Equalities that hold
+/// only on the positive box are accepted by design (`\sqrt{x^2}` = `x`, `|x|` = `x`).
 pub fn equal(a: &Expr, b: &Expr, budget: &mut Budget) -> bool {
     if a == b {
         return true;
