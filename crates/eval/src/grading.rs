@@ -6,6 +6,11 @@ pub fn extract(response: &str) -> Option<String> {
     grade::extract_boxed(response)
 }
 
+/// The answer of a response under `mode` (`ExtractMode::Boxed` is [`extract`]).
+pub fn extract_with(response: &str, mode: grade::ExtractMode) -> Option<String> {
+    mode.extract(response)
+}
+
 /// Whether a model answer is mathematically equivalent to a reference answer.
 pub fn equivalent(answer: &str, reference: &str) -> bool {
     grade::equivalent(answer, reference)

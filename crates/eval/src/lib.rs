@@ -38,4 +38,5 @@ pub use audit::{format_audit, run_audit, AuditOptions, AuditReport, BandStats};
 pub use bench::{Benchmark, Item, BUILTIN};
 pub use error::{Error, Result};
 pub use generate::{plain_prompt, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+pub use grade::ExtractMode;
 pub use run::{format_table, run_eval, BenchResult, EvalOptions, EvalResults, Progress};

@@ -42,6 +42,9 @@ pub struct EvalOptions {
     pub batch_size: usize,
     /// Base sampling seed.
     pub seed: u64,
+    /// How answers are taken from responses: `boxed` (default, as the training reward),
+    /// `fallbacks`, or `free` (free text, for models that rarely box).
+    pub extract: grade::ExtractMode,
 }
 
 impl Default for EvalOptions {
@@ -56,6 +59,7 @@ impl Default for EvalOptions {
             max_new_tokens: 2048,
             batch_size: 64,
             seed: 0,
+            extract: grade::ExtractMode::Boxed,
         }
     }
 }
@@ -250,8 +254,10 @@ pub fn run_eval(
     let mut counter = 0;
     let make_row = |mode: &'static str, bench: String| {
         move |it: &Item, responses: &[String]| -> Value {
-            let answers: Vec<Option<String>> =
-                responses.iter().map(|r| grading::extract(r)).collect();
+            let answers: Vec<Option<String>> = responses
+                .iter()
+                .map(|r| grading::extract_with(r, opts.extract))
+                .collect();
             let correct: Vec<bool> = answers
                 .iter()
                 .map(|a| {
@@ -330,7 +336,7 @@ pub fn run_eval(
             if let Some(row) = get(it, "greedy") {
                 let resp = responses_of(row);
                 let r = resp.first().map(String::as_str).unwrap_or("");
-                let a = grading::extract(r);
+                let a = grading::extract_with(r, opts.extract);
                 no_answer += a.is_none() as usize;
                 chars += r.chars().count();
                 greedy.push(a.is_some_and(|a| grading::equivalent(&a, &it.answer)));
@@ -339,7 +345,7 @@ pub fn run_eval(
                 if let Some(row) = get(it, "sample") {
                     let answers: Vec<Option<String>> = responses_of(row)
                         .iter()
-                        .map(|r| grading::extract(r))
+                        .map(|r| grading::extract_with(r, opts.extract))
                         .collect();
                     sample_verdicts.push(
                         answers

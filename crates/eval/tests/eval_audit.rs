@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use eval::{
-    plain_prompt, run_audit, run_eval, AuditOptions, Benchmark, Error, EvalOptions, GenParams,
-    Generator, SOLVER_SYSTEM_PROMPT,
+    plain_prompt, run_audit, run_eval, AuditOptions, Benchmark, Error, EvalOptions, ExtractMode,
+    GenParams, Generator, SOLVER_SYSTEM_PROMPT,
 };
 
 /// Answers each question from a script: greedy calls get `script[q][0]`, sampled calls the
@@ -349,4 +349,44 @@ fn audit_builds_majority_labels_and_measures_them_per_band() {
     let r2 = run_audit(&mut s2, &[bench], &o, dir.path(), &mut |_| {}).unwrap();
     assert_eq!(s2.prompts_seen, 0);
     assert_eq!(r2, r);
+}
+
+#[test]
+fn free_text_extraction_is_an_option() {
+    let bench = || {
+        Benchmark::from_jsonl_str(
+            "toy",
+            "{\"id\":\"a\",\"question\":\"qa\",\"answer\":\"5\"}\n{\"id\":\"b\",\"question\":\"qb\",\"answer\":\"1/2\"}\n{\"id\":\"c\",\"question\":\"qc\",\"answer\":\"9\"}\n",
+        )
+        .unwrap()
+    };
+    let script = || {
+        Scripted::new(&[
+            ("qa", vec!["5 + 1 = 6? No. So the answer is 5 apples."]),
+            ("qb", vec!["Halving gives $x = \\frac{1}{2}$."]),
+            (
+                "qc",
+                vec!["Final Answer: The final answer is $8$. I hope it is correct."],
+            ),
+        ])
+    };
+    let greedy = EvalOptions {
+        samples: 0,
+        ..opts()
+    };
+    // Default (boxed, as the training reward): no box, no answer.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_eval(&mut script(), &[bench()], &greedy, dir.path(), &mut |_| {}).unwrap();
+    assert_eq!(r.benchmarks[0].pass_at_1, Some(0.0));
+    assert_eq!(r.benchmarks[0].no_answer_frac, Some(1.0));
+    // Free text: 5 and 1/2 are read and right, 8 is read and wrong.
+    let free = EvalOptions {
+        extract: ExtractMode::Free,
+        ..greedy
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_eval(&mut script(), &[bench()], &free, dir.path(), &mut |_| {}).unwrap();
+    let p = r.benchmarks[0].pass_at_1.unwrap();
+    assert!((p - 2.0 / 3.0).abs() < 1e-9, "pass@1 {p}");
+    assert_eq!(r.benchmarks[0].no_answer_frac, Some(0.0));
 }

@@ -147,6 +147,14 @@ fn list_sep(cs: &[char], i: usize) -> Option<usize> {
     match cs[i] {
         ',' | ';' => Some(1),
         ' ' => word_at(cs, i, "and").or_else(|| word_at(cs, i, "or")),
+        // `(11,7)or(7,11)`: a glued "or" between two brackets.
+        'o' if i > 0
+            && cs[i - 1] == ')'
+            && cs.get(i + 1) == Some(&'r')
+            && cs.get(i + 2) == Some(&'(') =>
+        {
+            Some(2)
+        }
         _ => None,
     }
 }
@@ -263,6 +271,32 @@ fn is_unit_word(w: &str) -> bool {
     base.len() >= 2 && base.chars().all(|c| c.is_ascii_alphabetic()) && !expr::is_word_func(base)
 }
 
+/// Most trailing words [`words_after_constant`] drops.
+const MAX_TRAILING_WORDS: usize = 6;
+
+/// The byte length of the constant expression that `t` starts with when only words
+/// (unit-like: letters only, not function names) follow it.
+fn words_after_constant(t: &str) -> Option<usize> {
+    let mut k = t.len();
+    for _ in 0..MAX_TRAILING_WORDS {
+        let sp = t[..k].trim_end().rfind(' ')?;
+        if !is_unit_word(t[sp + 1..k].trim()) {
+            return None;
+        }
+        k = sp;
+        let prefix = t[..k].trim_end();
+        let constant = expr::parse(prefix).is_some_and(|e| {
+            let mut v = std::collections::BTreeSet::new();
+            expr::vars(&e, &mut v);
+            v.is_empty()
+        });
+        if constant {
+            return Some(k);
+        }
+    }
+    None
+}
+
 /// Strips a trailing percent sign or unit words; returns the rest and the percent flag.
 fn strip_units(s: &str) -> (String, bool) {
     let mut t = s.trim().replace(" ^", "^");
@@ -293,6 +327,11 @@ fn strip_units(s: &str) -> (String, bool) {
             v.is_empty()
         });
         if !(known || constant) {
+            // "17 any text": a constant followed only by words.
+            if let Some(k) = words_after_constant(&t) {
+                t.truncate(k);
+                t = t.trim_end().to_string();
+            }
             break;
         }
         if matches!(lw.as_str(), "percent" | "pct" | "percentage") {
@@ -474,7 +513,7 @@ fn parse_at(s: &str, depth: usize) -> Ans {
                 ('{', '}') if items.len() >= 2 => return Ans::Set(elems(&items)),
                 ('{', '}') => return parse_at(&inner, depth + 1),
                 ('(', ')') if items.len() >= 2 => return Ans::Tuple(elems(&items)),
-                ('(', ')') if inner.trim_start().starts_with("\\begin") => {
+                ('(', ')') | ('[', ']') if inner.trim_start().starts_with("\\begin") => {
                     return parse_at(&inner, depth + 1)
                 }
                 ('[', ']') if items.len() > 2 => return Ans::Tuple(elems(&items)),
@@ -568,6 +607,14 @@ fn relation(cs: &[char], depth: usize) -> Option<Ans> {
             (Some(l), Some(r)) if ops[0] == '=' => Some((l, r)),
             _ => None,
         };
+        // `c ≈ 0.577` with a non-name `c`: the exact `c` is the value (a decimal
+        // reference still matches it by its precision).
+        if ops[0] == '≈' && !label_like(&segs[0]) {
+            return Some(Ans::Assign {
+                value: Box::new(parse_at(&segs[0], depth + 1)),
+                eq: None,
+            });
+        }
         if label_like(&segs[0]) || ops[0] == '∈' || ops[0] == '≈' {
             return Some(Ans::Assign {
                 value: Box::new(parse_at(&segs[1], depth + 1)),

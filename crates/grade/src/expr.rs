@@ -23,12 +23,20 @@ const SEED: u64 = 0x05ee_d0f7_2e70;
 #[derive(Debug)]
 pub struct Budget {
     left: u64,
+    /// Whether a short decimal (1 to 9 places) also equals a value that is not a
+    /// terminating decimal (`1/3`, `\sqrt 2`, a printed float) and rounds to it: set
+    /// when the reference answer is written with decimals, so that its precision
+    /// decides (see [`equal`]).
+    pub rounding: bool,
 }
 
 impl Budget {
     /// A budget of `units` (one unit is about one node evaluation).
     pub fn new(units: u64) -> Budget {
-        Budget { left: units }
+        Budget {
+            left: units,
+            rounding: false,
+        }
     }
     /// Charges `n` units; false once the budget is spent.
     pub fn charge(&mut self, n: u64) -> bool {
@@ -971,7 +979,30 @@ pub fn eval(e: &Expr, env: &[(String, C)]) -> C {
         Expr::Mul(v) => v.iter().fold(C::r(1.0), |a, x| a.mul(eval(x, env))),
         Expr::Neg(a) => eval(a, env).neg(),
         Expr::Div(a, b) => eval(a, env).div(eval(b, env)),
-        Expr::Pow(a, b) => eval(a, env).pow(eval(b, env)),
+        Expr::Pow(a, b) => {
+            let base = eval(a, env);
+            // A negative real to a rational power with an odd denominator takes the
+            // real branch, as `\sqrt[3]{}` does: (-8)^{2/3} = 4.
+            if base.im == 0.0 && base.re < 0.0 {
+                let small = |e: &Expr| {
+                    matches!(e, Expr::Num(_))
+                        || matches!(e, Expr::Div(n, d) if matches!((&**n, &**d), (Expr::Num(_), Expr::Num(_))))
+                };
+                let simple = match &**b {
+                    Expr::Neg(inner) => small(inner),
+                    other => small(other),
+                };
+                if let Some(q) = simple
+                    .then(|| exact(b))
+                    .flatten()
+                    .filter(|q| q.d % 2 != 0 && q.d <= 1_000_001)
+                {
+                    let m = (-base.re).powf(q.to_f64());
+                    return C::r(if q.n % 2 == 0 { m } else { -m });
+                }
+            }
+            base.pow(eval(b, env))
+        }
         Expr::Root(k, a) => {
             let (k, a) = (eval(k, env), eval(a, env));
             // Real odd roots of negative reals stay real.
@@ -1073,8 +1104,49 @@ fn env_at(names: &BTreeSet<String>, p: u64) -> Vec<(String, C)> {
         .collect()
 }
 
+/// Decimal places of a decimal literal (`0.25`, `-3.5`), `None` for anything else.
+fn literal_places(e: &Expr) -> Option<u32> {
+    match e {
+        Expr::Num(q) => decimal_places(q.d),
+        Expr::Neg(inner) => match &**inner {
+            Expr::Num(q) => decimal_places(q.d),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `(dec, other)` meet the rounding rule: `dec` is a decimal literal with 1 to 9
+/// places, `other` (value `y`) is not a terminating decimal of few places, and `y`
+/// rounds to `dec` at `dec`'s precision (half a unit of its last place).
+fn rounds_to(dec: &Expr, x: f64, other: &Expr, y: Option<Q>, yv: f64) -> bool {
+    let Some(d) = literal_places(dec).filter(|d| (1..=9).contains(d)) else {
+        return false;
+    };
+    // A literal written with 1..=9 places is exact: 2.46 is not 2.5.
+    let inexact = match literal_places(other) {
+        Some(p) => p >= 10,
+        None => y.is_none_or(|q| decimal_places(q.d).is_none_or(|p| p > d)),
+    };
+    inexact
+        && x.is_finite()
+        && yv.is_finite()
+        && (x - yv).abs() <= 0.5 * 10f64.powi(-(d as i32)) * (1.0 + 1e-9)
+}
+
 /// Whether two expressions are equal: exactly when both have rational values, else
 /// numerically (tolerance 1e-9 for constants, 1e-7 at six fixed random points).
+/// With `budget.rounding`, a short decimal also equals a value that rounds to it.
+///
+/// Randomized evaluation: every variable takes, at each of [`POINTS`] points, a value
+/// in [0.35, 2.35) derived from its name, the point and the fixed [`SEED`] (the result
+/// is reproducible). Points where both sides are undefined are skipped; at least 3
+/// valid points must agree and none may disagree. False-positive bound: when `a - b` is
+/// not zero on the sampled box, a point passes only if it falls where
+/// `|a - b| ≤ 1e-7 |a|`; for the smooth expressions that answers are, that set has
+/// relative measure of order 1e-7 per sign change of `a - b`, so with ≥ 3 independent
+/// points a false "equal" has probability of order 1e-21 or less. Equalities that hold
+/// only on the positive box are accepted by design (`\sqrt{x^2}` = `x`, `|x|` = `x`).
 pub fn equal(a: &Expr, b: &Expr, budget: &mut Budget) -> bool {
     if a == b {
         return true;
@@ -1083,21 +1155,20 @@ pub fn equal(a: &Expr, b: &Expr, budget: &mut Budget) -> bool {
     if !budget.charge(cost) {
         return false;
     }
-    if let (Some(x), Some(y)) = (exact(a), exact(b)) {
+    let (qa, qb) = (exact(a), exact(b));
+    if let (Some(x), Some(y)) = (qa, qb) {
         if x == y {
+            return true;
+        }
+        if budget.rounding
+            && (rounds_to(a, x.to_f64(), b, Some(y), y.to_f64())
+                || rounds_to(b, y.to_f64(), a, Some(x), x.to_f64()))
+        {
             return true;
         }
         // A long decimal (10+ places) is a printed float: it matches a value that it
         // rounds, within one unit of its second-to-last place.
-        let places = |e: &Expr| match e {
-            Expr::Num(q) => decimal_places(q.d),
-            Expr::Neg(inner) => match &**inner {
-                Expr::Num(q) => decimal_places(q.d),
-                _ => None,
-            },
-            _ => None,
-        };
-        let k = match (places(a), places(b)) {
+        let k = match (literal_places(a), literal_places(b)) {
             (Some(p), Some(q)) => p.min(q),
             (Some(p), None) | (None, Some(p)) => p,
             _ => return false,
@@ -1109,6 +1180,14 @@ pub fn equal(a: &Expr, b: &Expr, budget: &mut Budget) -> bool {
     vars(b, &mut names);
     if names.is_empty() {
         let (x, y) = (eval(a, &[]), eval(b, &[]));
+        let real = |z: C| z.im.abs() <= 1e-12 * z.re.abs().max(1.0);
+        if budget.rounding
+            && real(x)
+            && real(y)
+            && (rounds_to(a, x.re, b, qb, y.re) || rounds_to(b, y.re, a, qa, x.re))
+        {
+            return true;
+        }
         // An overflow is no value; only written infinities compare.
         if !x.is_finite() || !y.is_finite() {
             return has_inf(a) && has_inf(b) && close(x, y, 1e-9);

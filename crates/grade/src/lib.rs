@@ -2,7 +2,8 @@
 Math answer toolkit: extraction of final answers from model output and a bounded,
 total equivalence test between two answers.
 
-The entry points are [`extract_boxed`], [`extract_answer`], [`equivalent`] and
+The entry points are [`extract_boxed`], [`extract_answer`], [`extract_free`]
+(free-text responses; [`ExtractMode`] names the three ways), [`equivalent`] and
 [`group_answers`]. Every function is total (never panics) and does bounded work:
 inputs longer than [`MAX_ANSWER_LEN`] are compared as plain strings, expressions are
 parsed under a token and depth limit, and every comparison runs on a fixed work budget.
@@ -18,6 +19,8 @@ assert_eq!(grade::extract_boxed(r"so \boxed{\frac{1}{2}}."), Some(r"\frac{1}{2}"
 assert!(grade::equivalent(r"\frac{1}{2}", "0.5"));
 assert!(grade::equivalent(r"(x-2)(x+2)", "x^2-4"));
 assert!(!grade::equivalent("[0,1)", "(0,1)"));
+assert_eq!(grade::extract_free("So the answer is $x = 3$."), Some("x = 3".to_string()));
+assert!(grade::equivalent(r"\frac{1}{3}", "0.333")); // the reference's precision decides
 ```
 */
 #![deny(missing_docs)]
@@ -25,12 +28,14 @@ assert!(!grade::equivalent("[0,1)", "(0,1)"));
 mod answer;
 mod expr;
 mod extract;
+mod free;
 mod normalize;
 mod num;
 
 use std::collections::HashMap;
 
-pub use extract::{extract_answer, extract_boxed, ExtractOptions};
+pub use extract::{extract_answer, extract_boxed, ExtractMode, ExtractOptions};
+pub use free::extract_free;
 
 /// Longest answer (in bytes) that is parsed; longer ones are compared as strings.
 pub const MAX_ANSWER_LEN: usize = 2000;
@@ -50,6 +55,9 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// An extraction mode name other than `boxed`, `fallbacks` or `free`.
+    #[error("unknown extraction mode `{0}` (want boxed, fallbacks or free)")]
+    UnknownMode(String),
 }
 
 /// Result alias of the grade crate.
@@ -59,6 +67,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 struct Prepared {
     compact: String,
     ans: Option<answer::Ans>,
+    /// Whether the answer writes a decimal number (`0.333`): as a reference, its
+    /// precision then decides (rounding rule of [`equivalent`]).
+    decimals: bool,
+}
+
+/// Whether `s` has a digit, a point and a digit in a row (or starts with `.5`).
+fn has_decimal(s: &str) -> bool {
+    let b = s.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == b'.'
+            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && (i == 0 || b[i - 1].is_ascii_digit() || !b[i - 1].is_ascii_alphanumeric())
+    })
 }
 
 fn prepare(s: &str) -> Prepared {
@@ -67,37 +88,78 @@ fn prepare(s: &str) -> Prepared {
         return Prepared {
             compact: t.to_string(),
             ans: None,
+            decimals: false,
         };
     }
     let n = normalize::normalize(t);
     let compact: String = n.chars().filter(|c| !c.is_whitespace()).collect();
     if compact.is_empty() {
-        return Prepared { compact, ans: None };
+        return Prepared {
+            compact,
+            ans: None,
+            decimals: false,
+        };
     }
     let ans = answer::parse(&n);
+    let decimals = has_decimal(&compact);
     Prepared {
         compact,
         ans: Some(ans),
+        decimals,
     }
 }
 
-fn prepared_eq(a: &Prepared, b: &Prepared) -> bool {
+/// Symmetric equivalence; with `rounding`, the rounding rule applies too.
+fn prepared_eq_with(a: &Prepared, b: &Prepared, rounding: bool) -> bool {
     if a.compact.is_empty() || b.compact.is_empty() {
         return false;
     }
-    if a.compact == b.compact {
+    if a.compact == b.compact || decimal_comma_eq(&a.compact, &b.compact) {
         return true;
     }
     match (&a.ans, &b.ans) {
-        (Some(x), Some(y)) => answer::eq(x, y, &mut expr::Budget::new(BUDGET)),
+        (Some(x), Some(y)) => {
+            let mut bud = expr::Budget::new(BUDGET);
+            bud.rounding = rounding;
+            answer::eq(x, y, &mut bud)
+        }
         _ => false,
     }
 }
 
-/// Whether two answers denote the same mathematical object. Symmetric; an empty
+/// `1000,99` and `1000.99`: one side writes the other's decimal point as a comma
+/// (digits only, one separator). A list `1,22` is read as a decimal only against the
+/// decimal `1.22` itself.
+fn decimal_comma_eq(a: &str, b: &str) -> bool {
+    let digits_with = |s: &str, sep: char| {
+        let s = s.strip_prefix('-').unwrap_or(s);
+        s.matches(sep).count() == 1
+            && s.chars().all(|c| c.is_ascii_digit() || c == sep)
+            && !s.starts_with(sep)
+            && !s.ends_with(sep)
+    };
+    a.len() == b.len()
+        && ((digits_with(a, ',') && digits_with(b, '.') && a.replace(',', ".") == b)
+            || (digits_with(a, '.') && digits_with(b, ',') && b.replace(',', ".") == a))
+}
+
+fn prepared_eq(a: &Prepared, b: &Prepared) -> bool {
+    prepared_eq_with(a, b, false)
+}
+
+/// Whether `answer` denotes the same mathematical object as `reference`; an empty
 /// answer equals nothing.
-pub fn equivalent(a: &str, b: &str) -> bool {
-    prepared_eq(&prepare(a), &prepare(b))
+///
+/// Symmetric except for one rule: when the reference is written with decimals, its
+/// precision decides. A decimal of 1 to 9 places then also equals a value that is not a
+/// terminating decimal (`1/3`, `\sqrt{2}`, `\pi`, a printed float) and rounds to it
+/// (within half a unit of its last place): `equivalent("1/3", "0.333")` holds, while
+/// `equivalent("0.333", "1/3")` (an approximate answer to an exact reference) and
+/// `equivalent("2.46", "2.5")` (two exact decimals) do not. [`group_answers`] uses the
+/// symmetric relation without this rule.
+pub fn equivalent(answer: &str, reference: &str) -> bool {
+    let (a, r) = (prepare(answer), prepare(reference));
+    prepared_eq_with(&a, &r, r.decimals)
 }
 
 /// Groups answers into equivalence classes: each class lists input indices in input

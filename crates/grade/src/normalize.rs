@@ -282,6 +282,8 @@ fn rewrite_into(cs: &[char], out: &mut String, depth: usize) {
                 "in" => Some("∈"),
                 "colon" => Some(":"),
                 "dots" | "ldots" | "cdots" => Some("…"),
+                "langle" => Some("("),
+                "rangle" => Some(")"),
                 "lbrace" => Some("⦃"),
                 "rbrace" => Some("⦄"),
                 "lvert" | "rvert" | "vert" | "mid" => Some("|"),
@@ -365,7 +367,9 @@ pub fn normalize(s: &str) -> String {
         }
     }
     let t = t.trim().to_string();
-    let t = strip_thousands(&t).unwrap_or(t);
+    let t = strip_thousands(&t)
+        .or_else(|| inline_thousands(&t))
+        .unwrap_or(t);
     mixed_number(&t).unwrap_or(t)
 }
 
@@ -399,6 +403,63 @@ pub fn collapse_spaces(s: &str) -> String {
     out
 }
 
+/// `x = 1,000` / `$1,000,000 dollars`: a number with thousands separators inside a
+/// longer answer, without them. Only when every comma of the answer belongs to that one
+/// number and it stands outside brackets, so that `(1,100)`, `[1,100]` and lists keep
+/// their commas.
+fn inline_thousands(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let commas = b.iter().filter(|&&c| c == b',').count();
+    if commas == 0 {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        let starts = b[i].is_ascii_digit()
+            && b[i] != b'0'
+            && (i == 0 || !(b[i - 1].is_ascii_digit() || b[i - 1] == b'.' || b[i - 1] == b','));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j - i > 3 {
+            i = j;
+            continue;
+        }
+        let mut groups = 0;
+        while b.get(j) == Some(&b',')
+            && b.get(j + 1..j + 4)
+                .is_some_and(|w| w.iter().all(u8::is_ascii_digit))
+            && !b.get(j + 4).is_some_and(u8::is_ascii_digit)
+        {
+            j += 4;
+            groups += 1;
+        }
+        if groups > 0 {
+            if groups != commas || depth != 0 {
+                return None;
+            }
+            let mut out = String::with_capacity(s.len());
+            out.push_str(&s[..i]);
+            out.extend(s[i..j].chars().filter(|&c| c != ','));
+            out.push_str(&s[j..]);
+            return Some(out);
+        }
+        i = j;
+    }
+    None
+}
+
 /// `7,425,000` / `1 000` / `1,000.5` (the whole answer) without separators.
 fn strip_thousands(s: &str) -> Option<String> {
     let (sign, body) = match s.strip_prefix('-') {
@@ -420,7 +481,7 @@ fn strip_thousands(s: &str) -> Option<String> {
         let ok = groups.iter().enumerate().all(|(k, g)| {
             g.chars().all(|c| c.is_ascii_digit())
                 && if k == 0 {
-                    (1..=3).contains(&g.len())
+                    (1..=3).contains(&g.len()) && !g.starts_with('0')
                 } else {
                     g.len() == 3
                 }
@@ -443,6 +504,9 @@ mod tests {
         assert_eq!(normalize("7,425,000"), "7425000");
         assert_eq!(normalize(r"11,\! 111,\! 111,\! 100"), "11111111100");
         assert_eq!(normalize(r"14{,}916"), "14916");
+        assert_eq!(normalize("x = 1,000"), "x = 1000");
+        assert_eq!(normalize("(1,100)"), "(1,100)");
+        assert_eq!(normalize("1,000, 2,000"), "1,000, 2,000");
         assert_eq!(normalize(r"90^\circ"), "90");
         assert_eq!(normalize(r"\{1,2\}"), "⦃1,2⦄");
         assert_eq!(normalize(r"x \leq 5."), "x ≤ 5");

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use grade::{equivalent, extract_answer, extract_boxed, group_answers, ExtractOptions};
+use grade::{
+    equivalent, extract_answer, extract_boxed, extract_free, group_answers, ExtractOptions,
+};
 
 const LIMIT: Duration = Duration::from_millis(50);
 
@@ -26,6 +28,7 @@ fn exercise(s: &str) {
     let all = ExtractOptions::all();
     timed("extract_boxed", s, || extract_boxed(s));
     timed("extract_answer", s, || extract_answer(s, &all));
+    timed("extract_free", s, || extract_free(s));
     for other in ["1", r"\frac{1}{2}", "x+1", "(1,2)", s] {
         let r = timed("equivalent", s, || equivalent(s, other));
         let back = timed("equivalent", s, || equivalent(other, s));
@@ -77,6 +80,17 @@ fn adversarial() -> Vec<String> {
         r"\cup (1,2) ".repeat(300),
         "\u{0}\u{7f}\u{feff}é漢字🙂".repeat(1000),
         r"\\\\\\".repeat(5000),
+        r"\(".repeat(20000),
+        r"\[".repeat(20000),
+        "$$".repeat(20000) + "$",
+        "1 + ".repeat(20000),
+        "(1/".repeat(10000),
+        "answer 1 ".repeat(5000),
+        "$1$ and ".repeat(5000),
+        r"\boxed{1} and ".repeat(5000),
+        "final answer is 1. ".repeat(5000),
+        "1,000,".repeat(10000),
+        "so the answer is $x = ".repeat(3000),
         r"\boxed".into(),
         r"\boxed{".into(),
         "\\".into(),

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Case file (JSONL: `pred`, `gold`, `expected`, optional `pred_mode`/`gold_mode`
-    /// = "response"). Default: crates/grade/tests/data/{public,known_failures}.jsonl + own.tsv.
+    /// = "response"). Default: crates/grade/tests/data/{public,known_failures,nemo_skills,
+    /// qwen25_math}.jsonl + own.tsv.
     #[arg(long)]
     pub cases: Option<PathBuf>,
     /// Print one JSON object instead of text.
@@ -114,10 +115,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {
             let d = data_dir();
-            load_jsonl(&d.join("public.jsonl"), &mut cases)?;
-            load_jsonl(&d.join("known_failures.jsonl"), &mut cases)?;
+            for f in [
+                "public.jsonl",
+                "known_failures.jsonl",
+                "nemo_skills.jsonl",
+                "qwen25_math.jsonl",
+            ] {
+                load_jsonl(&d.join(f), &mut cases)?;
+            }
             load_tsv(&d.join("own.tsv"), &mut cases)?;
-            "crates/grade/tests/data (public.jsonl + known_failures.jsonl + own.tsv)".into()
+            "crates/grade/tests/data (public, known_failures, nemo_skills, qwen25_math .jsonl + own.tsv)".into()
         }
     };
     if cases.is_empty() {

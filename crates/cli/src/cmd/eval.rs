@@ -55,6 +55,10 @@ pub struct Args {
     /// Problems per generation call (each call's responses are journaled at once).
     #[arg(long, default_value_t = 64)]
     pub chunk: usize,
+    /// How answers are taken from responses: boxed (as training), fallbacks, or free
+    /// (free text: "the answer is", the last number or math, for base models).
+    #[arg(long, default_value = "boxed")]
+    pub extract: grade::ExtractMode,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -244,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_new_tokens: args.max_new_tokens,
         batch_size: args.chunk,
         seed: args.seed,
+        extract: args.extract,
     };
     let bar = progress_bar();
     let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;

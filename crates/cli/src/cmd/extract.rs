@@ -1,5 +1,6 @@
 //! `rzero extract`: adds `"boxed"` (the content of the last `\boxed{}`, or null) to
-//! every JSONL line that has a `response`; other lines pass through unchanged.
+//! every JSONL line that has a `response`; other lines pass through unchanged. With
+//! `--extract fallbacks|free` the field is `"extracted"` and holds that mode's answer.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,9 @@ pub struct Args {
     /// Output JSONL (stdout when absent or `-`), written atomically.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// boxed (default), fallbacks, or free (free text; see `rzero grade --help`).
+    #[arg(long, default_value = "boxed")]
+    pub extract: grade::ExtractMode,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -31,8 +35,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let r = r.as_str().with_context(|| {
                 format!("{name}: record {}: field `response` is not a string", i + 1)
             })?;
-            let b = grade::extract_boxed(r);
-            row.insert("boxed".into(), b.map_or(Value::Null, Value::String));
+            let b = args.extract.extract(r);
+            let key = match args.extract {
+                grade::ExtractMode::Boxed => "boxed",
+                _ => "extracted",
+            };
+            row.insert(key.into(), b.map_or(Value::Null, Value::String));
         }
         out.write(&Value::Object(row))?;
     }

@@ -1,6 +1,7 @@
 //! `rzero grade`: JSONL in, JSONL out. Each line has `gold` and either `pred` (a bare
-//! answer) or `response` (a full solution whose answer is extracted); the output is the
-//! input object plus `"equal": bool`, and `"extracted"` (string or null) for `response`.
+//! answer) or `response` (a full solution whose answer is extracted with `--extract`:
+//! `boxed` (default), `fallbacks`, or `free` for free text); the output is the input
+//! object plus `"equal": bool`, and `"extracted"` (string or null) for `response`.
 
 use std::path::PathBuf;
 
@@ -19,9 +20,14 @@ pub struct Args {
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Also accept "the answer is X", "Final Answer:" and choice letters when a
-    /// response has no \boxed{}.
-    #[arg(long)]
+    /// response has no \boxed{} (the same as `--extract fallbacks`).
+    #[arg(long, conflicts_with = "extract")]
     pub fallbacks: bool,
+    /// How answers are taken from responses: boxed (the last \boxed{}, as the training
+    /// reward), fallbacks, or free (free text: "the answer is", "=" chains, the last
+    /// number or math of the response; units and currency dropped).
+    #[arg(long)]
+    pub extract: Option<grade::ExtractMode>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -30,10 +36,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map_or("<stdin>".to_string(), |p| p.display().to_string());
     let rows = read_jsonl(args.input.as_deref())?;
-    let opts = if args.fallbacks {
-        grade::ExtractOptions::all()
-    } else {
-        grade::ExtractOptions::default()
+    let mode = match (args.extract, args.fallbacks) {
+        (Some(m), _) => m,
+        (None, true) => grade::ExtractMode::Fallbacks,
+        (None, false) => grade::ExtractMode::Boxed,
     };
     let mut out = JsonlOut::create(args.output.as_deref())?;
     let mut equal = 0usize;
@@ -50,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let r = r.as_str().with_context(|| {
                 format!("{name}: record {}: field `response` is not a string", i + 1)
             })?;
-            let e = grade::extract_answer(r, &opts);
+            let e = mode.extract(r);
             row.insert(
                 "extracted".into(),
                 e.clone().map_or(Value::Null, Value::String),
