@@ -6,6 +6,11 @@ pub fn extract(response: &str) -> Option<String> {
     grade::extract_boxed(response)
 }
 
+/// The answer of a response under an evaluation rule (first or last `\boxed{}`).
+pub fn extract_with(rule: grade::AnswerRule, response: &str) -> Option<String> {
+    rule.extract(response)
+}
+
 /// Whether a model answer is mathematically equivalent to a reference answer.
 pub fn equivalent(answer: &str, reference: &str) -> bool {
     grade::equivalent(answer, reference)

@@ -10,10 +10,25 @@ use grade::{equivalent, extract_first_boxed, AnswerRule};
 /// (response, regex group or None, first-boxed answer, last-boxed answer)
 const CASES: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
     // Two boxes on one line: the group runs to the line's last `}`; parse reads the first.
-    (r"so \boxed{3} and then \boxed{4}", Some(r"3} and then \boxed{4"), Some("3"), Some("4")),
+    (
+        r"so \boxed{3} and then \boxed{4}",
+        Some(r"3} and then \boxed{4"),
+        Some("3"),
+        Some("4"),
+    ),
     // Two boxes on two lines: the first line's box.
-    ("first \\boxed{3}\nlater \\boxed{4}", Some("3"), Some("3"), Some("4")),
-    (r"\boxed{\frac{1}{2}}.", Some(r"\frac{1}{2}"), Some(r"\frac{1}{2}"), Some(r"\frac{1}{2}")),
+    (
+        "first \\boxed{3}\nlater \\boxed{4}",
+        Some("3"),
+        Some("3"),
+        Some("4"),
+    ),
+    (
+        r"\boxed{\frac{1}{2}}.",
+        Some(r"\frac{1}{2}"),
+        Some(r"\frac{1}{2}"),
+        Some(r"\frac{1}{2}"),
+    ),
     (r"$\boxed{12}$ is it", Some("12"), Some("12"), Some("12")),
     // `(?i)` and `\s*`: upper case and a space before the brace.
     (r"\BOXED {7}", Some("7"), Some("7"), None),
@@ -22,13 +37,33 @@ const CASES: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
     // `[^\n]+` needs one character before the `}`.
     (r"\boxed{}", None, None, Some("")),
     // A box that does not close on its line is skipped when its line has no later `}` ...
-    ("\\boxed{\n3}\nlater \\boxed{4}", Some("4"), Some("4"), Some("4")),
+    (
+        "\\boxed{\n3}\nlater \\boxed{4}",
+        Some("4"),
+        Some("4"),
+        Some("4"),
+    ),
     // ... and read up to the line's last `}` when it has one.
-    ("\\boxed{\\frac{1}{2}\nlater \\boxed{4}", Some(r"\frac{1}{2"), Some(r"\frac{1}{2"), Some("4")),
+    (
+        "\\boxed{\\frac{1}{2}\nlater \\boxed{4}",
+        Some(r"\frac{1}{2"),
+        Some(r"\frac{1}{2"),
+        Some("4"),
+    ),
     (r"\fbox{7}", None, None, Some("7")),
     (r"\boxed{3", None, None, None),
-    (r"\boxed{a}{b} more}", Some("a}{b} more"), Some("a"), Some("a")),
-    (r"\boxed{\{1,2\}}", Some(r"\{1,2\}"), Some(r"\{1,2\}"), Some(r"\{1,2\}")),
+    (
+        r"\boxed{a}{b} more}",
+        Some("a}{b} more"),
+        Some("a"),
+        Some("a"),
+    ),
+    (
+        r"\boxed{\{1,2\}}",
+        Some(r"\{1,2\}"),
+        Some(r"\{1,2\}"),
+        Some(r"\{1,2\}"),
+    ),
     // `\boxedx` is not `\boxed\s*{`.
     (r"\boxedx{1} \boxed{2}", Some("2"), Some("2"), Some("2")),
 ];
@@ -51,7 +86,10 @@ fn first_and_last_boxed_follow_the_reference_cases() {
         // An answer exactly when the reference's regex matches, and then a prefix of its group.
         assert_eq!(got.is_some(), group.is_some(), "case {i}: {resp:?}");
         if let (Some(g), Some(a)) = (group, &got) {
-            assert!(g.starts_with(a.as_str()), "case {i}: {a:?} is not a prefix of {g:?}");
+            assert!(
+                g.starts_with(a.as_str()),
+                "case {i}: {a:?} is not a prefix of {g:?}"
+            );
         }
     }
 }
