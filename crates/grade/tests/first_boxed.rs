@@ -8,7 +8,14 @@
 use grade::{equivalent, extract_first_boxed, AnswerRule};
 
 /// (response, regex group or None, first-boxed answer, last-boxed answer)
-const CASES: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const CASES: &[Case] = &[
     // Two boxes on one line: the group runs to the line's last `}`; parse reads the first.
     (
         r"so \boxed{3} and then \boxed{4}",
