@@ -40,6 +40,9 @@ pub enum Error {
         /// What differs.
         msg: String,
     },
+    /// The judge model of the re-check failed or returned the wrong number of replies.
+    #[error("judge failed: {0}")]
+    Judge(String),
     /// Invalid options (e.g. zero samples for an audit).
     #[error("invalid options: {0}")]
     Options(String),

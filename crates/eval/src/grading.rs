@@ -6,9 +6,17 @@ pub fn extract(response: &str) -> Option<String> {
     grade::extract_boxed(response)
 }
 
-/// The answer of a response under `mode` (`ExtractMode::Boxed` is [`extract`]).
-pub fn extract_with(response: &str, mode: grade::ExtractMode) -> Option<String> {
-    mode.extract(response)
+/// The answer of a response: in `boxed` mode the `\\boxed{}` that `rule` picks (first or
+/// last), else what `mode` extracts (fallbacks, or free text).
+pub fn extract_with(
+    response: &str,
+    mode: grade::ExtractMode,
+    rule: grade::AnswerRule,
+) -> Option<String> {
+    match mode {
+        grade::ExtractMode::Boxed => rule.extract(response),
+        other => other.extract(response),
+    }
 }
 
 /// Whether a model answer is mathematically equivalent to a reference answer.

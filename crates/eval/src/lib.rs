@@ -8,7 +8,10 @@ the pseudo-label audit, and the self-contained HTML run report.
 - [`Generator`]: "prompts in, n completions per prompt out". The engine adapter lives in
   the binary; tests use scripted fakes.
 - [`run_eval`]: greedy pass@1 and, with samples, mean@k and maj@k; resumable through an
-  append-only `responses.jsonl`; writes `results.json` atomically.
+  append-only `responses.jsonl`; writes `results.json` atomically. The answer is the first or
+  the last `\boxed{}` ([`EvalOptions::answer`], `grade::AnswerRule`).
+- [`run_eval_judged`]: the same, plus the reference's LLM re-check of wrong greedy answers
+  ([`judge`]); `pass@1` and `pass@1+judge` side by side.
 - [`run_audit`]: treats benchmark questions as if the Challenger had written them, builds
   majority-vote pseudo-labels exactly as the dataset stage does, and measures their
   accuracy per p̂ band; writes `audit.json`.
@@ -29,6 +32,7 @@ pub mod error;
 pub mod generate;
 pub mod grading;
 mod io;
+pub mod judge;
 pub mod metrics;
 pub mod report;
 pub mod run;
@@ -38,5 +42,8 @@ pub use audit::{format_audit, run_audit, AuditOptions, AuditReport, BandStats};
 pub use bench::{Benchmark, Item, BUILTIN};
 pub use error::{Error, Result};
 pub use generate::{plain_prompt, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
-pub use grade::ExtractMode;
-pub use run::{format_table, run_eval, BenchResult, EvalOptions, EvalResults, Progress};
+pub use grade::{AnswerRule, ExtractMode};
+pub use judge::{Judge, JudgePrompt};
+pub use run::{
+    format_table, run_eval, run_eval_judged, BenchResult, EvalOptions, EvalResults, Progress,
+};

@@ -7,7 +7,11 @@
 //!   "answers": [str|null], "correct": [bool]}`. A killed eval resumes by skipping the
 //!   (bench, id, mode) triples already present.
 //! - `results.json`: [`EvalResults`], written atomically at the end. Verdicts are recomputed
-//!   from the stored responses, so every row is graded by the current grader.
+//!   from the stored responses, so every row is graded by the current grader and answer rule
+//!   ([`EvalOptions::answer`]).
+//! - `judge.jsonl` (only with a judge, [`run_eval_judged`]): append-only, one row per greedy
+//!   response graded wrong: `{"bench", "id", "judge", "gold", "response", "reply", "yes"}`.
+//!   A row is reused when its judge, gold and response are the current ones.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,6 +22,7 @@ use serde_json::{json, Value};
 use crate::bench::{Benchmark, Item};
 use crate::error::{Error, Result};
 use crate::generate::{GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+use crate::judge::{judge_prompt, judge_says_yes, Judge};
 use crate::{grading, io, metrics};
 
 /// Options of [`run_eval`].
@@ -45,6 +50,9 @@ pub struct EvalOptions {
     /// How answers are taken from responses: `boxed` (default, as the training reward),
     /// `fallbacks`, or `free` (free text, for models that rarely box).
     pub extract: grade::ExtractMode,
+    /// Which `\boxed{}` is the answer: `last-boxed` (rzero's default) or `first-boxed` (the
+    /// reference's `evaluation/`). Grading only: responses do not depend on it.
+    pub answer: grade::AnswerRule,
 }
 
 impl Default for EvalOptions {
@@ -60,6 +68,7 @@ impl Default for EvalOptions {
             batch_size: 64,
             seed: 0,
             extract: grade::ExtractMode::Boxed,
+            answer: grade::AnswerRule::LastBoxed,
         }
     }
 }
@@ -93,6 +102,20 @@ pub struct BenchResult {
     pub maj_at_k: Option<f64>,
     /// k (0 without samples).
     pub k: usize,
+    /// Greedy accuracy after the judge's re-check of the wrong answers (only with a judge;
+    /// never merged into `pass@1`).
+    #[serde(
+        rename = "pass@1+judge",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_at_1_judged: Option<f64>,
+    /// Greedy answers sent to the judge (those graded wrong), with a judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_rechecked: Option<usize>,
+    /// Of those, how many the judge called correct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_flipped: Option<usize>,
     /// Fraction of greedy responses without a `\boxed{}` answer.
     pub no_answer_frac: Option<f64>,
     /// Mean length of greedy responses, in characters.
@@ -111,6 +134,13 @@ pub struct Averages {
     /// Mean maj@k.
     #[serde(rename = "maj@k")]
     pub maj_at_k: Option<f64>,
+    /// Mean pass@1 after the judge's re-check (only with a judge).
+    #[serde(
+        rename = "pass@1+judge",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pass_at_1_judged: Option<f64>,
 }
 
 /// Contents of `results.json`.
@@ -124,6 +154,9 @@ pub struct EvalResults {
     pub benchmarks: Vec<BenchResult>,
     /// Averages over the benchmarks.
     pub average: Averages,
+    /// The judge of the re-check ([`Judge::name`]), when one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
 }
 
 /// Progress report passed to the callback after every batch.
@@ -232,6 +265,19 @@ pub fn run_eval(
     out_dir: &Path,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<EvalResults> {
+    run_eval_judged(gen, None, benches, opts, out_dir, progress)
+}
+
+/// [`run_eval`], and with a `judge`, the reference's re-check of the greedy answers graded
+/// wrong ([`crate::judge`]): `pass@1+judge` beside `pass@1`, journaled in `judge.jsonl`.
+pub fn run_eval_judged(
+    gen: &mut dyn Generator,
+    mut judge: Option<&mut dyn Judge>,
+    benches: &[Benchmark],
+    opts: &EvalOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<EvalResults> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     io::check_options(&out_dir.join("options.json"), &opts.identity())?;
     let journal_path = out_dir.join("responses.jsonl");
@@ -252,12 +298,11 @@ pub fn run_eval(
         .map(|b| b.limited(opts.limit).len() * modes.len())
         .sum();
     let mut counter = 0;
+    let (rule, mode) = (opts.answer, opts.extract);
+    let extract = move |r: &str| grading::extract_with(r, mode, rule);
     let make_row = |mode: &'static str, bench: String| {
         move |it: &Item, responses: &[String]| -> Value {
-            let answers: Vec<Option<String>> = responses
-                .iter()
-                .map(|r| grading::extract_with(r, opts.extract))
-                .collect();
+            let answers: Vec<Option<String>> = responses.iter().map(|r| extract(r)).collect();
             let correct: Vec<bool> = answers
                 .iter()
                 .map(|a| {
@@ -318,6 +363,22 @@ pub fn run_eval(
             by_key.entry(k).or_insert(r);
         }
     }
+    let judge_path = out_dir.join("judge.jsonl");
+    let mut judged: HashMap<(String, String), Value> = HashMap::new();
+    let mut judge_journal = None;
+    if let Some(j) = judge.as_deref() {
+        let name = j.name();
+        for r in io::read_journal(&judge_path)? {
+            let k = (
+                r["bench"].as_str().unwrap_or_default().to_string(),
+                r["id"].as_str().unwrap_or_default().to_string(),
+            );
+            if r["judge"].as_str() == Some(name.as_str()) {
+                judged.insert(k, r);
+            }
+        }
+        judge_journal = Some(io::Journal::open(&judge_path)?);
+    }
     let mut results = Vec::new();
     for b in benches {
         let items = b.limited(opts.limit);
@@ -327,6 +388,8 @@ pub fn run_eval(
                 .copied()
         };
         let mut greedy = Vec::new();
+        // (item, response) of the greedy answers graded wrong, for the judge.
+        let mut wrong: Vec<(&Item, String)> = Vec::new();
         let mut no_answer = 0usize;
         let mut chars = 0usize;
         let mut sample_verdicts = Vec::new();
@@ -336,17 +399,19 @@ pub fn run_eval(
             if let Some(row) = get(it, "greedy") {
                 let resp = responses_of(row);
                 let r = resp.first().map(String::as_str).unwrap_or("");
-                let a = grading::extract_with(r, opts.extract);
+                let a = extract(r);
                 no_answer += a.is_none() as usize;
                 chars += r.chars().count();
-                greedy.push(a.is_some_and(|a| grading::equivalent(&a, &it.answer)));
+                let ok = a.is_some_and(|a| grading::equivalent(&a, &it.answer));
+                if !ok {
+                    wrong.push((it, r.to_string()));
+                }
+                greedy.push(ok);
             }
             if opts.samples > 0 {
                 if let Some(row) = get(it, "sample") {
-                    let answers: Vec<Option<String>> = responses_of(row)
-                        .iter()
-                        .map(|r| grading::extract_with(r, opts.extract))
-                        .collect();
+                    let answers: Vec<Option<String>> =
+                        responses_of(row).iter().map(|r| extract(r)).collect();
                     sample_verdicts.push(
                         answers
                             .iter()
@@ -360,6 +425,11 @@ pub fn run_eval(
                     refs.push(it.answer.clone());
                 }
             }
+        }
+        let mut judge_stats = None;
+        if let (Some(j), Some(journal)) = (judge.as_deref_mut(), judge_journal.as_mut()) {
+            let flipped = recheck(j, &b.name, &wrong, opts.batch_size, &mut judged, journal)?;
+            judge_stats = Some((wrong.len(), flipped));
         }
         let ng = greedy.len();
         let frac = |x: usize| {
@@ -378,6 +448,11 @@ pub fn run_eval(
             maj_at_k: (opts.samples > 0 && !sample_answers.is_empty())
                 .then(|| metrics::maj_at_k(&sample_answers, &refs)),
             k: opts.samples,
+            pass_at_1_judged: judge_stats
+                .filter(|_| ng > 0)
+                .map(|(_, f)| (greedy.iter().filter(|&&g| g).count() + f) as f64 / ng as f64),
+            judge_rechecked: judge_stats.map(|(n, _)| n),
+            judge_flipped: judge_stats.map(|(_, f)| f),
             no_answer_frac: frac(no_answer),
             response_chars_mean: frac(chars),
         });
@@ -386,15 +461,76 @@ pub fn run_eval(
         pass_at_1: metrics::average(results.iter().map(|r| r.pass_at_1)),
         mean_at_k: metrics::average(results.iter().map(|r| r.mean_at_k)),
         maj_at_k: metrics::average(results.iter().map(|r| r.maj_at_k)),
+        pass_at_1_judged: metrics::average(results.iter().map(|r| r.pass_at_1_judged)),
     };
     let out = EvalResults {
         model: opts.model.clone(),
         options: opts.clone(),
         benchmarks: results,
         average,
+        judge: judge.as_deref().map(|j| j.name()),
     };
     io::write_json_atomic(&out_dir.join("results.json"), &out)?;
     Ok(out)
+}
+
+/// Asks `judge` about the `wrong` greedy answers of `bench` that `judged` (the journal's rows
+/// for this judge) does not cover yet, journals the replies, and returns how many of the
+/// `wrong` answers the judge calls correct.
+fn recheck(
+    judge: &mut dyn Judge,
+    bench: &str,
+    wrong: &[(&Item, String)],
+    batch_size: usize,
+    judged: &mut HashMap<(String, String), Value>,
+    journal: &mut io::Journal,
+) -> Result<usize> {
+    let name = judge.name();
+    let key = |it: &Item| (bench.to_string(), it.id.clone());
+    let current = |row: &Value, it: &Item, resp: &str| {
+        row["gold"].as_str() == Some(it.answer.as_str()) && row["response"].as_str() == Some(resp)
+    };
+    let todo: Vec<&(&Item, String)> = wrong
+        .iter()
+        .filter(|(it, r)| !judged.get(&key(it)).is_some_and(|row| current(row, it, r)))
+        .collect();
+    if !todo.is_empty() {
+        tracing::info!(bench, n = todo.len(), judge = %name, "re-checking wrong answers");
+    }
+    for chunk in todo.chunks(batch_size.max(1)) {
+        let prompts: Vec<_> = chunk
+            .iter()
+            .map(|(it, r)| judge_prompt(&it.answer, r))
+            .collect();
+        let replies = judge.ask(&prompts)?;
+        if replies.len() != prompts.len() {
+            return Err(Error::Judge(format!(
+                "{name}: asked {} prompts, got {} replies",
+                prompts.len(),
+                replies.len()
+            )));
+        }
+        let rows: Vec<Value> = chunk
+            .iter()
+            .zip(&replies)
+            .map(|((it, r), reply)| {
+                json!({"bench": bench, "id": it.id, "judge": name, "gold": it.answer,
+                       "response": r, "reply": reply, "yes": judge_says_yes(reply)})
+            })
+            .collect();
+        journal.append(&rows)?;
+        for ((it, _), row) in chunk.iter().zip(rows) {
+            judged.insert(key(it), row);
+        }
+    }
+    Ok(wrong
+        .iter()
+        .filter(|(it, r)| {
+            judged.get(&key(it)).is_some_and(|row| {
+                current(row, it, r) && row["reply"].as_str().is_some_and(judge_says_yes)
+            })
+        })
+        .count())
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -407,13 +543,14 @@ pub fn format_table(r: &EvalResults) -> String {
     let k = r.options.samples;
     let h_mean = format!("mean@{k}");
     let h_maj = format!("maj@{k}");
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "benchmark".into(),
         "n".into(),
         "pass@1".into(),
         h_mean,
         h_maj,
         "no \\boxed".into(),
+        "pass@1+judge".into(),
     ]];
     for b in &r.benchmarks {
         rows.push([
@@ -423,6 +560,7 @@ pub fn format_table(r: &EvalResults) -> String {
             pct(b.mean_at_k),
             pct(b.maj_at_k),
             pct(b.no_answer_frac),
+            pct(b.pass_at_1_judged),
         ]);
     }
     rows.push([
@@ -432,13 +570,17 @@ pub fn format_table(r: &EvalResults) -> String {
         pct(r.average.mean_at_k),
         pct(r.average.maj_at_k),
         String::new(),
+        pct(r.average.pass_at_1_judged),
     ]);
-    let cols = if k > 0 {
+    let mut cols = if k > 0 {
         vec![0, 1, 2, 3, 4, 5]
     } else {
         vec![0, 1, 2, 5]
     };
-    let widths: Vec<usize> = (0..6)
+    if r.judge.is_some() {
+        cols.insert(3, 6);
+    }
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut s = String::new();

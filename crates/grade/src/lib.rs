@@ -31,11 +31,13 @@ mod extract;
 mod free;
 mod normalize;
 mod num;
+mod rule;
 
 use std::collections::HashMap;
 
 pub use extract::{extract_answer, extract_boxed, ExtractMode, ExtractOptions};
 pub use free::extract_free;
+pub use rule::{extract_first_boxed, AnswerRule};
 
 /// Longest answer (in bytes) that is parsed; longer ones are compared as strings.
 pub const MAX_ANSWER_LEN: usize = 2000;

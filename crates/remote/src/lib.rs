@@ -9,11 +9,14 @@
 //!   timeouts and retries with backoff.
 //! - [`server`]: our engine behind the same OpenAI-compatible API, with concurrent requests
 //!   batched into the engine.
+//! - [`judge`]: the evaluation's LLM re-check of wrong answers (`eval::Judge`) on a
+//!   chat-completions server.
 //! - [`sync`]: after a training phase, point servers at the new weights (vLLM's LoRA
 //!   endpoint, or a user-given reload command followed by polling `/v1/models`).
 
 pub mod client;
 pub mod error;
+pub mod judge;
 pub mod local;
 pub mod server;
 pub mod sync;
@@ -21,6 +24,7 @@ pub mod sync;
 pub use client::{OpenAiClient, RemoteConfig};
 pub use engine::{FinishReason, SamplingParams};
 pub use error::{Error, Result};
+pub use judge::{JudgeConfig, OpenAiJudge};
 pub use local::LocalBackend;
 pub use model::ChatMessage;
 pub use server::{serve, spawn, ServeOptions, ServerHandle, ServerStats};

@@ -229,6 +229,29 @@ pub struct EvalSection {
     pub limit: usize,
     /// Maximum new tokens per answer (greedy).
     pub max_new_tokens: usize,
+    /// Which `\boxed{}` is the answer: `first-boxed` (the reference's
+    /// `evaluation/datasets_loader.py`) or `last-boxed` (what training reads).
+    #[serde(default)]
+    pub answer: grade::AnswerRule,
+    /// OpenAI-compatible server of the reference's LLM re-check of wrong answers
+    /// (`evaluation/results_recheck.py`); "" = no judge.
+    #[serde(default)]
+    pub judge_url: String,
+    /// The judge model (the reference: `gpt-4o`).
+    #[serde(default = "default_judge_model")]
+    pub judge_model: String,
+    /// Name of the environment variable holding the judge's API key ("" = no key). The key
+    /// itself never goes into a config file.
+    #[serde(default = "default_judge_api_key_env")]
+    pub judge_api_key_env: String,
+}
+
+fn default_judge_model() -> String {
+    "gpt-4o".into()
+}
+
+fn default_judge_api_key_env() -> String {
+    "OPENAI_API_KEY".into()
 }
 
 /// Pseudo-label audit.
@@ -361,6 +384,10 @@ impl Config {
                 .to_vec(),
                 limit: 0,
                 max_new_tokens: 4096,
+                answer: grade::AnswerRule::FirstBoxed,
+                judge_url: String::new(),
+                judge_model: default_judge_model(),
+                judge_api_key_env: default_judge_api_key_env(),
             },
             audit: AuditSection {
                 benchmarks: vec!["math500".into()],
@@ -417,6 +444,7 @@ impl Config {
         c.eval.benchmarks = vec!["gsm8k".into()];
         c.eval.limit = 8;
         c.eval.max_new_tokens = 128;
+        c.eval.answer = grade::AnswerRule::LastBoxed;
         c.audit.benchmarks = vec!["gsm8k".into()];
         c.audit.limit = 4;
         c.audit.samples = 4;
@@ -571,6 +599,21 @@ impl Config {
                 if let Err(e) = model::lora::check_targets(&o.lora_targets) {
                     return bad(&format!("{key}.lora_targets"), &e.to_string());
                 }
+            }
+        }
+        let judge = self.eval.judge_url.trim();
+        if !judge.is_empty() {
+            if !(judge.starts_with("http://") || judge.starts_with("https://")) {
+                return bad(
+                    "eval.judge_url",
+                    "must start with http:// or https:// (\"\" = no judge)",
+                );
+            }
+            if self.eval.judge_model.trim().is_empty() {
+                return bad(
+                    "eval.judge_model",
+                    "must name the judge model when eval.judge_url is set",
+                );
             }
         }
         Ok(())
@@ -736,6 +779,10 @@ fn comment(path: &str) -> &'static str {
         "eval" => "benchmark evaluation (greedy) of the base model and each Solver",
         "eval.benchmarks" => "benchmark names (data/benchmarks) or JSONL paths; [] disables",
         "eval.limit" => "questions per benchmark (0 = all)",
+        "eval.answer" => "which \\boxed{} is the answer: \"first-boxed\" (reference: evaluation/datasets_loader.py) or \"last-boxed\" (what training reads)",
+        "eval.judge_url" => "OpenAI-compatible server re-checking wrong answers, as the reference's results_recheck.py (GPT-4o); \"\" = off. pass@1 and pass@1+judge are reported side by side",
+        "eval.judge_model" => "judge model (reference: gpt-4o)",
+        "eval.judge_api_key_env" => "environment variable holding the judge's API key (\"\" = none)",
         "audit" => "pseudo-label audit on benchmark questions with known answers",
         "audit.samples" => "answers per question, m",
         "remote" => "OpenAI-compatible servers (vLLM, SGLang, llama.cpp, rzero serve) for the frozen Solver's answers",

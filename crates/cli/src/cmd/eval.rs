@@ -7,6 +7,11 @@
 //! its extracted answer and verdict; append-only, so a killed eval resumes where it
 //! stopped), `options.json`, and `results.json`. The table is printed on stdout.
 //!
+//! `--answer first-boxed` reads the first `\boxed{}` as the reference's `evaluation/` does
+//! (default `last-boxed`, what training reads). `--judge-url` adds the reference's LLM re-check
+//! of wrong answers (`results_recheck.py`): `pass@1+judge` beside `pass@1`, replies journaled
+//! in `judge.jsonl`.
+//!
 //! [`EngineGenerator`] (the `eval::Generator` on rzero's engine) is shared with `rzero audit`.
 
 use std::path::PathBuf;
@@ -59,6 +64,20 @@ pub struct Args {
     /// (free text: "the answer is", the last number or math, for base models).
     #[arg(long, default_value = "boxed")]
     pub extract: grade::ExtractMode,
+    /// Which `\boxed{}` is the answer: `first-boxed` (the reference's evaluation) or
+    /// `last-boxed` (what training reads).
+    #[arg(long, default_value = "last-boxed")]
+    pub answer: eval::AnswerRule,
+    /// OpenAI-compatible server (e.g. https://api.openai.com) that re-checks the answers
+    /// graded wrong with the reference's prompt; reported as pass@1+judge beside pass@1.
+    #[arg(long)]
+    pub judge_url: Option<String>,
+    /// The judge model.
+    #[arg(long, default_value = "gpt-4o")]
+    pub judge_model: String,
+    /// Environment variable holding the judge's API key ("" = send none).
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    pub judge_api_key_env: String,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -231,6 +250,30 @@ pub fn default_out(prefix: &str, model: &str) -> PathBuf {
     PathBuf::from(format!("{prefix}-{safe}"))
 }
 
+/// The judge of the re-check at `url` ("" = none), its API key read from the environment
+/// variable `key_env` ("" = no key).
+pub fn make_judge(
+    url: &str,
+    model: &str,
+    key_env: &str,
+) -> anyhow::Result<Option<remote::OpenAiJudge>> {
+    if url.trim().is_empty() {
+        return Ok(None);
+    }
+    let api_key = if key_env.is_empty() {
+        None
+    } else {
+        Some(std::env::var(key_env).map_err(|_| {
+            anyhow::anyhow!(
+                "the judge's API key variable {key_env} is not set (set it, or name another \
+                 variable; \"\" sends no key)"
+            )
+        })?)
+    };
+    let cfg = remote::JudgeConfig::new(url, model, api_key);
+    Ok(Some(remote::OpenAiJudge::new(&cfg)?))
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let benches = eval::Benchmark::load_list(&args.bench)?;
     anyhow::ensure!(!benches.is_empty(), "no benchmark given");
@@ -249,10 +292,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch_size: args.chunk,
         seed: args.seed,
         extract: args.extract,
+        answer: args.answer,
+    };
+    let mut judge = match &args.judge_url {
+        Some(url) => make_judge(url, &args.judge_model, &args.judge_api_key_env)?,
+        None => None,
     };
     let bar = progress_bar();
     let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;
-    let results = eval::run_eval(&mut gen, &benches, &opts, &out, &mut |p| {
+    let judge_ref = judge.as_mut().map(|j| j as &mut dyn eval::Judge);
+    let results = eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &out, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         bar.set_prefix(format!("{} {}", p.bench, p.mode));

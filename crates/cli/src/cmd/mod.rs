@@ -94,12 +94,23 @@ fn eval_for_run(
             max_new_tokens: cfg.eval.max_new_tokens,
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
+            answer: cfg.eval.answer,
             ..Default::default()
         };
-        let r = ::eval::run_eval(&mut gen, &benches, &opts, &dir, &mut |_| {})?;
+        let mut judge = eval::make_judge(
+            &cfg.eval.judge_url,
+            &cfg.eval.judge_model,
+            &cfg.eval.judge_api_key_env,
+        )?;
+        let judge_ref = judge.as_mut().map(|j| j as &mut dyn ::eval::Judge);
+        let r = ::eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &dir, &mut |_| {})?;
         tracing::info!(iter, "{}", ::eval::format_table(&r));
         for b in &r.benchmarks {
-            rows.push(serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n}));
+            let mut row = serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n});
+            if let Some(j) = b.pass_at_1_judged {
+                row["pass@1+judge"] = serde_json::json!(j);
+            }
+            rows.push(row);
         }
     }
     if !cfg.audit.benchmarks.is_empty() {
