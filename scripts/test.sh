@@ -27,10 +27,19 @@ trap 'rm -rf "$TMP"' EXIT
 export RZERO_SKIP_LOG="$TMP/skips.txt"
 : > "$RZERO_SKIP_LOG"
 
+# The whole workspace unless a package is named (`bash scripts/test.sh -p model`).
+SCOPE=(--workspace)
+for a in "$@"; do
+    case "$a" in
+        --) break ;;
+        -p|--package|-p*|--package=*) SCOPE=() ;;
+    esac
+done
+
 # Build first (the JSON messages map each test executable to its crate), then run.
-cargo test --workspace --locked --no-run --message-format=json "$@" > "$TMP/artifacts.json"
+cargo test "${SCOPE[@]}" --locked --no-run --message-format=json "$@" > "$TMP/artifacts.json"
 set +e
-cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$TMP/test.log"
+cargo test "${SCOPE[@]}" --locked --no-fail-fast "$@" 2>&1 | tee "$TMP/test.log"
 status=${PIPESTATUS[0]}
 set -e
 python3 scripts/test-summary.py "$TMP/artifacts.json" "$TMP/test.log" "$RZERO_SKIP_LOG" || status=1
