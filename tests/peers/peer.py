@@ -16,9 +16,10 @@ object on stdout.
 
   peer.py save-bf16 MODEL_DIR OUT_DIR MAX_SHARD_SIZE
       Loads MODEL_DIR, casts to bfloat16 and save_pretrained(OUT_DIR, max_shard_size=...,
-      safe_serialization=True) (sharded safetensors + index), copies the tokenizer files, and
-      prints the log-probs helper's output for the bf16 weights computed in float32 under
-      "weights" metadata: {"shards": [...], "dtype": "bfloat16"}.
+      safe_serialization=True) (sharded safetensors + index), and copies the tokenizer files.
+      -> {"shards": [file names], "dtype": "torch.bfloat16", "versions": {...}}
+      (The test then runs `logprobs OUT_DIR ...`: transformers reloads the bf16 files and
+      computes in float32, as rzero does.)
 """
 import json
 import os
