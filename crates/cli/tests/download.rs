@@ -12,12 +12,7 @@ use fake_hub::{tiny_repo, FakeHub, COMMIT, TOKEN};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
-    let d = model::testing::fixtures_dir()
-        .expect("the fixtures folder (RZERO_FIXTURES) is needed")
-        .join("models")
-        .join("qwen3-tiny");
-    assert!(d.is_dir(), "fixture {} is missing", d.display());
-    d
+    testdata::model_dir("qwen3-tiny")
 }
 
 struct Outcome {

@@ -13,15 +13,8 @@ fn rzero() -> Command {
     c
 }
 
-fn fixture() -> Option<PathBuf> {
-    let d =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models/qwen3-tiny");
-    if d.join("config.json").is_file() {
-        Some(d)
-    } else {
-        eprintln!("skipping: {} not found", d.display());
-        None
-    }
+fn fixture() -> PathBuf {
+    testdata::model_dir("qwen3-tiny")
 }
 
 fn grpo(model: &Path, data: &Path, out: &Path, steps: u32, extra: &[&str]) -> std::process::Output {
@@ -86,7 +79,7 @@ fn rows_untimed(out: &Path) -> Vec<Value> {
 /// its journal (not sampled again) and the run ends byte-identical to an uninterrupted one.
 #[test]
 fn kill_between_updates_of_a_rollout_resumes_byte_identical() {
-    let Some(model) = fixture() else { return };
+    let model = fixture();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data.jsonl");
     let mut text = String::new();
@@ -213,7 +206,7 @@ fn kill_between_updates_of_a_rollout_resumes_byte_identical() {
 
 #[test]
 fn lora_with_recompute_saves_a_peft_adapter_and_resumes() {
-    let Some(model) = fixture() else { return };
+    let model = fixture();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data.jsonl");
     std::fs::write(

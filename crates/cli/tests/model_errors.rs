@@ -7,14 +7,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn fixture(name: &str) -> Option<PathBuf> {
-    let d = model::testing::fixtures_dir()?.join("models").join(name);
-    d.is_dir().then_some(d)
+fn fixture(name: &str) -> PathBuf {
+    testdata::model_dir(name)
 }
 
 /// A copy of the llama-tiny fixture folder, plus a valid score input file.
-fn setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
-    let src = fixture("llama-tiny")?;
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let src = fixture("llama-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("model");
     std::fs::create_dir(&dir).unwrap();
@@ -33,7 +32,7 @@ fn setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
         "{\"prompt_ids\": [1, 2, 3], \"completion_ids\": [4, 5]}\n",
     )
     .unwrap();
-    Some((tmp, dir, input))
+    (tmp, dir, input)
 }
 
 struct Outcome {
@@ -74,10 +73,7 @@ fn assert_clean_failure(o: &Outcome, needles: &[&str]) {
 
 #[test]
 fn score_reports_bad_models_cleanly() {
-    let Some((tmp, dir, input)) = setup() else {
-        eprintln!("skipping: fixture llama-tiny not found");
-        return;
-    };
+    let (tmp, dir, input) = setup();
     let ds = dir.to_str().unwrap();
     let cfg = dir.join("config.json");
     let st = dir.join("model.safetensors");
@@ -86,7 +82,7 @@ fn score_reports_bad_models_cleanly() {
 
     // Positive control: the intact folder scores, matching the fixture's log-probs.
     let exp: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("llama-tiny").unwrap().join("expected.json")).unwrap(),
+        &std::fs::read_to_string(fixture("llama-tiny").join("expected.json")).unwrap(),
     )
     .unwrap();
     let lp = &exp["logprobs"];

@@ -1,23 +1,9 @@
 //! The engine on the real model: greedy output equals the PyTorch reference
-//! (`/work/shared/fixtures/models/*-tiny/expected.json`, cached greedy, EOS disabled), for
+//! (`tests/fixtures/models/*-tiny/expected.json`, cached greedy, EOS disabled), for
 //! each prompt alone, for both prompts batched, with chunked prefill, with n samples, and
 //! under a KV budget that forces waiting.
 
-use std::path::PathBuf;
-
 use engine::{Engine, EngineConfig, FinishReason, Request, SamplingParams};
-
-fn fixtures() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("RZERO_FIXTURES").ok().map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")),
-        Some(PathBuf::from("/work/shared/fixtures")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("models").is_dir())
-}
 
 struct Case {
     prompt_ids: Vec<u32>,
@@ -45,14 +31,9 @@ fn cases(expected: &serde_json::Value) -> Vec<Case> {
 
 #[test]
 fn engine_greedy_equals_reference_on_tiny_fixtures() {
-    let Some(root) = fixtures() else {
-        eprintln!("skipping: fixtures not found (set RZERO_FIXTURES)");
-        return;
-    };
-    for name in ["llama-tiny", "qwen2-tiny", "qwen3-tiny"] {
-        let dir = root.join("models").join(name);
-        let expected: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    for name in testdata::MODELS {
+        let dir = testdata::model_dir(name);
+        let expected: serde_json::Value = testdata::read_json(&dir.join("expected.json"));
         let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
         let m = loaded.model().unwrap();
         let cs = cases(&expected);
@@ -127,13 +108,8 @@ fn engine_greedy_equals_reference_on_tiny_fixtures() {
 
 #[test]
 fn seeded_sampling_on_real_model_ignores_batch_and_order() {
-    let Some(root) = fixtures() else {
-        eprintln!("skipping: fixtures not found (set RZERO_FIXTURES)");
-        return;
-    };
-    let dir = root.join("models").join("qwen2-tiny");
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let dir = testdata::model_dir("qwen2-tiny");
+    let expected: serde_json::Value = testdata::read_json(&dir.join("expected.json"));
     let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
     let reqs: Vec<Request> = cases(&expected)
@@ -184,13 +160,8 @@ fn seeded_sampling_on_real_model_ignores_batch_and_order() {
 
 #[test]
 fn stop_strings_and_eos_with_the_real_tokenizer() {
-    let Some(root) = fixtures() else {
-        eprintln!("skipping: fixtures not found (set RZERO_FIXTURES)");
-        return;
-    };
-    let dir = root.join("models").join("llama-tiny");
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let dir = testdata::model_dir("llama-tiny");
+    let expected: serde_json::Value = testdata::read_json(&dir.join("expected.json"));
     let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
     let eng = Engine::new(

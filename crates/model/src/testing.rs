@@ -1,8 +1,9 @@
-//! Helpers for tests across the workspace: where the parity fixtures are, and the embedded
-//! default model (SmolLM2-135M-Instruct, Q4_1 GGUF) fetched by `scripts/fetch-smollm2.sh`.
+//! The embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF) fetched by
+//! `scripts/fetch-smollm2.sh`, and the cache folder it lives in. (The test fixtures are found by
+//! the `testdata` dev-dependency crate.)
 //!
-//! Functions here never panic; when something is unavailable they return `None` and log (to
-//! stderr, since they are meant for tests) why, so a test can print the reason and return.
+//! Functions here never panic; when the GGUF is unavailable they return `None` and log (to
+//! stderr) why.
 
 use std::path::PathBuf;
 
@@ -17,19 +18,6 @@ pub const SMOLLM2_GGUF_SHA256: &str =
 /// The repository root (from this crate's manifest dir).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The shared parity fixtures (`RZERO_FIXTURES`, else `<repo>/../shared/fixtures`), if present.
-pub fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("RZERO_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("fixtures folder {} not found", dir.display());
-        None
-    }
 }
 
 /// The cache folder for downloaded models: `RZERO_CACHE`, else `~/.cache/rzero`.

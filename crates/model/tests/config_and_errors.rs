@@ -10,16 +10,14 @@ use common::*;
 use model::{Arch, Config, Error, Model};
 use serde_json::{json, Value};
 
-fn fixture_config_value(name: &str) -> Option<Value> {
-    let p = fixtures_dir().join("models").join(name).join("config.json");
-    let text = std::fs::read_to_string(&p).ok()?;
-    Some(serde_json::from_str(&text).unwrap())
+fn fixture_config_value(name: &str) -> Value {
+    testdata::read_json(&testdata::model_dir(name).join("config.json"))
 }
 
 #[test]
 fn fixture_configs_resolve() {
     for name in MODELS {
-        let Some(fx) = load(name) else { continue };
+        let fx = load(name);
         let s = &fx.expected["shape"];
         let c = &fx.cfg;
         assert_eq!(c.head_dim as u64, s["head_dim"].as_u64().unwrap(), "{name}");
@@ -52,10 +50,16 @@ fn fixture_configs_resolve() {
             "{name}"
         );
     }
-    let arch = |n| load(n).map(|f| f.cfg.arch);
-    assert_eq!(arch("llama-tiny"), Some(Arch::Llama));
-    assert_eq!(arch("qwen2-tiny"), Some(Arch::Qwen2));
-    assert_eq!(arch("qwen3-tiny"), Some(Arch::Qwen3));
+    for name in MODELS {
+        let fx = load(name);
+        let want = match fx.expected["model_type"].as_str().unwrap() {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
+            other => panic!("{name}: model_type {other:?} in expected.json"),
+        };
+        assert_eq!(fx.cfg.arch, want, "{name}");
+    }
 }
 
 fn smollm_like() -> Value {
@@ -166,9 +170,7 @@ fn unknown_architecture() {
 
 #[test]
 fn missing_key_names_file_and_key() {
-    let Some(mut v) = fixture_config_value("qwen3-tiny") else {
-        return;
-    };
+    let mut v = fixture_config_value("qwen3-tiny");
     v.as_object_mut().unwrap().remove("intermediate_size");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("config.json");
@@ -196,55 +198,66 @@ fn missing_key_names_file_and_key() {
 
 #[test]
 fn bad_weights_are_named() {
-    let Some(fx) = load("qwen2-tiny") else { return };
     let dev = Device::Cpu;
-    // Wrong shape.
-    let mut w = fx.weights.clone();
-    let name = "model.layers.1.mlp.up_proj.weight";
-    w.insert(
-        name.into(),
-        Tensor::zeros((64, 128), DType::F32, &dev).unwrap(),
-    );
-    match Model::from_weights(&fx.cfg, &w, DType::F32, &dev) {
-        Err(Error::Weight { name: n, .. }) => assert_eq!(n, name),
-        other => panic!("expected Weight error, got {other:?}"),
-    }
-    // Missing bias / missing lm_head (untied).
-    for missing in [
-        "model.layers.0.self_attn.v_proj.bias",
-        "lm_head.weight",
-        "model.norm.weight",
-    ] {
+    for name in MODELS {
+        let fx = load(name);
+        let c = &fx.cfg;
+        // Wrong shape.
         let mut w = fx.weights.clone();
-        w.remove(missing);
-        match Model::from_weights(&fx.cfg, &w, DType::F32, &dev) {
-            Err(Error::Weight { name: n, msg }) => {
-                assert_eq!(n, missing);
-                assert!(msg.contains("missing"));
+        let bad = "model.layers.1.mlp.up_proj.weight";
+        w.insert(
+            bad.into(),
+            Tensor::zeros((c.intermediate_size + 1, c.hidden_size), DType::F32, &dev).unwrap(),
+        );
+        match Model::from_weights(c, &w, DType::F32, &dev) {
+            Err(Error::Weight { name: n, .. }) => assert_eq!(n, bad, "{name}"),
+            other => panic!("{name}: expected Weight error, got {other:?}"),
+        }
+        // A missing tensor the config asks for: the final norm always, a q/k/v bias when the
+        // config has them, lm_head when the embeddings are untied.
+        let mut missing = vec!["model.norm.weight"];
+        if c.attention_bias {
+            missing.push("model.layers.0.self_attn.v_proj.bias");
+        }
+        if !c.tie_word_embeddings {
+            missing.push("lm_head.weight");
+        }
+        if c.qk_norm {
+            missing.push("model.layers.0.self_attn.k_norm.weight");
+        }
+        for m in missing {
+            let mut w = fx.weights.clone();
+            assert!(w.remove(m).is_some(), "{name}: the fixture has no {m}");
+            match Model::from_weights(c, &w, DType::F32, &dev) {
+                Err(Error::Weight { name: n, msg }) => {
+                    assert_eq!(n, m, "{name}");
+                    assert!(msg.contains("missing"), "{name}: {msg}");
+                }
+                other => panic!("{name}: expected Weight error for {m}, got {other:?}"),
             }
-            other => panic!("expected Weight error for {missing}, got {other:?}"),
         }
     }
 }
 
 #[test]
 fn bad_inputs_are_errors() {
-    let Some(fx) = load("llama-tiny") else { return };
+    let fx = load("llama-tiny");
+    let (max, vocab) = (fx.cfg.max_position_embeddings, fx.cfg.vocab_size as u32);
     let m = fx.model(DType::F32);
-    let too_long = vec![3u32; 257];
+    let too_long = vec![3u32; max + 1];
+    match m.forward(&row_ids(&too_long), None) {
+        Err(Error::TooLong { len, max: mx }) => assert_eq!((len, mx), (max + 1, max)),
+        other => panic!("expected TooLong, got {other:?}"),
+    }
     assert!(matches!(
-        m.forward(&row_ids(&too_long), None),
-        Err(Error::TooLong { len: 257, max: 256 })
-    ));
-    assert!(matches!(
-        m.forward(&row_ids(&[1, 600]), None),
+        m.forward(&row_ids(&[1, vocab + 88]), None),
         Err(Error::Invalid(_))
     ));
-    let r = model::logprobs::score(&m, &[(vec![1; 200], vec![2; 100])], 1);
+    let r = model::logprobs::score(&m, &[(vec![1; max - 56], vec![2; 100])], 1);
     assert!(matches!(r, Err(Error::TooLong { .. })));
     let mut c = m.new_cache();
     let r = m.forward_packed(&mut [model::SeqInput {
-        tokens: &[1, 513],
+        tokens: &[1, vocab + 1],
         cache: &mut c,
     }]);
     assert!(matches!(r, Err(Error::Invalid(_))));

@@ -1,5 +1,5 @@
 //! Loading, tokenizers, chat templates, saving and the hub cache, checked against the tiny
-//! parity fixtures (`shared/fixtures/models/*`, made with transformers 5.24 / tokenizers 0.23).
+//! parity fixtures (`tests/fixtures/models/*`, made with transformers 5.24 / tokenizers 0.23).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,12 +11,7 @@ use model::{
 };
 use serde_json::Value;
 
-const MODELS: [&str; 3] = ["llama-tiny", "qwen2-tiny", "qwen3-tiny"];
-
-fn model_dir(name: &str) -> Option<PathBuf> {
-    let d = model::testing::fixtures_dir()?.join("models").join(name);
-    d.is_dir().then_some(d)
-}
+use testdata::{model_dir, MODELS};
 
 fn expected(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
@@ -42,18 +37,15 @@ fn got_ids_of(tok: &Tokenizer, text: &str) -> Vec<u32> {
     tok.encode(text, false).unwrap()
 }
 
-fn load_fixture(name: &str) -> Option<(PathBuf, LoadedModel)> {
-    let Some(dir) = model_dir(name) else {
-        eprintln!("skipping: fixture {name} not found");
-        return None;
-    };
+fn load_fixture(name: &str) -> (PathBuf, LoadedModel) {
+    let dir = model_dir(name);
     let m = load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
-    Some((dir, m))
+    (dir, m)
 }
 
 /// Copy a fixture folder (without expected.json) into a fresh temp dir.
-fn copy_fixture(name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
-    let src = model_dir(name)?;
+fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let src = model_dir(name);
     let tmp = tempfile::tempdir().unwrap();
     let dst = tmp.path().join(name);
     std::fs::create_dir(&dst).unwrap();
@@ -66,7 +58,7 @@ fn copy_fixture(name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
     ] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
-    Some((tmp, dst))
+    (tmp, dst)
 }
 
 fn load_err(path: &Path) -> String {
@@ -79,10 +71,7 @@ fn load_err(path: &Path) -> String {
 #[test]
 fn tokenizer_matches_fixture_ids_and_tokens() {
     for name in MODELS {
-        let Some(dir) = model_dir(name) else {
-            eprintln!("skipping: fixture {name} not found");
-            return;
-        };
+        let dir = model_dir(name);
         let exp = expected(&dir);
         let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
         assert_eq!(
@@ -122,9 +111,7 @@ fn tokenizer_matches_fixture_ids_and_tokens() {
 #[test]
 fn loaded_folder_matches_fixture() {
     for name in MODELS {
-        let Some((dir, m)) = load_fixture(name) else {
-            return;
-        };
+        let (dir, m) = load_fixture(name);
         let exp = expected(&dir);
         let shape = &exp["shape"];
         let c = &m.config;
@@ -187,10 +174,7 @@ fn loaded_folder_matches_fixture() {
 
 #[test]
 fn load_converts_dtype() {
-    let Some(dir) = model_dir("qwen3-tiny") else {
-        eprintln!("skipping: fixture not found");
-        return;
-    };
+    let dir = model_dir("qwen3-tiny");
     let opts = LoadOptions {
         dtype: DType::BF16,
         device: Device::Cpu,
@@ -248,10 +232,7 @@ fn hf_style_templates_render() {
 
 #[test]
 fn chat_template_list_form_and_jinja_file() {
-    let Some((_tmp, dir)) = copy_fixture("llama-tiny") else {
-        eprintln!("skipping: fixture not found");
-        return;
-    };
+    let (_tmp, dir) = copy_fixture("llama-tiny");
     let tc_path = dir.join("tokenizer_config.json");
     let mut tc: Value = serde_json::from_str(&std::fs::read_to_string(&tc_path).unwrap()).unwrap();
     tc["chat_template"] = serde_json::json!([
@@ -343,9 +324,7 @@ fn save(dir: &Path, m: &LoadedModel) -> model::Result<()> {
 #[test]
 fn save_then_load_round_trips() {
     for name in ["llama-tiny", "qwen2-tiny"] {
-        let Some((_, m)) = load_fixture(name) else {
-            return;
-        };
+        let (_, m) = load_fixture(name);
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("ckpt");
         save(&out, &m).unwrap();
@@ -389,54 +368,11 @@ fn save_then_load_round_trips() {
     }
 }
 
-#[test]
-fn saved_folder_loads_in_transformers_if_available() {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import transformers, torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: python3 with transformers and torch is not installed");
-        return;
-    }
-    let Some((dir, m)) = load_fixture("qwen2-tiny") else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("ckpt");
-    save(&out, &m).unwrap();
-    let exp = expected(&dir);
-    let ids = serde_json::to_string(&exp["forward"][1]["input_ids"]).unwrap();
-    let script = format!(
-        "import torch, transformers, json\n\
-         m = transformers.AutoModelForCausalLM.from_pretrained('{}', dtype=torch.float32)\n\
-         t = transformers.AutoTokenizer.from_pretrained('{0}')\n\
-         print(json.dumps(m(torch.tensor([{ids}])).logits[0, -1, :5].tolist()))\n",
-        out.display()
-    );
-    let o = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let got: Vec<f64> = serde_json::from_slice(&o.stdout).unwrap();
-    let want = exp["forward"][1]["logits"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap();
-    for (g, w) in got.iter().zip(want.as_array().unwrap()) {
-        assert!((g - w.as_f64().unwrap()).abs() < 1e-4);
-    }
-}
+// The transformers / PEFT round trips of saved folders are in tests/peers.rs.
 
 #[test]
 fn bad_inputs_give_errors_naming_the_file() {
-    let Some((_tmp, dir)) = copy_fixture("llama-tiny") else {
-        eprintln!("skipping: fixture not found");
-        return;
-    };
+    let (_tmp, dir) = copy_fixture("llama-tiny");
     let cfg = dir.join("config.json");
     let st = dir.join("model.safetensors");
     let good_cfg = std::fs::read(&cfg).unwrap();
@@ -552,10 +488,7 @@ fn bad_inputs_give_errors_naming_the_file() {
 
 #[test]
 fn sharded_safetensors_load() {
-    let Some((_tmp, dir)) = copy_fixture("qwen2-tiny") else {
-        eprintln!("skipping: fixture not found");
-        return;
-    };
+    let (_tmp, dir) = copy_fixture("qwen2-tiny");
     let st = dir.join("model.safetensors");
     let all: HashMap<String, Tensor> = candle_core::safetensors::load(&st, &Device::Cpu).unwrap();
     std::fs::remove_file(&st).unwrap();
@@ -623,10 +556,7 @@ fn make_hub_cache(cache: &Path, id: &str, src: &Path) -> PathBuf {
 
 #[test]
 fn hub_ids_resolve_through_the_cache() {
-    let Some(src) = model_dir("qwen3-tiny") else {
-        eprintln!("skipping: fixture not found");
-        return;
-    };
+    let src = model_dir("qwen3-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("hub");
     let snap = make_hub_cache(&cache, "Org/Tiny-Qwen3", &src);
@@ -820,9 +750,7 @@ fn write_gguf(src: &Path, out: &Path) -> Config {
 #[test]
 fn gguf_files_of_each_architecture_load_like_the_folder() {
     for name in MODELS {
-        let Some((dir, folder)) = load_fixture(name) else {
-            return;
-        };
+        let (dir, folder) = load_fixture(name);
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(format!("{name}.gguf"));
         let cfg = write_gguf(&dir, &path);

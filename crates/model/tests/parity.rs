@@ -13,9 +13,7 @@ use model::{Model, SeqInput};
 
 fn for_each_model(f: impl Fn(&Fixture)) {
     for name in MODELS {
-        if let Some(fx) = load(name) {
-            f(&fx);
-        }
+        f(&load(name));
     }
 }
 
@@ -41,14 +39,13 @@ fn single_sequence_logits() {
             let input = ids(&case["input_ids"]);
             let want: Vec<f32> = floats2(&case["logits"]).concat();
             let got = m.forward(&row_ids(&input), None).unwrap();
-            assert_eq!(got.dims(), [1, input.len(), 512]);
+            assert_eq!(got.dims(), [1, input.len(), vocab(fx)]);
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_close(
+            assert_close_to(
                 &format!("{} logits len {}", fx.name, input.len()),
                 &got,
                 &want,
-                1e-4,
-                1e-5,
+                "logits",
             );
         }
     });
@@ -84,12 +81,11 @@ fn left_padded_batch_logits() {
                 "pad rows finite"
             );
             let want = floats2(&row["logits"]).concat();
-            assert_close(
+            assert_close_to(
                 &format!("{} batch row {bi}", fx.name),
                 &got,
                 &want,
-                1e-4,
-                1e-5,
+                "logits",
             );
         }
     });
@@ -115,12 +111,13 @@ fn loss_and_every_gradient() {
         let (lp, ent) = token_logprobs(&m, &hidden, &targets, 7).unwrap();
         assert!(ent.to_vec2::<f32>().unwrap()[0]
             .iter()
-            .all(|&e| e > 0.0 && e <= (512f32).ln() + 1e-4));
+            .all(|&e| e > 0.0 && e <= (vocab(fx) as f32).ln() + 1e-4));
         let loss = lp.mean_all().unwrap().neg().unwrap();
         let got = loss.to_scalar::<f32>().unwrap();
         let want = l["loss"].as_f64().unwrap() as f32;
+        let (atol, _) = tol("loss");
         assert!(
-            (got - want).abs() <= 1e-5,
+            (got - want).abs() <= atol,
             "{} loss {got} vs {want}",
             fx.name
         );
@@ -150,8 +147,9 @@ fn loss_and_every_gradient() {
                 .to_scalar::<f32>()
                 .unwrap();
             let want = want.as_f64().unwrap() as f32;
+            let (atol, rtol) = tol("grad_l2_norm");
             assert!(
-                (norm - want).abs() <= 2e-4 * want.abs() + 1e-7,
+                (norm - want).abs() <= rtol * want.abs() + atol,
                 "{}: grad norm {name}: {norm} vs {want}",
                 fx.name
             );
@@ -159,22 +157,20 @@ fn loss_and_every_gradient() {
         for (name, s) in l["grad_samples"].as_object().unwrap() {
             let g = grads.get(data[name].as_tensor()).unwrap();
             let flat = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_close(
+            assert_close_to(
                 &format!("{} first8 {name}", fx.name),
                 &flat[..8],
                 &floats(&s["first8"]),
-                1e-5,
-                1e-3,
+                "grad_samples",
             );
             if let Some(row) = s.get("row_token_id") {
                 let r = row.as_u64().unwrap() as usize;
                 let h = fx.cfg.hidden_size;
-                assert_close(
+                assert_close_to(
                     &format!("{} embedding row {r}", fx.name),
                     &flat[r * h..r * h + 8],
                     &floats(&s["row_first8"]),
-                    1e-5,
-                    1e-3,
+                    "grad_samples",
                 );
             }
         }
@@ -330,16 +326,15 @@ fn packed_logits_match_reference() {
             })
             .collect();
         let logits = m.forward_packed(&mut seqs).unwrap();
-        assert_eq!(logits.dims(), [3, 512]);
+        assert_eq!(logits.dims(), [3, vocab(fx)]);
         let logits = logits.to_vec2::<f32>().unwrap();
         for (i, c) in cases.iter().enumerate() {
             let want = floats2(&c["logits"]).pop().unwrap();
-            assert_close(
+            assert_close_to(
                 &format!("{} packed {i}", fx.name),
                 &logits[i],
                 &want,
-                1e-4,
-                1e-5,
+                "logits",
             );
         }
         // More than 64 packed rows takes the blocked-gemm branch of the linear layers.
@@ -360,12 +355,11 @@ fn packed_logits_match_reference() {
             .unwrap();
         for (i, ci) in [2usize, 2, 1, 0].into_iter().enumerate() {
             let want = floats2(&cases[ci]["logits"]).pop().unwrap();
-            assert_close(
+            assert_close_to(
                 &format!("{} packed >64 rows {i}", fx.name),
                 &lg[i],
                 &want,
-                1e-4,
-                1e-5,
+                "logits",
             );
         }
         // A cloned cache continues identically; truncate rewinds.
@@ -400,14 +394,17 @@ fn packed_logits_match_reference() {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(diff < 1e-4, "{}: clone vs truncate+refill: {diff}", fx.name);
+        assert!(
+            diff < tol("logits").0,
+            "{}: clone vs truncate+refill: {diff}",
+            fx.name
+        );
         let want_last = floats2(&cases[2]["logits"]).pop().unwrap();
-        assert_close(
+        assert_close_to(
             "refill",
             &lb.to_vec2::<f32>().unwrap()[0],
             &want_last,
-            1e-4,
-            1e-5,
+            "logits",
         );
     });
 }
@@ -428,32 +425,41 @@ fn continuation_logprobs() {
             ([p.clone(), c.clone(), p.clone()].concat(), c[..4].to_vec()),
         ];
         let got = score(&m, &items, 3).unwrap();
-        assert_close(&format!("{} score", fx.name), &got[1], &want, 1e-4, 0.0);
+        assert_close_to(
+            &format!("{} score", fx.name),
+            &got[1],
+            &want,
+            "token_logprobs",
+        );
         assert!(got[2].is_empty());
         assert_eq!(got[0].len(), 2);
         let alone = score(&m, &items[..1], 1).unwrap();
-        assert_close("score independent of batch", &got[0], &alone[0], 1e-4, 0.0);
+        assert_close_to(
+            "score independent of batch",
+            &got[0],
+            &alone[0],
+            "token_logprobs",
+        );
         // token_logprobs over one forward of prompt + continuation.
         let all = [p.clone(), c.clone()].concat();
         let n = all.len();
         let hidden = m.forward_hidden(&row_ids(&all[..n - 1]), None).unwrap();
         let (lps, _) = token_logprobs(&m, &hidden, &row_ids(&all[1..]), 5).unwrap();
         let lps = lps.to_vec2::<f32>().unwrap().remove(0);
-        assert_close(
+        assert_close_to(
             &format!("{} token_logprobs", fx.name),
             &lps[p.len() - 1..],
             &want,
-            1e-4,
-            0.0,
+            "token_logprobs",
         );
         let sum: f32 = got[1].iter().sum();
-        assert!((sum - lp["sum"].as_f64().unwrap() as f32).abs() < 1e-3);
+        assert!((sum - lp["sum"].as_f64().unwrap() as f32).abs() <= tol("logprob_sum").0);
     });
 }
 
 #[test]
 fn bf16_close_to_f32() {
-    let Some(fx) = load("qwen3-tiny") else { return };
+    let fx = load("qwen3-tiny");
     let m32 = fx.model(DType::F32);
     let m16 = fx.model(DType::BF16);
     assert_eq!(m16.dtype(), DType::BF16);
@@ -461,6 +467,16 @@ fn bf16_close_to_f32() {
     let a = m32.forward(&row_ids(&input), None).unwrap();
     let b = m16.forward(&row_ids(&input), None).unwrap();
     assert_eq!(b.dtype(), DType::F32);
+    // bf16 keeps ~3 significant digits: the bound scales with the largest f32 logit.
+    let (atol, rtol) = tol("bf16_logits");
+    let scale = a
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let bf16 = atol + rtol * scale;
     let diff = (a - &b)
         .unwrap()
         .abs()
@@ -469,7 +485,10 @@ fn bf16_close_to_f32() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    assert!(diff < 0.15 && diff > 0.0, "bf16 vs f32 max diff {diff}");
+    assert!(
+        diff < bf16 && diff > 0.0,
+        "bf16 vs f32 max diff {diff} (bound {bf16})"
+    );
     // The packed path in bf16 agrees with the bf16 forward.
     let mut c = m16.new_cache();
     let p = m16
@@ -489,5 +508,5 @@ fn bf16_close_to_f32() {
         .unwrap()
         .max_all()
         .unwrap();
-    assert!(d2.to_scalar::<f32>().unwrap() < 0.15);
+    assert!(d2.to_scalar::<f32>().unwrap() < bf16);
 }

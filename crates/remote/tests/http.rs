@@ -24,8 +24,8 @@ struct Setup {
 }
 
 impl Setup {
-    fn new() -> Option<Self> {
-        let dir = common::fixture("llama-tiny")?;
+    fn new() -> Self {
+        let dir = common::fixture("llama-tiny");
         let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
         let model = loaded.model().unwrap();
         let opts = ServeOptions {
@@ -34,11 +34,11 @@ impl Setup {
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let server = remote::spawn(&loaded, addr, opts).unwrap();
-        Some(Self {
+        Self {
             loaded,
             model,
             server,
-        })
+        }
     }
 
     fn client(&self, tweak: impl FnOnce(&mut RemoteConfig)) -> OpenAiClient {
@@ -86,7 +86,7 @@ fn text_reqs(params: &SamplingParams) -> Vec<TextRequest> {
 
 #[test]
 fn greedy_remote_equals_local_engine() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let reqs = text_reqs(&greedy(12));
     let local = s.local().generate(&reqs).unwrap();
     let remote = s.client(|_| {}).generate(&reqs).unwrap();
@@ -111,7 +111,7 @@ fn greedy_remote_equals_local_engine() {
 
 #[test]
 fn concurrent_requests_share_engine_batches() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let reqs: Vec<TextRequest> = (0..16)
         .map(|i| TextRequest::text(format!("{i} plus {i} is"), greedy(6)))
         .collect();
@@ -139,7 +139,7 @@ fn concurrent_requests_share_engine_batches() {
 
 #[test]
 fn n_and_seed_reproduce_the_local_streams() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let params = |seed| SamplingParams {
         n: 4,
         temperature: 1.0,
@@ -166,7 +166,7 @@ fn n_and_seed_reproduce_the_local_streams() {
 
 #[test]
 fn split_n_uses_seed_plus_j() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let p = SamplingParams {
         n: 3,
         temperature: 1.0,
@@ -194,7 +194,7 @@ fn split_n_uses_seed_plus_j() {
 
 #[test]
 fn filters_are_applied_by_the_server() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let g = s.local().generate(&text_reqs(&greedy(10))).unwrap();
     // Each filter, pushed to its extreme, leaves only the most likely token: sampling at
     // temperature 1 must then give the greedy output. A server ignoring the field would not.
@@ -241,7 +241,7 @@ fn filters_are_applied_by_the_server() {
 
 #[test]
 fn max_tokens_stop_strings_and_logprobs() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let c = s.client(|_| {});
     // max_tokens -> finish_reason length.
     let r = c.generate(&text_reqs(&greedy(5))).unwrap();
@@ -289,7 +289,7 @@ fn max_tokens_stop_strings_and_logprobs() {
 
 #[test]
 fn chat_completions_render_the_template_on_the_server() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let msgs = vec![
         ChatMessage::system("Be brief."),
         ChatMessage::user("What is 2+2?"),
@@ -322,7 +322,7 @@ fn chat_completions_render_the_template_on_the_server() {
 
 #[test]
 fn models_health_and_raw_openai_shapes() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let addr = s.server.addr();
     let (st, _) = common::raw(addr, "GET", "/health", "");
     assert_eq!(st, 200);
@@ -367,7 +367,7 @@ fn models_health_and_raw_openai_shapes() {
 
 #[test]
 fn bad_requests_get_400_naming_the_field() {
-    let Some(s) = Setup::new() else { return };
+    let s = Setup::new();
     let addr = s.server.addr();
     let cases = [
         (r#"{"prompt":"a","temperature":"hot"}"#, "temperature"),

@@ -1,6 +1,9 @@
 //! The client against a real llama.cpp server (`llama_cpp.server` on the SmolLM2 GGUF).
-//! Runs only when `RZERO_LLAMACPP_URL` is set (start the server with
-//! `scripts/llamacpp-server.sh --background`); `RZERO_LLAMACPP_MODEL` is the model id
+//! Marked `#[ignore]` (counted as "ignored" by `cargo test`, never silently passed): building
+//! llama.cpp takes 10-15 minutes, more than CI's budget. Run it with
+//! `scripts/llamacpp-server.sh --background`, then
+//! `RZERO_LLAMACPP_URL=http://127.0.0.1:8081 cargo test -p remote --test llamacpp -- --ignored`;
+//! run that way without `RZERO_LLAMACPP_URL` it fails. `RZERO_LLAMACPP_MODEL` is the model id
 //! (default `smollm2`, the script's alias).
 
 use remote::{
@@ -8,27 +11,22 @@ use remote::{
     TextRequest,
 };
 
-fn client() -> Option<OpenAiClient> {
-    let Some(url) = std::env::var("RZERO_LLAMACPP_URL")
+fn client() -> OpenAiClient {
+    let url = std::env::var("RZERO_LLAMACPP_URL")
         .ok()
         .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping: RZERO_LLAMACPP_URL is not set (see scripts/llamacpp-server.sh)");
-        return None;
-    };
+        .expect("RZERO_LLAMACPP_URL is not set (start a server with scripts/llamacpp-server.sh)");
     let model = std::env::var("RZERO_LLAMACPP_MODEL").unwrap_or_else(|_| "smollm2".into());
-    Some(
-        OpenAiClient::new(RemoteConfig {
-            base_urls: vec![url],
-            model,
-            timeout_s: 120.0,
-            retries: 1,
-            // llama.cpp applies a repetition penalty of 1.1 unless told otherwise.
-            extra_body: serde_json::from_str(r#"{"repeat_penalty": 1.0}"#).unwrap(),
-            ..RemoteConfig::default()
-        })
-        .unwrap(),
-    )
+    OpenAiClient::new(RemoteConfig {
+        base_urls: vec![url],
+        model,
+        timeout_s: 120.0,
+        retries: 1,
+        // llama.cpp applies a repetition penalty of 1.1 unless told otherwise.
+        extra_body: serde_json::from_str(r#"{"repeat_penalty": 1.0}"#).unwrap(),
+        ..RemoteConfig::default()
+    })
+    .unwrap()
 }
 
 fn p(temperature: f32, max: usize) -> SamplingParams {
@@ -42,8 +40,9 @@ fn p(temperature: f32, max: usize) -> SamplingParams {
 const Q: &str = "<|im_start|>user\nWhat is 7 times 6?<|im_end|>\n<|im_start|>assistant\n";
 
 #[test]
+#[ignore = "needs a llama.cpp server: scripts/llamacpp-server.sh, then RZERO_LLAMACPP_URL=.. cargo test -- --ignored"]
 fn llamacpp_server_end_to_end() {
-    let Some(c) = client() else { return };
+    let c = client();
     let model = c.config().model.clone();
     let models = c.models().unwrap();
     assert!(models[0].contains(&model), "{models:?}");

@@ -20,7 +20,7 @@ sm = SmoothingFunction().method1
 
 def bench_questions():
     qs = []
-    for f in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../../shared/data/benchmarks/*.jsonl"))):
+    for f in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../data/benchmarks/*.jsonl"))):
         for line in open(f):
             qs.append(json.loads(line)["question"])
     return qs

@@ -1,28 +1,23 @@
-//! Agreement with the NLTK / scikit-learn reference numbers in
-//! `shared/fixtures/bleu` (made by the steering repo's `bench/cpu/bleu_bench.py fixtures`
-//! with nltk 3.9.1 and scikit-learn 1.7.0 from R-Zero's `caller_penalty.py`).
-
-use std::path::PathBuf;
+//! Agreement with the NLTK / scikit-learn reference numbers in `tests/fixtures/bleu` (made
+//! by `tests/fixtures/bleu/generate.py` with nltk 3.9.1 and scikit-learn 1.7.0, the formulas of
+//! R-Zero's `caller_penalty.py`; see that folder's README).
 
 use reward::bleu::sentence_bleu_str;
 use reward::cluster::{cluster_questions, repetition_penalties, DEFAULT_THRESHOLD};
 use reward::distance::{bleu_distances, bleu_distances_simple};
 use serde_json::Value;
 
-fn fixture(name: &str) -> Option<Vec<Value>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/bleu")
-        .join(name);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: fixture {} not found", path.display());
-        return None;
-    };
-    Some(
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("fixture line is JSON"))
-            .collect(),
-    )
+fn fixture(name: &str) -> Vec<Value> {
+    let path = testdata::path(&format!("bleu/{name}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {} cannot be read: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("fixture {}: a line is not JSON: {e}", path.display()))
+        })
+        .collect()
 }
 
 /// Two labelings describe the same partition.
@@ -37,9 +32,7 @@ fn same_partition(a: &[usize], b: &[usize]) -> bool {
 
 #[test]
 fn pairs_200_match_nltk() {
-    let Some(rows) = fixture("pairs_200.jsonl") else {
-        return;
-    };
+    let rows = fixture("pairs_200.jsonl");
     assert_eq!(rows.len(), 200);
     let mut worst = 0f64;
     for (k, r) in rows.iter().enumerate() {
@@ -70,9 +63,7 @@ fn pairs_200_match_nltk() {
 
 #[test]
 fn cluster_64_matches_sklearn() {
-    let Some(rows) = fixture("cluster_64.jsonl") else {
-        return;
-    };
+    let rows = fixture("cluster_64.jsonl");
     let questions: Vec<String> = rows
         .iter()
         .map(|r| r["question"].as_str().unwrap().to_string())
@@ -103,12 +94,8 @@ fn cluster_64_matches_sklearn() {
 
 #[test]
 fn cluster_64_pair_distances_match_nltk() {
-    let Some(rows) = fixture("cluster_64.jsonl") else {
-        return;
-    };
-    let Some(pairs) = fixture("cluster_64_bleu.jsonl") else {
-        return;
-    };
+    let rows = fixture("cluster_64.jsonl");
+    let pairs = fixture("cluster_64_bleu.jsonl");
     let questions: Vec<String> = rows
         .iter()
         .map(|r| r["question"].as_str().unwrap().to_string())

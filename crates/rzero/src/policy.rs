@@ -145,13 +145,7 @@ mod tests {
     /// and its export (the merged model, what the next stage loads) gives the policy's logits.
     #[test]
     fn lora_phase_resumes_and_exports_merged() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/models/qwen3-tiny");
-        assert!(
-            dir.join("config.json").is_file(),
-            "fixture missing: {}",
-            dir.display()
-        );
+        let dir = testdata::model_dir("qwen3-tiny");
         let tmp = tempfile::tempdir().unwrap();
         let start = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
         let mut optim = crate::config::Config::tiny().solver.optim;

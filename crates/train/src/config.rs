@@ -1,7 +1,7 @@
 //! [`GrpoConfig`]: every knob of the GRPO step, with R-Zero's reference values as defaults.
 //!
 //! The defaults follow R-Zero commit 5699329 (its EasyR1 copy): see
-//! `shared/fixtures/grpo/README.md`, section "Defaults".
+//! `tests/fixtures/grpo/README.md`, section "Defaults".
 
 use serde::{Deserialize, Serialize};
 

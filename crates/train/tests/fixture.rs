@@ -1,4 +1,4 @@
-//! The GRPO step against PyTorch: `shared/fixtures/grpo/*.json` (R-Zero's EasyR1 loss run in
+//! The GRPO step against PyTorch: `tests/fixtures/grpo/*.json` (R-Zero's EasyR1 loss run in
 //! torch on the tiny fixture models; see that folder's README for how they were made).
 //!
 //! Checked per model: policy and reference log-probs, per-token ratio / loss / KL / clip flags
@@ -6,22 +6,10 @@
 //! parameter's gradient norm, sampled gradient values before and after clipping, the clip
 //! factor and the parameters after one AdamW step. Tolerances are the README's.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device};
 use serde_json::Value;
 use train::loss::{kl_token, pg_token, LossParams};
 use train::{Group, GrpoConfig, LossAgg, Response, Trainer};
-
-fn fixtures() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if d.join("grpo").is_dir() {
-        Some(d)
-    } else {
-        eprintln!("skipping: {} not found", d.display());
-        None
-    }
-}
 
 fn f32s(v: &Value) -> Vec<f32> {
     v.as_array()
@@ -80,11 +68,8 @@ struct Fixture {
     lens: Vec<usize>,
 }
 
-fn load_fixture(dir: &Path, name: &str) -> Fixture {
-    let j: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(format!("grpo/{name}.json"))).expect("fixture json"),
-    )
-    .expect("fixture parses");
+fn load_fixture(name: &str) -> Fixture {
+    let j = testdata::json(&format!("grpo/{name}.json"));
     let b = &j["batch"];
     let prompts: Vec<Vec<u32>> = b["prompt_ids"]
         .as_array()
@@ -118,17 +103,16 @@ fn load_fixture(dir: &Path, name: &str) -> Fixture {
 }
 
 fn run_model(name: &str) {
-    let Some(dir) = fixtures() else { return };
     eprintln!("== {name}");
-    let fx = load_fixture(&dir, name);
+    let fx = load_fixture(name);
     let j = &fx.j;
     let loaded = model::load(
-        dir.join(format!("models/{name}")).to_str().unwrap(),
+        testdata::model_dir(name).to_str().unwrap(),
         &model::LoadOptions::default(),
     )
     .expect("load fixture model");
     let ref_w: model::Weights = candle_core::safetensors::load(
-        dir.join(format!("grpo/{name}.ref_model.safetensors")),
+        testdata::path(&format!("grpo/{name}.ref_model.safetensors")),
         &Device::Cpu,
     )
     .expect("ref weights")

@@ -4,8 +4,6 @@
 //! (`train::driver::run`) with the naive sampler as the rollout, so metrics.jsonl and
 //! checkpoints are exercised too.
 
-use std::path::Path;
-
 use candle_core::Device;
 use rand_chacha::ChaCha8Rng;
 use train::driver::{run, LoopConfig};
@@ -53,12 +51,7 @@ fn mean_reward_rises_with_lora_grpo() {
 
 fn learn(cfg: GrpoConfig) {
     let lora = cfg.lora.is_some();
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models/qwen3-tiny");
-    if !dir.join("config.json").is_file() {
-        eprintln!("skipping: {} not found", dir.display());
-        return;
-    }
+    let dir = testdata::model_dir("qwen3-tiny");
     let m = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
     let mut trainer = Trainer::new(cfg, &m.config, &m.weights, None, &Device::Cpu).unwrap();
     let prompts: Vec<Vec<u32>> = (0..8u32).map(|i| vec![1, 200 + i, 201, 202]).collect();

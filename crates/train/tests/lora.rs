@@ -14,15 +14,8 @@ use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
 mod common;
 use common::*;
 
-fn fixture(name: &str) -> Option<(PathBuf, model::LoadedModel)> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../../shared/fixtures/models/{name}"));
-    if !d.join("config.json").is_file() {
-        eprintln!("skipping: {} not found", d.display());
-        return None;
-    }
-    let m = model::load(d.to_str().unwrap(), &model::LoadOptions::default()).expect("load");
-    Some((d, m))
+fn fixture(name: &str) -> (PathBuf, model::LoadedModel) {
+    fixture_model(name)
 }
 
 /// A tiny random Qwen2 (q/k/v biases, untied lm_head), deterministic.
@@ -160,9 +153,7 @@ fn recompute_gives_the_same_gradients() {
     let (cfg, w) = random_qwen2();
     check_recompute("random qwen2, full", &cfg, &w, None);
     check_recompute("random qwen2, lora", &cfg, &w, lora(4, &ALL));
-    let Some((_, m)) = fixture("qwen3-tiny") else {
-        return;
-    };
+    let (_, m) = fixture("qwen3-tiny");
     check_recompute("qwen3-tiny, full", &m.config, &m.weights, None);
     check_recompute(
         "qwen3-tiny, lora q,v,down",
@@ -268,9 +259,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn lora_checkpoint_is_a_peft_adapter_that_loads_merged_and_resumes_bit_identically() {
-    let Some((dir, m)) = fixture("qwen3-tiny") else {
-        return;
-    };
+    let (dir, m) = fixture("qwen3-tiny");
     let dev = Device::Cpu;
     let mut lc = lora(4, &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]).unwrap();
     lc.merge_on_save = true;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+
 use candle_core::Device;
 use serde_json::Value;
 use train::driver::{minibatches, run, LoopConfig};
@@ -13,14 +14,7 @@ mod common;
 use common::*;
 
 fn fixture(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../../shared/fixtures/models/{name}"));
-    assert!(
-        d.join("config.json").is_file(),
-        "fixture missing: {}",
-        d.display()
-    );
-    d
+    testdata::model_dir(name)
 }
 
 /// Four prompts × three responses: two mini-batches of two prompts.

@@ -1,28 +1,14 @@
 //! Trainer behaviour on the tiny fixture models: masking, KL at policy == reference,
 //! micro-batch invariance, save → load → identical logits, and bit-identical resume.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{Device, Tensor};
 use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
 
 mod common;
 use common::*;
 
-fn model_dir(name: &str) -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../../shared/fixtures/models/{name}"));
-    if d.join("config.json").is_file() {
-        Some(d)
-    } else {
-        eprintln!("skipping: {} not found", d.display());
-        None
-    }
-}
-
-fn load(name: &str) -> Option<model::LoadedModel> {
-    let d = model_dir(name)?;
-    Some(model::load(d.to_str().unwrap(), &model::LoadOptions::default()).expect("load"))
+fn load(name: &str) -> model::LoadedModel {
+    fixture_model(name).1
 }
 
 fn groups(shift: u32) -> Vec<Group> {
@@ -60,7 +46,7 @@ fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn padding_tokens_change_nothing_and_micro_batching_is_invisible() {
-    let Some(m) = load("llama-tiny") else { return };
+    let m = load("llama-tiny");
     let dev = Device::Cpu;
     // Whole batch in one padded micro-batch, pad id 0.
     let mut a = Trainer::new(cfg(6), &m.config, &m.weights, None, &dev).unwrap();
@@ -92,7 +78,7 @@ fn padding_tokens_change_nothing_and_micro_batching_is_invisible() {
 
 #[test]
 fn kl_is_zero_when_policy_equals_reference() {
-    let Some(m) = load("qwen3-tiny") else { return };
+    let m = load("qwen3-tiny");
     let mut t = Trainer::new(cfg(2), &m.config, &m.weights, None, &Device::Cpu).unwrap();
     // Equal rewards: A = 0 everywhere, so only the KL could produce a gradient.
     let mut g = groups(0);
@@ -132,7 +118,7 @@ fn kl_is_zero_when_policy_equals_reference() {
 
 #[test]
 fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
-    let Some(m) = load("qwen3-tiny") else { return };
+    let m = load("qwen3-tiny");
     let dev = Device::Cpu;
     let c = GrpoConfig {
         lr: 1e-3,
@@ -203,7 +189,7 @@ fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
 
 #[test]
 fn bad_input_is_an_error_naming_the_place() {
-    let Some(m) = load("llama-tiny") else { return };
+    let m = load("llama-tiny");
     let mut t = Trainer::new(cfg(2), &m.config, &m.weights, None, &Device::Cpu).unwrap();
     let mut g = groups(0);
     g[1].responses[2].ids[1] = 100_000;

@@ -8,7 +8,7 @@
 //! by the number of pairs from the largest size it finished.
 //!
 //! Questions are drawn deterministically from the benchmark question texts
-//! (`shared/data/benchmarks/*.jsonl`): 70% verbatim, 30% lightly edited (a number changed,
+//! (`data/benchmarks/*.jsonl`): 70% verbatim, 30% lightly edited (a number changed,
 //! a word dropped, or both), so that the batch has near-duplicates to cluster, as a
 //! Challenger's batch does. Without that folder a template generator stands in.
 
@@ -253,7 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = args
         .questions_from
         .clone()
-        .unwrap_or_else(|| repo_path("../shared/data/benchmarks"));
+        .unwrap_or_else(|| repo_path("data/benchmarks"));
     let mut rng = Rng(args.seed);
     let (pool, source) = match load_pool(&dir) {
         Ok(p) if !p.is_empty() => (p, dir.display().to_string()),

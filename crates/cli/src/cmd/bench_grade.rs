@@ -216,15 +216,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_peers(cases: &[Case]) -> anyhow::Result<Value> {
-    let ok = std::process::Command::new("python3")
+    // The peer venv of scripts/py-venv.sh when RZERO_PYTHON names it.
+    let python = std::env::var("RZERO_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    let ok = std::process::Command::new(&python)
         .args(["-c", "import math_verify, mathruler.grader"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        return Ok(Value::String(
-            "skipped: python3 with math-verify==0.7.0 and mathruler==0.1.0 not available".into(),
-        ));
+        return Ok(Value::String(format!(
+            "skipped: {python} without math-verify==0.7.0 and mathruler==0.1.0"
+        )));
     }
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("cases.jsonl");
@@ -238,7 +243,7 @@ fn run_peers(cases: &[Case]) -> anyhow::Result<Value> {
         text.push('\n');
     }
     std::fs::write(&path, text)?;
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(&python)
         .arg(peers_script())
         .arg("--cases")
         .arg(&path)

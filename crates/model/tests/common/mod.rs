@@ -1,5 +1,6 @@
 //! Shared helpers for the model tests: fixture loading and tolerance checks.
-//! Fixtures: /work/shared/fixtures/models/*-tiny (PyTorch + transformers 5.24 reference).
+//! Fixtures: `tests/fixtures/models/*-tiny` (PyTorch + transformers 5.24 reference; found by the
+//! `testdata` crate, `RZERO_FIXTURES` overrides the folder).
 
 #![allow(dead_code)]
 
@@ -9,10 +10,10 @@ use candle_core::{DType, Device, Tensor};
 use model::{Config, Model, Weights};
 use serde_json::Value;
 
-pub const MODELS: [&str; 3] = ["llama-tiny", "qwen2-tiny", "qwen3-tiny"];
+pub use testdata::MODELS;
 
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    testdata::root()
 }
 
 pub struct Fixture {
@@ -22,25 +23,20 @@ pub struct Fixture {
     pub expected: Value,
 }
 
-/// Loads a tiny model fixture, or `None` (with a printed reason) when it is absent.
-pub fn load(name: &'static str) -> Option<Fixture> {
-    let dir = fixtures_dir().join("models").join(name);
-    if !dir.join("model.safetensors").exists() {
-        eprintln!("skipping: fixture {} not found", dir.display());
-        return None;
-    }
+/// Loads a tiny model fixture; a missing file panics naming it.
+pub fn load(name: &'static str) -> Fixture {
+    let dir = testdata::model_dir(name);
     let cfg = Config::from_hf_json(&dir.join("config.json")).expect("config");
     let weights: Weights =
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
             .expect("weights");
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    Some(Fixture {
+    let expected = testdata::read_json(&dir.join("expected.json"));
+    Fixture {
         name,
         cfg,
         weights,
         expected,
-    })
+    }
 }
 
 impl Fixture {
@@ -97,4 +93,21 @@ pub fn argmax(v: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+/// A tolerance `(atol, rtol)` from `models/tolerances.json`.
+pub fn tol(key: &str) -> (f32, f32) {
+    let (a, r) = testdata::tolerance("models/tolerances.json", key);
+    (a as f32, r as f32)
+}
+
+/// [`assert_close`] with the tolerance `key` of `models/tolerances.json`.
+pub fn assert_close_to(what: &str, got: &[f32], want: &[f32], key: &str) {
+    let (atol, rtol) = tol(key);
+    assert_close(what, got, want, atol, rtol);
+}
+
+/// The vocabulary size the fixture declares (`expected.json` `shape.vocab_size`).
+pub fn vocab(fx: &Fixture) -> usize {
+    fx.expected["shape"]["vocab_size"].as_u64().unwrap() as usize
 }

@@ -173,14 +173,7 @@ pub fn ok_body(k: usize, text: &str) -> String {
     serde_json::json!({"object": "text_completion", "choices": choices}).to_string()
 }
 
-pub fn fixture(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/models")
-        .join(name);
-    if p.join("config.json").is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: fixture model {} not found", p.display());
-        None
-    }
+/// A tiny model fixture folder (`tests/fixtures/models/<name>`); a missing one panics naming it.
+pub fn fixture(name: &str) -> PathBuf {
+    testdata::model_dir(name)
 }

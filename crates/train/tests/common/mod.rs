@@ -1,7 +1,17 @@
 //! Inputs shared by the trainer's integration tests.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+
 use train::{Group, Response};
+
+/// A tiny model fixture (`tests/fixtures/models/<name>`, found by the `testdata` crate) and the
+/// model loaded from it. A missing fixture panics naming the path.
+pub fn fixture_model(name: &str) -> (PathBuf, model::LoadedModel) {
+    let d = testdata::model_dir(name);
+    let m = model::load(d.to_str().unwrap(), &model::LoadOptions::default()).expect("load");
+    (d, m)
+}
 
 /// One response with its reward.
 pub fn resp(ids: &[u32], reward: f32) -> Response {
