@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use candle_core::Device;
 use serde_json::Value;
 use train::driver::{minibatches, run, LoopConfig};

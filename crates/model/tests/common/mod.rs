@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use model::{Config, Model, Weights};
 use serde_json::Value;
 
+#[allow(unused_imports)]
 pub use testdata::MODELS;
 
 pub fn fixtures_dir() -> PathBuf {
