@@ -16,6 +16,7 @@ folders, GGUF files and the hf-hub cache, tokenizers, and chat templates.
 
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod gguf;
 pub mod hub;
@@ -29,6 +30,7 @@ pub mod tokenizer;
 pub mod transformer;
 
 pub use config::{Arch, Config, RopeScaling};
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
 // Re-exports added by the owners of each module as they land:
 pub use chat::{ChatMessage, ChatTemplate};

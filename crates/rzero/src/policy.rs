@@ -59,7 +59,7 @@ impl Policy {
             &start.config,
             &start.weights,
             None,
-            &candle_core::Device::Cpu,
+            &model::device::default_device(),
         )
         .map_err(terr("starting the trainer"))?;
         Ok(Self { trainer })
