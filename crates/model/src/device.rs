@@ -197,8 +197,7 @@ pub fn device_name(dev: &Device) -> String {
 pub fn cuda_mem_info(dev: &Device) -> Option<(usize, usize)> {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = dev {
-        let _ = d.cuda_stream().context().bind_to_thread();
-        return candle_core::cuda::cudarc::driver::result::mem_get_info().ok();
+        return d.cuda_stream().context().mem_get_info().ok();
     }
     let _ = dev;
     None
