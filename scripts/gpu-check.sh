@@ -100,9 +100,18 @@ sys.exit(0 if out["ok"] else 1)
 EOF
 }
 
+# A parity row from `compare`; a failed comparison fails the script.
+check() {
+    local r rc
+    r=$(compare "$@")
+    rc=$?
+    row "$r"
+    [ "$rc" -eq 0 ] || FAILED=1
+}
+
 # 1. Parity.
 FIX=""
-for d in "${RZERO_FIXTURES:+$RZERO_FIXTURES/models}" fixtures/models ../shared/fixtures/models; do
+for d in "${RZERO_FIXTURES:+$RZERO_FIXTURES/models}" fixtures/models tests/fixtures/models ../shared/fixtures/models /work/shared/fixtures/models; do
     [ -n "$d" ] && [ -d "$d/qwen3-tiny" ] && { FIX="$d"; break; }
 done
 if [ -z "$FIX" ]; then
@@ -116,19 +125,19 @@ else
         [ -d "$m" ] || { row "{\"what\":\"parity\",\"model\":\"$name\",\"ok\":false,\"error\":\"missing $m\"}"; FAILED=1; continue; }
         gen() { timed "$BIN" -q --device "$1" generate --model "$m" --input "$WORK/prompts.jsonl" \
             --max-new-tokens 20 --ignore-eos --temperature 0 -o "$WORK/$name.gen.$1.jsonl"; }
-        gen cpu && gen cuda && gen cpu-generic
-        row "$(compare greedy "$name" "$WORK/$name.gen.cpu.jsonl" "$WORK/$name.gen.cuda.jsonl" "cpu vs cuda f32")" || FAILED=1
-        row "$(compare greedy "$name" "$WORK/$name.gen.cpu.jsonl" "$WORK/$name.gen.cpu-generic.jsonl" "cpu vs cpu-generic")" || FAILED=1
+        gen cpu; gen cuda; gen cpu-generic
+        check greedy "$name" "$WORK/$name.gen.cpu.jsonl" "$WORK/$name.gen.cuda.jsonl" "cpu vs cuda f32"
+        check greedy "$name" "$WORK/$name.gen.cpu.jsonl" "$WORK/$name.gen.cpu-generic.jsonl" "cpu vs cpu-generic"
         python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["logprobs"]; print(json.dumps({"prompt_ids": e["prompt_ids"], "completion_ids": e["continuation_ids"]}))' \
             "$m/expected.json" >"$WORK/$name.score.jsonl"
         timed "$BIN" -q --device cuda score --model "$m" --input "$WORK/$name.score.jsonl" --output "$WORK/$name.lp32.jsonl"
-        row "$(compare logprobs "$name" "$WORK/$name.lp32.jsonl" "$m/expected.json" 2e-4 f32)" || FAILED=1
+        check logprobs "$name" "$WORK/$name.lp32.jsonl" "$m/expected.json" 2e-4 f32
         timed "$BIN" -q --device cuda --dtype bf16 score --model "$m" --input "$WORK/$name.score.jsonl" --output "$WORK/$name.lp16.jsonl"
-        row "$(compare logprobs "$name" "$WORK/$name.lp16.jsonl" "$m/expected.json" 0.15 bf16)" || FAILED=1
+        check logprobs "$name" "$WORK/$name.lp16.jsonl" "$m/expected.json" 0.15 bf16
         for dev in cpu cuda; do
             timed "$BIN" -q --device $dev bench train --model "$m" --batch 4 --seq 32 --steps 0 --json >"$WORK/$name.train.$dev.json"
         done
-        row "$(compare grpo_step "$name" "$WORK/$name.train.cpu.json" "$WORK/$name.train.cuda.json")" || FAILED=1
+        check grpo_step "$name" "$WORK/$name.train.cpu.json" "$WORK/$name.train.cuda.json"
     done
 fi
 log "parity done after $(($(date +%s) - START)) s (failed: $FAILED)"
