@@ -18,6 +18,15 @@ struct Cli {
     /// Only print warnings and errors.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Where models run: `cpu` (packed AVX kernels), `cpu-generic` (candle ops on the CPU:
+    /// the code path a GPU runs), `cuda` / `cuda:N`, or `auto` (cuda when this build has it
+    /// and a GPU answers, else cpu).
+    #[arg(long, global = true, default_value = "auto")]
+    device: String,
+    /// Weight dtype of loaded models: f32, bf16 (inference on a GPU) or f16. Training keeps
+    /// f32 master weights whatever this is.
+    #[arg(long, global = true, default_value = "f32")]
+    dtype: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +80,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let spec: model::DeviceSpec = cli.device.parse().context("--device")?;
+    let (spec, _) = spec.activate().context("--device")?;
+    model::device::set_default_dtype(model::device::parse_dtype(&cli.dtype).context("--dtype")?);
+    tracing::debug!(device = %spec, dtype = %cli.dtype, "device");
     match cli.command {
         Command::Run(a) => cmd::run::run(a, cli.quiet),
         Command::Config(a) => cmd::config::run(a),

@@ -101,7 +101,7 @@ impl StepModel for model::Model {
     }
 
     fn kv_bytes_per_token(&self) -> usize {
-        model::KvCache::bytes_per_token(self.config(), self.dtype())
+        model::Model::kv_bytes_per_token(self)
     }
 
     fn vocab_size(&self) -> usize {

@@ -31,11 +31,23 @@ fn cases(expected: &serde_json::Value) -> Vec<Case> {
 
 #[test]
 fn engine_greedy_equals_reference_on_tiny_fixtures() {
+    engine_greedy_equals_reference(true);
+}
+
+/// The same through the device-generic path (`--device cpu-generic`, the GPU's code path).
+#[test]
+fn engine_greedy_equals_reference_on_the_generic_path() {
+    engine_greedy_equals_reference(false);
+}
+
+fn engine_greedy_equals_reference(packed_kernels: bool) {
     for name in testdata::MODELS {
         let dir = testdata::model_dir(name);
         let expected: serde_json::Value = testdata::read_json(&dir.join("expected.json"));
         let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
-        let m = loaded.model().unwrap();
+        let mut m = loaded.model().unwrap();
+        m.set_packed_kernels(packed_kernels);
+        assert_eq!(m.new_cache().is_device(), !packed_kernels);
         let cs = cases(&expected);
         let batched: Vec<Vec<u32>> = expected["generate"]["batched_left_padded"]["new_ids"]
             .as_array()
@@ -63,7 +75,7 @@ fn engine_greedy_equals_reference_on_tiny_fixtures() {
                 })
                 .collect()
         };
-        let bpt = model::KvCache::bytes_per_token(m.config(), m.dtype());
+        let bpt = m.kv_bytes_per_token();
         let longest = cs
             .iter()
             .map(|c| c.prompt_ids.len() + c.new_ids.len())

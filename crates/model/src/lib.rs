@@ -19,6 +19,7 @@ templates.
 
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod download;
 pub mod error;
 pub mod gguf;
@@ -33,6 +34,7 @@ pub mod tokenizer;
 pub mod transformer;
 
 pub use config::{Arch, Config, RopeScaling};
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
 // Re-exports added by the owners of each module as they land:
 pub use chat::{ChatMessage, ChatTemplate};

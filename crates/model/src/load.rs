@@ -31,10 +31,12 @@ pub struct LoadOptions {
 }
 
 impl Default for LoadOptions {
+    /// The process's dtype and device (f32 on the CPU unless the binary picked others with
+    /// `--dtype` / `--device`: [`crate::device`]).
     fn default() -> Self {
         Self {
-            dtype: DType::F32,
-            device: Device::Cpu,
+            dtype: crate::device::default_dtype(),
+            device: crate::device::default_device(),
         }
     }
 }

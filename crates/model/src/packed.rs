@@ -8,11 +8,15 @@
 //!
 //! K/V are kept in f32 whatever the model dtype, laid out per layer as
 //! `[position][kv_head][head_dim]` in a `Vec<f32>` that grows amortised (no per-step copy).
+//!
+//! Off the CPU, or with [`Model::set_packed_kernels`]`(false)` (`--device cpu-generic`), the
+//! same step runs in candle ops with caches on the device (`generic.rs`).
 
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 pub mod compact;
+mod generic;
 mod kernels;
 
 use compact::CompactLayer;
@@ -54,6 +58,8 @@ pub struct KvCache {
     /// Per layer × KV head (`layer * heads + head`): K and V, each `len * d` floats.
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// The device-generic path's cache (then `k` and `v` are empty).
+    dev: Option<generic::DevKv>,
 }
 
 impl KvCache {
@@ -66,6 +72,7 @@ impl KvCache {
             d: cfg.head_dim,
             k: vec![Vec::new(); slots],
             v: vec![Vec::new(); slots],
+            dev: None,
         }
     }
 
@@ -81,10 +88,19 @@ impl KvCache {
 
     /// Bytes held by the cached positions (excluding spare capacity).
     pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.len * self.d * std::mem::size_of::<f32>()
+        match &self.dev {
+            Some(kv) => 2 * kv.layers * self.heads * self.len * self.d * kv.dtype.size_in_bytes(),
+            None => 2 * self.k.len() * self.len * self.d * std::mem::size_of::<f32>(),
+        }
     }
 
-    /// Bytes one position costs, all layers (K/V are stored in f32 whatever `dtype`).
+    /// Whether this cache lives on the device-generic path (candle tensors).
+    pub fn is_device(&self) -> bool {
+        self.dev.is_some()
+    }
+
+    /// Bytes one position costs, all layers, in the packed CPU path's cache (K/V are stored in
+    /// f32 whatever `dtype`; [`Model::kv_bytes_per_token`] is exact for both paths).
     pub fn bytes_per_token(cfg: &Config, _dtype: DType) -> usize {
         2 * cfg.num_hidden_layers
             * cfg.num_key_value_heads
@@ -98,6 +114,10 @@ impl KvCache {
             return;
         }
         self.len = len;
+        if self.dev.is_some() {
+            // Positions past `len` are overwritten by the next step.
+            return;
+        }
         for l in 0..self.k.len() {
             self.k[l].truncate(len * self.d);
             self.v[l].truncate(len * self.d);
@@ -196,9 +216,42 @@ impl Model {
         })
     }
 
-    /// An empty cache for this model.
+    /// An empty cache for this model (a device cache off the packed CPU path).
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(&self.cfg)
+        if self.packed_kernels() {
+            return KvCache::new(&self.cfg);
+        }
+        KvCache::new_device(
+            self.cfg.num_hidden_layers,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+            self.dtype,
+            &self.device,
+            self.cfg.max_position_embeddings,
+        )
+    }
+
+    /// Whether [`Model::forward_packed`] uses the packed CPU kernels (f32 host caches) or the
+    /// device-generic candle path (device caches). True on the CPU unless switched off.
+    pub fn packed_kernels(&self) -> bool {
+        self.packed_kernels && self.device.is_cpu()
+    }
+
+    /// Switches the packed CPU kernels on or off (off: the candle-op path a GPU runs, on the
+    /// CPU; `--device cpu-generic`). Caches made before the switch no longer fit.
+    pub fn set_packed_kernels(&mut self, on: bool) {
+        self.packed_kernels = on;
+    }
+
+    /// KV bytes one cached position costs on this model's inference path, all layers.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let c = &self.cfg;
+        let el = if self.packed_kernels() {
+            std::mem::size_of::<f32>()
+        } else {
+            self.dtype.size_in_bytes()
+        };
+        2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * el
     }
 
     /// Appends each sequence's `tokens` to its cache and returns the logits of each
@@ -238,12 +291,19 @@ impl Model {
                     "forward_packed: sequence {si} has no new token"
                 )));
             }
-            if s.cache.k.len() != cfg.num_hidden_layers * nkv
-                || s.cache.heads != nkv
-                || s.cache.d != d
-            {
+            let fits = match &s.cache.dev {
+                None => self.packed_kernels() && s.cache.k.len() == cfg.num_hidden_layers * nkv,
+                Some(kv) => {
+                    !self.packed_kernels()
+                        && kv.layers == cfg.num_hidden_layers
+                        && kv.dtype == self.dtype
+                        && kv.device.same_device(&self.device)
+                }
+            };
+            if !fits || s.cache.heads != nkv || s.cache.d != d {
                 return Err(Error::Invalid(format!(
-                    "forward_packed: sequence {si}'s cache was made for another model"
+                    "forward_packed: sequence {si}'s cache was made for another model \
+                     (or another device path)"
                 )));
             }
             let total = s.cache.len() + s.tokens.len();
@@ -262,6 +322,9 @@ impl Model {
             ids.extend_from_slice(s.tokens);
             pos.extend(s.cache.len()..total);
             offs.push(ids.len());
+        }
+        if !self.packed_kernels() {
+            return self.forward_generic(seqs, ids, &pos, &offs);
         }
         let n = ids.len();
         // cos/sin [N, D/2].

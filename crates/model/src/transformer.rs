@@ -76,6 +76,9 @@ pub struct Model {
     pub(crate) rope_mscale: f32,
     /// Block-format copies of weights for the packed path (see `packed::compact`).
     pub(crate) compact: Option<std::sync::Arc<crate::packed::CompactModel>>,
+    /// On the CPU: whether `forward_packed` uses the packed kernels (else the candle-op
+    /// path a GPU runs); see [`Model::set_packed_kernels`].
+    pub(crate) packed_kernels: bool,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -179,6 +182,7 @@ impl Model {
             inv_freq,
             rope_mscale,
             compact: None,
+            packed_kernels: crate::device::packed_kernels_default(),
         })
     }
 

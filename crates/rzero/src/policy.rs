@@ -67,7 +67,7 @@ pub fn trainer(start: &model::LoadedModel, optim: &Optim, seed: u64) -> Result<t
         &start.config,
         &start.weights,
         None,
-        &candle_core::Device::Cpu,
+        &model::device::default_device(),
     )
     .map_err(terr("starting the trainer"))
 }

@@ -24,3 +24,83 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Model(a) => super::bench_model::run(a),
     }
 }
+
+/// The device and dtype fields every benchmark row carries.
+pub fn device_fields(row: &mut serde_json::Value, dtype: candle_core::DType) {
+    row["device"] = serde_json::json!(model::device::active_spec().to_string());
+    row["dtype"] = serde_json::json!(model::device::dtype_name(dtype));
+}
+
+/// A model of the shape in `config` (a Hugging Face config.json) with random weights
+/// (normal, std 0.02; norms 1), created on the process's device in its dtype:
+/// throughput does not depend on the values. Returns the config and the weights.
+pub fn random_init(config: &std::path::Path) -> anyhow::Result<(model::Config, model::Weights)> {
+    use anyhow::Context;
+    use candle_core::{DType, Tensor};
+    let cfg = model::Config::from_hf_json(config)
+        .with_context(|| format!("--random-init {}", config.display()))?;
+    let dev = model::device::default_device();
+    let dtype = model::device::default_dtype();
+    if !dev.is_cpu() {
+        // candle's CPU generator cannot be seeded; values do not matter for throughput.
+        dev.set_seed(0)?;
+    }
+    let (h, d, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (qd, kvd) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+    let mut w = model::Weights::new();
+    let mut rand = |name: String, shape: &[usize]| -> anyhow::Result<()> {
+        let t = Tensor::randn(0f32, 0.02, shape, &dev)?.to_dtype(dtype)?;
+        w.insert(name, t);
+        Ok(())
+    };
+    rand("model.embed_tokens.weight".into(), &[cfg.vocab_size, h])?;
+    if !cfg.tie_word_embeddings {
+        rand("lm_head.weight".into(), &[cfg.vocab_size, h])?;
+    }
+    for l in 0..cfg.num_hidden_layers {
+        let a = format!("model.layers.{l}.self_attn");
+        let m = format!("model.layers.{l}.mlp");
+        rand(format!("{a}.q_proj.weight"), &[qd, h])?;
+        rand(format!("{a}.k_proj.weight"), &[kvd, h])?;
+        rand(format!("{a}.v_proj.weight"), &[kvd, h])?;
+        rand(format!("{a}.o_proj.weight"), &[h, qd])?;
+        rand(format!("{m}.gate_proj.weight"), &[i, h])?;
+        rand(format!("{m}.up_proj.weight"), &[i, h])?;
+        rand(format!("{m}.down_proj.weight"), &[h, i])?;
+        if cfg.attention_bias {
+            rand(format!("{a}.q_proj.bias"), &[qd])?;
+            rand(format!("{a}.k_proj.bias"), &[kvd])?;
+            rand(format!("{a}.v_proj.bias"), &[kvd])?;
+        }
+    }
+    let ones = |n: usize| Tensor::ones(n, DType::F32, &dev);
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        w.insert(format!("{p}.input_layernorm.weight"), ones(h)?);
+        w.insert(format!("{p}.post_attention_layernorm.weight"), ones(h)?);
+        if cfg.qk_norm {
+            w.insert(format!("{p}.self_attn.q_norm.weight"), ones(d)?);
+            w.insert(format!("{p}.self_attn.k_norm.weight"), ones(d)?);
+        }
+    }
+    w.insert("model.norm.weight".into(), ones(h)?);
+    Ok((cfg, w))
+}
+
+/// Detokenizer of a random-init model (no tokenizer): ids as short words.
+pub struct IdText;
+
+impl engine::stop::Detokenize for IdText {
+    fn decode(&self, ids: &[u32], _skip_special: bool) -> engine::Result<String> {
+        Ok(ids.iter().map(|i| format!(" t{i}")).collect())
+    }
+}
+
+/// Prompt ids of a random-init model: the prompt's bytes mapped into the vocabulary.
+pub fn id_encode(vocab: usize) -> impl Fn(&str) -> engine::Result<Vec<u32>> {
+    move |s: &str| {
+        Ok(s.bytes()
+            .map(|b| 100 + b as u32 % (vocab as u32 - 100))
+            .collect())
+    }
+}

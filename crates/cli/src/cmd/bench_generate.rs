@@ -5,6 +5,9 @@
 //! prompt tokens/s, aggregate generated tokens/s (prefill included: what a client sees) and
 //! decode tokens/s. `--json` prints one object per batch size. `bench/llamacpp_peer.py`
 //! measures llama.cpp the same way.
+//!
+//! `--random-init CONFIG.json` measures a model of that shape with random weights (no
+//! tokenizer: prompts are their bytes as ids) on the process's `--device` and `--dtype`.
 
 use anyhow::Context;
 use serde_json::json;
@@ -17,8 +20,11 @@ use model::LoadOptions;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Model: HF folder, .gguf file or hub id in the local cache.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "random_init", default_value = "")]
     pub model: String,
+    /// Instead of --model: random weights in the shape of this Hugging Face config.json.
+    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
+    pub random_init: Option<std::path::PathBuf>,
     /// Batch sizes (concurrent requests).
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batch: Vec<usize>,
@@ -37,11 +43,41 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(cfg) = &args.random_init {
+        let (config, weights) = super::bench::random_init(cfg)?;
+        let dtype = model::device::default_dtype();
+        let dev = model::device::default_device();
+        let m = model::Model::from_weights(&config, &weights, dtype, &dev)
+            .context("building the model")?;
+        drop(weights);
+        let encode = super::bench::id_encode(config.vocab_size);
+        let label = cfg.display().to_string();
+        return measure(
+            &args,
+            &m,
+            &super::bench::IdText,
+            &encode,
+            Vec::new(),
+            &label,
+        );
+    }
     let loaded = model::load(&args.model, &LoadOptions::default())
         .with_context(|| format!("loading model {}", args.model))?;
     let m = loaded.model().context("building the model")?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let encode = |s: &str| -> engine::Result<Vec<u32>> { Ok(loaded.tokenizer.encode(s, false)?) };
+    let eos = loaded.generation.eos_token_ids.clone();
+    measure(&args, &m, &loaded.tokenizer, &encode, eos, &args.model)
+}
+
+fn measure(
+    args: &Args,
+    m: &model::Model,
+    detok: &dyn engine::Detokenize,
+    encode: &dyn Fn(&str) -> engine::Result<Vec<u32>>,
+    eos: Vec<u32>,
+    label: &str,
+) -> anyhow::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     for &b in &args.batch {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
@@ -49,15 +85,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             max_batch_size: b,
             max_kv_bytes: args.max_kv_bytes,
             prefill_chunk: args.prefill_chunk,
-            eos_token_ids: loaded.generation.eos_token_ids.clone(),
+            eos_token_ids: eos.clone(),
         };
-        let r = bench_batch(&m, &loaded.tokenizer, &encode, cfg, b, args.new_tokens)
+        let r = bench_batch(m, detok, encode, cfg, b, args.new_tokens)
             .with_context(|| format!("batch {b}"))?;
         let mut row = serde_json::to_value(&r)?;
         row["engine"] = json!("rzero");
-        row["model"] = json!(args.model);
-        row["dtype"] = json!("f32");
+        row["model"] = json!(label);
+        super::bench::device_fields(&mut row, m.dtype());
         row["threads"] = json!(threads);
+        if let Some((free, total)) = model::device::cuda_mem_info(m.device()) {
+            row["gpu_mem_used_bytes"] = json!(total - free);
+        }
         if args.json {
             println!("{row}");
         } else {

@@ -125,9 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .min(cfg.max_position_embeddings - new);
     let (pf1, dec1, n1) = generate(&m, 1, plen, new)?;
     let (pfb, decb, nb) = generate(&m, args.batch.max(1), plen, new)?;
-    let r = json!({
+    let mut r = json!({
         "model": args.model,
-        "dtype": "f32",
         "threads": threads,
         "score": {"seqs": items.len(), "len": len, "secs": score_secs, "tokens_per_s": score_tps},
         "generate_batch1": {"prompt_len": plen, "new_tokens": new, "prefill_secs": pf1,
@@ -135,10 +134,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "generate_batch": {"batch": args.batch.max(1), "prompt_len": plen, "new_tokens": new,
             "prefill_secs": pfb, "decode_tokens_per_s": nb as f64 / decb},
     });
+    super::bench::device_fields(&mut r, m.dtype());
     if args.json {
         println!("{r}");
     } else {
-        println!("model {} (f32, {threads} threads)", args.model);
+        println!(
+            "model {} ({}, {}, {threads} threads)",
+            args.model,
+            r["dtype"].as_str().unwrap_or("?"),
+            r["device"].as_str().unwrap_or("?")
+        );
         println!(
             "score     {} x {} tokens: {:.0} tokens/s ({:.2} s)",
             items.len(),

@@ -6,7 +6,10 @@
 //!
 //! `--lora-rank r` trains LoRA adapters on every projection instead of the full weights;
 //! `--recompute` turns activation recomputation on. Peak RSS is the process's high-water
-//! mark, so compare settings in separate runs.
+//! mark, so compare settings in separate runs. On a GPU the row also has the device memory
+//! in use after the last step (`gpu_mem_used_bytes`, from the driver).
+//!
+//! `--random-init CONFIG.json` trains a model of that shape with random weights.
 
 use std::time::Instant;
 
@@ -17,8 +20,11 @@ use train::{Group, GrpoConfig, Response, Trainer};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Model: HF folder, .gguf file or hub id.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "random_init", default_value = "")]
     pub model: String,
+    /// Instead of --model: random weights in the shape of this Hugging Face config.json.
+    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
+    pub random_init: Option<std::path::PathBuf>,
     /// Sequences per step.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -58,8 +64,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.batch >= 2 && args.seq >= 16,
         "--batch >= 2 and --seq >= 16"
     );
-    let loaded = model::load(&args.model, &model::LoadOptions::default())
-        .with_context(|| format!("loading {}", args.model))?;
+    let (config, weights, label) = match &args.random_init {
+        Some(c) => {
+            let (config, weights) = super::bench::random_init(c)?;
+            (config, weights, c.display().to_string())
+        }
+        None => {
+            let loaded = model::load(&args.model, &model::LoadOptions::default())
+                .with_context(|| format!("loading {}", args.model))?;
+            (loaded.config, loaded.weights, args.model.clone())
+        }
+    };
     let cfg = GrpoConfig {
         micro_batch_size: args.micro_batch,
         kl_coef: args.kl_coef,
@@ -70,20 +85,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recompute: args.recompute,
         ..Default::default()
     };
-    let params: usize = loaded
-        .weights
+    let params: usize = weights
         .iter()
-        .filter(|(n, _)| !(loaded.config.tie_word_embeddings && n.as_str() == "lm_head.weight"))
+        .filter(|(n, _)| !(config.tie_word_embeddings && n.as_str() == "lm_head.weight"))
         .map(|(_, t)| t.elem_count())
         .sum();
-    let mut trainer = Trainer::new(
-        cfg,
-        &loaded.config,
-        &loaded.weights,
-        None,
-        &candle_core::Device::Cpu,
-    )?;
-    let vocab = loaded.config.vocab_size as u64;
+    let dev = model::device::default_device();
+    let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
+    drop(weights);
+    let vocab = config.vocab_size as u64;
     let plen = (args.seq / 8).max(1);
     let rlen = args.seq - plen;
     // Deterministic pseudo-random ids (splitmix64).
@@ -114,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let tokens: usize = groups.iter().map(|g| g.responses.len() * args.seq).sum();
     let t0 = Instant::now();
-    trainer.step(&groups)?;
+    let first = trainer.step(&groups)?;
     let warm = t0.elapsed().as_secs_f64();
     let mut times = Vec::new();
     for _ in 0..args.steps {
@@ -127,9 +137,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         times.iter().sum::<f64>() / times.len() as f64
     };
-    let out = serde_json::json!({
+    let mut out = serde_json::json!({
         "bench": "train",
-        "model": args.model,
+        "model": label,
         "params": params,
         "trainable_params": trainer.layout().total(),
         "lora_rank": args.lora_rank,
@@ -143,8 +153,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "warmup_step_s": warm,
         "tokens_per_s": tokens as f64 / mean,
         "peak_rss_bytes": peak_rss(),
+        // The first (warm-up) step's loss and gradient norm: the same on every device up to
+        // rounding (scripts/gpu-check.sh compares CUDA with the CPU).
+        "first_step_loss": first.grad.loss,
+        "first_step_grad_norm": first.update.grad_norm,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
+    // Training computes in f32 (master weights and compute), whatever --dtype loaded.
+    super::bench::device_fields(&mut out, candle_core::DType::F32);
+    if let Some((free, total)) = model::device::cuda_mem_info(&dev) {
+        out["gpu_mem_used_bytes"] = serde_json::json!(total - free);
+    }
     if args.json {
         println!("{out}");
     } else {

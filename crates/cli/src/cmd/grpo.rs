@@ -191,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &loaded.config,
         &loaded.weights,
         None,
-        &candle_core::Device::Cpu,
+        &model::device::default_device(),
     )?;
     let eos = loaded.generation.eos_token_ids.clone();
     let tokenizer = &loaded.tokenizer;
