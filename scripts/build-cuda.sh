@@ -108,7 +108,13 @@ fi
 export CUDA_ROOT="$CUDA_ROOT_DIR" CUDA_PATH="$CUDA_ROOT_DIR" CUDA_HOME="$CUDA_ROOT_DIR"
 export PATH="$CUDA_ROOT_DIR/bin:$PATH"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-cuda}"
+# The check keeps its build under ~/.cache (CI keeps that folder between runs, a fresh clone
+# does not keep target-cuda/): nvcc's build of candle's kernels is then done once per machine.
+if [ "$mode" = check ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rzero/target-cuda-check}"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-cuda}"
+fi
 libs="$CUDA_ROOT_DIR/lib64"
 [ -d "$CUDA_ROOT_DIR/lib64/stubs" ] && libs="$libs:$CUDA_ROOT_DIR/lib64/stubs"
 export LIBRARY_PATH="$libs${LIBRARY_PATH:+:$LIBRARY_PATH}"
