@@ -174,8 +174,9 @@ pub fn ok_body(k: usize, text: &str) -> String {
 }
 
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/models")
+    let p = model::testing::fixtures_dir()
+        .unwrap_or_else(|| PathBuf::from("<no fixtures folder>"))
+        .join("models")
         .join(name);
     if p.join("config.json").is_file() {
         Some(p)
