@@ -1132,7 +1132,18 @@ fn now_s() -> u64 {
 // ---------------------------------------------------------------------------------------
 // Handlers
 
-async fn completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+/// A body that could not be read (over the size limit, a broken upload) as a JSON error.
+type Body = std::result::Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+fn body_bytes(body: Body) -> std::result::Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError::new(r.status(), r.body_text(), None, "invalid_request_error"))
+}
+
+async fn completions(State(st): State<Arc<AppState>>, body: Body) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     match completions_inner(st, body).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
@@ -1211,7 +1222,11 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> std::result::Resul
     }))
 }
 
-async fn chat_completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn chat_completions(State(st): State<Arc<AppState>>, body: Body) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     match chat_inner(st, body).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),

@@ -327,7 +327,10 @@ fn oversized_requests_are_refused_before_any_work() {
     );
     // A body over the limit.
     let huge = json!({"prompt": "a".repeat(100 << 10)}).to_string();
-    assert_eq!(call(a, "POST", "/v1/completions", &[], &huge).0, 413);
+    let (st, _, b) = call(a, "POST", "/v1/completions", &[], &huge);
+    assert_eq!(st, 413, "{b}");
+    let v: Value = serde_json::from_str(&b).expect("a JSON error body");
+    assert!(v["error"]["message"].is_string(), "{b}");
     // Nothing was queued by the refused requests.
     assert_eq!(s.stats().requests.load(Ordering::Relaxed), 1);
 }
