@@ -87,8 +87,18 @@ impl JsonlOut {
             Self::Stdout(mut w) => w.flush()?,
             Self::File { mut tmp, dest } => {
                 tmp.flush()?;
+                // tempfile creates 0600; outputs are ordinary 0644 files.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    tmp.as_file()
+                        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                }
+                tmp.as_file().sync_all()?;
                 tmp.persist(&dest)
                     .with_context(|| format!("writing {}", dest.display()))?;
+                let dir = model::save::parent_dir(&dest);
+                model::save::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
             }
         }
         Ok(())

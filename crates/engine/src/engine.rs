@@ -17,7 +17,8 @@
 //! not change). The oldest sequence is never preempted, and every request alone fits the
 //! budget (checked up front), so the engine always makes progress.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::{Index, IndexMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,8 +92,8 @@ struct Seq<C> {
     order: u64,
 }
 
-struct Group<'r, C> {
-    req: &'r Request,
+struct Group<C> {
+    req: Request,
     /// Effective `max_new_tokens` (capped by the context).
     max_new: usize,
     /// Ids that end a completion with `stop`.
@@ -188,11 +189,46 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
     pub fn generate(
         &self,
         requests: &[Request],
-        mut on_event: impl FnMut(Event<'_>),
+        on_event: impl FnMut(Event<'_>),
     ) -> Result<Vec<RequestOutput>> {
         for r in requests {
             self.validate(r)?;
         }
+        /// All requests at once, then closed.
+        struct All {
+            requests: Option<Vec<Request>>,
+            outputs: Vec<Option<Result<RequestOutput>>>,
+        }
+        impl Feed for All {
+            fn poll(&mut self, _idle: bool) -> Option<Vec<Request>> {
+                self.requests.take()
+            }
+            fn is_cancelled(&mut self, _seq: usize) -> bool {
+                false
+            }
+            fn finished(&mut self, seq: usize, output: Result<RequestOutput>) {
+                self.outputs[seq] = Some(output);
+            }
+        }
+        let mut feed = All {
+            requests: Some(requests.to_vec()),
+            outputs: (0..requests.len()).map(|_| None).collect(),
+        };
+        self.run(&mut feed, on_event)?;
+        feed.outputs
+            .into_iter()
+            .map(|o| o.expect("every request finished"))
+            .collect()
+    }
+
+    /// Serves requests as they arrive from `feed` until it closes and everything admitted
+    /// is finished. New requests join the running batch at the next step (continuous
+    /// batching across calls); a request the feed reports cancelled is dropped at the next
+    /// step, its KV cache freed, also in the middle of its generation. A request that fails
+    /// [`Engine::validate`] is answered with its error at once. An `Err` return (model or
+    /// sampling failure, [`Engine::cancel_flag`]) abandons every admitted request: the
+    /// caller answers them.
+    pub fn run<F: Feed>(&self, feed: &mut F, mut on_event: impl FnMut(Event<'_>)) -> Result<()> {
         let started = Instant::now();
         let bpt = self.model.kv_bytes_per_token();
         let budget = self.cfg.max_kv_bytes;
@@ -200,37 +236,84 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         let ctx = self.model.max_positions();
         let vocab = self.model.vocab_size();
 
-        let mut groups: Vec<Group<'_, M::Cache>> = requests
-            .iter()
-            .map(|r| {
-                let mut stop_ids = r.params.stop_token_ids.clone();
-                if !r.params.ignore_eos {
-                    stop_ids.extend(&self.cfg.eos_token_ids);
-                }
-                Group {
-                    req: r,
-                    max_new: r.params.max_new_tokens.min(ctx - r.prompt_ids.len()),
-                    stop_ids,
-                    spawned: 0,
-                    ready: None,
-                    completions: vec![None; r.params.n],
-                    done: 0,
-                }
-            })
-            .collect();
-        let mut progress = Progress {
-            requests_total: requests.len(),
-            samples_total: requests.iter().map(|r| r.params.n).sum(),
-            ..Progress::default()
-        };
+        let mut groups: Groups<M::Cache> = Groups::default();
+        let mut progress = Progress::default();
         let mut next_order = 0u64;
-        let mut next_group = 0usize;
+        // Arrival index of the next request from the feed (= its group key).
+        let mut next_seq = 0usize;
+        // Groups not admitted yet, in arrival order.
+        let mut pending: VecDeque<usize> = VecDeque::new();
         let mut waiting: VecDeque<Seq<M::Cache>> = VecDeque::new();
         let mut running: Vec<Seq<M::Cache>> = Vec::new();
         // Groups holding a prefilled prompt cache, oldest first.
         let mut ready: BTreeSet<usize> = BTreeSet::new();
+        // Groups whose completions are all finished, to hand to the feed.
+        let mut complete: Vec<usize> = Vec::new();
+        let mut open = true;
 
-        while progress.requests_done < requests.len() {
+        loop {
+            // --- Intake: finished groups out, new requests in, cancelled ones dropped --
+            for gi in complete.drain(..) {
+                let g = groups.0.remove(&gi).expect("complete groups exist");
+                feed.finished(gi, Ok(output(g)));
+            }
+            if open {
+                match feed.poll(groups.0.is_empty()) {
+                    None => open = false,
+                    Some(new) => {
+                        for r in new {
+                            let seq = next_seq;
+                            next_seq += 1;
+                            if let Err(e) = self.validate(&r) {
+                                feed.finished(seq, Err(e));
+                                continue;
+                            }
+                            let mut stop_ids = r.params.stop_token_ids.clone();
+                            if !r.params.ignore_eos {
+                                stop_ids.extend(&self.cfg.eos_token_ids);
+                            }
+                            progress.requests_total += 1;
+                            progress.samples_total += r.params.n;
+                            groups.0.insert(
+                                seq,
+                                Group {
+                                    max_new: r.params.max_new_tokens.min(ctx - r.prompt_ids.len()),
+                                    stop_ids,
+                                    spawned: 0,
+                                    ready: None,
+                                    completions: vec![None; r.params.n],
+                                    done: 0,
+                                    req: r,
+                                },
+                            );
+                            pending.push_back(seq);
+                        }
+                    }
+                }
+            }
+            let cancelled: Vec<usize> = groups
+                .0
+                .keys()
+                .copied()
+                .filter(|&gi| feed.is_cancelled(gi))
+                .collect();
+            for gi in cancelled {
+                let g = groups.0.remove(&gi).expect("listed above");
+                ready.remove(&gi);
+                pending.retain(|&p| p != gi);
+                waiting.retain(|s| s.group != gi);
+                running.retain(|s| s.group != gi);
+                progress.requests_total -= 1;
+                progress.samples_total -= g.req.params.n;
+                progress.samples_done -= g.done;
+                tracing::debug!(request = g.req.id, "request cancelled");
+            }
+            if groups.0.is_empty() {
+                if open {
+                    continue;
+                }
+                break;
+            }
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
@@ -293,7 +376,11 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                     let fin = self.sample_into(&mut seq, &logits, g)?;
                     progress.generated_tokens += 1;
                     match fin {
-                        Some(c) => finish(&mut groups[gi], c, &mut progress, &mut on_event),
+                        Some(c) => {
+                            if finish(&mut groups[gi], c, &mut progress, &mut on_event) {
+                                complete.push(gi);
+                            }
+                        }
                         None => running.push(seq),
                     }
                 }
@@ -304,18 +391,17 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                     break;
                 }
                 if waiting.is_empty() {
-                    if next_group >= groups.len() {
+                    let Some(gi) = pending.pop_front() else {
                         break;
-                    }
+                    };
                     waiting.push_back(Seq {
-                        group: next_group,
+                        group: gi,
                         role: Role::Parent,
-                        tokens: groups[next_group].req.prompt_ids.clone(),
+                        tokens: groups[gi].req.prompt_ids.clone(),
                         cache: None,
                         order: next_order,
                     });
                     next_order += 1;
-                    next_group += 1;
                 }
                 let cand = waiting.front().expect("not empty");
                 let held = held_bytes(&self.model, &running, &groups, &ready, bpt);
@@ -328,9 +414,9 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                 running.push(s);
             }
             if running.is_empty() {
-                if progress.requests_done == requests.len() {
+                if groups.0.len() == complete.len() {
                     // The last children finished on their first token.
-                    break;
+                    continue;
                 }
                 // Everything left waits on memory that nothing running will free: drop the
                 // held parents (they are recomputed) so the queue can move.
@@ -461,12 +547,10 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             for (k, o) in outcomes.into_iter().enumerate() {
                 if let Some(c) = o? {
                     finished[k] = true;
-                    finish(
-                        &mut groups[running[k].group],
-                        c,
-                        &mut progress,
-                        &mut on_event,
-                    );
+                    let gi = running[k].group;
+                    if finish(&mut groups[gi], c, &mut progress, &mut on_event) {
+                        complete.push(gi);
+                    }
                 }
             }
             let mut k = 0;
@@ -477,18 +561,7 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             progress.elapsed_s = started.elapsed().as_secs_f64();
             on_event(Event::Progress(progress));
         }
-        Ok(groups
-            .into_iter()
-            .map(|g| RequestOutput {
-                request_id: g.req.id,
-                prompt_len: g.req.prompt_ids.len(),
-                completions: g
-                    .completions
-                    .into_iter()
-                    .map(|c| c.expect("every completion finished"))
-                    .collect(),
-            })
-            .collect())
+        Ok(())
     }
 
     fn cache_len(&self, s: &Seq<M::Cache>) -> usize {
@@ -500,7 +573,7 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         &self,
         s: &mut Seq<M::Cache>,
         row: &[f32],
-        g: &Group<'_, M::Cache>,
+        g: &Group<M::Cache>,
     ) -> Result<Option<Completion>> {
         let Role::Child(st) = &mut s.role else {
             return Ok(None);
@@ -561,7 +634,7 @@ fn decode_count<C>(running: &[Seq<C>]) -> usize {
 fn held_bytes<M: StepModel>(
     model: &M,
     running: &[Seq<M::Cache>],
-    groups: &[Group<'_, M::Cache>],
+    groups: &Groups<M::Cache>,
     ready: &BTreeSet<usize>,
     bpt: usize,
 ) -> usize {
@@ -578,7 +651,7 @@ fn held_bytes<M: StepModel>(
 
 /// Drops the youngest prefilled parent, queueing its prompt for recomputation.
 fn drop_one_parent<C>(
-    groups: &mut [Group<'_, C>],
+    groups: &mut Groups<C>,
     ready: &mut BTreeSet<usize>,
     waiting: &mut VecDeque<Seq<C>>,
 ) -> bool {
@@ -596,13 +669,13 @@ fn drop_one_parent<C>(
     true
 }
 
-/// Records a finished completion and streams it.
+/// Records a finished completion and streams it; true when it was the group's last.
 fn finish<C>(
-    g: &mut Group<'_, C>,
+    g: &mut Group<C>,
     c: Completion,
     progress: &mut Progress,
     on_event: &mut impl FnMut(Event<'_>),
-) {
+) -> bool {
     on_event(Event::Completion(&c));
     let index = c.index;
     g.completions[index] = Some(c);
@@ -610,5 +683,58 @@ fn finish<C>(
     progress.samples_done += 1;
     if g.done == g.req.params.n {
         progress.requests_done += 1;
+        return true;
     }
+    false
+}
+
+/// The result of a finished group.
+fn output<C>(g: Group<C>) -> RequestOutput {
+    RequestOutput {
+        request_id: g.req.id,
+        prompt_len: g.req.prompt_ids.len(),
+        completions: g
+            .completions
+            .into_iter()
+            .map(|c| c.expect("every completion finished"))
+            .collect(),
+    }
+}
+
+/// The live groups by arrival index.
+struct Groups<C>(HashMap<usize, Group<C>>);
+
+impl<C> Default for Groups<C> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<C> Index<usize> for Groups<C> {
+    type Output = Group<C>;
+    fn index(&self, gi: usize) -> &Group<C> {
+        &self.0[&gi]
+    }
+}
+
+impl<C> IndexMut<usize> for Groups<C> {
+    fn index_mut(&mut self, gi: usize) -> &mut Group<C> {
+        self.0.get_mut(&gi).expect("live group")
+    }
+}
+
+/// Where [`Engine::run`] gets its requests and sends its results.
+///
+/// Requests are numbered by arrival: the `k`-th request returned by [`Feed::poll`] over the
+/// whole run (0-based) is `seq = k` in [`Feed::is_cancelled`] and [`Feed::finished`].
+pub trait Feed {
+    /// New requests, called before every step. `idle` is true when nothing is admitted:
+    /// the call may then block until something arrives. `None` closes the feed: the run
+    /// ends once the admitted requests are finished.
+    fn poll(&mut self, idle: bool) -> Option<Vec<Request>>;
+    /// Whether request `seq` is no longer wanted (checked before every step).
+    fn is_cancelled(&mut self, seq: usize) -> bool;
+    /// Request `seq` finished (all its completions), or was refused by
+    /// [`Engine::validate`].
+    fn finished(&mut self, seq: usize, output: Result<RequestOutput>);
 }

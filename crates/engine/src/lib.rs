@@ -23,7 +23,7 @@ pub mod sampling;
 pub mod step;
 pub mod stop;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, Feed};
 pub use error::{Error, Result};
 pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,

@@ -497,3 +497,74 @@ fn one_new_token_finishes_at_spawn() {
         }
     }
 }
+
+/// A feed that hands out requests at given steps and cancels one at a given step.
+struct Staged {
+    /// (step at which it arrives, request)
+    arrivals: Vec<(usize, Request)>,
+    /// (arrival index, step from which it is cancelled)
+    cancel: Option<(usize, usize)>,
+    polls: usize,
+    done: Vec<(usize, RequestOutput)>,
+}
+
+impl engine::Feed for Staged {
+    fn poll(&mut self, _idle: bool) -> Option<Vec<Request>> {
+        let step = self.polls;
+        self.polls += 1;
+        if self.arrivals.is_empty() {
+            return None;
+        }
+        let (now, later): (Vec<_>, Vec<_>) =
+            self.arrivals.drain(..).partition(|(at, _)| *at <= step);
+        self.arrivals = later;
+        Some(now.into_iter().map(|(_, r)| r).collect())
+    }
+    fn is_cancelled(&mut self, seq: usize) -> bool {
+        self.cancel
+            .is_some_and(|(s, from)| s == seq && self.polls > from)
+    }
+    fn finished(&mut self, seq: usize, output: engine::Result<RequestOutput>) {
+        self.done.push((seq, output.unwrap()));
+    }
+}
+
+#[test]
+fn run_takes_requests_mid_flight_and_drops_cancelled_ones() {
+    let reqs = requests(&sampled());
+    let want = ids(&run(&Fake::new(), cfg(32, 100_000, 512), &reqs));
+    let m = Fake::new();
+    let eng = Engine::new(&m, Letters, cfg(32, 100_000, 512)).unwrap();
+    // Request k arrives at step 3k; request 2 (arrival index 2) is cancelled at step 8,
+    // while it generates.
+    let mut feed = Staged {
+        arrivals: reqs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(k, r)| (3 * k, r))
+            .collect(),
+        cancel: Some((2, 8)),
+        polls: 0,
+        done: Vec::new(),
+    };
+    let mut running_max = 0;
+    eng.run(&mut feed, |e| {
+        if let Event::Progress(p) = e {
+            running_max = running_max.max(p.running);
+        }
+    })
+    .unwrap();
+    // Every other request finished with exactly the samples of a one-shot generate
+    // (late arrivals joined the running batch: more than one request's sequences ran).
+    let mut done = feed.done;
+    done.sort_by_key(|(s, _)| *s);
+    let seqs: Vec<usize> = done.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [0, 1, 3, 4, 5, 6], "request 2 was cancelled");
+    for (s, out) in &done {
+        assert_eq!(ids(std::slice::from_ref(out))[0], want[*s], "request {s}");
+    }
+    assert!(running_max > 3, "late requests never shared a step");
+    // The cancelled request's caches were freed.
+    assert_eq!(m.live.tokens.load(Ordering::SeqCst), 0, "caches leaked");
+}

@@ -29,7 +29,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.map_err(|e| Error::io(path, e))
+    res.map_err(|e| Error::io(path, e))?;
+    sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Flushes the folder's entries (the rename above) to disk; a no-op off Unix.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.

@@ -435,3 +435,25 @@ fn update_rows_are_plotted_per_update_and_not_as_steps() {
     assert_eq!(series(&els, "challenger-ppo-kl").values().next(), Some(&6));
     assert_eq!(series(&els, "challenger-adv").values().next(), Some(&3));
 }
+
+/// A key written into an (older) run's config.toml never reaches the report.
+#[test]
+fn report_redacts_secrets_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "seed = 1\n[remote]\napi_key = \"s3cr3t-value\"\napi_key_env = \"OPENAI_API_KEY\"\n\
+         model = \"sk-abcdefgh12345678\"\nmax_new_tokens = 64\nnote = \"hf_token in a sentence\"\n",
+    )
+    .unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    assert!(!html.contains("s3cr3t-value"), "api_key leaked");
+    assert!(!html.contains("sk-abcdefgh12345678"), "sk- key leaked");
+    let els = parse(&html);
+    let pre = &els[find(&els, "pre", "class", "config")].text;
+    // Names of environment variables, numbers and ordinary text stay.
+    assert!(pre.contains("api_key_env = \"OPENAI_API_KEY\""), "{pre}");
+    assert!(pre.contains("max_new_tokens = 64"), "{pre}");
+    assert!(pre.contains("hf_token in a sentence"), "{pre}");
+    assert!(pre.contains("api_key = \"<redacted>\""), "{pre}");
+}

@@ -281,6 +281,12 @@ impl Config {
         let hidden_size = req_usize(obj, "hidden_size", origin)?;
         let intermediate_size = req_usize(obj, "intermediate_size", origin)?;
         let num_hidden_layers = req_usize(obj, "num_hidden_layers", origin)?;
+        if num_hidden_layers == 0 || num_hidden_layers > 1 << 16 {
+            return Err(bad(
+                origin,
+                format!("`num_hidden_layers` must be in 1..=65536, got {num_hidden_layers}"),
+            ));
+        }
         let num_attention_heads = req_usize(obj, "num_attention_heads", origin)?;
         if num_attention_heads == 0 || hidden_size == 0 || vocab_size == 0 {
             return Err(bad(

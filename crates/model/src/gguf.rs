@@ -61,9 +61,147 @@ pub fn read_content(path: &Path) -> Result<(memmap2::Mmap, Content)> {
         path: path.to_path_buf(),
         source,
     })?;
+    precheck(&mmap).map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
     let content = Content::read(&mut std::io::Cursor::new(&mmap[..]))
         .map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
     Ok((mmap, content))
+}
+
+/// Checks what candle's reader does not: `general.alignment` must be a power of two (0
+/// divides by zero inside candle), and every tensor's element count must fit in memory
+/// arithmetic (a product of corrupted dimensions overflows). Walks the header with bounds
+/// checks; anything else malformed is left for candle's reader to report.
+fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
+    struct Cur<'a> {
+        b: &'a [u8],
+        pos: usize,
+        wide: bool,
+    }
+    impl Cur<'_> {
+        fn take(&mut self, n: u64) -> Option<&[u8]> {
+            let n = usize::try_from(n).ok()?;
+            let end = self.pos.checked_add(n)?;
+            let s = self.b.get(self.pos..end)?;
+            self.pos = end;
+            Some(s)
+        }
+        fn u32(&mut self) -> Option<u32> {
+            self.take(4)
+                .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
+        }
+        fn u64(&mut self) -> Option<u64> {
+            self.take(8)
+                .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+        }
+        fn len(&mut self) -> Option<u64> {
+            if self.wide {
+                self.u64()
+            } else {
+                self.u32().map(u64::from)
+            }
+        }
+        fn string(&mut self) -> Option<&[u8]> {
+            let n = self.len()?;
+            self.take(n)
+        }
+        /// Skips a value of type `t`; returns it as an integer when it is one.
+        fn value(&mut self, t: u32, depth: usize) -> Option<Option<i128>> {
+            let fixed = |t: u32| match t {
+                0 | 1 | 7 => Some(1u64),
+                2 | 3 => Some(2),
+                4..=6 => Some(4),
+                10..=12 => Some(8),
+                _ => None,
+            };
+            if let Some(n) = fixed(t) {
+                let s = self.take(n)?;
+                let mut buf = [0u8; 8];
+                buf[..s.len()].copy_from_slice(s);
+                let u = u64::from_le_bytes(buf);
+                return Some(match t {
+                    0 | 2 | 4 | 10 => Some(i128::from(u)),
+                    1 => Some(i128::from(s[0] as i8)),
+                    3 => Some(i128::from(u as u16 as i16)),
+                    5 => Some(i128::from(u as u32 as i32)),
+                    11 => Some(i128::from(u as i64)),
+                    _ => None,
+                });
+            }
+            match t {
+                8 => self.string().map(|_| None),
+                9 if depth < 8 => {
+                    let et = self.u32()?;
+                    let n = self.len()?;
+                    if let Some(size) = fixed(et) {
+                        self.take(n.checked_mul(size)?)?;
+                    } else {
+                        // Each element takes at least 4 bytes: a bound on the loop.
+                        if n > (self.b.len() - self.pos) as u64 {
+                            return None;
+                        }
+                        for _ in 0..n {
+                            self.value(et, depth + 1)?;
+                        }
+                    }
+                    Some(None)
+                }
+                _ => None,
+            }
+        }
+    }
+    let mut c = Cur {
+        b: bytes,
+        pos: 0,
+        wide: true,
+    };
+    let Some(_magic) = c.u32() else {
+        return Ok(());
+    };
+    let Some(version) = c.u32() else {
+        return Ok(());
+    };
+    c.wide = version != 1;
+    let walk = |c: &mut Cur<'_>| -> Option<std::result::Result<(), String>> {
+        let tensors = c.len()?;
+        let kvs = c.len()?;
+        for _ in 0..kvs {
+            let key = c.string()?.to_vec();
+            let t = c.u32()?;
+            let v = c.value(t, 0)?;
+            if key == b"general.alignment" {
+                if let Some(a) = v {
+                    if a <= 0 || (a as u128).count_ones() != 1 {
+                        return Some(Err(format!(
+                            "general.alignment is {a}; it must be a power of two"
+                        )));
+                    }
+                }
+            }
+        }
+        for _ in 0..tensors {
+            let name = String::from_utf8_lossy(c.string()?).into_owned();
+            let nd = c.u32()?;
+            if nd > 8 {
+                return None;
+            }
+            let mut elems: u64 = 1;
+            for _ in 0..nd {
+                let d = c.len()?;
+                match elems.checked_mul(d) {
+                    Some(e) if e <= bytes.len() as u64 * 8 => elems = e,
+                    _ => {
+                        return Some(Err(format!(
+                            "tensor {name}: its dimensions ask for more elements than the file can hold"
+                        )))
+                    }
+                }
+            }
+            c.u32()?; // dtype
+            c.u64()?; // offset
+        }
+        Some(Ok(()))
+    };
+    walk(&mut c).unwrap_or(Ok(()))
 }
 
 /// Load a GGUF file: config, dequantized HF-named weights (converted to `dtype` on `device`),
@@ -271,6 +409,29 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
         Some(d) => d,
         None => hidden_size / num_attention_heads,
     };
+    if head_dim == 0 || head_dim % 2 != 0 {
+        return Err(bad(
+            path,
+            format!("attention.key_length (head dim) must be even and positive, got {head_dim}"),
+        ));
+    }
+    if hidden_size == 0 || intermediate_size == 0 {
+        return Err(bad(
+            path,
+            "embedding_length and feed_forward_length must be positive",
+        ));
+    }
+    // Each block has several tensors: a block count beyond the tensor count is corrupt (and
+    // would make every per-layer table enormous).
+    if num_hidden_layers == 0 || num_hidden_layers > content.tensor_infos.len() {
+        return Err(bad(
+            path,
+            format!(
+                "block_count is {num_hidden_layers} but the file has {} tensors",
+                content.tensor_infos.len()
+            ),
+        ));
+    }
     let max_position_embeddings = get_usize("context_length")?.unwrap_or(2048);
     let rope_theta = get_f64("rope.freq_base").unwrap_or(10_000.0);
     let rms_norm_eps = get_f64("attention.layer_norm_rms_epsilon").unwrap_or(1e-6);

@@ -343,12 +343,23 @@ impl Adapter {
         let path = dir.join(ADAPTER_WEIGHTS);
         let tmp = path.with_file_name(format!(".{ADAPTER_WEIGHTS}.tmp-{}", std::process::id()));
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(tensors, Some(meta), &tmp)
-            .map_err(|e| bad(&path, format!("cannot write safetensors: {e}")))?;
-        std::fs::rename(&tmp, &path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: path.clone(),
             source,
-        })
+        };
+        let res = safetensors::serialize_to_file(tensors, Some(meta), &tmp)
+            .map_err(|e| bad(&path, format!("cannot write safetensors: {e}")))
+            .and_then(|()| {
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path).map_err(io));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res?;
+        crate::save::sync_dir(dir).map_err(io)
     }
 
     /// Saves the adapter as a folder `dir` (replaced atomically as a whole).
@@ -503,6 +514,42 @@ mod tests {
         assert_eq!(
             m.to_vec2::<f32>().unwrap(),
             vec![vec![0.5, 1.0, 1.5], vec![1.0, 2.0, 3.0]]
+        );
+    }
+
+    /// A failed write leaves no temporary file behind.
+    #[test]
+    fn write_files_cleans_up_on_error() {
+        let dev = Device::Cpu;
+        let adapter = Adapter {
+            config: AdapterConfig {
+                r: 1,
+                lora_alpha: 2.0,
+                target_modules: vec!["q_proj".into()],
+                base_model_name_or_path: None,
+            },
+            modules: BTreeMap::from([(
+                "model.layers.0.self_attn.q_proj".to_string(),
+                LoraPair {
+                    a: Tensor::zeros((1, 2), DType::F32, &dev).unwrap(),
+                    b: Tensor::zeros((2, 1), DType::F32, &dev).unwrap(),
+                },
+            )]),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // The weights' name is taken by a non-empty folder: the final rename fails.
+        std::fs::create_dir_all(dir.join(ADAPTER_WEIGHTS).join("x")).unwrap();
+        assert!(adapter.write_files(dir).is_err());
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [ADAPTER_CONFIG, ADAPTER_WEIGHTS],
+            "leftovers: {names:?}"
         );
     }
 }

@@ -43,19 +43,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res
+    res?;
+    fsync_dir(parent_dir(path))
 }
 
 fn fsync_dir(dir: &Path) -> Result<()> {
-    // Directories can be opened read-only and synced on Unix; elsewhere this is a no-op.
+    sync_dir(dir).map_err(io_err(dir))
+}
+
+/// Flushes a folder's entries (a rename into it, a new file) to disk. Directories can be
+/// opened read-only and synced on Unix; elsewhere this is a no-op.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
-    {
-        let f = std::fs::File::open(dir).map_err(io_err(dir))?;
-        f.sync_all().map_err(io_err(dir))?;
-    }
+    std::fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// The folder holding `path` ("." for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {

@@ -116,17 +116,16 @@ impl RemoteConfig {
                 ));
             }
         }
-        if !(self.reload_timeout_s.is_finite() && self.reload_timeout_s > 0.0) {
-            return Err(Error::Config(format!(
-                "reload_timeout_s must be positive, got {}",
-                self.reload_timeout_s
-            )));
-        }
-        if !(self.timeout_s.is_finite() && self.timeout_s > 0.0) {
-            return Err(Error::Config(format!(
-                "timeout_s must be positive, got {}",
-                self.timeout_s
-            )));
+        for (name, t) in [
+            ("reload_timeout_s", self.reload_timeout_s),
+            ("timeout_s", self.timeout_s),
+        ] {
+            // `Duration::from_secs_f64` panics on values it cannot hold (1e300).
+            if !(t > 0.0 && Duration::try_from_secs_f64(t).is_ok()) {
+                return Err(Error::Config(format!(
+                    "{name} must be a positive number of seconds that fits a duration, got {t}"
+                )));
+            }
         }
         Ok(())
     }

@@ -9,24 +9,35 @@
 //! does. Streaming, `echo`, `suffix` and penalties are refused with a 400 that names the
 //! field; unknown fields are ignored (as vLLM does).
 //!
-//! Batching: handlers parse and tokenize, then queue a job; one engine thread waits for the
-//! first job, lets `batch_window` pass (and keeps gathering while requests keep arriving, up
-//! to a full batch or 10 windows) so that concurrent requests join it, and runs all pending
-//! jobs in one [`engine::Engine::generate`] call (continuous batching inside it).
+//! Batching: handlers parse and tokenize (on tokio's blocking pool, after a byte cap), then
+//! queue a job; one engine thread runs [`engine::Engine::run`], which takes new requests
+//! before every model step, so a request that arrives while others generate joins their
+//! batch at the next step (continuous batching across requests). A request whose client
+//! disconnects, or that passes its deadline, is dropped from the running batch at the next
+//! step and its KV cache freed.
+//!
+//! Hardening: an API key (`Authorization: Bearer KEY`, as vLLM's `--api-key`) guards the
+//! `/v1` routes, and a non-loopback address is refused without one unless `insecure` is
+//! set; the body, the prompt text (before tokenizing), `n` × prompts, and `n` × prompts ×
+//! `max_tokens` are capped (400/413); at most `max_queued_samples` completions wait or run
+//! at once (429 with `Retry-After` beyond); every request has a deadline (504); `/health`
+//! answers 503 once the engine thread is gone.
 //! Text prompts are tokenized as is (no special tokens added), like the local engine.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::{Engine, EngineConfig, RequestOutput, SamplingParams};
+use engine::{Engine, EngineConfig, Event, Feed, RequestOutput, SamplingParams};
 use model::{ChatMessage, ChatTemplate, LoadedModel, Model, Tokenizer};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -45,9 +56,26 @@ pub struct ServeOptions {
     pub served_model_name: String,
     /// Engine limits. Empty `eos_token_ids` are filled from the model.
     pub engine: EngineConfig,
-    /// How long the engine thread waits after the first pending request for others to join
-    /// its batch.
+    /// When the engine is idle, how long it waits after the first request for others to
+    /// join its first step (later requests join the running batch at any step).
     pub batch_window: Duration,
+    /// Required `Authorization: Bearer` key of the `/v1` routes (None = open).
+    pub api_key: Option<String>,
+    /// Allow binding a non-loopback address without an API key.
+    pub insecure: bool,
+    /// Most completions queued or generating at once (`n` × prompts summed over requests);
+    /// a request beyond it is answered 429.
+    pub max_queued_samples: usize,
+    /// Most generated tokens one request may ask for: `n` × Σ over its prompts of
+    /// `max_tokens` (capped by the context).
+    pub max_request_tokens: usize,
+    /// Most bytes of prompt text (or chat message text) per request, checked before
+    /// tokenizing (413 beyond).
+    pub max_prompt_bytes: usize,
+    /// Most bytes of a request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// A request not answered within this time is cancelled and answered 504.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -59,6 +87,13 @@ impl Default for ServeOptions {
                 ..EngineConfig::default()
             },
             batch_window: Duration::from_millis(3),
+            api_key: None,
+            insecure: false,
+            max_queued_samples: 4096,
+            max_request_tokens: 1 << 18,
+            max_prompt_bytes: 256 << 10,
+            max_body_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -66,18 +101,27 @@ impl Default for ServeOptions {
 /// Counters of a running server.
 #[derive(Debug, Default)]
 pub struct ServerStats {
-    /// Engine batches run.
-    pub batches: AtomicU64,
+    /// Engine steps run.
+    pub steps: AtomicU64,
+    /// Most sequences in one engine step so far.
+    pub peak_running: AtomicU64,
     /// Requests (prompts) generated.
     pub requests: AtomicU64,
     /// Completions generated.
     pub completions: AtomicU64,
+    /// Requests (prompts) dropped because their client went away or their deadline passed.
+    pub cancelled: AtomicU64,
+    /// Requests answered 429 (queue full).
+    pub rejected: AtomicU64,
+    /// Completions queued or generating now.
+    pub queued_samples: AtomicUsize,
 }
 
 /// A running server (see [`spawn`]).
 pub struct ServerHandle {
     addr: SocketAddr,
     stats: Arc<ServerStats>,
+    jobs: Option<mpsc::UnboundedSender<Msg>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
@@ -96,6 +140,14 @@ impl ServerHandle {
     /// `http://ADDR` — what [`crate::RemoteConfig::base_urls`] takes.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Makes the engine thread panic, as a model failure would (tests of `/health`).
+    #[doc(hidden)]
+    pub fn crash_engine_for_tests(&self) {
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send(Msg::Crash);
+        }
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
@@ -124,7 +176,7 @@ impl Drop for ServerHandle {
 
 /// Serves `loaded` on `addr` until Ctrl-C.
 pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
-    let (listener, state, _) = prepare(loaded, addr, opts)?;
+    let (listener, state) = prepare(loaded, addr, opts)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = async {
@@ -138,7 +190,9 @@ pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Resu
 /// Starts serving `loaded` on `addr` in background threads and returns once the socket is
 /// bound (use port 0 for an ephemeral port; [`ServerHandle::addr`] tells which).
 pub fn spawn(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<ServerHandle> {
-    let (listener, state, stats) = prepare(loaded, addr, opts)?;
+    let (listener, state) = prepare(loaded, addr, opts)?;
+    let stats = state.stats.clone();
+    let jobs = Some(state.jobs.clone());
     let addr = listener
         .local_addr()
         .map_err(Error::io("reading the bound address"))?;
@@ -155,6 +209,7 @@ pub fn spawn(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Resu
     Ok(ServerHandle {
         addr,
         stats,
+        jobs,
         stop: Some(stop),
         thread: Some(thread),
     })
@@ -174,7 +229,19 @@ fn prepare(
     loaded: &LoadedModel,
     addr: SocketAddr,
     opts: ServeOptions,
-) -> Result<(std::net::TcpListener, Arc<AppState>, Arc<ServerStats>)> {
+) -> Result<(std::net::TcpListener, Arc<AppState>)> {
+    let api_key = opts.api_key.clone().filter(|k| !k.is_empty());
+    if api_key.is_none() && !addr.ip().is_loopback() && !opts.insecure {
+        return Err(Error::Server(format!(
+            "refusing to serve on {addr} without an API key: anyone who can reach it could \
+             use it; set one (--api-key or RZERO_API_KEY), bind 127.0.0.1, or pass --insecure"
+        )));
+    }
+    if opts.max_queued_samples == 0 || opts.max_request_tokens == 0 || opts.max_prompt_bytes == 0 {
+        return Err(Error::Server(
+            "max_queued_samples, max_request_tokens and max_prompt_bytes must be at least 1".into(),
+        ));
+    }
     let listener =
         std::net::TcpListener::bind(addr).map_err(Error::io(format!("binding {addr}")))?;
     listener
@@ -189,21 +256,32 @@ fn prepare(
     let ctx = model.config().max_position_embeddings;
     let vocab = model.config().vocab_size;
     let engine = Engine::new(model, tokenizer.clone(), cfg)?;
-    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let window = opts.batch_window;
     let stats = Arc::new(ServerStats::default());
-    let st2 = stats.clone();
+    let alive = Arc::new(AtomicBool::new(true));
+    let (st2, alive2) = (stats.clone(), alive.clone());
     std::thread::Builder::new()
         .name("rzero-engine".into())
-        .spawn(move || engine_loop(engine, rx, window, &st2))
+        .spawn(move || {
+            // Cleared when the thread ends, also by a panic: `/health` then says 503.
+            struct Alive(Arc<AtomicBool>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::SeqCst);
+                }
+            }
+            let _alive = Alive(alive2);
+            engine_loop(engine, rx, window, &st2)
+        })
         .map_err(Error::io("starting the engine thread"))?;
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = Arc::new(AppState {
         name: opts.served_model_name,
-        source: loaded.source.display().to_string(),
         tokenizer,
         template: loaded.chat_template_or_chatml(),
         ctx,
@@ -211,17 +289,31 @@ fn prepare(
         created,
         counter: AtomicU64::new(0),
         jobs: tx,
+        stats,
+        alive,
+        api_key,
+        max_queued_samples: opts.max_queued_samples,
+        max_request_tokens: opts.max_request_tokens,
+        max_prompt_bytes: opts.max_prompt_bytes,
+        max_body_bytes: opts.max_body_bytes,
+        request_timeout: opts.request_timeout,
+        prep_slots: tokio::sync::Semaphore::new(cpus),
     });
     tracing::info!(
-        "serving {} as `{}` on http://{}",
-        state.source,
+        "serving {} as `{}` on http://{}{}",
+        loaded.source.display(),
         state.name,
         listener
             .local_addr()
             .map(|a| a.to_string())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if state.api_key.is_some() {
+            " (API key required)"
+        } else {
+            ""
+        }
     );
-    Ok((listener, state, stats))
+    Ok((listener, state))
 }
 
 async fn run(
@@ -238,10 +330,13 @@ async fn run(
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .merge(v1)
         .route("/health", get(health))
         .fallback(|| async {
             ApiError::new(
@@ -251,19 +346,66 @@ fn router(state: Arc<AppState>) -> Router {
                 "NotFoundError",
             )
         })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
+}
+
+/// Checks `Authorization: Bearer KEY` when the server has a key (in constant time).
+async fn auth(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    if let Some(key) = &st.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| same_bytes(g.as_bytes(), key.as_bytes())) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key: send `Authorization: Bearer KEY`",
+                None,
+                "AuthenticationError",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
 }
 
 struct AppState {
     name: String,
-    source: String,
     tokenizer: Arc<Tokenizer>,
     template: ChatTemplate,
     ctx: usize,
     vocab: usize,
     created: u64,
     counter: AtomicU64,
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Msg>,
+    stats: Arc<ServerStats>,
+    alive: Arc<AtomicBool>,
+    api_key: Option<String>,
+    max_queued_samples: usize,
+    max_request_tokens: usize,
+    max_prompt_bytes: usize,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    /// Bounds the parse + tokenize tasks on the blocking pool.
+    prep_slots: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -272,110 +414,214 @@ impl AppState {
     }
 }
 
+type Reply = std::result::Result<Vec<RequestOutput>, ApiError>;
+
 /// Requests of one HTTP call, answered together.
 struct Job {
     requests: Vec<engine::Request>,
-    reply: oneshot::Sender<std::result::Result<Vec<RequestOutput>, ApiError>>,
+    reply: oneshot::Sender<Reply>,
 }
 
-/// The engine thread: gathers the pending jobs into one batch, runs it, answers each job.
-fn engine_loop(
-    engine: Engine<Model, Arc<Tokenizer>>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+/// What the handlers send the engine thread.
+enum Msg {
+    Job(Job),
+    /// Test hook: the engine thread panics.
+    Crash,
+}
+
+/// A job the engine thread is working on.
+struct Pending {
+    /// `None` once answered (an error): its other requests are then dropped.
+    reply: Option<oneshot::Sender<Reply>>,
+    outs: Vec<Option<RequestOutput>>,
+    left: usize,
+}
+
+/// The engine's [`Feed`]: jobs from the handlers in, answers out.
+struct ServerFeed<'a> {
+    rx: &'a mut mpsc::UnboundedReceiver<Msg>,
     window: Duration,
-    stats: &ServerStats,
-) {
-    let max_batch = engine.config().max_batch_size;
-    while let Some(first) = rx.blocking_recv() {
-        // Wait `window`, then keep gathering while requests keep arriving (each 1 ms step
-        // brings new ones), until the batch is full or 10 windows have passed: clients
-        // answered by the previous batch come back within a few ms and join this one.
-        let started = Instant::now();
-        let samples = |jobs: &[Job]| -> usize {
-            jobs.iter()
-                .flat_map(|j| &j.requests)
-                .map(|r| r.params.n)
-                .sum()
+    stats: &'a ServerStats,
+    jobs: HashMap<u64, Pending>,
+    /// Engine arrival index -> (job, position in the job).
+    seqs: HashMap<usize, (u64, usize)>,
+    next_seq: usize,
+    next_job: u64,
+}
+
+impl ServerFeed<'_> {
+    fn take(&mut self, msg: Msg, out: &mut Vec<engine::Request>) {
+        let job = match msg {
+            Msg::Job(j) => j,
+            Msg::Crash => panic!("engine thread crashed on purpose (test hook)"),
         };
-        let mut jobs = vec![first];
-        if !window.is_zero() {
-            std::thread::sleep(window);
-            loop {
-                let before = jobs.len();
-                while let Ok(j) = rx.try_recv() {
-                    jobs.push(j);
-                }
-                if jobs.len() == before
-                    || samples(&jobs) >= max_batch
-                    || started.elapsed() >= window * 10
-                {
+        if job.reply.is_closed() {
+            return; // the client went away while queued
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let k = job.requests.len();
+        for (i, r) in job.requests.into_iter().enumerate() {
+            self.seqs.insert(self.next_seq, (id, i));
+            self.next_seq += 1;
+            out.push(r);
+        }
+        self.jobs.insert(
+            id,
+            Pending {
+                reply: Some(job.reply),
+                outs: (0..k).map(|_| None).collect(),
+                left: k,
+            },
+        );
+    }
+
+    /// Forgets request `seq`; drops its job when it was the last.
+    fn forget(&mut self, seq: usize) -> Option<(u64, usize)> {
+        let (id, i) = self.seqs.remove(&seq)?;
+        if let Some(p) = self.jobs.get_mut(&id) {
+            p.left -= 1;
+            if p.left == 0 && p.reply.is_none() {
+                self.jobs.remove(&id);
+            }
+        }
+        Some((id, i))
+    }
+
+    /// Answers every job with `err` (the engine run failed).
+    fn fail_all(&mut self, err: impl Fn() -> ApiError) {
+        for (_, p) in self.jobs.drain() {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(err()));
+            }
+        }
+        self.seqs.clear();
+    }
+}
+
+impl Feed for ServerFeed<'_> {
+    fn poll(&mut self, idle: bool) -> Option<Vec<engine::Request>> {
+        let mut out = Vec::new();
+        if idle {
+            let first = self.rx.blocking_recv()?;
+            self.take(first, &mut out);
+            if !self.window.is_zero() {
+                std::thread::sleep(self.window);
+            }
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => self.take(m, &mut out),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    if out.is_empty() && idle {
+                        return None;
+                    }
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(1));
             }
         }
-        while let Ok(j) = rx.try_recv() {
-            jobs.push(j);
-        }
-        let mut live = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if job.reply.is_closed() {
-                continue; // the client went away
-            }
-            match job.requests.iter().try_for_each(|r| engine.validate(r)) {
-                Ok(()) => live.push(job),
-                Err(e) => {
-                    let msg = match e {
-                        engine::Error::InvalidRequest { msg, .. } => msg,
-                        other => other.to_string(),
-                    };
-                    let _ = job.reply.send(Err(ApiError::bad(msg, None)));
+        Some(out)
+    }
+
+    fn is_cancelled(&mut self, seq: usize) -> bool {
+        let Some(&(id, _)) = self.seqs.get(&seq) else {
+            return true;
+        };
+        let gone = match self.jobs.get(&id) {
+            None => true,
+            Some(p) => match &p.reply {
+                None => true,
+                Some(r) if r.is_closed() => {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    true
                 }
-            }
+                Some(_) => false,
+            },
+        };
+        if gone {
+            self.forget(seq);
         }
-        let mut reqs = Vec::new();
-        for job in &live {
-            for r in &job.requests {
-                let mut r = r.clone();
-                r.id = reqs.len() as u64;
-                reqs.push(r);
-            }
-        }
-        if reqs.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let result = engine.generate(&reqs, |_| {});
-        tracing::debug!(
-            jobs = live.len(),
-            requests = reqs.len(),
-            secs = started.elapsed().as_secs_f64(),
-            "batch done"
-        );
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(outs) => {
-                stats
-                    .requests
-                    .fetch_add(outs.len() as u64, Ordering::Relaxed);
-                let k: usize = outs.iter().map(|o| o.completions.len()).sum();
-                stats.completions.fetch_add(k as u64, Ordering::Relaxed);
-                let mut it = outs.into_iter();
-                for job in live {
-                    let mine: Vec<RequestOutput> = it.by_ref().take(job.requests.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
+        gone
+    }
+
+    fn finished(&mut self, seq: usize, output: engine::Result<RequestOutput>) {
+        let Some(&(id, i)) = self.seqs.get(&seq) else {
+            return;
+        };
+        let Some(p) = self.jobs.get_mut(&id) else {
+            self.seqs.remove(&seq);
+            return;
+        };
+        match output {
+            Ok(o) => {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                p.outs[i] = Some(o);
+                if p.left == 1 {
+                    if let Some(r) = p.reply.take() {
+                        let outs = std::mem::take(&mut p.outs)
+                            .into_iter()
+                            .map(|o| o.expect("every request of the job finished"))
+                            .collect();
+                        let _ = r.send(Ok(outs));
+                    }
                 }
             }
             Err(e) => {
+                let msg = match e {
+                    engine::Error::InvalidRequest { msg, .. } => msg,
+                    other => other.to_string(),
+                };
+                if let Some(r) = p.reply.take() {
+                    let _ = r.send(Err(ApiError::bad(msg, None)));
+                }
+            }
+        }
+        self.forget(seq);
+    }
+}
+
+/// The engine thread: runs the engine on the jobs as they come; a failed run answers its
+/// jobs with a 500 and the engine goes on with the next ones.
+fn engine_loop(
+    engine: Engine<Model, Arc<Tokenizer>>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    window: Duration,
+    stats: &ServerStats,
+) {
+    loop {
+        let mut feed = ServerFeed {
+            rx: &mut rx,
+            window,
+            stats,
+            jobs: HashMap::new(),
+            seqs: HashMap::new(),
+            next_seq: 0,
+            next_job: 0,
+        };
+        let result = engine.run(&mut feed, |ev| match ev {
+            Event::Progress(p) => {
+                stats.steps.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .peak_running
+                    .fetch_max(p.running as u64, Ordering::Relaxed);
+            }
+            Event::Completion(_) => {
+                stats.completions.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        match result {
+            Ok(()) => return, // every handle is gone: the server has stopped
+            Err(e) => {
                 tracing::error!("generation failed: {e}");
-                for job in live {
-                    let _ = job.reply.send(Err(ApiError::new(
+                feed.fail_all(|| {
+                    ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("generation failed: {e}"),
                         None,
                         "InternalServerError",
-                    )));
-                }
+                    )
+                });
             }
         }
     }
@@ -428,7 +674,12 @@ impl IntoResponse for ApiError {
                 "code": self.status.as_u16(),
             }
         });
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -704,18 +955,132 @@ fn prompt_list(st: &AppState, v: &Value) -> std::result::Result<Vec<Vec<u32>>, A
     Ok(prompts)
 }
 
-/// Queues the requests and waits for the engine thread's answer.
-async fn submit(
+/// Checks the per-request caps: completions (`n` × prompts) and generated tokens.
+fn check_caps(
     st: &AppState,
-    prompts: Vec<Vec<u32>>,
+    prompts: &[Vec<u32>],
     params: &SamplingParams,
-) -> std::result::Result<Vec<RequestOutput>, ApiError> {
-    if prompts.len() * params.n > MAX_SAMPLES_PER_REQUEST {
+) -> std::result::Result<(), ApiError> {
+    if prompts.len().saturating_mul(params.n) > MAX_SAMPLES_PER_REQUEST {
         return Err(ApiError::bad(
             format!("at most {MAX_SAMPLES_PER_REQUEST} completions per request (prompts × n)"),
             Some("n"),
         ));
     }
+    let tokens: usize = prompts
+        .iter()
+        .map(|p| {
+            params
+                .n
+                .saturating_mul(params.max_new_tokens.min(st.ctx.saturating_sub(p.len())))
+        })
+        .fold(0usize, usize::saturating_add);
+    if tokens > st.max_request_tokens {
+        return Err(ApiError::bad(
+            format!(
+                "the request asks for up to {tokens} generated tokens (n × prompts × max_tokens); \
+                 this server allows {} per request",
+                st.max_request_tokens
+            ),
+            Some("max_tokens"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects prompt text over the byte cap, before any tokenizing.
+fn check_bytes(st: &AppState, bytes: usize, param: &str) -> std::result::Result<(), ApiError> {
+    if bytes > st.max_prompt_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the prompt text has {bytes} bytes; this server takes at most {}",
+                st.max_prompt_bytes
+            ),
+            Some(param),
+            "invalid_request_error",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` (parsing, templating, tokenizing) on the blocking pool, a few at a time, so the
+/// async workers stay free for other connections and `/health`.
+async fn off_worker<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce() -> std::result::Result<T, ApiError> + Send + 'static,
+) -> std::result::Result<T, ApiError> {
+    let _slot = st
+        .prep_slots
+        .acquire()
+        .await
+        .map_err(|_| unavailable("the server is shutting down"))?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("preparing the request failed: {e}"),
+            None,
+            "InternalServerError",
+        )
+    })?
+}
+
+fn unavailable(msg: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        msg,
+        None,
+        "ServiceUnavailableError",
+    )
+}
+
+/// Completions held in the queue by one request; released when dropped.
+struct Reservation<'a> {
+    stats: &'a ServerStats,
+    samples: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.stats
+            .queued_samples
+            .fetch_sub(self.samples, Ordering::SeqCst);
+    }
+}
+
+/// Queues the requests and waits for the engine thread's answer, within the deadline. When
+/// this future is dropped (the client disconnected) or the deadline passes, the reply
+/// channel closes and the engine drops the requests at its next step.
+async fn submit(
+    st: &AppState,
+    prompts: Vec<Vec<u32>>,
+    params: &SamplingParams,
+) -> std::result::Result<Vec<RequestOutput>, ApiError> {
+    let samples = prompts.len() * params.n;
+    let q = &st.stats.queued_samples;
+    let mut cur = q.load(Ordering::SeqCst);
+    loop {
+        if cur + samples > st.max_queued_samples {
+            st.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "the server is busy ({cur} completions queued or running, limit {}); retry later",
+                    st.max_queued_samples
+                ),
+                None,
+                "RateLimitError",
+            ));
+        }
+        match q.compare_exchange_weak(cur, cur + samples, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    let _held = Reservation {
+        stats: &st.stats,
+        samples,
+    };
     let requests = prompts
         .into_iter()
         .map(|ids| engine::Request {
@@ -725,18 +1090,22 @@ async fn submit(
         })
         .collect();
     let (reply, rx) = oneshot::channel();
-    let unavailable = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine is not running",
-            None,
-            "ServiceUnavailableError",
-        )
-    };
     st.jobs
-        .send(Job { requests, reply })
-        .map_err(|_| unavailable())?;
-    rx.await.map_err(|_| unavailable())?
+        .send(Msg::Job(Job { requests, reply }))
+        .map_err(|_| unavailable("the engine is not running"))?;
+    match tokio::time::timeout(st.request_timeout, rx).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request did not finish within the server's deadline of {} s; it was cancelled",
+                st.request_timeout.as_secs_f64()
+            ),
+            None,
+            "TimeoutError",
+        )),
+        Ok(Err(_)) => Err(unavailable("the engine is not running")),
+        Ok(Ok(r)) => r,
+    }
 }
 
 fn token_text(st: &AppState, id: u32) -> String {
@@ -763,14 +1132,29 @@ fn now_s() -> u64 {
 // ---------------------------------------------------------------------------------------
 // Handlers
 
-async fn completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    match completions_inner(&st, &body).await {
+/// A body that could not be read (over the size limit, a broken upload) as a JSON error.
+type Body = std::result::Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+fn body_bytes(body: Body) -> std::result::Result<Bytes, ApiError> {
+    body.map_err(|r| ApiError::new(r.status(), r.body_text(), None, "invalid_request_error"))
+}
+
+async fn completions(State(st): State<Arc<AppState>>, body: Body) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match completions_inner(st, body).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn completions_inner(st: &AppState, body: &[u8]) -> std::result::Result<Value, ApiError> {
+/// Parses, checks and tokenizes a completions body (blocking work).
+fn completions_prep(
+    st: &AppState,
+    body: &[u8],
+) -> std::result::Result<(Vec<Vec<u32>>, SamplingParams), ApiError> {
     let mut f = Fields::parse(body)?;
     check_model(st, &f.take("model")?)?;
     let prompt: Value = f
@@ -786,7 +1170,21 @@ async fn completions_inner(st: &AppState, body: &[u8]) -> std::result::Result<Va
     let sb = SamplingBody::take(&mut f)?;
     f.ignore_rest();
     let params = sampling(st, &sb, 16, logprobs.is_some())?;
+    let text_bytes = match &prompt {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::len).sum(),
+        _ => 0,
+    };
+    check_bytes(st, text_bytes, "prompt")?;
     let prompts = prompt_list(st, &prompt)?;
+    check_caps(st, &prompts, &params)?;
+    Ok((prompts, params))
+}
+
+async fn completions_inner(st: Arc<AppState>, body: Bytes) -> std::result::Result<Value, ApiError> {
+    let st2 = st.clone();
+    let (prompts, params) = off_worker(&st, move || completions_prep(&st2, &body)).await?;
+    let st = &*st;
     let outs = submit(st, prompts, &params).await?;
     let mut choices = Vec::new();
     for (pi, o) in outs.iter().enumerate() {
@@ -824,8 +1222,12 @@ async fn completions_inner(st: &AppState, body: &[u8]) -> std::result::Result<Va
     }))
 }
 
-async fn chat_completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    match chat_inner(&st, &body).await {
+async fn chat_completions(State(st): State<Arc<AppState>>, body: Body) -> Response {
+    let body = match body_bytes(body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match chat_inner(st, body).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
@@ -858,7 +1260,11 @@ fn message_text(i: usize, content: &Option<Value>) -> std::result::Result<String
     }
 }
 
-async fn chat_inner(st: &AppState, body: &[u8]) -> std::result::Result<Value, ApiError> {
+/// Parses, checks, renders and tokenizes a chat body (blocking work).
+fn chat_prep(
+    st: &AppState,
+    body: &[u8],
+) -> std::result::Result<(Vec<u32>, SamplingParams), ApiError> {
     let mut f = Fields::parse(body)?;
     check_model(st, &f.take("model")?)?;
     let msgs: Vec<ChatMessageBody> = f
@@ -885,10 +1291,16 @@ async fn chat_inner(st: &AppState, body: &[u8]) -> std::result::Result<Value, Ap
             ))
         })
         .collect::<std::result::Result<Vec<_>, ApiError>>()?;
+    let bytes = msgs
+        .iter()
+        .map(|m| m.content.len() + m.role.len())
+        .fold(0usize, usize::saturating_add);
+    check_bytes(st, bytes, "messages")?;
     let text = st
         .template
         .render(&msgs, true)
         .map_err(|e| ApiError::bad(format!("chat template: {e}"), Some("messages")))?;
+    check_bytes(st, text.len(), "messages")?;
     let ids = st
         .tokenizer
         .encode(&text, false)
@@ -900,6 +1312,14 @@ async fn chat_inner(st: &AppState, body: &[u8]) -> std::result::Result<Value, Ap
     let default_max = st.ctx - ids.len();
     let want_lp = logprobs == Some(true) || top_logprobs.is_some_and(|k| k > 0);
     let params = sampling(st, &s, default_max, want_lp)?;
+    check_caps(st, std::slice::from_ref(&ids), &params)?;
+    Ok((ids, params))
+}
+
+async fn chat_inner(st: Arc<AppState>, body: Bytes) -> std::result::Result<Value, ApiError> {
+    let st2 = st.clone();
+    let (ids, params) = off_worker(&st, move || chat_prep(&st2, &body)).await?;
+    let st = &*st;
     let outs = submit(st, vec![ids], &params).await?;
     let mut choices = Vec::new();
     for c in outs.iter().flat_map(|o| &o.completions) {
@@ -935,6 +1355,7 @@ async fn chat_inner(st: &AppState, body: &[u8]) -> std::result::Result<Value, Ap
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
+    // `root` is the served name: the model's path on this machine is nobody's business.
     Json(json!({
         "object": "list",
         "data": [{
@@ -942,12 +1363,16 @@ async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
             "object": "model",
             "created": st.created,
             "owned_by": "rzero",
-            "root": st.source,
+            "root": st.name,
             "max_model_len": st.ctx,
         }]
     }))
 }
 
-async fn health() -> StatusCode {
-    StatusCode::OK
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    if st.alive.load(Ordering::SeqCst) {
+        StatusCode::OK.into_response()
+    } else {
+        unavailable("the engine thread has stopped").into_response()
+    }
 }

@@ -51,8 +51,9 @@ pub struct RemoteSection {
     pub solver_urls: Vec<String>,
     /// Model id the servers serve (vLLM `--served-model-name`).
     pub model: String,
-    /// Bearer token ("" = none).
-    pub api_key: String,
+    /// Name of the environment variable that holds the bearer token ("" = none). The key
+    /// itself never enters the config, so it is not written to `RUN/config.toml`.
+    pub api_key_env: String,
     /// Most requests in flight per server.
     pub max_concurrency: usize,
     /// Limit of one HTTP call, seconds.
@@ -398,7 +399,7 @@ impl Config {
             remote: RemoteSection {
                 solver_urls: Vec::new(),
                 model: String::new(),
-                api_key: String::new(),
+                api_key_env: String::new(),
                 max_concurrency: 64,
                 timeout_s: 600.0,
                 retries: 3,
@@ -616,6 +617,13 @@ impl Config {
                 );
             }
         }
+        let t = self.remote.timeout_s;
+        if !(t > 0.0 && std::time::Duration::try_from_secs_f64(t).is_ok()) {
+            return bad(
+                "remote.timeout_s",
+                &format!("must be a positive number of seconds that fits a duration, got {t}"),
+            );
+        }
         Ok(())
     }
 
@@ -637,6 +645,13 @@ impl Config {
     }
 
     fn from_table(table: toml::Value) -> Result<Self> {
+        if table.get("remote").and_then(|r| r.get("api_key")).is_some() {
+            return Err(Error::Config(
+                "remote.api_key: keys are not kept in the config (it is written to RUN/config.toml); \
+                 put the key in an environment variable and set remote.api_key_env to its name"
+                    .into(),
+            ));
+        }
         // Check keys ourselves first, so the error can list the valid ones.
         let reference =
             toml::Value::try_from(Self::paper()).map_err(|e| Error::Config(e.to_string()))?;
@@ -788,7 +803,7 @@ fn comment(path: &str) -> &'static str {
         "remote" => "OpenAI-compatible servers (vLLM, SGLang, llama.cpp, rzero serve) for the frozen Solver's answers",
         "remote.solver_urls" => "server roots, e.g. [\"http://10.0.0.5:8000\"]; [] = the in-process engine",
         "remote.model" => "model id the servers serve",
-        "remote.api_key" => "bearer token (\"\" = none)",
+        "remote.api_key_env" => "environment variable holding the bearer token (\"\" = none); the key is never written to the run",
         "remote.max_concurrency" => "most requests in flight per server",
         "remote.timeout_s" => "limit of one HTTP call, seconds",
         "remote.retries" => "retries of a failed call, with exponential backoff",

@@ -183,10 +183,21 @@ pub fn solver_client(cfg: &crate::config::RemoteSection) -> Result<Option<remote
     if cfg.solver_urls.is_empty() {
         return Ok(None);
     }
+    let api_key = match cfg.api_key_env.as_str() {
+        "" => None,
+        var => match std::env::var(var) {
+            Ok(k) if !k.is_empty() => Some(k),
+            _ => {
+                return Err(Error::Config(format!(
+                    "remote.api_key_env: the environment variable {var} is not set"
+                )))
+            }
+        },
+    };
     let rc = remote::RemoteConfig {
         base_urls: cfg.solver_urls.clone(),
         model: cfg.model.clone(),
-        api_key: (!cfg.api_key.is_empty()).then(|| cfg.api_key.clone()),
+        api_key,
         max_concurrency: cfg.max_concurrency,
         timeout_s: cfg.timeout_s,
         retries: cfg.retries,

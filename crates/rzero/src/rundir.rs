@@ -61,9 +61,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .map_err(|e| io_err(dir, e))?;
     tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
+    // tempfile creates 0600; run files are ordinary 0644 files, as the checkpoints are.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io_err(path, e))?;
+    }
     tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
     tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    Ok(())
+    model::save::sync_dir(dir).map_err(|e| io_err(dir, e))
 }
 
 /// Writes JSON lines atomically.
@@ -241,6 +249,18 @@ mod tests {
         let rows: Vec<Value> = read_jsonl(&run.root().join("metrics.jsonl")).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2]["phase"], "solver");
+    }
+
+    /// Run files are ordinary 0644 files (tempfile alone gives 0600).
+    #[cfg(unix)]
+    #[test]
+    fn atomic_files_are_0644() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("a.json");
+        write_atomic(&p, b"{}").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]

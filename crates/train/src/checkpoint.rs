@@ -130,10 +130,20 @@ pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
         }
         return Err(Error::io(dir, e));
     }
+    let parent = model::save::parent_dir(dir);
+    model::save::sync_dir(parent).map_err(io(parent))?;
     if had_old {
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to the new file `path` and flushes it to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -179,8 +189,8 @@ impl Trainer {
             let path = tmp.join("trainer_state.json");
             let text = serde_json::to_string_pretty(&state)
                 .map_err(|e| Error::invalid(format!("trainer state: {e}")))?;
-            std::fs::write(&path, text + "\n").map_err(io(&path))?;
-            Ok(())
+            write_synced(&path, (text + "\n").as_bytes())?;
+            model::save::sync_dir(&tmp).map_err(io(&tmp))
         })();
         if let Err(e) = res {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -222,7 +232,10 @@ impl Trainer {
         safetensors::serialize_to_file(views, Some(meta), path).map_err(|e| Error::BadFile {
             path: path.to_path_buf(),
             msg: format!("cannot write: {e}"),
-        })
+        })?;
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(path))
     }
 
     /// Restores weights, optimizer state, step and RNG from a checkpoint folder written by

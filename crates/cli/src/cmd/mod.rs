@@ -66,6 +66,16 @@ pub fn eval_hook(
     ))
 }
 
+/// `path` relative to `root` when it lies inside it, else `path` unchanged.
+fn run_relative(path: &str, root: &std::path::Path) -> String {
+    let p = std::path::Path::new(path);
+    let abs = |x: &std::path::Path| std::path::absolute(x).unwrap_or_else(|_| x.to_path_buf());
+    match abs(p).strip_prefix(abs(root)) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => path.to_string(),
+    }
+}
+
 fn eval_for_run(
     cfg: &rzero::Config,
     model_path: &str,
@@ -83,12 +93,15 @@ fn eval_for_run(
     };
     let bar = indicatif::ProgressBar::hidden();
     let mut gen = eval::EngineGenerator::load(model_path, &engine, bar)?;
+    // A model inside the run (an iteration's Solver) is recorded by its path relative to
+    // the run, so the run folder can be moved (and resumed) elsewhere.
+    let recorded = run_relative(model_path, run.root());
     let limit = |n: usize| (n > 0).then_some(n);
     let mut rows = Vec::new();
     if !cfg.eval.benchmarks.is_empty() {
         let benches = ::eval::Benchmark::load_list(&cfg.eval.benchmarks.join(","))?;
         let opts = ::eval::EvalOptions {
-            model: model_path.to_string(),
+            model: recorded.clone(),
             limit: limit(cfg.eval.limit),
             samples: 0,
             max_new_tokens: cfg.eval.max_new_tokens,
@@ -116,7 +129,7 @@ fn eval_for_run(
     if !cfg.audit.benchmarks.is_empty() {
         let benches = ::eval::Benchmark::load_list(&cfg.audit.benchmarks.join(","))?;
         let opts = ::eval::AuditOptions {
-            model: model_path.to_string(),
+            model: recorded.clone(),
             limit: limit(cfg.audit.limit),
             m: cfg.audit.samples,
             max_new_tokens: cfg.audit.max_new_tokens,

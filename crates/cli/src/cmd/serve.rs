@@ -15,7 +15,8 @@ pub struct Args {
     /// Model: a Hugging Face folder, a .gguf file, a hub id, or `smollm2`.
     #[arg(long)]
     pub model: String,
-    /// Address to listen on (use 0.0.0.0 to accept other machines).
+    /// Address to listen on. Another address than loopback (e.g. 0.0.0.0 to accept other
+    /// machines) needs an API key, or --insecure.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on.
@@ -27,9 +28,29 @@ pub struct Args {
     /// Most sequences decoded together.
     #[arg(long, default_value_t = 64)]
     pub max_batch_size: usize,
-    /// Milliseconds the engine waits after a request for others to join its batch.
+    /// Milliseconds an idle engine waits after a request for others to join its first
+    /// step (requests arriving later join the running batch at its next step).
     #[arg(long, default_value_t = 3)]
     pub batch_window_ms: u64,
+    /// Key clients must send as `Authorization: Bearer KEY` on /v1 routes. Prefer the
+    /// RZERO_API_KEY environment variable (command lines are visible to other users).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Serve a non-loopback address without an API key.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Most completions queued or generating at once; more are answered 429.
+    #[arg(long, default_value_t = 4096)]
+    pub max_queued_samples: usize,
+    /// Most tokens one request may ask to generate (n × prompts × max_tokens).
+    #[arg(long, default_value_t = 1 << 18)]
+    pub max_request_tokens: usize,
+    /// Most bytes of prompt text per request, checked before tokenizing.
+    #[arg(long, default_value_t = 256 << 10)]
+    pub max_prompt_bytes: usize,
+    /// Seconds after which an unfinished request is cancelled and answered 504.
+    #[arg(long, default_value_t = 600.0)]
+    pub request_timeout_s: f64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,11 +60,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("resolving --host {}", args.host))?
         .next()
         .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let api_key = args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("RZERO_API_KEY").ok())
+        .filter(|k| !k.is_empty());
+    if api_key.is_none() && !addr.ip().is_loopback() && !args.insecure {
+        anyhow::bail!(
+            "refusing to serve on {addr} without an API key: set RZERO_API_KEY (or --api-key), \
+             bind 127.0.0.1, or pass --insecure"
+        );
+    }
+    let request_timeout = Duration::try_from_secs_f64(args.request_timeout_s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| {
+            format!(
+                "--request-timeout-s must be a positive number of seconds, got {}",
+                args.request_timeout_s
+            )
+        })?;
     let loaded = model::load(&spec, &LoadOptions::default())
         .with_context(|| format!("loading model {spec}"))?;
     let mut opts = remote::ServeOptions {
         served_model_name: args.served_model_name.unwrap_or_else(|| args.model.clone()),
         batch_window: Duration::from_millis(args.batch_window_ms),
+        api_key,
+        insecure: args.insecure,
+        max_queued_samples: args.max_queued_samples,
+        max_request_tokens: args.max_request_tokens,
+        max_prompt_bytes: args.max_prompt_bytes,
+        request_timeout,
         ..remote::ServeOptions::default()
     };
     opts.engine.max_batch_size = args.max_batch_size;
