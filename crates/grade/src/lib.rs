@@ -23,10 +23,14 @@ assert!(!grade::equivalent("[0,1)", "(0,1)"));
 #![deny(missing_docs)]
 
 mod answer;
+pub mod bbeh;
 mod expr;
 mod extract;
+pub mod mmlu_pro;
 mod normalize;
 mod num;
+mod py;
+pub mod solution;
 
 use std::collections::HashMap;
 
