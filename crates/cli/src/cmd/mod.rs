@@ -89,6 +89,7 @@ fn eval_for_run(
         let opts = ::eval::EvalOptions {
             model: model_path.to_string(),
             limit: limit(cfg.eval.limit),
+            per_category: limit(cfg.eval.per_category),
             samples: 0,
             max_new_tokens: cfg.eval.max_new_tokens,
             batch_size: cfg.engine.max_batch_size,
@@ -98,7 +99,7 @@ fn eval_for_run(
         let r = ::eval::run_eval(&mut gen, &benches, &opts, &dir, &mut |_| {})?;
         tracing::info!(iter, "{}", ::eval::format_table(&r));
         for b in &r.benchmarks {
-            rows.push(serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n}));
+            rows.push(serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n, "kind": b.kind}));
         }
     }
     if !cfg.audit.benchmarks.is_empty() {
