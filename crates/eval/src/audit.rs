@@ -203,6 +203,12 @@ pub fn run_audit(
             "the audit needs m ≥ 1 samples per question".into(),
         ));
     }
+    if let Some(b) = benches.iter().find(|b| b.kind.is_general()) {
+        return Err(Error::Options(format!(
+            "the audit builds math pseudo-labels; `{}` is a general-domain benchmark",
+            b.name
+        )));
+    }
     if !(0.0..=1.0).contains(&opts.filter.low)
         || !(0.0..=1.0).contains(&opts.filter.high)
         || opts.filter.low > opts.filter.high
@@ -254,6 +260,7 @@ pub fn run_audit(
         crate::run::generate_missing(
             gen,
             &b.name,
+            crate::Kind::Math,
             "audit",
             b.limited(opts.limit),
             opts.m,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bench::{Item, Kind};
 use crate::error::Result;
 
 /// The Solver's system prompt (R-Zero's Solver phase and evaluation).
@@ -55,6 +56,39 @@ pub trait Generator {
     fn format_prompt(&self, system: &str, user: &str) -> Result<String> {
         Ok(plain_prompt(system, user))
     }
+
+    /// Renders a single user message (no system message) with the model's chat template, as
+    /// `tokenizer.apply_chat_template([{"role": "user", ...}], add_generation_prompt=True)`
+    /// does in R-Zero's general-domain scripts; `None` when the model has no template (the
+    /// default), and the caller then builds the reference's `"user: "` prompt.
+    fn format_user_prompt(&self, user: &str) -> Result<Option<String>> {
+        let _ = user;
+        Ok(None)
+    }
+}
+
+/// The prompt of `item` on a benchmark of `kind`: the Solver prompt for math; for the
+/// general-domain sets the reference's user message (`eval_mmlupro.py`, `eval_supergpqa.py`,
+/// `eval_bbeh.py`), or, for models without a chat template, the reference's
+/// `"user: " + query + instruction` (the scripts use the letter-only instruction there).
+pub fn prompt_for(gen: &dyn Generator, kind: Kind, item: &Item) -> Result<String> {
+    use grade::{bbeh, mmlu_pro};
+    let (query, instruction) = match kind {
+        Kind::Math => return gen.format_prompt(SOLVER_SYSTEM_PROMPT, &item.question),
+        Kind::MmluPro => (
+            mmlu_pro::query(&item.question, &item.options),
+            mmlu_pro::INSTRUCTION,
+        ),
+        Kind::SuperGpqa => (
+            mmlu_pro::query(&item.question, &item.options),
+            mmlu_pro::INSTRUCTION_LETTER,
+        ),
+        Kind::Bbeh => (bbeh::query(&item.question), bbeh::INSTRUCTION),
+    };
+    match gen.format_user_prompt(&format!("{query}{instruction}"))? {
+        Some(p) => Ok(p),
+        None => Ok(format!("user: {query}{}", mmlu_pro::INSTRUCTION_LETTER)),
+    }
 }
 
 /// The prompt for models without a chat template: the system prompt, the question, and an
@@ -74,5 +108,8 @@ impl<G: Generator + ?Sized> Generator for &mut G {
     }
     fn format_prompt(&self, system: &str, user: &str) -> Result<String> {
         (**self).format_prompt(system, user)
+    }
+    fn format_user_prompt(&self, user: &str) -> Result<Option<String>> {
+        (**self).format_user_prompt(user)
     }
 }

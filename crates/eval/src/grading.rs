@@ -43,3 +43,53 @@ pub fn vote(answers: &[Option<String>]) -> Vote {
 pub fn keep(question: &str, vote: &Vote, filter: &FilterBand) -> bool {
     filter.keep(question, vote)
 }
+
+/// The verdict of one response on a general-domain benchmark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneralVerdict {
+    /// What the rule extracted: the option letter (MMLU-Pro, SuperGPQA) or the solution text
+    /// (BBEH: the last `\boxed{}` or `Final Answer:`); `None` = extraction failed.
+    pub extracted: Option<String>,
+    /// The letter guessed because extraction failed (multiple choice, guessing on).
+    pub guess: Option<String>,
+    /// Whether the response counts as correct (a correct guess included).
+    pub correct: bool,
+}
+
+/// Grades a response of a general-domain benchmark with the reference's rule.
+/// `guess_seed`: `Some` guesses a letter (seeded) where a multiple-choice response has none,
+/// as the reference does with `random.choice`; `None` counts it wrong.
+pub fn grade_general(
+    kind: crate::Kind,
+    response: &str,
+    answer: &str,
+    guess_seed: Option<u64>,
+) -> GeneralVerdict {
+    match kind {
+        crate::Kind::Bbeh => {
+            let (sol, correct) = grade::bbeh::grade(response, answer);
+            GeneralVerdict {
+                extracted: sol,
+                guess: None,
+                correct,
+            }
+        }
+        crate::Kind::MmluPro | crate::Kind::SuperGpqa => {
+            let v = grade::mmlu_pro::grade(response, answer, guess_seed);
+            GeneralVerdict {
+                extracted: v.prediction.map(String::from),
+                guess: v.guess.map(String::from),
+                correct: v.correct,
+            }
+        }
+        crate::Kind::Math => {
+            let extracted = extract(response);
+            let correct = extracted.as_deref().is_some_and(|a| equivalent(a, answer));
+            GeneralVerdict {
+                extracted,
+                guess: None,
+                correct,
+            }
+        }
+    }
+}

@@ -1,10 +1,13 @@
 /*!
-Evaluation for rzero: math benchmarks with known answers, pass@1 / mean@k / maj@k,
-the pseudo-label audit, and the self-contained HTML run report.
+Evaluation for rzero: math benchmarks with known answers, pass@1 / mean@k / maj@k, the
+general-domain sets the paper also reports (MMLU-Pro, SuperGPQA, BBEH) with per-category
+accuracy, the pseudo-label audit, and the self-contained HTML run report.
 
 - [`Benchmark`]: a list of question/answer [`Item`]s; the seven math benchmarks R-Zero
-  evaluates on are embedded in the library (`data/benchmarks/`), any other JSONL file with
-  `question` and `answer` fields loads by path.
+  evaluates on, MMLU-Pro and BBEH are embedded in the library (`data/benchmarks/`; the
+  general-domain sets gzip-compressed), any other JSONL file with `question` and `answer`
+  fields loads by path, and `supergpqa=PATH` (or `mmlu_pro=`, `bbeh=`) a file in that
+  benchmark's format. [`Kind`] picks the prompt and the answer rule.
 - [`Generator`]: "prompts in, n completions per prompt out". The engine adapter lives in
   the binary; tests use scripted fakes.
 - [`run_eval`]: greedy pass@1 and, with samples, mean@k and maj@k; resumable through an
@@ -39,11 +42,12 @@ pub mod run;
 mod svg;
 
 pub use audit::{format_audit, run_audit, AuditOptions, AuditReport, BandStats};
-pub use bench::{Benchmark, Item, BUILTIN};
+pub use bench::{Benchmark, Item, Kind, BUILTIN, BUILTIN_GENERAL, MMLU_PRO_CATEGORIES};
 pub use error::{Error, Result};
-pub use generate::{plain_prompt, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+pub use generate::{plain_prompt, prompt_for, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
 pub use grade::{AnswerRule, ExtractMode};
 pub use judge::{Judge, JudgePrompt};
 pub use run::{
-    format_table, run_eval, run_eval_judged, BenchResult, EvalOptions, EvalResults, Progress,
+    format_table, run_eval, run_eval_judged, BenchResult, CategoryResult, EvalOptions, EvalResults,
+    Progress,
 };

@@ -21,7 +21,8 @@
 //!     `iter_N/dataset.jsonl` is absent: 10 counts (bin k = [k/10, (k+1)/10), p̂ = 1 in the
 //!     last, as `rzero::run::p_hat_histogram` writes it) or 11 (bin k = round(10·p̂)).
 //!   - `phase: "eval"` (fallback when `iter_N/eval/results.json` is absent): `bench` (a name,
-//!     or `"average"`) and `pass@1` (fraction), optional `mean@k`, `maj@k`.
+//!     or `"average"`) and `pass@1` (fraction), optional `mean@k`, `maj@k`, and `kind`
+//!     (`mmlu_pro`, `supergpqa`, `bbeh` put the row in the general-domain section).
 //!   - `phase: "audit"` (fallback when `iter_N/audit.json` is absent): `n`,
 //!     `label_accuracy`, `kept`, `kept_label_accuracy`.
 //!
@@ -33,6 +34,9 @@
 //! - `iter_N/eval/results.json`: [`EvalResults`](crate::EvalResults) as written by
 //!   [`run_eval`](crate::run_eval), of the Solver after iteration N. The base model's is
 //!   `base_eval/results.json` (where `rzero run` evaluates it) or `iter_0/eval/results.json`.
+//!   Benchmarks whose `kind` is general-domain (MMLU-Pro, SuperGPQA, BBEH) get their own
+//!   section (plot and table per iteration, with `general_average`, and a per-category table
+//!   from `per_category`), shown only when such results exist.
 //! - `iter_N/audit.json` or `iter_N/eval/audit.json`: [`AuditReport`](crate::AuditReport) as
 //!   written by [`run_audit`](crate::run_audit), of the Solver after iteration N; the base
 //!   model's is `base_eval/audit.json` or `iter_0/audit.json`.
@@ -371,7 +375,17 @@ fn pct(x: Option<f64>) -> String {
 /// Benchmark pass@1 per iteration: (bench → iter → (pass@1, maj@k)).
 type BenchTable = BTreeMap<String, BTreeMap<u64, (Option<f64>, Option<f64>)>>;
 
-fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
+/// Whether a benchmark entry (of `results.json` or an eval metrics row) is general-domain:
+/// its `kind` is present and not `math`.
+fn is_general(v: &Value) -> bool {
+    v.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k != "math")
+}
+
+/// The math benchmarks (`general = false`, with `average`) or the general-domain ones
+/// (`general = true`, with `general_average` as `average`).
+fn bench_table(run: &Run, general: bool) -> (Vec<String>, BenchTable) {
     let mut order: Vec<String> = Vec::new();
     let mut t: BenchTable = BTreeMap::new();
     let mut add = |order: &mut Vec<String>, name: &str, it: u64, p: Option<f64>, m: Option<f64>| {
@@ -387,6 +401,7 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
+                .filter(|b| is_general(b) == general)
             {
                 if let Some(name) = b.get("name").and_then(Value::as_str) {
                     add(
@@ -398,7 +413,11 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
                     );
                 }
             }
-            if let Some(a) = ev.get("average") {
+            if general {
+                if let Some(a) = num(ev.get("general_average")) {
+                    add(&mut order, "average", n, Some(a), None);
+                }
+            } else if let Some(a) = ev.get("average") {
                 add(
                     &mut order,
                     "average",
@@ -408,7 +427,11 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
                 );
             }
         } else {
-            for r in run.phase("eval").into_iter().filter(|r| iter_of(r) == n) {
+            for r in run
+                .phase("eval")
+                .into_iter()
+                .filter(|r| iter_of(r) == n && is_general(&Value::Object((*r).clone())) == general)
+            {
                 if let Some(name) = r.get("bench").and_then(Value::as_str) {
                     add(
                         &mut order,
@@ -430,9 +453,107 @@ fn bench_table(run: &Run) -> (Vec<String>, BenchTable) {
 }
 
 fn section_benchmarks(run: &Run) -> String {
-    let (order, t) = bench_table(run);
-    let mut s =
-        String::from(r#"<section id="benchmarks"><h2>Benchmark accuracy per iteration</h2>"#);
+    section_bench_domain(run, false)
+}
+
+/// Categories in reporting order, and category → iteration → accuracy.
+type CategoryTable = (Vec<String>, BTreeMap<String, BTreeMap<u64, f64>>);
+
+/// The general-domain section (MMLU-Pro, SuperGPQA, BBEH), beside the math one; absent when
+/// the run evaluates none of them.
+fn section_general(run: &Run) -> String {
+    if bench_table(run, true).0.is_empty() {
+        return String::new();
+    }
+    let mut s = section_bench_domain(run, true);
+    // Per-category accuracy of each general benchmark, per iteration.
+    s.truncate(s.len() - "</section>".len());
+    let mut cats: BTreeMap<String, CategoryTable> = BTreeMap::new();
+    for (&n, it) in &run.iters {
+        let Some(ev) = &it.eval else { continue };
+        for b in ev
+            .get("benchmarks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|b| is_general(b))
+        {
+            let Some(name) = b.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let entry = cats.entry(name.to_string()).or_default();
+            for c in b
+                .get("per_category")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(cn), Some(acc)) = (
+                    c.get("name").and_then(Value::as_str),
+                    num(c.get("accuracy")),
+                ) {
+                    if !entry.0.iter().any(|o| o == cn) {
+                        entry.0.push(cn.to_string());
+                    }
+                    entry.1.entry(cn.to_string()).or_default().insert(n, acc);
+                }
+            }
+        }
+    }
+    for (bench, (order, t)) in &cats {
+        if order.is_empty() {
+            continue;
+        }
+        let iters: BTreeSet<u64> = t.values().flat_map(|m| m.keys().copied()).collect();
+        let _ = write!(
+            s,
+            r#"<h3>{} per category</h3><table data-table="categories-{}"><thead><tr><th>category</th>"#,
+            esc(bench),
+            esc(bench)
+        );
+        for i in &iters {
+            let _ = write!(
+                s,
+                "<th>{}</th>",
+                if *i == 0 {
+                    "base".to_string()
+                } else {
+                    format!("iter {i}")
+                }
+            );
+        }
+        s.push_str("</tr></thead><tbody>");
+        for c in order {
+            let _ = write!(s, "<tr><td>{}</td>", esc(c));
+            for i in &iters {
+                let _ = write!(s, "<td>{}</td>", pct(t[c].get(i).copied()));
+            }
+            s.push_str("</tr>");
+        }
+        s.push_str("</tbody></table>");
+    }
+    s.push_str("</section>");
+    s
+}
+
+fn section_bench_domain(run: &Run, general: bool) -> String {
+    let (order, t) = bench_table(run, general);
+    let (id, title, chart, what) = if general {
+        (
+            "general",
+            "General-domain accuracy per iteration (MMLU-Pro, SuperGPQA, BBEH)",
+            "general-accuracy",
+            "general",
+        )
+    } else {
+        (
+            "benchmarks",
+            "Benchmark accuracy per iteration",
+            "benchmark-accuracy",
+            "benchmarks",
+        )
+    };
+    let mut s = format!(r#"<section id="{id}"><h2>{title}</h2>"#);
     if order.is_empty() {
         s.push_str(&not_yet(
             "no evaluation results (iter_N/eval/results.json) yet",
@@ -464,9 +585,13 @@ fn section_benchmarks(run: &Run) -> String {
         });
     }
     let mut ax = Axes::new(
-        "benchmark-accuracy",
+        chart,
         "iteration (0 = base model)",
-        "pass@1 (greedy)",
+        if general {
+            "accuracy (greedy, micro-averaged)"
+        } else {
+            "pass@1 (greedy)"
+        },
     );
     ax.percent = true;
     let maxp = series
@@ -485,12 +610,15 @@ fn section_benchmarks(run: &Run) -> String {
     ax.height = 300.0;
     s.push_str(r#"<div class="row">"#);
     s.push_str(&figure(
-        "pass@1",
+        if general { "accuracy" } else { "pass@1" },
         &line_chart(&ax, &series),
         "per benchmark; the thick black line is the unweighted average",
     ));
     // Table: benchmark × iteration.
-    s.push_str(r#"<table data-table="benchmarks"><thead><tr><th>benchmark</th>"#);
+    let _ = write!(
+        s,
+        r#"<table data-table="{what}"><thead><tr><th>benchmark</th>"#
+    );
     for i in &iters {
         let _ = write!(
             s,
@@ -1177,7 +1305,7 @@ fn header(run: &Run) -> String {
         .and_then(|v| v.get("stage"))
         .and_then(Value::as_str)
         .unwrap_or("–");
-    let (order, t) = bench_table(run);
+    let (order, t) = bench_table(run, false);
     let avg = |first: bool| -> Option<(u64, f64)> {
         let m = t.get("average")?;
         let mut it = m.iter().filter_map(|(i, (p, _))| p.map(|p| (*i, p)));
@@ -1231,8 +1359,14 @@ fn header(run: &Run) -> String {
         }
         s.push_str("</ul>");
     }
-    s.push_str(
-        r##"<nav><a href="#benchmarks">benchmarks</a> · <a href="#audit">label audit</a> · <a href="#challenger">Challenger</a> · <a href="#dataset">dataset</a> · <a href="#solver">Solver</a> · <a href="#lengths">lengths</a> · <a href="#questions">questions</a> · <a href="#config">config</a></nav></header>"##,
+    let general = if bench_table(run, true).0.is_empty() {
+        ""
+    } else {
+        r##"<a href="#general">general domain</a> · "##
+    };
+    let _ = write!(
+        s,
+        r##"<nav><a href="#benchmarks">benchmarks</a> · {general}<a href="#audit">label audit</a> · <a href="#challenger">Challenger</a> · <a href="#dataset">dataset</a> · <a href="#solver">Solver</a> · <a href="#lengths">lengths</a> · <a href="#questions">questions</a> · <a href="#config">config</a></nav></header>"##,
     );
     s
 }
@@ -1243,6 +1377,7 @@ main{max-width:1560px;margin:0 auto}
 h1{font-size:22px;margin:0 0 10px}
 h1 .run{font-weight:400;color:#666;font-family:ui-monospace,monospace;font-size:16px;margin-left:8px}
 h2{font-size:17px;margin:26px 0 8px;padding-bottom:4px;border-bottom:1px solid #e2e2e2}
+h3{font-size:15px;margin:16px 0 6px}
 nav{margin:10px 0 0;color:#888}
 nav a{color:#0072B2;text-decoration:none}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
@@ -1298,6 +1433,7 @@ pub fn render(run_dir: &Path) -> Result<String> {
     );
     s.push_str(&header(&run));
     s.push_str(&section_benchmarks(&run));
+    s.push_str(&section_general(&run));
     s.push_str(&section_audit(&run));
     s.push_str(&section_challenger(&run));
     s.push_str(&section_dataset(&run));

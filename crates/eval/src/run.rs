@@ -12,6 +12,12 @@
 //! - `judge.jsonl` (only with a judge, [`run_eval_judged`]): append-only, one row per greedy
 //!   response graded wrong: `{"bench", "id", "judge", "gold", "response", "reply", "yes"}`.
 //!   A row is reused when its judge, gold and response are the current ones.
+//!
+//! General-domain benchmarks (MMLU-Pro, SuperGPQA, BBEH; [`Kind`]) are evaluated as R-Zero's
+//! scripts do: their own prompt, greedy only, graded by `grade::mmlu_pro` / `grade::bbeh`,
+//! micro-averaged accuracy (`pass@1`) plus per-category accuracy; their journal rows also
+//! carry `category`. `limit` and `per_category` pick a seeded, stratified subset
+//! ([`Benchmark::select`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -19,9 +25,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::bench::{Benchmark, Item};
+use crate::bench::{seed_of, Benchmark, Item, Kind};
 use crate::error::{Error, Result};
-use crate::generate::{GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+use crate::generate::{prompt_for, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
 use crate::judge::{judge_prompt, judge_says_yes, Judge};
 use crate::{grading, io, metrics};
 
@@ -31,8 +37,15 @@ use crate::{grading, io, metrics};
 pub struct EvalOptions {
     /// The model's name or path, recorded in the results.
     pub model: String,
-    /// Evaluate only the first `limit` problems of each benchmark.
+    /// Evaluate at most `limit` problems of each benchmark: the first ones for math, a
+    /// seeded subset stratified by category for the general-domain sets.
     pub limit: Option<usize>,
+    /// At most this many problems of each category (general-domain sets; for math the same
+    /// as `limit`).
+    pub per_category: Option<usize>,
+    /// Multiple choice: guess a letter (seeded per question) when none is found, as the
+    /// reference does; off = such responses count wrong. Guesses are counted either way.
+    pub guess: bool,
     /// k for mean@k and maj@k; 0 = greedy pass@1 only.
     pub samples: usize,
     /// Sampling temperature of the k samples (greedy pass@1 always uses 0).
@@ -60,6 +73,8 @@ impl Default for EvalOptions {
         EvalOptions {
             model: String::new(),
             limit: None,
+            per_category: None,
+            guess: true,
             samples: 0,
             temperature: 0.6,
             top_p: 0.95,
@@ -116,10 +131,39 @@ pub struct BenchResult {
     /// Of those, how many the judge called correct.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge_flipped: Option<usize>,
-    /// Fraction of greedy responses without a `\boxed{}` answer.
+    /// Fraction of greedy responses without an answer (no `\boxed{}` for math; the
+    /// extraction-failure rate of the general-domain rule).
     pub no_answer_frac: Option<f64>,
     /// Mean length of greedy responses, in characters.
     pub response_chars_mean: Option<f64>,
+    /// Prompt and grading rule (`math` for results written before general domains existed).
+    #[serde(default)]
+    pub kind: Kind,
+    /// Multiple choice: fraction of responses whose letter was guessed (no letter found and
+    /// guessing on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guessed_frac: Option<f64>,
+    /// Unweighted mean of the per-category accuracies (`pass@1` is the micro average).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_accuracy: Option<f64>,
+    /// Accuracy per category, in the reference's reporting order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_category: Vec<CategoryResult>,
+}
+
+/// Greedy accuracy on one category of a general-domain benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryResult {
+    /// The category (MMLU-Pro subject, BBEH task, SuperGPQA discipline).
+    pub name: String,
+    /// Problems evaluated.
+    pub n: usize,
+    /// Problems answered correctly.
+    pub correct: usize,
+    /// `correct / n`.
+    pub accuracy: f64,
+    /// Extraction failures.
+    pub no_answer: usize,
 }
 
 /// Unweighted averages over benchmarks.
@@ -152,11 +196,14 @@ pub struct EvalResults {
     pub options: EvalOptions,
     /// Per benchmark, in the order requested.
     pub benchmarks: Vec<BenchResult>,
-    /// Averages over the benchmarks.
+    /// Averages over the math benchmarks (the paper's math average).
     pub average: Averages,
     /// The judge of the re-check ([`Judge::name`]), when one was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<String>,
+    /// Unweighted mean pass@1 of the general-domain benchmarks, when any were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general_average: Option<f64>,
 }
 
 /// Progress report passed to the callback after every batch.
@@ -188,6 +235,7 @@ fn key_of(row: &Value) -> Option<Key> {
 pub(crate) fn generate_missing(
     gen: &mut dyn Generator,
     bench: &str,
+    kind: Kind,
     mode: &'static str,
     items: &[Item],
     n: usize,
@@ -214,7 +262,7 @@ pub(crate) fn generate_missing(
     for (ci, chunk) in todo.chunks(batch_size.max(1)).enumerate() {
         let prompts = chunk
             .iter()
-            .map(|it| gen.format_prompt(SOLVER_SYSTEM_PROMPT, &it.question))
+            .map(|it| prompt_for(&*gen, kind, it))
             .collect::<Result<Vec<_>>>()?;
         let mut p = params.clone();
         p.seed = params.seed.wrapping_add(ci as u64 * 1_000_003);
@@ -288,20 +336,42 @@ pub fn run_eval_judged(
     }
     let mut journal = io::Journal::open(&journal_path)?;
 
-    let modes: Vec<&'static str> = if opts.samples > 0 {
-        vec!["greedy", "sample"]
-    } else {
-        vec!["greedy"]
+    let modes_of = |b: &Benchmark| -> Vec<&'static str> {
+        if opts.samples > 0 && !b.kind.is_general() {
+            vec!["greedy", "sample"]
+        } else {
+            vec!["greedy"]
+        }
     };
+    let selected: Vec<Vec<Item>> = benches
+        .iter()
+        .map(|b| b.select(opts.limit, opts.per_category, opts.seed))
+        .collect();
     let total: usize = benches
         .iter()
-        .map(|b| b.limited(opts.limit).len() * modes.len())
+        .zip(&selected)
+        .map(|(b, items)| items.len() * modes_of(b).len())
         .sum();
     let mut counter = 0;
     let (rule, mode) = (opts.answer, opts.extract);
     let extract = move |r: &str| grading::extract_with(r, mode, rule);
-    let make_row = |mode: &'static str, bench: String| {
+    let guess_seed = |bench: &str, id: &str| opts.guess.then(|| seed_of(opts.seed, &[bench, id]));
+    let make_row = |mode: &'static str, bench: String, kind: Kind| {
         move |it: &Item, responses: &[String]| -> Value {
+            if kind.is_general() {
+                let v: Vec<grading::GeneralVerdict> = responses
+                    .iter()
+                    .map(|r| {
+                        grading::grade_general(kind, r, &it.answer, guess_seed(&bench, &it.id))
+                    })
+                    .collect();
+                let answers: Vec<Option<String>> = v.iter().map(|x| x.extracted.clone()).collect();
+                let guesses: Vec<Option<String>> = v.iter().map(|x| x.guess.clone()).collect();
+                let correct: Vec<bool> = v.iter().map(|x| x.correct).collect();
+                return json!({"bench": bench, "id": it.id, "mode": mode, "category": it.category,
+                       "question": it.question, "gold": it.answer, "responses": responses,
+                       "answers": answers, "guesses": guesses, "correct": correct});
+            }
             let answers: Vec<Option<String>> = responses.iter().map(|r| extract(r)).collect();
             let correct: Vec<bool> = answers
                 .iter()
@@ -314,9 +384,8 @@ pub fn run_eval_judged(
                    "responses": responses, "answers": answers, "correct": correct})
         }
     };
-    for b in benches {
-        let items = b.limited(opts.limit);
-        for &mode in &modes {
+    for (b, items) in benches.iter().zip(&selected) {
+        for mode in modes_of(b) {
             let (n, params) = match mode {
                 "greedy" => (
                     1,
@@ -336,10 +405,11 @@ pub fn run_eval_judged(
                     },
                 ),
             };
-            let row = make_row(mode, b.name.clone());
+            let row = make_row(mode, b.name.clone(), b.kind);
             generate_missing(
                 gen,
                 &b.name,
+                b.kind,
                 mode,
                 items,
                 n,
@@ -380,13 +450,16 @@ pub fn run_eval_judged(
         judge_journal = Some(io::Journal::open(&judge_path)?);
     }
     let mut results = Vec::new();
-    for b in benches {
-        let items = b.limited(opts.limit);
+    for (b, items) in benches.iter().zip(&selected) {
         let get = |it: &Item, mode: &str| {
             by_key
                 .get(&(b.name.clone(), it.id.clone(), mode.to_string()))
                 .copied()
         };
+        if b.kind.is_general() {
+            results.push(general_result(b, items, opts, &|it| get(it, "greedy")));
+            continue;
+        }
         let mut greedy = Vec::new();
         // (item, response) of the greedy answers graded wrong, for the judge.
         let mut wrong: Vec<(&Item, String)> = Vec::new();
@@ -455,20 +528,51 @@ pub fn run_eval_judged(
             judge_flipped: judge_stats.map(|(_, f)| f),
             no_answer_frac: frac(no_answer),
             response_chars_mean: frac(chars),
+            kind: Kind::Math,
+            guessed_frac: None,
+            macro_accuracy: None,
+            per_category: Vec::new(),
         });
     }
     let average = Averages {
-        pass_at_1: metrics::average(results.iter().map(|r| r.pass_at_1)),
-        mean_at_k: metrics::average(results.iter().map(|r| r.mean_at_k)),
-        maj_at_k: metrics::average(results.iter().map(|r| r.maj_at_k)),
-        pass_at_1_judged: metrics::average(results.iter().map(|r| r.pass_at_1_judged)),
+        pass_at_1: metrics::average(
+            results
+                .iter()
+                .filter(|r| !r.kind.is_general())
+                .map(|r| r.pass_at_1),
+        ),
+        mean_at_k: metrics::average(
+            results
+                .iter()
+                .filter(|r| !r.kind.is_general())
+                .map(|r| r.mean_at_k),
+        ),
+        maj_at_k: metrics::average(
+            results
+                .iter()
+                .filter(|r| !r.kind.is_general())
+                .map(|r| r.maj_at_k),
+        ),
+        pass_at_1_judged: metrics::average(
+            results
+                .iter()
+                .filter(|r| !r.kind.is_general())
+                .map(|r| r.pass_at_1_judged),
+        ),
     };
+    let general_average = metrics::average(
+        results
+            .iter()
+            .filter(|r| r.kind.is_general())
+            .map(|r| r.pass_at_1),
+    );
     let out = EvalResults {
         model: opts.model.clone(),
         options: opts.clone(),
         benchmarks: results,
         average,
         judge: judge.as_deref().map(|j| j.name()),
+        general_average,
     };
     io::write_json_atomic(&out_dir.join("results.json"), &out)?;
     Ok(out)
@@ -533,12 +637,77 @@ fn recheck(
         .count())
 }
 
+/// Greedy results of a general-domain benchmark, graded again from the journaled responses:
+/// micro-averaged accuracy (the reference's figure), per-category accuracy, the
+/// extraction-failure rate and, for multiple choice, the share of guessed letters.
+fn general_result<'a>(
+    b: &Benchmark,
+    items: &[Item],
+    opts: &EvalOptions,
+    row_of: &dyn Fn(&Item) -> Option<&'a Value>,
+) -> BenchResult {
+    let mut per: HashMap<String, CategoryResult> = HashMap::new();
+    let (mut graded, mut correct, mut no_answer, mut guessed, mut chars) = (0, 0, 0, 0, 0);
+    for it in items {
+        let Some(row) = row_of(it) else { continue };
+        let resp = responses_of(row);
+        let r = resp.first().map(String::as_str).unwrap_or("");
+        let seed = opts.guess.then(|| seed_of(opts.seed, &[&b.name, &it.id]));
+        let v = grading::grade_general(b.kind, r, &it.answer, seed);
+        let cat = it.category.clone().unwrap_or_default();
+        let c = per.entry(cat.clone()).or_insert_with(|| CategoryResult {
+            name: cat,
+            n: 0,
+            correct: 0,
+            accuracy: 0.0,
+            no_answer: 0,
+        });
+        c.n += 1;
+        c.correct += v.correct as usize;
+        c.no_answer += v.extracted.is_none() as usize;
+        graded += 1;
+        correct += v.correct as usize;
+        no_answer += v.extracted.is_none() as usize;
+        guessed += v.guess.is_some() as usize;
+        chars += r.chars().count();
+    }
+    let per_category: Vec<CategoryResult> = b
+        .categories()
+        .into_iter()
+        .filter_map(|c| per.remove(&c))
+        .map(|mut c| {
+            c.accuracy = c.correct as f64 / c.n.max(1) as f64;
+            c
+        })
+        .collect();
+    let frac = |x: usize| (graded > 0).then(|| x as f64 / graded as f64);
+    BenchResult {
+        name: b.name.clone(),
+        n: items.len(),
+        pass_at_1: frac(correct),
+        mean_at_k: None,
+        maj_at_k: None,
+        k: 0,
+        no_answer_frac: frac(no_answer),
+        response_chars_mean: frac(chars),
+        kind: b.kind,
+        guessed_frac: (b.kind != Kind::Bbeh).then(|| frac(guessed)).flatten(),
+        macro_accuracy: metrics::average(per_category.iter().map(|c| Some(c.accuracy))),
+        per_category,
+        pass_at_1_judged: None,
+        judge_rechecked: None,
+        judge_flipped: None,
+    }
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.1}", v * 100.0))
         .unwrap_or_else(|| "-".into())
 }
 
-/// A plain-text table of the results (percentages), for the terminal.
+/// A plain-text table of the results (percentages), for the terminal: math benchmarks and
+/// their average, the general-domain benchmarks and theirs, then each general-domain
+/// benchmark's categories.
 pub fn format_table(r: &EvalResults) -> String {
     let k = r.options.samples;
     let h_mean = format!("mean@{k}");
@@ -549,40 +718,141 @@ pub fn format_table(r: &EvalResults) -> String {
         "pass@1".into(),
         h_mean,
         h_maj,
-        "no \\boxed".into(),
-        "pass@1+judge".into(),
+        "no answer".into(),
+        "guessed".into(),
     ]];
-    for b in &r.benchmarks {
-        rows.push([
+    let mut rules = vec![0];
+    let row_of = |b: &BenchResult| -> [String; 7] {
+        [
             b.name.clone(),
             b.n.to_string(),
             pct(b.pass_at_1),
             pct(b.mean_at_k),
             pct(b.maj_at_k),
             pct(b.no_answer_frac),
-            pct(b.pass_at_1_judged),
+            pct(b.guessed_frac),
+        ]
+    };
+    let math: Vec<&BenchResult> = r
+        .benchmarks
+        .iter()
+        .filter(|b| !b.kind.is_general())
+        .collect();
+    let general: Vec<&BenchResult> = r
+        .benchmarks
+        .iter()
+        .filter(|b| b.kind.is_general())
+        .collect();
+    if !math.is_empty() {
+        rows.extend(math.iter().map(|b| row_of(b)));
+        rules.push(rows.len() - 1);
+        rows.push([
+            "average".into(),
+            String::new(),
+            pct(r.average.pass_at_1),
+            pct(r.average.mean_at_k),
+            pct(r.average.maj_at_k),
+            String::new(),
+            String::new(),
         ]);
     }
-    rows.push([
-        "average".into(),
-        String::new(),
-        pct(r.average.pass_at_1),
-        pct(r.average.mean_at_k),
-        pct(r.average.maj_at_k),
-        String::new(),
-        pct(r.average.pass_at_1_judged),
-    ]);
-    let mut cols = if k > 0 {
-        vec![0, 1, 2, 3, 4, 5]
-    } else {
-        vec![0, 1, 2, 5]
-    };
-    if r.judge.is_some() {
-        cols.insert(3, 6);
+    if !general.is_empty() {
+        if !math.is_empty() {
+            rules.push(rows.len() - 1);
+        }
+        rows.extend(general.iter().map(|b| row_of(b)));
+        if general.len() > 1 {
+            rules.push(rows.len() - 1);
+            rows.push([
+                "general average".into(),
+                String::new(),
+                pct(r.general_average),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
     }
+    let mut cols = vec![0, 1, 2];
+    if k > 0 && !math.is_empty() {
+        cols.extend([3, 4]);
+    }
+    cols.push(5);
+    if general.iter().any(|b| b.guessed_frac.is_some()) {
+        cols.push(6);
+    }
+    let mut s = render_rows(&rows, &cols, &rules);
+    for b in general {
+        if b.per_category.is_empty() {
+            continue;
+        }
+        let mut rows: Vec<[String; 7]> = vec![[
+            format!("{} category", b.name),
+            "n".into(),
+            "accuracy".into(),
+            "no answer".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]];
+        for c in &b.per_category {
+            rows.push([
+                c.name.clone(),
+                c.n.to_string(),
+                pct(Some(c.accuracy)),
+                pct(Some(c.no_answer as f64 / c.n.max(1) as f64)),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        s.push('\n');
+        s.push_str(&render_rows(&rows, &[0, 1, 2, 3], &[0]));
+    }
+    if let Some(judge) = &r.judge {
+        // the judge's re-check beside (never merged into) pass@1
+        let mut rows: Vec<[String; 7]> = vec![[
+            format!("judge {judge}"),
+            "n".into(),
+            "pass@1".into(),
+            "pass@1+judge".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]];
+        for b in r.benchmarks.iter().filter(|b| b.pass_at_1_judged.is_some()) {
+            rows.push([
+                b.name.clone(),
+                b.n.to_string(),
+                pct(b.pass_at_1),
+                pct(b.pass_at_1_judged),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        rows.push([
+            "average".into(),
+            String::new(),
+            pct(r.average.pass_at_1),
+            pct(r.average.pass_at_1_judged),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        s.push('\n');
+        s.push_str(&render_rows(&rows, &[0, 1, 2, 3], &[0, rows.len() - 2]));
+    }
+    s
+}
+
+/// Aligned columns `cols` of `rows`, a dashed rule after each row index in `rules`.
+fn render_rows(rows: &[[String; 7]], cols: &[usize], rules: &[usize]) -> String {
     let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
+    let total: usize = cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
     let mut s = String::new();
     for (i, row) in rows.iter().enumerate() {
         let line: Vec<String> = cols
@@ -597,9 +867,7 @@ pub fn format_table(r: &EvalResults) -> String {
             .collect();
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
-        if i == 0 || i == rows.len() - 2 {
-            let total: usize =
-                cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
+        if rules.contains(&i) {
             s.push_str(&"-".repeat(total));
             s.push('\n');
         }

@@ -26,12 +26,16 @@ assert!(grade::equivalent(r"\frac{1}{3}", "0.333")); // the reference's precisio
 #![deny(missing_docs)]
 
 mod answer;
+pub mod bbeh;
 mod expr;
 mod extract;
 mod free;
+pub mod mmlu_pro;
 mod normalize;
 mod num;
+mod py;
 mod rule;
+pub mod solution;
 
 use std::collections::HashMap;
 

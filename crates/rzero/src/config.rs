@@ -224,10 +224,14 @@ pub struct SolverSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
-    /// Benchmarks (names of `data/benchmarks/*.jsonl` or paths); empty = no eval.
+    /// Benchmarks (names of `data/benchmarks/*.jsonl`: the math sets, `mmlu_pro`, `bbeh`;
+    /// `supergpqa=PATH`; or paths); empty = no eval.
     pub benchmarks: Vec<String>,
-    /// Questions per benchmark (0 = all).
+    /// Questions per benchmark (0 = all); a seeded stratified subset for the general sets.
     pub limit: usize,
+    /// Questions per category of the general-domain sets (0 = all).
+    #[serde(default)]
+    pub per_category: usize,
     /// Maximum new tokens per answer (greedy).
     pub max_new_tokens: usize,
     /// Which `\boxed{}` is the answer: `first-boxed` (the reference's
@@ -380,10 +384,13 @@ impl Config {
                     "olympiadbench",
                     "aime2024",
                     "aime2025",
+                    "mmlu_pro",
+                    "bbeh",
                 ]
                 .map(String::from)
                 .to_vec(),
                 limit: 0,
+                per_category: 0,
                 max_new_tokens: 4096,
                 answer: grade::AnswerRule::FirstBoxed,
                 judge_url: String::new(),
@@ -792,8 +799,9 @@ fn comment(path: &str) -> &'static str {
         "solver.accuracy_weight" => "reward weight of accuracy vs the pseudo-label (reference: 0.9)",
         "solver.format_weight" => "reward weight of the <think>...</think> ... \\boxed{} format (reference: 0.1)",
         "eval" => "benchmark evaluation (greedy) of the base model and each Solver",
-        "eval.benchmarks" => "benchmark names (data/benchmarks) or JSONL paths; [] disables",
-        "eval.limit" => "questions per benchmark (0 = all)",
+        "eval.benchmarks" => "benchmark names (data/benchmarks: the math sets, mmlu_pro, bbeh), supergpqa=PATH, or JSONL paths; [] disables",
+        "eval.limit" => "questions per benchmark (0 = all); mmlu_pro/bbeh/supergpqa: a seeded subset stratified by category",
+        "eval.per_category" => "questions per category of mmlu_pro/bbeh/supergpqa (0 = all)",
         "eval.answer" => "which \\boxed{} is the answer: \"first-boxed\" (reference: evaluation/datasets_loader.py) or \"last-boxed\" (what training reads)",
         "eval.judge_url" => "OpenAI-compatible server re-checking wrong answers, as the reference's results_recheck.py (GPT-4o); \"\" = off. pass@1 and pass@1+judge are reported side by side",
         "eval.judge_model" => "judge model (reference: gpt-4o)",

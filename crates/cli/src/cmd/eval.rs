@@ -1,9 +1,12 @@
-//! `rzero eval`: accuracy of a model on math benchmarks with known answers.
+//! `rzero eval`: accuracy of a model on math benchmarks with known answers, and on the
+//! general-domain sets the paper reports (MMLU-Pro, BBEH, SuperGPQA from a file).
 //!
-//! The Solver prompt (system "Please reason step by step, and put your final answer within
-//! \boxed{}." + the question as the user message) is rendered with the model's chat
+//! Math: the Solver prompt (system "Please reason step by step, and put your final answer
+//! within \boxed{}." + the question as the user message) is rendered with the model's chat
 //! template, or as a plain prompt for base models without one. Greedy pass@1 always; with
-//! `--samples k` also mean@k and maj@k. Output folder: `responses.jsonl` (every response with
+//! `--samples k` also mean@k and maj@k. General-domain sets: R-Zero's prompts and answer
+//! rules (`grade::mmlu_pro`, `grade::bbeh`), greedy, micro-averaged and per-category
+//! accuracy; `--limit` takes a seeded subset stratified by category. Output folder: `responses.jsonl` (every response with
 //! its extracted answer and verdict; append-only, so a killed eval resumes where it
 //! stopped), `options.json`, and `results.json`. The table is printed on stdout.
 //!
@@ -27,15 +30,29 @@ pub struct Args {
     #[arg(long)]
     pub model: String,
     /// Comma-separated benchmarks: math500, gsm8k, amc23, minerva, olympiadbench, aime2024,
-    /// aime2025, or paths of JSONL files with `question` and `answer`.
+    /// aime2025, mmlu_pro, bbeh, supergpqa (needs --data), `NAME=PATH` for a general-domain
+    /// set's file, or paths of JSONL files with `question` and `answer`.
     #[arg(
         long,
         default_value = "math500,gsm8k,amc23,minerva,olympiadbench,aime2024,aime2025"
     )]
     pub bench: String,
-    /// Only the first N problems of each benchmark.
+    /// At most N problems per benchmark: the first N for math; for mmlu_pro, bbeh and
+    /// supergpqa a seeded subset stratified by category (every category covered when N is at
+    /// least the number of categories).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// At most N problems per category (general-domain sets; seeded).
+    #[arg(long)]
+    pub per_category: Option<usize>,
+    /// Multiple choice: count a response without a letter as wrong instead of guessing a
+    /// (seeded) random letter as the reference does. Guesses are reported either way.
+    #[arg(long)]
+    pub no_guess: bool,
+    /// The SuperGPQA JSONL file (MMLU-Pro's format: `question`, `options`, `answer_letter`
+    /// or `answer`, `discipline`), used where --bench names `supergpqa`.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Sampled responses per problem for mean@k and maj@k (0 = greedy pass@1 only).
     #[arg(long, default_value_t = 0)]
     pub samples: usize,
@@ -162,13 +179,22 @@ impl eval::Generator for EngineGenerator {
     ) -> eval::Result<Vec<Vec<String>>> {
         let ctx = self.model.config().max_position_embeddings;
         let mut requests = Vec::with_capacity(prompts.len());
+        let mut too_long = Vec::new();
         for (i, text) in prompts.iter().enumerate() {
             let ids = self.loaded.tokenizer.encode(text, false).map_err(gen_err)?;
-            if ids.is_empty() || ids.len() >= ctx {
-                return Err(gen_err(format!(
-                    "a prompt has {} tokens; the model's context is {ctx}",
-                    ids.len()
-                )));
+            if ids.is_empty() {
+                return Err(gen_err("a prompt has no tokens"));
+            }
+            if ids.len() >= ctx {
+                // Long BBEH inputs can exceed a small model's context: the question gets an
+                // empty response (no answer, graded wrong) instead of stopping the eval.
+                tracing::warn!(
+                    tokens = ids.len(),
+                    context = ctx,
+                    "a prompt does not fit the model's context: empty response"
+                );
+                too_long.push(i);
+                continue;
             }
             let params = SamplingParams {
                 n,
@@ -186,6 +212,10 @@ impl eval::Generator for EngineGenerator {
                 params,
             });
         }
+        let mut out = vec![vec![String::new(); n]; prompts.len()];
+        if requests.is_empty() {
+            return Ok(out);
+        }
         let eng =
             Engine::new(&self.model, &self.loaded.tokenizer, self.cfg.clone()).map_err(gen_err)?;
         let bar = &self.bar;
@@ -200,10 +230,16 @@ impl eval::Generator for EngineGenerator {
                 }
             })
             .map_err(gen_err)?;
-        Ok(outputs
-            .into_iter()
-            .map(|o| o.completions.into_iter().map(|c| c.text).collect())
-            .collect())
+        for o in outputs {
+            let i = o.request_id as usize;
+            if i < out.len() {
+                out[i] = o.completions.into_iter().map(|c| c.text).collect();
+            }
+        }
+        debug_assert!(too_long
+            .iter()
+            .all(|&i| out[i].iter().all(String::is_empty)));
+        Ok(out)
     }
 
     fn format_prompt(&self, system: &str, user: &str) -> eval::Result<String> {
@@ -217,6 +253,38 @@ impl eval::Generator for EngineGenerator {
             None => Ok(eval::plain_prompt(system, user)),
         }
     }
+
+    fn format_user_prompt(&self, user: &str) -> eval::Result<Option<String>> {
+        match &self.template {
+            Some(t) => t
+                .render(&[ChatMessage::user(user)], true)
+                .map(Some)
+                .map_err(gen_err),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `--bench` with `supergpqa` turned into `supergpqa=FILE` by `--data FILE`.
+fn bench_list(bench: &str, data: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let mut used = false;
+    let list: Vec<String> = bench
+        .split(',')
+        .map(|b| {
+            let t = b.trim();
+            if eval::Kind::general_from_name(t) == Some(eval::Kind::SuperGpqa) {
+                if let Some(d) = data {
+                    used = true;
+                    return format!("supergpqa={}", d.display());
+                }
+            }
+            t.to_string()
+        })
+        .collect();
+    if data.is_some() && !used {
+        anyhow::bail!("--data is the SuperGPQA file: add `supergpqa` to --bench");
+    }
+    Ok(list.join(","))
 }
 
 /// A progress bar over eval/audit work units.
@@ -275,7 +343,8 @@ pub fn make_judge(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let benches = eval::Benchmark::load_list(&args.bench)?;
+    let list = bench_list(&args.bench, args.data.as_deref())?;
+    let benches = eval::Benchmark::load_list(&list)?;
     anyhow::ensure!(!benches.is_empty(), "no benchmark given");
     let out = args
         .out
@@ -284,6 +353,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = eval::EvalOptions {
         model: args.model.clone(),
         limit: args.limit,
+        per_category: args.per_category,
+        guess: !args.no_guess,
         samples: args.samples,
         temperature: args.temperature,
         top_p: args.top_p,

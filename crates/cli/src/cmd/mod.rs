@@ -103,6 +103,7 @@ fn eval_for_run(
         let opts = ::eval::EvalOptions {
             model: recorded.clone(),
             limit: limit(cfg.eval.limit),
+            per_category: limit(cfg.eval.per_category),
             samples: 0,
             max_new_tokens: cfg.eval.max_new_tokens,
             batch_size: cfg.engine.max_batch_size,
@@ -119,7 +120,7 @@ fn eval_for_run(
         let r = ::eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &dir, &mut |_| {})?;
         tracing::info!(iter, "{}", ::eval::format_table(&r));
         for b in &r.benchmarks {
-            let mut row = serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n});
+            let mut row = serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n, "kind": b.kind});
             if let Some(j) = b.pass_at_1_judged {
                 row["pass@1+judge"] = serde_json::json!(j);
             }
