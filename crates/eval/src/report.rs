@@ -252,66 +252,59 @@ fn update_charts(phase: &str, run: &Run) -> String {
     if ups.is_empty() {
         return String::new();
     }
+    // One small chart: (id suffix, x label, y label, rows, series, title, caption).
+    let chart =
+        |id: &str, x: &str, y: &str, rows: &[&Row], series: &[Series], title: &str, cap: &str| {
+            let mut ax = Axes::new(&format!("{phase}-{id}"), x, y);
+            ax.width = 420.0;
+            ax.vlines = iter_marks(rows);
+            figure(title, &line_chart(&ax, series), cap)
+        };
+    let per_update = "optimizer update (all iterations)";
     let mut out = String::from(r#"<div class="grid3">"#);
-    let mut ax = Axes::new(
-        &format!("{phase}-clip"),
-        "optimizer update (all iterations)",
+    out.push_str(&chart(
+        "clip",
+        per_update,
         "share of tokens",
-    );
-    ax.width = 420.0;
-    ax.vlines = iter_marks(&ups);
-    let series = vec![
-        step_series(
-            &ups,
-            "pg_clipfrac_higher",
-            "pg_clipfrac (clipped branch)",
-            PALETTE[0],
-        ),
-        step_series(&ups, "pg_clipfrac_lower", "dual clip", PALETTE[3]),
-    ];
-    out.push_str(&figure(
+        &ups,
+        &[
+            step_series(
+                &ups,
+                "pg_clipfrac_higher",
+                "pg_clipfrac (clipped branch)",
+                PALETTE[0],
+            ),
+            step_series(&ups, "pg_clipfrac_lower", "dual clip", PALETTE[3]),
+        ],
         "PPO clip fraction per update",
-        &line_chart(&ax, &series),
         "0 on the first update of a rollout (ratio 1); the clips act on the later ones",
     ));
-    let mut ax = Axes::new(
-        &format!("{phase}-ppo-kl"),
-        "optimizer update (all iterations)",
+    out.push_str(&chart(
+        "ppo-kl",
+        per_update,
         "ppo_kl",
-    );
-    ax.width = 420.0;
-    ax.vlines = iter_marks(&ups);
-    out.push_str(&figure(
+        &ups,
+        &[step_series(
+            &ups,
+            "ppo_kl",
+            "mean old − new log-prob",
+            PALETTE[4],
+        )],
         "ppo_kl per update",
-        &line_chart(
-            &ax,
-            &[step_series(
-                &ups,
-                "ppo_kl",
-                "mean old − new log-prob",
-                PALETTE[4],
-            )],
-        ),
         "how far the policy moved since the rollout was sampled",
     ));
-    let mut ax = Axes::new(
-        &format!("{phase}-adv"),
+    out.push_str(&chart(
+        "adv",
         "GRPO step (all iterations)",
         "share of samples",
-    );
-    ax.width = 420.0;
-    ax.vlines = iter_marks(&steps);
-    out.push_str(&figure(
+        &steps,
+        &[step_series(
+            &steps,
+            "adv_nonzero_frac",
+            "adv ≠ 0",
+            PALETTE[2],
+        )],
         "Samples with a non-zero advantage",
-        &line_chart(
-            &ax,
-            &[step_series(
-                &steps,
-                "adv_nonzero_frac",
-                "adv ≠ 0",
-                PALETTE[2],
-            )],
-        ),
         "a step where this is 0 teaches nothing (all rewards of each group equal)",
     ));
     out.push_str("</div>");
