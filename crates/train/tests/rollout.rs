@@ -2,7 +2,7 @@
 //! frozen before the first update (ratio exactly 1 there, not after), the clip acting on
 //! later mini-batches, and the driver equal to a hand-written sequence of the same steps.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use serde_json::Value;
@@ -12,8 +12,19 @@ use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, ModelFiles, RolloutBatch,
 mod common;
 use common::*;
 
-fn fixture(name: &str) -> PathBuf {
-    testdata::model_dir(name)
+fn load(name: &str) -> model::LoadedModel {
+    let dir = testdata::model_dir(name);
+    model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap()
+}
+
+/// The checkpoint's files of the fixture model `m`.
+fn files(m: &model::LoadedModel) -> ModelFiles<'_> {
+    ModelFiles {
+        tokenizer: &m.tokenizer,
+        chat_template: m.chat_template.as_ref(),
+        generation: &m.generation,
+        base_model: None,
+    }
 }
 
 /// Four prompts × three responses: two mini-batches of two prompts.
@@ -51,17 +62,8 @@ fn update_rows(path: &Path) -> Vec<Value> {
 
 #[test]
 fn minibatch_updates_freeze_old_logprobs_and_equal_a_hand_written_reference() {
-    let m = model::load(
-        fixture("qwen3-tiny").to_str().unwrap(),
-        &model::LoadOptions::default(),
-    )
-    .unwrap();
-    let files = ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    };
+    let m = load("qwen3-tiny");
+    let files = files(&m);
     for mode in ["full", "recompute", "lora"] {
         let tmp = tempfile::tempdir().unwrap();
         let lc = LoopConfig {
@@ -163,17 +165,8 @@ fn minibatch_updates_freeze_old_logprobs_and_equal_a_hand_written_reference() {
 
 #[test]
 fn a_nan_reward_stops_the_loop_with_diverged_and_keeps_the_last_checkpoint() {
-    let m = model::load(
-        fixture("llama-tiny").to_str().unwrap(),
-        &model::LoadOptions::default(),
-    )
-    .unwrap();
-    let files = ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    };
+    let m = load("llama-tiny");
+    let files = files(&m);
     let tmp = tempfile::tempdir().unwrap();
     let lc = LoopConfig {
         steps: 3,
