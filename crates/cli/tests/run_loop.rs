@@ -1,6 +1,6 @@
 //! End-to-end tests of `rzero run` on the `tiny` preset with the chain test model
-//! (`rzero::testing`): every artifact and its schema, and kill -9 / resume at several points
-//! giving the same datasets and checkpoints as an uninterrupted run.
+//! (`rzero::testing`): every artifact and its schema, and kill -9 at random times / resume
+//! giving the same files as an uninterrupted run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -175,89 +175,330 @@ fn cfg_vocab(model: &Path) -> usize {
     v["vocab_size"].as_u64().unwrap() as usize
 }
 
-/// Kills `rzero run` with SIGKILL as soon as `state.json` shows `stage` at step >= `step`.
-fn run_and_kill_at(model: &Path, out: &Path, iter: usize, stage: &str, step: usize) -> bool {
-    let mut child = rzero()
-        .env("RZERO_TEST_JOURNAL_PAUSE_MS", "300")
-        .args(run_args(model, out))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawns rzero");
-    let t0 = Instant::now();
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false; // finished before the kill point
-        }
-        if let Ok(text) = std::fs::read_to_string(out.join("state.json")) {
-            if let Ok(s) = serde_json::from_str::<Value>(&text) {
-                if s["iteration"] == iter
-                    && s["stage"] == stage
-                    && s["step"].as_u64().unwrap_or(0) as usize >= step
-                {
-                    child.kill().expect("SIGKILL");
-                    child.wait().unwrap();
-                    return true;
-                }
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(600),
-            "run did not reach {stage}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn same_bytes(a: &Path, b: &Path) {
     let x = std::fs::read(a).unwrap_or_else(|e| panic!("{}: {e}", a.display()));
     let y = std::fs::read(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
     assert!(x == y, "{} and {} differ", a.display(), b.display());
 }
 
+/// A seeded SplitMix64: the kill schedule's random numbers.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The arguments of the kill test's run: the `tiny` preset with its evaluation, and a filter
+/// band that keeps every question (so each iteration's Solver phase trains).
+fn kill_run_args(model: &Path, out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = run_args(model, out)
+        .into_iter()
+        .filter(|a| a != "--no-eval")
+        .collect();
+    for s in ["dataset.min_p_hat=0.0", "dataset.max_p_hat=1.0"] {
+        a.extend(["--set".into(), s.into()]);
+    }
+    a
+}
+
+/// Where a run is by its journal head: (iteration, stage, step); None before the first write.
+fn position(out: &Path) -> Option<(u64, String, u64)> {
+    let text = std::fs::read_to_string(out.join("state.json")).ok()?;
+    let s: Value = serde_json::from_str(&text).ok()?;
+    Some((
+        s["iteration"].as_u64()?,
+        s["stage"].as_str()?.to_string(),
+        s["step"].as_u64()?,
+    ))
+}
+
+/// A journal position as a point of the run's order: (iteration, stage rank, step).
+type Key = (u64, u8, u64);
+
+/// A journal position as a point of the run's order.
+fn order_key(p: &(u64, String, u64)) -> Key {
+    let rank = match p.1.as_str() {
+        "base-eval" => 0,
+        "challenger" => 1,
+        "dataset" => 2,
+        "solver" => 3,
+        "eval" => 4,
+        _ => 5,
+    };
+    (p.0, rank, p.2)
+}
+
+/// Runs to the end, recording when each journal position first showed (time from the start).
+fn run_with_timeline(model: &Path, out: &Path) -> (Duration, Vec<(Key, f64)>) {
+    let mut child = rzero()
+        .args(kill_run_args(model, out))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns rzero");
+    let t0 = Instant::now();
+    let mut seen: Vec<(Key, f64)> = Vec::new();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if let Some(p) = position(out) {
+            let k = order_key(&p);
+            if !seen.iter().any(|(x, _)| *x == k) {
+                seen.push((k, t0.elapsed().as_secs_f64()));
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(600), "the run hangs");
+        std::thread::sleep(Duration::from_millis(3));
+    };
+    let span = t0.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "rzero run failed: {err}");
+    (span, seen)
+}
+
+/// Every file under `dir`: relative path → bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Wall-clock fields of metric rows: the only bytes a resumed run may change.
+const TIMING_FIELDS: [&str; 4] = ["time_s", "tokens_per_s", "seconds", "rollout_seconds"];
+
+/// Metric rows (`metrics.jsonl`, `metrics_<phase>.jsonl`) without their timing fields.
+fn untimed_rows(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).expect("a JSON metric row");
+            if let Value::Object(m) = &mut v {
+                for k in TIMING_FIELDS {
+                    m.remove(k);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// One kill: when, and what the run folder said right after it.
+#[derive(Debug)]
+struct Kill {
+    delay_s: f64,
+    /// state.json at the kill ("-" when not written yet).
+    stage: String,
+    /// The stage had started and its output did not exist yet.
+    mid_stage: bool,
+    /// In-progress work on disk (journaled rollout, checkpoint, dataset chunks, ...).
+    work: Vec<String>,
+}
+
+fn describe_kill(out: &Path, delay_s: f64) -> Kill {
+    let pos = position(out);
+    let (iter, stage, step) = pos.clone().unwrap_or((0, "-".into(), 0));
+    let it = out.join(format!("iter_{iter}"));
+    let output_exists = match stage.as_str() {
+        "base-eval" => out.join("base_eval/done").exists(),
+        "challenger" => it.join("challenger").exists(),
+        "dataset" => it.join("dataset.jsonl").exists(),
+        "solver" => it.join("solver").exists(),
+        "eval" => it.join("eval/done").exists(),
+        _ => true,
+    };
+    let mut work = Vec::new();
+    for phase in ["challenger", "solver"] {
+        let w = it.join(format!(".{phase}-train"));
+        for f in ["rollout.json", "checkpoint"] {
+            if w.join(f).exists() {
+                work.push(format!(".{phase}-train/{f}"));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(it.join(".dataset-chunks")) {
+        work.push(format!(".dataset-chunks: {} files", rd.count()));
+    }
+    Kill {
+        delay_s,
+        stage: if pos.is_some() {
+            format!("iter {iter} {stage} step {step}")
+        } else {
+            "-".into()
+        },
+        mid_stage: !output_exists,
+        work,
+    }
+}
+
+/// SIGKILL at random times (a seeded schedule over the span of an uninterrupted run), a
+/// rerun of the same command after each, and no pause inside the program: the resumed run
+/// ends with the same files as an uninterrupted one, byte for byte, and the same metric
+/// rows up to their timing fields.
 #[test]
-fn kill_and_resume_gives_the_same_files() {
+fn kills_at_random_times_resume_to_the_same_run() {
+    const KILLS: usize = 28;
+    let t_test = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let model = chain_model(tmp.path());
+
+    // The uninterrupted run, with the time each journal position first showed.
     let a = tmp.path().join("uninterrupted");
-    run_to_end(&model, &a);
-
-    let b = tmp.path().join("killed");
-    let mut kills = 0;
-    for (iter, stage, step) in [
-        (1, "challenger", 1),
-        (1, "dataset", 0),
-        (1, "solver", 1),
-        (2, "challenger", 0),
-    ] {
-        if run_and_kill_at(&model, &b, iter, stage, step) {
-            kills += 1;
-        }
-    }
-    assert_eq!(kills, 4, "every kill landed inside its stage");
-    run_to_end(&model, &b);
-
+    let (span, timeline) = run_with_timeline(&model, &a);
+    let span = span.as_secs_f64();
+    let want = files(&a);
+    // A rerun of a finished run changes nothing.
+    let t = Instant::now();
+    let o = rzero().args(kill_run_args(&model, &a)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rerun = t.elapsed().as_secs_f64();
+    assert!(files(&a) == want, "rerunning a finished run changed it");
     for iter in 1..=2 {
-        for f in [
-            "questions.jsonl",
-            "dataset.jsonl",
-            "challenger/model.safetensors",
-            "solver/model.safetensors",
-        ] {
-            let rel = format!("iter_{iter}/{f}");
-            same_bytes(&a.join(&rel), &b.join(&rel));
-        }
-    }
-    // the metrics hold one row per step, no duplicates from the redone work
-    let ma = read_jsonl(&a.join("metrics.jsonl"));
-    let mb = read_jsonl(&b.join("metrics.jsonl"));
-    assert_eq!(ma.len(), mb.len());
-    for (x, y) in ma.iter().zip(&mb) {
-        assert_eq!(
-            (&x["iter"], &x["phase"], &x["step"]),
-            (&y["iter"], &y["phase"], &y["step"])
+        let ds = read_jsonl(&a.join(format!("iter_{iter}/dataset.jsonl")));
+        assert!(
+            ds.iter().any(|r| r["kept"] == true),
+            "iteration {iter} kept no question: the Solver phase would not train"
         );
-        assert_eq!(x["reward_mean"], y["reward_mean"]);
+        assert!(a.join(format!("iter_{iter}/eval/done")).exists());
+    }
+
+    // The kill schedule, seeded: each kill picks a random stretch of the uninterrupted run
+    // between two journal positions (before the first write, base evaluation, a Challenger
+    // or Solver step, a dataset chunk, an evaluation, ...) and a uniform moment inside it.
+    // The attempt runs until its journal shows the stretch's first position, then for that
+    // fraction of the stretch's length in the uninterrupted run, and is killed. Drawing
+    // stretches rather than moments of the whole span gives the short stages kills as well
+    // as the long Challenger steps, and measuring from the journal keeps the schedule right
+    // when the machine is faster or slower than during the uninterrupted run.
+    let mut rng = SplitMix(0x5EED_2026);
+    let mut stretches: Vec<(Option<Key>, f64)> = Vec::new();
+    let mut t_prev = 0.0;
+    let mut key_prev = None;
+    // (each stretch ends at a position; none after the last, where the run has finished)
+    for (k, t) in &timeline {
+        stretches.push((key_prev, t - t_prev));
+        (key_prev, t_prev) = (Some(*k), *t);
+    }
+    let mut targets: Vec<(usize, f64)> = (0..KILLS)
+        .map(|_| {
+            let j = (rng.next() % stretches.len() as u64) as usize;
+            (j, rng.unit())
+        })
+        .collect();
+    targets.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+    let b = tmp.path().join("killed");
+    let mut kills: Vec<Kill> = Vec::new();
+    'attempts: for (j, frac) in targets {
+        let (start_key, len) = stretches[j];
+        let mut child = rzero()
+            .args(kill_run_args(&model, &b))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawns rzero");
+        let t0 = Instant::now();
+        let exited = |child: &mut std::process::Child| match child.try_wait().unwrap() {
+            Some(st) => {
+                assert!(st.success(), "a resumed run failed: {st}");
+                true
+            }
+            None => false,
+        };
+        // until the journal shows the stretch's first position
+        while let Some(k) = start_key {
+            if position(&b).is_some_and(|p| order_key(&p) >= k) {
+                break;
+            }
+            if exited(&mut child) {
+                break 'attempts;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(600), "the run hangs");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // then a random part of the stretch
+        let t1 = Instant::now();
+        while t1.elapsed().as_secs_f64() < frac * len {
+            if exited(&mut child) {
+                break 'attempts;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        kills.push(describe_kill(&b, t0.elapsed().as_secs_f64()));
+    }
+    let o = rzero().args(kill_run_args(&model, &b)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let wall = t_test.elapsed().as_secs_f64();
+    eprintln!(
+        "uninterrupted run {span:.1}s, rerun of the finished run {rerun:.2}s, {} kills, test {wall:.0}s",
+        kills.len()
+    );
+    eprintln!("timeline: {timeline:?}");
+    for k in &kills {
+        eprintln!(
+            "  kill after {:.2}s: {} {} {:?}",
+            k.delay_s,
+            k.stage,
+            if k.mid_stage { "(mid-stage)" } else { "" },
+            k.work
+        );
+    }
+
+    // The kills happened, and landed in several stages, many of them inside a stage.
+    assert!(kills.len() >= 20, "only {} kills: {kills:#?}", kills.len());
+    let stages: std::collections::BTreeSet<&str> = kills
+        .iter()
+        .filter_map(|k| k.stage.split_whitespace().nth(2))
+        .collect();
+    assert!(stages.len() >= 3, "kills in {stages:?} only: {kills:#?}");
+    let mid = kills.iter().filter(|k| k.mid_stage).count();
+    assert!(mid >= 5, "{mid} kills inside a stage: {kills:#?}");
+    assert!(
+        kills.iter().any(|k| !k.work.is_empty()),
+        "no kill left in-progress work to resume: {kills:#?}"
+    );
+
+    // The same files: every dataset, checkpoint file, eval result and journal byte for
+    // byte; the metric files row by row without their timing fields.
+    let got = files(&b);
+    let names =
+        |m: &std::collections::BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&want), "different sets of files");
+    for (name, bytes) in &want {
+        let file = Path::new(name).file_name().unwrap().to_string_lossy();
+        if file.starts_with("metrics") && file.ends_with(".jsonl") {
+            let (x, y) = (untimed_rows(bytes), untimed_rows(&got[name]));
+            assert_eq!(x.len(), y.len(), "{name}: different numbers of rows");
+            for (i, (r, s)) in x.iter().zip(&y).enumerate() {
+                assert_eq!(r, s, "{name} row {} differs", i + 1);
+            }
+        } else {
+            assert!(bytes == &got[name], "{name} differs after the kills");
+        }
     }
 }
 

@@ -73,40 +73,34 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
         on_event,
         mut eval,
     } = opts;
-    let run = RunDir::create(&out)?;
-    // 1. The resolved config: a new run writes it; a resumed run must match it.
+    // 1. Everything that can fail cheaply is checked before anything is written to `out`,
+    //    so a bad --model or remote setting cannot leave a config.toml behind that the
+    //    corrected rerun would refuse as "a different configuration".
+    cfg.validate()?;
     let cfg_text = cfg.to_commented_toml();
-    let cfg_path = run.config_path();
-    if cfg_path.exists() {
-        let old = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Io {
-            path: cfg_path.clone(),
-            source: e,
-        })?;
-        let old_cfg = Config::from_toml(&old)?;
-        let mut a = old_cfg.clone();
-        let mut b = cfg.clone();
-        // more iterations may be asked of a finished run; everything else must match
-        a.iterations = 0;
-        b.iterations = 0;
-        if a != b {
-            return Err(Error::Mismatch(format!(
-                "{} was started with a different configuration; use a new --out or the same settings",
-                out.display()
-            )));
-        }
-        if old_cfg.iterations != cfg.iterations {
-            crate::rundir::write_atomic(&cfg_path, cfg_text.as_bytes())?;
-        }
-    } else {
+    let cfg_path = out.join("config.toml");
+    let resumed_iterations = check_resumed_config(&cfg_path, &cfg, &out)?;
+    if resumed_iterations.is_none() {
+        // A new run: the base model must load (a resumed run checked it when it started).
+        model::load(&model_path, &model::LoadOptions::default())
+            .map_err(|e| Error::Stage(format!("loading the model {model_path}: {e}")))?;
+    }
+    let mut solver_client = crate::rollout::solver_client(&cfg.remote)?;
+
+    // 2. The run directory: a new run writes its resolved config; a resumed one may only
+    //    have asked for more (or fewer) iterations. Leftovers of a kill go first.
+    let run = RunDir::create(&out)?;
+    run.clean_leftovers_top()?;
+    if resumed_iterations != Some(cfg.iterations) {
         crate::rundir::write_atomic(&cfg_path, cfg_text.as_bytes())?;
     }
     let mut state = run.state()?;
     state.iterations = cfg.iterations;
-    let mut solver_client = crate::rollout::solver_client(&cfg.remote)?;
 
-    // 2. Base model evaluation (once).
+    // 3. Base model evaluation (once).
     if let Some(ev) = eval.as_mut() {
         if !run.base_eval_dir().join("done").exists() {
+            enter_stage(&run, &mut state, 0, "base-eval")?;
             (on_event)(Event::StageStart {
                 iter: 0,
                 stage: "eval",
@@ -142,7 +136,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
         })?;
         run.clean_leftovers(iter)?;
 
-        // 3. Remote Solver servers move to the previous iteration's Solver.
+        // Remote Solver servers move to the previous iteration's Solver.
         let challenger_dir = run.iter_path(iter, "challenger");
         let dataset_path = run.iter_path(iter, "dataset.jsonl");
         if let Some(client) = solver_client.as_mut() {
@@ -165,6 +159,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let _ = std::fs::remove_dir_all(run.iter_path(iter, ".challenger-train"));
         } else {
             let _s = info_span!("challenger").entered();
+            enter_stage(&run, &mut state, iter, "challenger")?;
             let solver = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
             let solver_model = solver.model().map_err(stage("building the Solver"))?;
@@ -195,7 +190,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             crate::dataset::load(&dataset_path)?
         } else {
             let _s = info_span!("dataset").entered();
-            set_stage(&run, &mut state, iter, "dataset", 0)?;
+            enter_stage(&run, &mut state, iter, "dataset")?;
             let n_chunks = cfg.dataset.num_questions.div_ceil(cfg.dataset.chunk);
             (on_event)(Event::StageStart {
                 iter,
@@ -219,9 +214,12 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                     ..role(&so_model, &so)
                 },
                 &mut |done, _| {
-                    // journal head: chunks done (the chunk files themselves are the journal)
-                    if let Err(e) = set_stage(&run, &mut state, iter, "dataset", done) {
-                        warn!("cannot update state.json: {e}");
+                    // journal head: chunks done (the chunk files themselves are the journal;
+                    // chunks read back on resume do not move it)
+                    if done > state.step {
+                        if let Err(e) = set_stage(&run, &mut state, iter, "dataset", done) {
+                            warn!("cannot update state.json: {e}");
+                        }
                     }
                     (on_event)(Event::StageProgress { done });
                 },
@@ -260,6 +258,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let _ = std::fs::remove_dir_all(run.iter_path(iter, ".solver-train"));
         } else {
             let _s = info_span!("solver").entered();
+            enter_stage(&run, &mut state, iter, "solver")?;
             let start = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
             if kept.is_empty() {
@@ -301,7 +300,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
         if let Some(ev) = eval.as_mut() {
             let done = run.iter_path(iter, "eval/done");
             if !done.exists() {
-                set_stage(&run, &mut state, iter, "eval", 0)?;
+                enter_stage(&run, &mut state, iter, "eval")?;
                 (on_event)(Event::StageStart {
                     iter,
                     stage: "eval",
@@ -318,8 +317,11 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                 });
             }
         }
-        state.completed_iterations = state.completed_iterations.max(iter);
-        set_stage(&run, &mut state, iter, "done", 0)?;
+        // (a resumed run passing over a finished iteration leaves the journal head alone)
+        if state.completed_iterations < iter {
+            state.completed_iterations = iter;
+            set_stage(&run, &mut state, iter, "done", 0)?;
+        }
     }
     run.rebuild_metrics()?;
     Ok(())
@@ -362,16 +364,48 @@ fn set_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str, step: us
     state.iteration = iter;
     state.stage = stage.to_string();
     state.step = step;
-    run.set_state(state)?;
-    // Test hook: a pause after every journal update, so a kill -9 test can reliably land
-    // at a chosen point of a run that is otherwise too fast to catch.
-    if let Some(ms) = std::env::var("RZERO_TEST_JOURNAL_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+    run.set_state(state)
+}
+
+/// Records that `stage` of `iter` runs (its progress at 0), unless `state.json` already
+/// says so (a resumed stage keeps the progress it recorded).
+fn enter_stage(run: &RunDir, state: &mut State, iter: usize, stage: &str) -> Result<()> {
+    if state.iteration == iter && state.stage == stage {
+        return Ok(());
     }
-    Ok(())
+    set_stage(run, state, iter, stage, 0)
+}
+
+/// For a resumed run (`config.toml` present): checks that `cfg` matches the recorded
+/// configuration except for `iterations`, and returns the recorded number of iterations.
+/// None for a new run. Writes nothing.
+fn check_resumed_config(cfg_path: &Path, cfg: &Config, out: &Path) -> Result<Option<usize>> {
+    let old = match std::fs::read_to_string(cfg_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Io {
+                path: cfg_path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let old_cfg = Config::from_toml(&old).map_err(|e| Error::BadFile {
+        path: cfg_path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let mut a = old_cfg.clone();
+    let mut b = cfg.clone();
+    // more iterations may be asked of a finished run; everything else must match
+    a.iterations = 0;
+    b.iterations = 0;
+    if a != b {
+        return Err(Error::Mismatch(format!(
+            "{} was started with a different configuration; use a new --out or the same settings",
+            out.display()
+        )));
+    }
+    Ok(Some(old_cfg.iterations))
 }
 
 /// One GRPO phase through the one training loop ([`train::driver::run`]): a rollout per

@@ -100,6 +100,34 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     Ok(out)
 }
 
+/// Removes the entries of `dir` that atomic writes leave behind when killed: hidden names
+/// holding `.tmp-` or `.old-` (and `.tmp-*` itself). A missing `dir` is fine.
+fn remove_temp_siblings(dir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let temp = name.starts_with(".tmp-")
+            || (name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")));
+        if !temp {
+            continue;
+        }
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p, e)),
+        }
+    }
+    Ok(())
+}
+
 impl RunDir {
     /// Opens (creating) a run directory.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
@@ -163,29 +191,23 @@ impl RunDir {
         self.rebuild_metrics()
     }
 
-    /// Removes the temporary siblings a kill can leave in `iter_N/` (`.NAME.tmp-*`,
-    /// `.NAME.old-*` of atomic writes and folder replacements).
+    /// Removes the temporary siblings a kill can leave in `iter_N/`, its `eval/` and its
+    /// `.dataset-chunks/` (`.tmp-*`, `.NAME.tmp-*` and `.NAME.old-*` of atomic writes and
+    /// folder replacements). The trainer's work folders (`.challenger-train/`,
+    /// `.solver-train/`) are put in order by `train::driver::clean_work_dir`, which may need
+    /// a `.checkpoint.old-*` folder back.
     pub fn clean_leftovers(&self, iter: usize) -> Result<()> {
         let dir = self.iter_dir(iter);
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
-                let r = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                r.map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
-                })?;
-            }
-        }
-        Ok(())
+        remove_temp_siblings(&dir)?;
+        remove_temp_siblings(&dir.join("eval"))?;
+        remove_temp_siblings(&dir.join(".dataset-chunks"))
+    }
+
+    /// Removes the temporary siblings a kill can leave at the top of the run
+    /// (`config.toml`, `state.json`, `metrics.jsonl`) and in `base_eval/`.
+    pub fn clean_leftovers_top(&self) -> Result<()> {
+        remove_temp_siblings(&self.root)?;
+        remove_temp_siblings(&self.base_eval_dir())
     }
 
     /// The file of one stage's metric rows.
@@ -272,13 +294,37 @@ mod tests {
         std::fs::write(d.join(".dataset.jsonl.tmp-1-2"), "x").unwrap();
         std::fs::write(d.join("dataset.jsonl"), "").unwrap();
         std::fs::create_dir_all(d.join(".solver-train")).unwrap();
+        std::fs::create_dir_all(d.join("eval")).unwrap();
+        std::fs::write(d.join("eval/.results.json.tmp-9"), "x").unwrap();
+        std::fs::write(d.join("eval/results.json"), "{}").unwrap();
+        std::fs::create_dir_all(d.join(".dataset-chunks")).unwrap();
+        std::fs::write(d.join(".dataset-chunks/.tmp-AbC"), "x").unwrap();
+        std::fs::write(d.join(".dataset-chunks/chunk_00000.json"), "{}").unwrap();
+        std::fs::write(tmp.path().join(".tmp-XyZ"), "x").unwrap();
+        std::fs::write(tmp.path().join("state.json"), "{}").unwrap();
+        std::fs::create_dir_all(run.base_eval_dir()).unwrap();
+        std::fs::write(run.base_eval_dir().join(".done.tmp-1-2"), "").unwrap();
         run.clean_leftovers(1).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, vec![".solver-train", "dataset.jsonl"]);
+        run.clean_leftovers_top().unwrap();
+        let names = |p: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(&d),
+            vec![".dataset-chunks", ".solver-train", "dataset.jsonl", "eval"]
+        );
+        assert_eq!(names(&d.join("eval")), vec!["results.json"]);
+        assert_eq!(names(&d.join(".dataset-chunks")), vec!["chunk_00000.json"]);
+        assert_eq!(
+            names(tmp.path()),
+            vec!["base_eval", "iter_1", "logs", "state.json"]
+        );
+        assert!(names(&run.base_eval_dir()).is_empty());
     }
 
     #[test]

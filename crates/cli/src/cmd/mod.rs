@@ -66,6 +66,23 @@ pub fn eval_hook(
     ))
 }
 
+/// Checks what the evaluation hook of [`eval_hook`] will need (benchmark names and files, the
+/// judge's settings) before a run writes anything.
+pub fn check_eval(cfg: &rzero::Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    ::eval::Benchmark::load_list(&cfg.eval.benchmarks.join(",")).context("eval.benchmarks")?;
+    ::eval::Benchmark::load_list(&cfg.audit.benchmarks.join(",")).context("audit.benchmarks")?;
+    if !cfg.eval.benchmarks.is_empty() {
+        eval::make_judge(
+            &cfg.eval.judge_url,
+            &cfg.eval.judge_model,
+            &cfg.eval.judge_api_key_env,
+        )
+        .context("eval.judge_url")?;
+    }
+    Ok(())
+}
+
 /// `path` relative to `root` when it lies inside it, else `path` unchanged.
 fn run_relative(path: &str, root: &std::path::Path) -> String {
     let p = std::path::Path::new(path);

@@ -58,14 +58,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
         cfg.audit.benchmarks.clear();
     }
     let model_path = super::resolve_model(&cfg.model)?;
-    // Everything is validated before anything is written to --out: a bad --model or remote
-    // setting must not leave a config.toml that the corrected rerun would refuse as "a
-    // different configuration".
-    if !args.out.join("config.toml").exists() {
-        model::load(&model_path, &model::LoadOptions::default())
-            .with_context(|| format!("loading model {model_path}"))?;
-    }
-    rzero::rollout::solver_client(&cfg.remote)?;
+    // Nothing is written to --out before the inputs are checked: `rzero::run::run` checks the
+    // model, the config and the remote settings itself; the evaluation hook is ours.
+    super::check_eval(&cfg)?;
 
     let bar: std::cell::RefCell<Option<ProgressBar>> = std::cell::RefCell::new(None);
     let mut on_event = |ev: rzero::run::Event| match ev {
