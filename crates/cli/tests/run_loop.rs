@@ -360,7 +360,15 @@ fn describe_kill(out: &Path, delay_s: f64) -> Kill {
 /// rows up to their timing fields.
 #[test]
 fn kills_at_random_times_resume_to_the_same_run() {
-    const KILLS: usize = 28;
+    // The schedule is fixed; RZERO_TEST_KILLS / RZERO_TEST_KILL_SEED explore others by hand.
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let kills_wanted = env("RZERO_TEST_KILLS", 28) as usize;
+    let seed = env("RZERO_TEST_KILL_SEED", 0x5EED_2026);
     let t_test = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let model = chain_model(tmp.path());
@@ -393,7 +401,7 @@ fn kills_at_random_times_resume_to_the_same_run() {
     // stretches rather than moments of the whole span gives the short stages kills as well
     // as the long Challenger steps, and measuring from the journal keeps the schedule right
     // when the machine is faster or slower than during the uninterrupted run.
-    let mut rng = SplitMix(0x5EED_2026);
+    let mut rng = SplitMix(seed);
     let mut stretches: Vec<(Option<Key>, f64)> = Vec::new();
     let mut t_prev = 0.0;
     let mut key_prev = None;
@@ -402,7 +410,7 @@ fn kills_at_random_times_resume_to_the_same_run() {
         stretches.push((key_prev, t - t_prev));
         (key_prev, t_prev) = (Some(*k), *t);
     }
-    let mut targets: Vec<(usize, f64)> = (0..KILLS)
+    let mut targets: Vec<(usize, f64)> = (0..kills_wanted)
         .map(|_| {
             let j = (rng.next() % stretches.len() as u64) as usize;
             (j, rng.unit())
@@ -539,6 +547,28 @@ fn bad_config_key_is_named_and_fails() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("/nonexistent/model"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// An evaluation the hook could not run (an unknown benchmark) is refused before anything
+/// is written to --out, so the corrected rerun is not refused as "a different configuration".
+#[test]
+fn a_bad_benchmark_writes_nothing_to_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = chain_model(tmp.path());
+    let out = tmp.path().join("run");
+    let mut args: Vec<String> = run_args(&model, &out)
+        .into_iter()
+        .filter(|a| a != "--no-eval")
+        .collect();
+    args.extend(["--set".into(), "eval.benchmarks=[\"no-such-bench\"]".into()]);
+    let o = rzero().args(&args).output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("eval.benchmarks") && err.contains("no-such-bench"),
+        "{err}"
+    );
+    assert!(!out.exists(), "--out created for a run that cannot start");
 }
 
 /// A `rzero serve` child process, killed on drop.
