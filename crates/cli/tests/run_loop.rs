@@ -397,7 +397,8 @@ fn kills_at_random_times_resume_to_the_same_run() {
     // between two journal positions (before the first write, base evaluation, a Challenger
     // or Solver step, a dataset chunk, an evaluation, ...) and a uniform moment inside it.
     // The attempt runs until its journal shows the stretch's first position, then for that
-    // fraction of the stretch's length in the uninterrupted run, and is killed. Drawing
+    // fraction of the stretch's length in the uninterrupted run (or until the journal moves
+    // on, whichever comes first), and is killed. Drawing
     // stretches rather than moments of the whole span gives the short stages kills as well
     // as the long Challenger steps, and measuring from the journal keeps the schedule right
     // when the machine is faster or slower than during the uninterrupted run.
@@ -446,9 +447,15 @@ fn kills_at_random_times_resume_to_the_same_run() {
             assert!(t0.elapsed() < Duration::from_secs(600), "the run hangs");
             std::thread::sleep(Duration::from_millis(1));
         }
-        // then a random part of the stretch
+        // then a random part of the stretch, but no further than the journal's next
+        // position (a resumed step skips its journaled rollout and runs faster than in the
+        // uninterrupted run: without the bound it could run to the end)
         let t1 = Instant::now();
+        let floor = position(&b).map(|p| order_key(&p)).max(start_key);
         while t1.elapsed().as_secs_f64() < frac * len {
+            if position(&b).map(|p| order_key(&p)) > floor {
+                break;
+            }
             if exited(&mut child) {
                 break 'attempts;
             }
