@@ -6,7 +6,11 @@
 //!
 //! Resume: every stage's output is written atomically and checked before the stage runs;
 //! training phases checkpoint after every GRPO step (`iter_N/.<phase>-train/`) and the
-//! dataset is journaled per chunk, so a killed run redoes at most one step or chunk.
+//! dataset is journaled per chunk, so a killed run redoes at most one step or chunk. A stage
+//! ends with one commit point (its metric rows first, then its output; its in-progress folder
+//! is removed after), and a rerun first removes what a kill left half-written. Nothing is
+//! written to the run folder before the config, the base model and the remote Solver
+//! settings are checked.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
