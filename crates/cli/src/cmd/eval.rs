@@ -176,6 +176,12 @@ impl EngineGenerator {
     }
 }
 
+/// The forced-answer setting as the eval/audit options record it (`None` = off).
+pub fn describe_force(f: &Option<engine::ForceAnswer>) -> Option<String> {
+    f.as_ref()
+        .map(|f| serde_json::to_string(f).expect("serialises"))
+}
+
 fn gen_err(e: impl std::fmt::Display) -> eval::Error {
     eval::Error::Generation(e.to_string())
 }
@@ -386,6 +392,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         extract: args.extract,
         answer: args.answer,
+        force_answer: describe_force(&args.engine.force.option()?),
     };
     let mut judge = match &args.judge_url {
         Some(url) => make_judge(url, &args.judge_model, &args.judge_api_key_env)?,

@@ -109,6 +109,7 @@ fn eval_for_run(
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
             answer: cfg.eval.answer,
+            force_answer: eval::describe_force(&cfg.force_answer(cfg.eval.force_answer)),
             ..Default::default()
         };
         let mut judge = eval::make_judge(
@@ -142,6 +143,7 @@ fn eval_for_run(
             },
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
+            force_answer: eval::describe_force(&cfg.force_answer(cfg.dataset.solver_force_answer)),
             ..Default::default()
         };
         // the audit answers as the dataset stage does
