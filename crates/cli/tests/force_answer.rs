@@ -71,7 +71,7 @@ fn generate_with_force_answer_ends_every_completion_boxed() {
     }
     // A cue that opens no brace is refused before loading anything.
     let o = Command::new(env!("CARGO_BIN_EXE_rzero"))
-        .args(&base)
+        .args(base)
         .args(["--force-answer", "--force-answer-cue", "Answer:"])
         .output()
         .unwrap();
