@@ -69,7 +69,7 @@ fn generate_with_force_answer_ends_every_completion_boxed() {
         let own = &p["completion_ids"].as_array().unwrap();
         assert_eq!(&ids[..at], &own[..at]);
     }
-    // A cue that opens no brace is refused before loading anything.
+    // A cue that opens no brace is refused, naming the field.
     let o = Command::new(env!("CARGO_BIN_EXE_rzero"))
         .args(base)
         .args(["--force-answer", "--force-answer-cue", "Answer:"])

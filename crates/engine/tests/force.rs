@@ -1,4 +1,5 @@
-//! Forced final answers (`engine::force`) on the tiny fixture models: every completion ends
+//! Forced final answers (`engine::force`) on the tiny fixture models (packed CPU kernels and
+//! the device-generic path): every completion ends
 //! with a closed `\boxed{…}`, the `forced` mask marks exactly the cue (and any closing braces
 //! the engine appended), and the log-probs the engine reports for the forced sequence equal a
 //! plain scoring of the same tokens (`model::logprobs::score`) within the fixtures'
@@ -74,11 +75,17 @@ fn check_forced(
 fn forced_answers_close_a_box_mask_the_cue_and_score_like_the_model() {
     let (atol, rtol) = testdata::tolerance("models/tolerances.json", "token_logprobs");
     let (mut closed_by_engine, mut closed_by_model, mut replaced_eos) = (0, 0, 0);
-    for name in testdata::MODELS {
+    // every fixture model, on the packed CPU kernels and on the device-generic path (the
+    // code a GPU runs)
+    for (name, packed) in testdata::MODELS
+        .iter()
+        .flat_map(|n| [(*n, true), (*n, false)])
+    {
         let dir = testdata::model_dir(name);
         let expected: serde_json::Value = testdata::read_json(&dir.join("expected.json"));
         let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
-        let m = loaded.model().unwrap();
+        let mut m = loaded.model().unwrap();
+        m.set_packed_kernels(packed);
         let tok = &loaded.tokenizer;
         let cases = prompts(&expected);
         let eng = Engine::new(&m, tok, EngineConfig::default()).unwrap();

@@ -526,7 +526,10 @@ impl OpenAiClient {
     /// answer budget and no stop strings (seed + j for sample j); the answer is cut where the
     /// cue's braces balance (closed with `}` when they never do) and appended after the cue.
     /// The token ids and log-probs of a forced completion are dropped (the cue's tokens are
-    /// the server's business); `forced_from` says where the cue starts in the text.
+    /// the server's business); `forced_from` says where the cue starts in the text. Unlike
+    /// the engine, the client also forces a completion that ended on a stop string (servers
+    /// do not all say which stop ended a completion), and the answer draws from a new seed,
+    /// not the completion's own RNG stream.
     async fn force_answers(
         &self,
         index: usize,
