@@ -50,6 +50,9 @@ pub struct AuditOptions {
     pub batch_size: usize,
     /// Base sampling seed.
     pub seed: u64,
+    /// The generator's forced-answer setting (as JSON; `None` = off), so a resumed audit
+    /// must use the same one.
+    pub force_answer: Option<String>,
 }
 
 impl Default for AuditOptions {
@@ -65,6 +68,7 @@ impl Default for AuditOptions {
             filter: FilterBand::default(),
             batch_size: 32,
             seed: 0,
+            force_answer: None,
         }
     }
 }
@@ -219,9 +223,12 @@ pub fn run_audit(
         )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let identity = json!({"model": opts.model, "m": opts.m, "temperature": opts.temperature, "top_p": opts.top_p,
+    let mut identity = json!({"model": opts.model, "m": opts.m, "temperature": opts.temperature, "top_p": opts.top_p,
         "top_k": opts.top_k, "max_new_tokens": opts.max_new_tokens, "seed": opts.seed,
         "system_prompt": SOLVER_SYSTEM_PROMPT});
+    if let Some(f) = &opts.force_answer {
+        identity["force_answer"] = json!(f);
+    }
     io::check_options(&out_dir.join("audit_options.json"), &identity)?;
     let journal_path = out_dir.join("audit_responses.jsonl");
     let old = io::read_journal(&journal_path)?;

@@ -66,6 +66,9 @@ pub struct EvalOptions {
     /// Which `\boxed{}` is the answer: `last-boxed` (rzero's default) or `first-boxed` (the
     /// reference's `evaluation/`). Grading only: responses do not depend on it.
     pub answer: grade::AnswerRule,
+    /// The generator's forced-answer setting (its cue and budget, as JSON; `None` = off), so
+    /// a resumed run must use the same one. The generator does the forcing.
+    pub force_answer: Option<String>,
 }
 
 impl Default for EvalOptions {
@@ -84,6 +87,7 @@ impl Default for EvalOptions {
             seed: 0,
             extract: grade::ExtractMode::Boxed,
             answer: grade::AnswerRule::LastBoxed,
+            force_answer: None,
         }
     }
 }
@@ -91,11 +95,15 @@ impl Default for EvalOptions {
 impl EvalOptions {
     /// The options that change responses (a resumed run must match them).
     fn identity(&self) -> Value {
-        json!({
+        let mut v = json!({
             "model": self.model, "samples": self.samples, "temperature": self.temperature,
             "top_p": self.top_p, "top_k": self.top_k, "max_new_tokens": self.max_new_tokens,
             "seed": self.seed, "system_prompt": SOLVER_SYSTEM_PROMPT,
-        })
+        });
+        if let Some(f) = &self.force_answer {
+            v["force_answer"] = json!(f);
+        }
+        v
     }
 }
 

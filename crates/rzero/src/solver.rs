@@ -3,7 +3,8 @@
 //! Step `k` takes the next `rollout_batch_size` questions of a seeded permutation of the kept
 //! dataset (cycling when the steps outrun it), samples G responses from the current Solver,
 //! and rewards each with `accuracy_weight · [answer ≡ label] + format_weight · format`
-//! (the reference's `math.py`).
+//! (the reference's `math.py`). With `solver.force_answer` a response without a closed box
+//! gets a forced final answer (`engine::force`); its cue tokens are masked out of the loss.
 
 use serde_json::{json, Value};
 
@@ -57,10 +58,12 @@ pub fn make_groups(
         })
         .collect::<Result<Vec<_>>>()?;
     let seed = derive_seed(cfg.seed, &[iter as u64, 4, step as u64]);
-    let samples = solver.sample(
+    let force = cfg.force_answer(s.force_answer);
+    let samples = solver.sample_with(
         &prompts,
         s.group_size,
         &s.sampling,
+        force.as_ref(),
         seed,
         &cfg.engine,
         &mut |_, _| {},
@@ -71,6 +74,7 @@ pub fn make_groups(
     };
     let mut groups = Vec::new();
     let (mut total, mut acc, mut fmt, mut len, mut count) = (0.0, 0.0, 0.0, 0usize, 0usize);
+    let mut forced = 0usize;
     let mut all = Vec::new();
     for ((item, prompt), group) in items.iter().zip(prompts).zip(samples) {
         let label = item.label.as_deref().unwrap_or("");
@@ -85,10 +89,12 @@ pub fn make_groups(
             all.push(r.total);
         }
         len += group.iter().map(|r| r.token_ids.len()).sum::<usize>();
+        forced += group.iter().filter(|r| r.forced.contains(&true)).count();
         count += group.len();
-        groups.push(crate::policy::group(
+        groups.push(crate::policy::group_masked(
             prompt,
             group.iter().map(|r| r.token_ids.clone()).collect(),
+            group.iter().map(|r| r.forced.clone()).collect(),
             rewards.iter().map(|r| r.total as f32).collect(),
         ));
     }
@@ -99,6 +105,7 @@ pub fn make_groups(
         "accuracy_mean": acc / n,
         "format_mean": fmt / n,
         "response_len_mean": len as f64 / n,
+        "forced_frac": forced as f64 / n,
         "questions": items.len(),
     });
     Ok((groups, metrics))

@@ -83,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         batch_size: args.chunk,
         seed: args.seed,
+        force_answer: super::eval::describe_force(&args.engine.force.option()?),
     };
     let bar = progress_bar();
     let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;
