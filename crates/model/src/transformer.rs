@@ -101,7 +101,7 @@ fn get(vb: &VarBuilder, shape: &[usize], name: &str, dtype: DType) -> Result<Ten
         .get_with_hints_dtype(shape, name, candle_nn::Init::Const(0.0), dtype)
         .map_err(|e| Error::Weight {
             name: full.clone(),
-            msg: format!("expected shape {shape:?}: {e}"),
+            msg: format!("expected shape {shape:?}: {}", crate::error::brief(&e)),
         })?;
     if t.dims() != shape {
         return Err(Error::Weight {
