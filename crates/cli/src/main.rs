@@ -24,7 +24,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "auto")]
     device: String,
     /// Weight dtype of loaded models: f32, bf16 (inference on a GPU) or f16. Training keeps
-    /// f32 master weights whatever this is.
+    /// f32 master weights and AdamW state whatever this is; `bf16` also makes `rzero grpo`
+    /// and `bench train` compute in bf16 (`grpo.compute_dtype`).
     #[arg(long, global = true, default_value = "f32")]
     dtype: String,
     #[command(subcommand)]
@@ -65,6 +66,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Error messages are one line: candle attaches a captured backtrace to its errors (and
+    // prints it inside their message) when RUST_BACKTRACE is set. RUST_LIB_BACKTRACE=0 stops
+    // that capture and leaves panic backtraces to RUST_BACKTRACE; set it to 1 to get them.
+    // Set before any thread starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     init_tracing(cli.quiet);
     // Downloads started by `--model <hub id>` draw the same bars as `rzero download`.

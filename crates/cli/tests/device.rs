@@ -174,3 +174,39 @@ fn unavailable_or_unknown_devices_are_clear_errors() {
         assert!(err.contains("built without CUDA"), "{err}");
     }
 }
+
+/// With RUST_BACKTRACE=1 (a developer's or CI's environment) a model that cannot be opened is
+/// still a one-line error: candle attaches a captured backtrace to its errors and prints it
+/// inside their message (here: candle's GGUF reader on a file that is not GGUF).
+#[test]
+fn model_errors_stay_one_line_with_rust_backtrace_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("broken.gguf");
+    std::fs::write(&fake, vec![7u8; 4096]).unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"prompt_ids\": [1, 2], \"completion_ids\": [3]}\n",
+    )
+    .unwrap();
+    for dev in ["cpu", "cpu-generic"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rzero"))
+            .args(["--device", dev, "score", "--model"])
+            .arg(&fake)
+            .arg("--input")
+            .arg(&input)
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .env("RZERO_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a valid GGUF file") && err.contains("broken.gguf"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!err.contains("candle_core::"), "{err}");
+    }
+}

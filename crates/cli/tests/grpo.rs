@@ -60,13 +60,23 @@ fn rows(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Rows without their timings (the only fields a resumed run may change).
+/// Rows without their timings and memory readings (the only fields a resumed run may
+/// change).
 fn rows_untimed(out: &Path) -> Vec<Value> {
     rows(out)
         .into_iter()
         .map(|mut r| {
             if let Value::Object(m) = &mut r {
-                for k in ["time_s", "tokens_per_s", "seconds", "rollout_seconds"] {
+                for k in [
+                    "time_s",
+                    "tokens_per_s",
+                    "seconds",
+                    "rollout_seconds",
+                    "mem_rss_bytes",
+                    "mem_rss_peak_bytes",
+                    "mem_device_bytes",
+                    "mem_device_total_bytes",
+                ] {
                     m.remove(k);
                 }
             }
@@ -229,6 +239,18 @@ fn lora_with_recompute_saves_a_peft_adapter_and_resumes() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "rzero grpo failed: {stderr}");
     assert!(stderr.contains("LoRA adapter (PEFT layout)"), "{stderr}");
+    // Every update's progress line and every metric row (updates and steps) report the
+    // process's resident set: above 1 MiB, at most its peak.
+    assert!(stderr.contains(" GiB (peak "), "{stderr}");
+    let r = rows(&out);
+    assert!(r.len() >= 4, "{r:?}");
+    for row in r {
+        let rss = row["mem_rss_bytes"].as_u64().expect("mem_rss_bytes");
+        let peak = row["mem_rss_peak_bytes"]
+            .as_u64()
+            .expect("mem_rss_peak_bytes");
+        assert!(rss > 1 << 20 && rss <= peak, "{row}");
+    }
     let ck = out.join("checkpoint");
     let cfg: Value = serde_json::from_str(
         &std::fs::read_to_string(ck.join("adapter/adapter_config.json")).unwrap(),

@@ -168,6 +168,42 @@ fn rzero_checkpoint_loads_in_transformers_with_the_same_logprobs() {
     }
 }
 
+/// A checkpoint saved in bf16 (what a bf16-compute trainer writes: every tensor bf16,
+/// `torch_dtype: bfloat16`) loads in transformers with the log-probs rzero gets from it.
+#[test]
+fn rzero_bf16_checkpoint_loads_in_transformers_with_the_same_logprobs() {
+    let fx = testdata::model_dir("qwen3-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let items = items(&fx, tmp.path());
+    let mut m = load(&fx);
+    for t in m.weights.values_mut() {
+        *t = t.to_dtype(candle_core::DType::BF16).unwrap();
+    }
+    let ckpt = tmp.path().join("ckpt");
+    save(&ckpt, &m);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["torch_dtype"], "bfloat16");
+    for (name, t) in safetensors_any(&ckpt.join("model.safetensors")) {
+        assert_eq!(t.dtype(), candle_core::DType::BF16, "{name}");
+    }
+    let ours = rzero_score(&ckpt, &items);
+    let theirs = peer(&["logprobs", ckpt.to_str().unwrap(), items.to_str().unwrap()]);
+    let theirs: Vec<Vec<f64>> = theirs["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect();
+    let d = max_diff(&ours, &theirs);
+    eprintln!("qwen3-tiny bf16 checkpoint, rzero score vs transformers: max |diff| {d:.2e}");
+    assert!(d <= tol("peer_logprobs"), "max |diff| {d}");
+}
+
+fn safetensors_any(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap()
+}
+
 /// Deterministic values in [-scale, scale).
 fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed

@@ -22,9 +22,9 @@ pub enum Error {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] model::Error),
-    /// A tensor operation failed.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// A tensor operation failed (one line: [`model::error::brief`]).
+    #[error("{}", model::error::brief(.0))]
+    Candle(candle_core::Error),
     /// The tokenizer failed while decoding.
     #[error("decoding: {0}")]
     Decode(String),
@@ -39,4 +39,10 @@ pub enum Error {
     /// Generation was cancelled through the cancellation flag.
     #[error("generation cancelled")]
     Cancelled,
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
 }

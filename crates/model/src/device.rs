@@ -95,8 +95,9 @@ impl DeviceSpec {
                 }
                 Device::new_cuda(n).map_err(|e| {
                     Error::Invalid(format!(
-                        "device cuda:{n} requested, but it cannot be opened: {e} \
-                         (is there a GPU, and are the driver and the CUDA libraries found?)"
+                        "device cuda:{n} requested, but it cannot be opened: {} \
+                         (is there a GPU, and are the driver and the CUDA libraries found?)",
+                        crate::error::brief(&e)
                     ))
                 })
             }
@@ -203,6 +204,57 @@ pub fn cuda_mem_info(dev: &Device) -> Option<(usize, usize)> {
     None
 }
 
+/// Memory in use at one moment: the process's resident set (current and peak, Linux
+/// `/proc/self/status`; `None` elsewhere) and, on a CUDA device, the device memory in use
+/// (`total − free` from cudarc's mem info, every process on the device counted) and its total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemReport {
+    /// `VmRSS`, bytes.
+    pub rss_bytes: Option<u64>,
+    /// `VmHWM` (the process's peak resident set so far), bytes.
+    pub rss_peak_bytes: Option<u64>,
+    /// CUDA: device memory in use, bytes.
+    pub device_used_bytes: Option<u64>,
+    /// CUDA: the device's memory, bytes.
+    pub device_total_bytes: Option<u64>,
+}
+
+impl MemReport {
+    /// The larger of each field (a peak over several readings).
+    pub fn max(self, o: MemReport) -> MemReport {
+        let m = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        MemReport {
+            rss_bytes: m(self.rss_bytes, o.rss_bytes),
+            rss_peak_bytes: m(self.rss_peak_bytes, o.rss_peak_bytes),
+            device_used_bytes: m(self.device_used_bytes, o.device_used_bytes),
+            device_total_bytes: m(self.device_total_bytes, o.device_total_bytes),
+        }
+    }
+}
+
+/// Reads the memory in use now (see [`MemReport`]); `dev` decides whether the device is asked.
+pub fn mem_report(dev: &Device) -> MemReport {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|r| r.trim().strip_suffix("kB"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    let dm = cuda_mem_info(dev);
+    MemReport {
+        rss_bytes: field("VmRSS:"),
+        rss_peak_bytes: field("VmHWM:"),
+        device_used_bytes: dm.map(|(free, total)| total.saturating_sub(free) as u64),
+        device_total_bytes: dm.map(|(_, total)| total as u64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +282,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("int4"));
+    }
+
+    #[test]
+    fn mem_report_reads_the_resident_set_on_the_cpu() {
+        let a = mem_report(&Device::Cpu);
+        let rss = a.rss_bytes.expect("VmRSS in /proc/self/status");
+        let peak = a.rss_peak_bytes.expect("VmHWM in /proc/self/status");
+        // A test process holds at least 1 MiB and less than the machine's memory.
+        assert!(rss > 1 << 20 && rss < 1 << 42, "rss {rss}");
+        assert!(peak >= rss, "peak {peak} < rss {rss}");
+        // 64 MiB touched raises the resident set by about that much.
+        let v = vec![1u8; 64 << 20];
+        let b = mem_report(&Device::Cpu);
+        assert!(
+            b.rss_bytes.unwrap() >= rss + (48 << 20),
+            "{a:?} -> {b:?} (sum {})",
+            v.iter().map(|&x| x as u64).sum::<u64>()
+        );
+        assert_eq!((a.device_used_bytes, a.device_total_bytes), (None, None));
+        let m = a.max(b);
+        assert_eq!(m.rss_bytes, b.rss_bytes);
     }
 
     #[test]

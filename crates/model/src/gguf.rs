@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::config::{Arch, Config, RopeScaling};
-use crate::error::{Error, Result};
+use crate::error::{brief, Error, Result};
 use crate::packed::{CompactMatrix, CompactWeights};
 use crate::tokenizer::{value_as_i64, Tokenizer};
 use crate::Weights;
@@ -63,7 +63,7 @@ pub fn read_content(path: &Path) -> Result<(memmap2::Mmap, Content)> {
     })?;
     precheck(&mmap).map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
     let content = Content::read(&mut std::io::Cursor::new(&mmap[..]))
-        .map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
+        .map_err(|e| bad(path, format!("not a valid GGUF file: {}", brief(&e))))?;
     Ok((mmap, content))
 }
 
@@ -230,10 +230,13 @@ pub fn load_gguf(path: &Path, dtype: DType, device: &Device) -> Result<GgufModel
                     content.tensor_data_offset,
                     &Device::Cpu,
                 )
-                .map_err(|e| bad(path, format!("tensor {gname}: {e}")))?;
-            let mut t = q
-                .dequantize(&Device::Cpu)
-                .map_err(|e| bad(path, format!("tensor {gname}: cannot dequantize: {e}")))?;
+                .map_err(|e| bad(path, format!("tensor {gname}: {}", brief(&e))))?;
+            let mut t = q.dequantize(&Device::Cpu).map_err(|e| {
+                bad(
+                    path,
+                    format!("tensor {gname}: cannot dequantize: {}", brief(&e)),
+                )
+            })?;
             let mut heads = None;
             if config.arch == Arch::Llama {
                 if gname.contains(".attn_q.") {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::chat::ChatTemplate;
 use crate::config::{Arch, Config};
-use crate::error::{Error, Result};
+use crate::error::{brief, Error, Result};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Model;
 use crate::Weights;
@@ -574,11 +574,11 @@ pub fn read_safetensors(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, 
     let mut out = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
         let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
-            .map_err(|e| bad(path, format!("tensor {name}: {e}")))?;
+            .map_err(|e| bad(path, format!("tensor {name}: {}", brief(&e))))?;
         let t = t
             .to_dtype(opts.dtype)
             .and_then(|t| t.to_device(&opts.device))
-            .map_err(|e| bad(path, format!("tensor {name}: {e}")))?;
+            .map_err(|e| bad(path, format!("tensor {name}: {}", brief(&e))))?;
         out.push((name, t));
     }
     Ok(out)

@@ -16,7 +16,7 @@ use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 pub mod compact;
-mod generic;
+pub(crate) mod generic;
 mod kernels;
 
 use compact::CompactLayer;
@@ -222,13 +222,16 @@ impl Model {
             return KvCache::new(&self.cfg);
         }
         KvCache::new_device(
-            self.cfg.num_hidden_layers,
+            &self.kv_pool,
             self.cfg.num_key_value_heads,
             self.cfg.head_dim,
-            self.dtype,
-            &self.device,
-            self.cfg.max_position_embeddings,
         )
+    }
+
+    /// Slots allocated in the device-generic path's KV pool (one per live device cache that
+    /// has run a step, plus free ones; 0 before the first step).
+    pub fn kv_pool_slots(&self) -> usize {
+        generic::pool_slots(&self.kv_pool)
     }
 
     /// Whether [`Model::forward_packed`] uses the packed CPU kernels (f32 host caches) or the

@@ -120,7 +120,17 @@ pub fn save_hf_folder(
     generation: &GenerationConfig,
 ) -> Result<()> {
     write_folder_atomic(dir, |tmp| {
-        write_json(&tmp.join("config.json"), &cfg.to_hf_json())?;
+        let mut config = cfg.to_hf_json();
+        // transformers records the dtype the weights are saved in.
+        if let Some(t) = weights.get("model.embed_tokens.weight") {
+            let name = match t.dtype() {
+                candle_core::DType::BF16 => "bfloat16",
+                candle_core::DType::F16 => "float16",
+                _ => "float32",
+            };
+            config["torch_dtype"] = name.into();
+        }
+        write_json(&tmp.join("config.json"), &config)?;
         write_safetensors(&tmp.join("model.safetensors"), cfg, weights)?;
         tokenizer.save(tmp.join("tokenizer.json"))?;
         write_json(

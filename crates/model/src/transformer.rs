@@ -79,6 +79,8 @@ pub struct Model {
     /// On the CPU: whether `forward_packed` uses the packed kernels (else the candle-op
     /// path a GPU runs); see [`Model::set_packed_kernels`].
     pub(crate) packed_kernels: bool,
+    /// The device-generic path's KV pool (shared by clones; allocated at the first step).
+    pub(crate) kv_pool: crate::packed::generic::SharedPool,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -99,7 +101,7 @@ fn get(vb: &VarBuilder, shape: &[usize], name: &str, dtype: DType) -> Result<Ten
         .get_with_hints_dtype(shape, name, candle_nn::Init::Const(0.0), dtype)
         .map_err(|e| Error::Weight {
             name: full.clone(),
-            msg: format!("expected shape {shape:?}: {e}"),
+            msg: format!("expected shape {shape:?}: {}", crate::error::brief(&e)),
         })?;
     if t.dims() != shape {
         return Err(Error::Weight {
@@ -183,6 +185,14 @@ impl Model {
             rope_mscale,
             compact: None,
             packed_kernels: crate::device::packed_kernels_default(),
+            kv_pool: crate::packed::generic::KvPool::new(
+                cfg.num_hidden_layers,
+                cfg.num_key_value_heads,
+                d,
+                dtype,
+                vb.device(),
+                cfg.max_position_embeddings,
+            ),
         })
     }
 

@@ -280,3 +280,102 @@ fn a_cache_of_the_other_path_is_refused() {
     assert!(err.contains("another model"), "{err}");
     assert_eq!(dev.len(), 0);
 }
+
+/// 256 sequences of lengths 2..=9 decoded together (one batched attention per layer over the
+/// KV pool; the second prefill chunk mixes one-token and longer chunks) give the greedy ids
+/// each sequence gets alone.
+#[test]
+fn batch_256_greedy_equals_one_by_one() {
+    for name in ["qwen3-tiny", "llama-tiny"] {
+        let fx = fixture(name);
+        let m = generic(&fx, DType::F32);
+        let v = vocab(&fx) as u32;
+        let prompts: Vec<Vec<u32>> = (0..256u32)
+            .map(|i| {
+                let len = 2 + (i % 8) as usize;
+                (0..len as u32).map(|j| (7 + i * 31 + j * 13) % v).collect()
+            })
+            .collect();
+        let steps = 5;
+        let together = greedy(&m, &prompts, steps);
+        for (i, p) in prompts.iter().enumerate() {
+            let alone = greedy(&m, std::slice::from_ref(p), steps);
+            assert_eq!(together[i], alone[0], "{name}: sequence {i}");
+        }
+        // The ids are not all one token (the test would not see a mix-up otherwise).
+        let firsts: std::collections::BTreeSet<u32> = together.iter().map(|o| o[0]).collect();
+        assert!(firsts.len() > 10, "{name}: {firsts:?}");
+    }
+}
+
+/// Decoding sequences whose pool slots are far apart (the gather path) gives the ids they
+/// get alone; dropped caches give their slots back.
+#[test]
+fn sparse_slots_decode_as_alone() {
+    let fx = fixture("qwen3-tiny");
+    let m = generic(&fx, DType::F32);
+    let v = vocab(&fx) as u32;
+    let prompts: Vec<Vec<u32>> = (0..100u32)
+        .map(|i| (0..3 + i % 5).map(|j| (11 + i * 17 + j * 5) % v).collect())
+        .collect();
+    let mut caches: Vec<model::KvCache> = prompts.iter().map(|_| m.new_cache()).collect();
+    let mut seqs: Vec<SeqInput> = caches
+        .iter_mut()
+        .zip(&prompts)
+        .map(|(c, p)| SeqInput {
+            tokens: p,
+            cache: c,
+        })
+        .collect();
+    let first = m
+        .forward_packed(&mut seqs)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    drop(seqs);
+    let keep = [0usize, 50, 99];
+    let mut kept: Vec<model::KvCache> = Vec::new();
+    for (i, c) in caches.into_iter().enumerate() {
+        if keep.contains(&i) {
+            kept.push(c);
+        }
+    }
+    let mut last: Vec<u32> = keep.iter().map(|&i| argmax(&first[i])).collect();
+    let mut got: Vec<Vec<u32>> = last.iter().map(|&t| vec![t]).collect();
+    for _ in 0..4 {
+        let toks: Vec<[u32; 1]> = last.iter().map(|&t| [t]).collect();
+        let mut seqs: Vec<SeqInput> = kept
+            .iter_mut()
+            .zip(&toks)
+            .map(|(c, t)| SeqInput {
+                tokens: t,
+                cache: c,
+            })
+            .collect();
+        let lg = m
+            .forward_packed(&mut seqs)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        last = lg.iter().map(|r| argmax(r)).collect();
+        for (o, &t) in got.iter_mut().zip(&last) {
+            o.push(t);
+        }
+    }
+    for (k, &i) in keep.iter().enumerate() {
+        let alone = greedy(&m, std::slice::from_ref(&prompts[i]), 5);
+        assert_eq!(got[k], alone[0], "sequence {i}");
+    }
+    // The 97 dropped caches' slots are reused: 97 new caches leave the pool's size as it is.
+    let before = m.kv_pool_slots();
+    let mut fresh: Vec<model::KvCache> = (0..97).map(|_| m.new_cache()).collect();
+    let mut seqs: Vec<SeqInput> = fresh
+        .iter_mut()
+        .map(|c| SeqInput {
+            tokens: &[1, 2],
+            cache: c,
+        })
+        .collect();
+    m.forward_packed(&mut seqs).unwrap();
+    assert_eq!(m.kv_pool_slots(), before);
+}

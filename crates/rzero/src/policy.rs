@@ -63,6 +63,9 @@ pub fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
         // the reference's literal aggregation: token mean per micro-batch, averaged
         loss_agg: train::LossAgg::MicrobatchTokenMean,
         seed,
+        // `--dtype bf16` trains with bf16 compute (f32 master weights and AdamW state).
+        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
+            .unwrap_or_default(),
         ..train::GrpoConfig::default()
     }
 }

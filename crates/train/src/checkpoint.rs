@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DIR/
-//!   model/                   Hugging Face folder (config.json, model.safetensors in f32,
+//!   model/                   Hugging Face folder (config.json, model.safetensors in the
+//!                            model's dtype: f32, or bf16 with `compute_dtype = "bf16"`,
 //!                            tokenizer.json, tokenizer_config.json with the chat template,
 //!                            generation_config.json): loadable by transformers and `rzero`.
 //!                            With LoRA: the merged weights W + s·B·A, written only when
@@ -11,14 +12,17 @@
 //!                            adapter_model.safetensors with A and B in f32), loadable by PEFT,
 //!                            vLLM (`--lora-modules`) and `rzero` (`model::load` merges it
 //!                            into its base_model_name_or_path)
-//!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); metadata: format
+//!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); with bf16 full
+//!                            fine-tuning also master.<name> (the f32 master weights);
+//!                            metadata: format
 //!   trainer_state.json       step, optimizer step, RNG state, the GrpoConfig
 //! ```
 //!
 //! The whole folder is written under a temporary sibling name and renamed over `DIR`
 //! (an existing `DIR` is renamed away first, then removed). The trained parameters are
-//! saved as the f32 master weights (full fine-tuning: `model/`; LoRA: `adapter/`), so
-//! restoring gives bit-identical parameters.
+//! saved as the f32 master weights (full fine-tuning: `model/`, or `master.*` in the
+//! optimizer file when the model is saved in bf16; LoRA: `adapter/`), so restoring gives
+//! bit-identical parameters.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -172,7 +176,7 @@ impl Trainer {
                 model::save_hf_folder(
                     &tmp.join("model"),
                     self.model_config(),
-                    &self.weights(),
+                    &self.model_weights()?,
                     files.tokenizer,
                     files.chat_template,
                     files.generation,
@@ -204,8 +208,16 @@ impl Trainer {
     fn write_optimizer(&self, path: &Path) -> Result<()> {
         let opt = self.optimizer();
         let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let master_here = self.masters_in_optimizer();
         for s in self.layout().specs() {
             let r = s.offset..s.offset + s.len;
+            if master_here {
+                bufs.push((
+                    format!("master.{}", s.name),
+                    s.shape.clone(),
+                    f32_bytes(&self.master()[r.clone()]),
+                ));
+            }
             bufs.push((
                 format!("exp_avg.{}", s.name),
                 s.shape.clone(),
@@ -273,37 +285,7 @@ impl Trainer {
                 ),
             });
         }
-        // Trained parameters (f32 in the checkpoint: bit-exact); LoRA: PEFT-named A and B.
-        let (wp, prefix) = if self.lora().is_some() {
-            (
-                dir.join("adapter").join(model::lora::ADAPTER_WEIGHTS),
-                model::lora::PEFT_PREFIX,
-            )
-        } else {
-            (dir.join("model/model.safetensors"), "")
-        };
-        let w = candle_core::safetensors::load(&wp, &candle_core::Device::Cpu).map_err(|e| {
-            Error::BadFile {
-                path: wp.clone(),
-                msg: e.to_string(),
-            }
-        })?;
-        let mut master = vec![0f32; self.layout().total()];
-        for s in self.layout().specs() {
-            let key = format!("{prefix}{}", s.name);
-            let t = w.get(&key).ok_or_else(|| Error::BadFile {
-                path: wp.clone(),
-                msg: format!("missing tensor {key}"),
-            })?;
-            if t.dims() != s.shape.as_slice() {
-                return Err(Error::BadFile {
-                    path: wp.clone(),
-                    msg: format!("{}: shape {:?}, expected {:?}", s.name, t.dims(), s.shape),
-                });
-            }
-            with_f32(t, |v| master[s.offset..s.offset + s.len].copy_from_slice(v))?;
-        }
-        // Optimizer moments.
+        // Optimizer moments (and, for a bf16 model, the f32 master weights).
         let op = dir.join("optimizer.safetensors");
         let o = candle_core::safetensors::load(&op, &candle_core::Device::Cpu).map_err(|e| {
             Error::BadFile {
@@ -311,6 +293,57 @@ impl Trainer {
                 msg: e.to_string(),
             }
         })?;
+        let in_opt = self
+            .layout()
+            .specs()
+            .first()
+            .is_some_and(|s| o.contains_key(&format!("master.{}", s.name)));
+        // Trained parameters (f32 in the checkpoint: bit-exact); LoRA: PEFT-named A and B.
+        let (wp, prefix) = if in_opt {
+            (op.clone(), "master.")
+        } else if self.lora().is_some() {
+            (
+                dir.join("adapter").join(model::lora::ADAPTER_WEIGHTS),
+                model::lora::PEFT_PREFIX,
+            )
+        } else {
+            (dir.join("model/model.safetensors"), "")
+        };
+        let loaded;
+        let w = if in_opt {
+            &o
+        } else {
+            loaded =
+                candle_core::safetensors::load(&wp, &candle_core::Device::Cpu).map_err(|e| {
+                    Error::BadFile {
+                        path: wp.clone(),
+                        msg: e.to_string(),
+                    }
+                })?;
+            &loaded
+        };
+        let mut master = vec![0f32; self.layout().total()];
+        for s in self.layout().specs() {
+            let key = format!("{prefix}{}", s.name);
+            let t = w.get(&key).ok_or_else(|| Error::BadFile {
+                path: wp.clone(),
+                msg: format!("missing tensor {key}"),
+            })?;
+            if t.dims() != s.shape.as_slice() || (in_opt && t.dtype() != candle_core::DType::F32) {
+                return Err(Error::BadFile {
+                    path: wp.clone(),
+                    msg: format!(
+                        "{}: {:?} shape {:?}, expected {}shape {:?}",
+                        s.name,
+                        t.dtype(),
+                        t.dims(),
+                        if in_opt { "f32 " } else { "" },
+                        s.shape
+                    ),
+                });
+            }
+            with_f32(t, |v| master[s.offset..s.offset + s.len].copy_from_slice(v))?;
+        }
         let specs = self.layout().specs().to_vec();
         let opt = self.opt_mut();
         for s in &specs {

@@ -135,6 +135,45 @@ pub struct GrpoConfig {
     /// `logprob_chunk_rows` rows). Same gradients, less memory, about one more forward of
     /// time. Default false.
     pub recompute: bool,
+    /// Dtype of the forward and backward computation (`f32` or `bf16`). With `bf16` the
+    /// trained parameters, their gradients and the AdamW state stay f32 (master weights);
+    /// each forward casts the weight matrices to bf16 (norm weights and biases stay f32), the
+    /// residual stream, log-softmax and loss are f32, the rollout/reference policies hold bf16
+    /// copies, and checkpoints are saved in bf16 (the f32 master weights go to
+    /// `optimizer.safetensors`). Default `f32`.
+    pub compute_dtype: ComputeDtype,
+}
+
+/// [`GrpoConfig::compute_dtype`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// bf16 weight products with f32 master weights.
+    Bf16,
+}
+
+impl ComputeDtype {
+    /// The candle dtype of the weight matrices in the forward pass.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            ComputeDtype::F32 => candle_core::DType::F32,
+            ComputeDtype::Bf16 => candle_core::DType::BF16,
+        }
+    }
+
+    /// From a candle dtype: f32 or bf16 (anything else is an error naming it).
+    pub fn from_dtype(d: candle_core::DType) -> Result<Self> {
+        match d {
+            candle_core::DType::F32 => Ok(ComputeDtype::F32),
+            candle_core::DType::BF16 => Ok(ComputeDtype::Bf16),
+            other => Err(Error::invalid(format!(
+                "grpo.compute_dtype: training computes in f32 or bf16, not {other:?}"
+            ))),
+        }
+    }
 }
 
 impl Default for GrpoConfig {
@@ -162,6 +201,7 @@ impl Default for GrpoConfig {
             seed: 0,
             lora: None,
             recompute: false,
+            compute_dtype: ComputeDtype::F32,
         }
     }
 }

@@ -537,6 +537,17 @@ pub fn run(
                 );
             }
         }
+        // Memory: the largest reading of the step's updates.
+        for key in [
+            "mem_rss_bytes",
+            "mem_rss_peak_bytes",
+            "mem_device_bytes",
+            "mem_device_total_bytes",
+        ] {
+            if let Some(x) = upd_rows.iter().filter_map(|r| r[key].as_u64()).max() {
+                row.insert(key.into(), x.into());
+            }
+        }
         let ratio_min = ups
             .iter()
             .map(|m| m.grad.ratio_min)

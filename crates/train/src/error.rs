@@ -36,9 +36,9 @@ pub enum Error {
     /// Error from the model crate.
     #[error(transparent)]
     Model(#[from] model::Error),
-    /// A tensor operation failed.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    /// A tensor operation failed (one line: [`model::error::brief`]).
+    #[error("{}", model::error::brief(.0))]
+    Candle(candle_core::Error),
 }
 
 impl Error {
@@ -53,5 +53,11 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
     }
 }

@@ -34,7 +34,7 @@ pub mod sample;
 pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};
-pub use config::{GrpoConfig, LoraConfig, LossAgg};
+pub use config::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg};
 pub use driver::{LoopConfig, Progress, Rollout, RolloutBatch};
 pub use error::{Error, Result};
 pub use rand_chacha::ChaCha8Rng;

@@ -159,6 +159,19 @@ pub struct StepMetrics {
     pub time_s: f64,
     /// `tokens / time_s`.
     pub tokens_per_s: f64,
+    /// The process's resident set after the update, bytes (Linux `VmRSS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_rss_bytes: Option<u64>,
+    /// The process's peak resident set so far, bytes (`VmHWM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_rss_peak_bytes: Option<u64>,
+    /// CUDA: the most device memory in use seen during the update (read with the graph and
+    /// the gradients alive, and after the update), bytes; absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_device_bytes: Option<u64>,
+    /// CUDA: the device's memory, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_device_total_bytes: Option<u64>,
 }
 
 /// One sequence of the mini-batch, resolved.
@@ -267,6 +280,49 @@ pub struct Trainer {
     pad_id: u32,
     /// Training steps taken (skipped updates included).
     step: u64,
+    /// Dtype of the weight products ([`GrpoConfig::compute_dtype`]).
+    compute: DType,
+    /// The memory peak of the current update ([`model::device::mem_report`] readings).
+    mem: model::device::MemReport,
+    /// bf16 compute: the current weights by HF name as the policy holds them (matrices cast
+    /// to bf16, vectors f32, no graph), rebuilt after every update. `None` in f32.
+    half: Option<Weights>,
+}
+
+/// Which weights of a graph model carry a graph to the trained `Var`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Every parameter.
+    All,
+    /// Decoder layer `l` only.
+    Layer(usize),
+    /// The embedding, the final norm and the LM head only.
+    Outer,
+}
+
+impl Part {
+    /// Whether the parameter `name` (HF name) belongs to this part.
+    fn holds(self, name: &str) -> bool {
+        let layer = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        match self {
+            Part::All => true,
+            Part::Layer(l) => layer == Some(l),
+            Part::Outer => layer.is_none(),
+        }
+    }
+}
+
+/// `t` as the compute dtype `dt` holds it: matrices cast (a differentiable cast when `t` has
+/// a graph), vectors (norm weights, biases) left f32.
+fn cast_param(t: &Tensor, dt: DType) -> Result<Tensor> {
+    Ok(if t.rank() >= 2 {
+        t.to_dtype(dt)?
+    } else {
+        t.clone()
+    })
 }
 
 impl std::fmt::Debug for Trainer {
@@ -350,10 +406,24 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
-        let (layout, vars, train_model, policy, lora) = match &cfg.lora {
+        let compute = cfg.compute_dtype.dtype();
+        let (layout, vars, mut train_model, mut policy, lora) = match &cfg.lora {
             None => Self::full_setup(model_cfg, weights, device)?,
             Some(lc) => Self::lora_setup(lc, cfg.seed, model_cfg, weights, device)?,
         };
+        // bf16 compute: graph models are cast per forward; the policy holds bf16 copies.
+        let mut half = None;
+        if compute != DType::F32 {
+            train_model = None;
+            let (h, p) = Self::half_policy(
+                model_cfg,
+                &Self::live_weights(&layout, &vars, &lora),
+                compute,
+                device,
+            )?;
+            half = Some(h);
+            policy = p;
+        }
         let mut master = vec![0f32; layout.total()];
         for (spec, var) in layout.specs().iter().zip(&vars) {
             with_f32(var.as_tensor(), |s| {
@@ -362,9 +432,7 @@ impl Trainer {
         }
         let reference = if cfg.kl_coef > 0.0 {
             match (reference, &lora) {
-                (None, Some(l)) => {
-                    Some(Model::from_weights(model_cfg, &l.base, DType::F32, device)?)
-                }
+                (None, Some(l)) => Some(Model::from_weights(model_cfg, &l.base, compute, device)?),
                 (r, _) => {
                     let w = r.unwrap_or(weights);
                     let w: Weights = w
@@ -376,7 +444,7 @@ impl Trainer {
                             ))
                         })
                         .collect::<Result<_>>()?;
-                    Some(Model::from_weights(model_cfg, &w, DType::F32, device)?)
+                    Some(Model::from_weights(model_cfg, &w, compute, device)?)
                 }
             }
         } else {
@@ -404,7 +472,106 @@ impl Trainer {
             opt: AdamW::new(n),
             pad_id,
             step: 0,
+            compute,
+            half,
+            mem: Default::default(),
         })
+    }
+
+    /// The live weights by HF name (detached views; with LoRA the base and the merged
+    /// adapted modules).
+    fn live_weights(layout: &FlatLayout, vars: &[Var], lora: &Option<LoraState>) -> Weights {
+        if let Some(l) = lora {
+            let mut w = l.base.clone();
+            for (m, mw) in l.modules.iter().zip(&l.merged) {
+                w.insert(format!("{}.weight", m.path), mw.as_tensor().detach());
+            }
+            return w;
+        }
+        layout
+            .specs()
+            .iter()
+            .zip(vars)
+            .map(|(s, v)| (s.name.clone(), v.as_tensor().detach()))
+            .collect()
+    }
+
+    /// bf16 compute: `weights` cast as [`cast_param`] does, and the no-graph policy over them.
+    fn half_policy(
+        cfg: &Config,
+        weights: &Weights,
+        dt: DType,
+        dev: &Device,
+    ) -> Result<(Weights, Model)> {
+        let half: Weights = weights
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), cast_param(t, dt)?)))
+            .collect::<Result<_>>()?;
+        let policy = Model::from_weights(cfg, &half, dt, dev)?;
+        Ok((half, policy))
+    }
+
+    /// bf16 compute: recasts the policy's copies after the master weights changed.
+    fn refresh_half(&mut self) -> Result<()> {
+        if self.half.is_some() {
+            let w = Self::live_weights(&self.layout, &self.vars, &self.lora);
+            let (h, p) = Self::half_policy(&self.model_cfg, &w, self.compute, &self.device)?;
+            self.half = Some(h);
+            self.policy = p;
+        }
+        Ok(())
+    }
+
+    /// The model that a forward with a graph runs on, with a graph to the `Var`s of `part`
+    /// (other weights are constants). f32 full fine-tuning: the model over the `Var`s. bf16:
+    /// the policy's bf16 weights with those of `part` replaced by differentiable casts of the
+    /// `Var`s (LoRA: of `W + s·B·A`), so gradients come back to the f32 `Var`s.
+    fn graph_model(&self, part: Part) -> Result<Model> {
+        if let Some(m) = &self.train_model {
+            return Ok(m.clone());
+        }
+        match (&self.half, &self.lora) {
+            (None, Some(_)) => match part {
+                Part::All => self.lora_graph_model(None),
+                Part::Layer(l) => self.lora_graph_model(Some(l)),
+                Part::Outer => Ok(self.policy.clone()),
+            },
+            (Some(_), Some(_)) if part == Part::Outer => Ok(self.policy.clone()),
+            (Some(half), lora) => {
+                let mut w = half.clone();
+                match lora {
+                    None => {
+                        for (s, v) in self.layout.specs().iter().zip(&self.vars) {
+                            if part.holds(&s.name) {
+                                w.insert(s.name.clone(), cast_param(v.as_tensor(), self.compute)?);
+                            }
+                        }
+                    }
+                    Some(l) => {
+                        for m in &l.modules {
+                            let name = format!("{}.weight", m.path);
+                            if !part.holds(&name) {
+                                continue;
+                            }
+                            let merged = merged_weight(
+                                &l.base[&name],
+                                self.vars[m.a].as_tensor(),
+                                self.vars[m.b].as_tensor(),
+                                l.scale,
+                            )?;
+                            w.insert(name, merged.to_dtype(self.compute)?);
+                        }
+                    }
+                }
+                Ok(Model::from_weights(
+                    &self.model_cfg,
+                    &w,
+                    self.compute,
+                    &self.device,
+                )?)
+            }
+            (None, None) => Err(Error::invalid("no graph model")),
+        }
     }
 
     /// Full fine-tuning: one `Var` per parameter, the graph model over them and the
@@ -659,18 +826,27 @@ impl Trainer {
     /// `W + s·B·A` of the adapted modules), as detached views of the live parameters (they
     /// change with the next step; copy them to keep a snapshot).
     pub fn weights(&self) -> Weights {
-        if let Some(l) = &self.lora {
-            let mut w = l.base.clone();
-            for (m, mw) in l.modules.iter().zip(&l.merged) {
-                w.insert(format!("{}.weight", m.path), mw.as_tensor().detach());
-            }
-            return w;
-        }
-        self.layout
-            .specs()
-            .iter()
-            .zip(&self.vars)
-            .map(|(s, v)| (s.name.clone(), v.as_tensor().detach()))
+        Self::live_weights(&self.layout, &self.vars, &self.lora)
+    }
+
+    /// The dtype of the weight products ([`GrpoConfig::compute_dtype`]); checkpoints save
+    /// the model in it.
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
+    }
+
+    /// Whether checkpoints keep the f32 master weights in the optimizer file (full
+    /// fine-tuning with a model saved in a narrower dtype).
+    pub(crate) fn masters_in_optimizer(&self) -> bool {
+        self.lora.is_none() && self.compute != DType::F32
+    }
+
+    /// [`Trainer::weights`] in the model's dtype ([`Trainer::compute_dtype`]), what a
+    /// checkpoint's `model/` holds (every tensor cast, as transformers saves a bf16 model).
+    pub fn model_weights(&self) -> Result<Weights> {
+        self.weights()
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_dtype(self.compute)?)))
             .collect()
     }
 
@@ -734,15 +910,22 @@ impl Trainer {
     /// rollout is spent); the returned `step` is the step the update belongs to (1-based).
     pub fn update(&mut self, groups: &[Group]) -> Result<StepMetrics> {
         let t0 = Instant::now();
+        self.mem = Default::default();
         let grad = self.compute_gradients(groups)?;
         let update = self.apply_update()?;
         let time_s = t0.elapsed().as_secs_f64();
+        self.note_mem();
+        let mem = self.mem;
         let m = StepMetrics {
             step: self.step + 1,
             tokens_per_s: grad.tokens as f64 / time_s.max(1e-9),
             grad,
             update,
             time_s,
+            mem_rss_bytes: mem.rss_bytes,
+            mem_rss_peak_bytes: mem.rss_peak_bytes,
+            mem_device_bytes: mem.device_used_bytes,
+            mem_device_total_bytes: mem.device_total_bytes,
         };
         tracing::debug!(
             step = m.step,
@@ -755,6 +938,19 @@ impl Trainer {
             "grpo update"
         );
         Ok(m)
+    }
+
+    /// Takes a memory reading into the current update's peak (on the CPU the resident set is
+    /// read once, after the update: its peak is the kernel's `VmHWM`).
+    fn note_mem(&mut self) {
+        self.mem = self.mem.max(model::device::mem_report(&self.device));
+    }
+
+    /// Reads device memory (CUDA only) at a likely peak of the update.
+    fn note_device_mem(&mut self) {
+        if self.device.is_cuda() {
+            self.note_mem();
+        }
     }
 
     /// Marks the current step (one rollout and its updates) done.
@@ -1044,13 +1240,8 @@ impl Trainer {
                 entropy.to_vec2::<f32>()?,
             )
         } else {
-            let (logp, entropy) = match &self.train_model {
-                Some(m) => self.response_logprobs(m, &ids, &mask, &targets, p, r)?,
-                None => {
-                    let m = self.lora_graph_model(None)?;
-                    self.response_logprobs(&m, &ids, &mask, &targets, p, r)?
-                }
-            };
+            let m = self.graph_model(Part::All)?;
+            let (logp, entropy) = self.response_logprobs(&m, &ids, &mask, &targets, p, r)?;
             let lp_v = logp.detach().to_vec2::<f32>()?;
             (Some(logp), None, lp_v, entropy.to_vec2::<f32>()?)
         };
@@ -1114,6 +1305,7 @@ impl Trainer {
                 let coef = Tensor::from_vec(coef, (b, r), dev)?;
                 let surrogate = (logp * coef)?.sum_all()?;
                 let grads = surrogate.backward()?;
+                self.note_device_mem();
                 accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             }
             (None, Some(saved)) => self.backward_recompute(saved, &coef, &ids, &targets)?,
@@ -1190,15 +1382,15 @@ impl Trainer {
         // 1. Head: final norm, logits and log-softmax of one chunk of rows at a time.
         let mut gx = vec![0f32; bt * h];
         let chunk = self.cfg.logprob_chunk_rows.max(1);
-        let head = self.train_model.as_ref().unwrap_or(&self.policy);
+        let head = self.graph_model(Part::Outer)?;
         let mut start = 0;
         while start < rows {
             let n = chunk.min(rows - start);
             if coef[start..start + n].iter().any(|&c| c != 0.0) {
                 let xv = Var::from_tensor(&resp_rows.narrow(0, start, n)?)?;
-                let hh = head_hidden(head, xv.as_tensor(), self.cfg.temperature)?;
+                let hh = head_hidden(&head, xv.as_tensor(), self.cfg.temperature)?;
                 let (lp, _) = model::logprobs::token_logprobs(
-                    head,
+                    &head,
                     &hh.unsqueeze(0)?,
                     &tg.narrow(0, start, n)?.unsqueeze(0)?,
                     n,
@@ -1226,16 +1418,10 @@ impl Trainer {
             let x_in = layer_inputs.pop().expect("one saved input per layer");
             let xv = Var::from_tensor(&x_in)?;
             drop(x_in);
-            let owned;
-            let lm = match &self.train_model {
-                Some(m) => m,
-                None => {
-                    owned = self.lora_graph_model(Some(l))?;
-                    &owned
-                }
-            };
+            let lm = self.graph_model(Part::Layer(l))?;
             let out = lm.layer_forward(l, xv.as_tensor(), &inp)?;
             let grads = (out * &g)?.sum_all()?.backward()?;
+            self.note_device_mem();
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             g = match grads.get(xv.as_tensor()) {
                 Some(t) => t.detach(),
@@ -1243,7 +1429,8 @@ impl Trainer {
             };
         }
         // 3. The embedding (trained in full fine-tuning only).
-        if let Some(m) = &self.train_model {
+        if self.lora.is_none() {
+            let m = self.graph_model(Part::Outer)?;
             let grads = (m.embed(ids)? * &g)?.sum_all()?.backward()?;
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
         }
@@ -1302,6 +1489,7 @@ impl Trainer {
         self.opt
             .update(&mut self.master, &self.grads, coef as f32, &hp);
         self.write_master()?;
+        self.refresh_half()?;
         Ok(UpdateStats {
             grad_norm: norm,
             clip_coef: coef,
@@ -1350,7 +1538,8 @@ impl Trainer {
             return Err(Error::invalid("master weights of the wrong size"));
         }
         self.master = master;
-        self.write_master()
+        self.write_master()?;
+        self.refresh_half()
     }
 
     pub(crate) fn opt_mut(&mut self) -> &mut AdamW {

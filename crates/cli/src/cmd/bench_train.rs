@@ -7,7 +7,8 @@
 //! `--lora-rank r` trains LoRA adapters on every projection instead of the full weights;
 //! `--recompute` turns activation recomputation on. Peak RSS is the process's high-water
 //! mark, so compare settings in separate runs. On a GPU the row also has the device memory
-//! in use after the last step (`gpu_mem_used_bytes`, from the driver).
+//! in use (`gpu_mem_used_bytes`: the most seen during the measured steps, from the driver).
+//! `--dtype bf16` trains with bf16 compute (f32 master weights and AdamW state).
 //!
 //! `--random-init CONFIG.json` trains a model of that shape with random weights.
 
@@ -83,6 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..Default::default()
         }),
         recompute: args.recompute,
+        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
+            .context("--dtype")?,
         ..Default::default()
     };
     let params: usize = weights
@@ -127,10 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let first = trainer.step(&groups)?;
     let warm = t0.elapsed().as_secs_f64();
     let mut times = Vec::new();
+    let mut gpu_mem = first.mem_device_bytes;
     for _ in 0..args.steps {
         let t = Instant::now();
-        trainer.step(&groups)?;
+        let m = trainer.step(&groups)?;
         times.push(t.elapsed().as_secs_f64());
+        gpu_mem = gpu_mem.max(m.mem_device_bytes);
     }
     let mean = if times.is_empty() {
         warm
@@ -159,10 +164,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "first_step_grad_norm": first.update.grad_norm,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
-    // Training computes in f32 (master weights and compute), whatever --dtype loaded.
-    super::bench::device_fields(&mut out, candle_core::DType::F32);
-    if let Some((free, total)) = model::device::cuda_mem_info(&dev) {
-        out["gpu_mem_used_bytes"] = serde_json::json!(total - free);
+    // The compute dtype (master weights and AdamW state are f32 either way).
+    super::bench::device_fields(&mut out, trainer.compute_dtype());
+    if let Some(used) = gpu_mem {
+        out["gpu_mem_used_bytes"] = serde_json::json!(used);
     }
     if args.json {
         println!("{out}");

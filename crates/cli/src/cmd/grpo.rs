@@ -147,6 +147,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.lora = Some(l);
     }
     cfg.recompute |= args.recompute;
+    // A global `--dtype` other than f32 sets the training compute dtype (f32 leaves the
+    // config's `compute_dtype`).
+    let dtype = model::device::default_dtype();
+    if dtype != candle_core::DType::F32 {
+        cfg.compute_dtype = train::ComputeDtype::from_dtype(dtype).context("--dtype")?;
+    }
     cfg.validate()?;
 
     let loaded = model::load(&args.model, &model::LoadOptions::default())
@@ -280,14 +286,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Progress::Update(m) => eprintln!(
-            "step {:>4}  update  loss {:+.4}  kl {:.4}  ppo_kl {:+.5}  clip {:.3}  |g| {:.3}  {:.0} tok/s",
+            "step {:>4}  update  loss {:+.4}  kl {:.4}  ppo_kl {:+.5}  clip {:.3}  |g| {:.3}  {:.0} tok/s{}",
             m.step,
             m.grad.loss,
             m.grad.kl,
             m.grad.ppo_kl,
             m.grad.pg_clipfrac_higher,
             m.update.grad_norm,
-            m.tokens_per_s
+            m.tokens_per_s,
+            mem_text(m)
         ),
         Progress::Step(row) => eprintln!(
             "step {:>4}  reward {:.3}  updates {}  adv!=0 {:.2}  len {:.0}",
@@ -308,4 +315,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The memory part of an update's progress line: `  rss 1.23 GiB (peak 1.50)` and, on CUDA,
+/// `  gpu 20.1/79.6 GiB`.
+fn mem_text(m: &train::StepMetrics) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let mut s = String::new();
+    if let Some(r) = m.mem_rss_bytes {
+        s += &format!("  rss {:.2} GiB", r as f64 / GIB);
+        if let Some(p) = m.mem_rss_peak_bytes {
+            s += &format!(" (peak {:.2})", p as f64 / GIB);
+        }
+    }
+    if let (Some(u), Some(t)) = (m.mem_device_bytes, m.mem_device_total_bytes) {
+        s += &format!("  gpu {:.1}/{:.1} GiB", u as f64 / GIB, t as f64 / GIB);
+    }
+    s
 }

@@ -4,104 +4,208 @@
 //! The linear layers run on the packed rows of all sequences (each weight read once per step),
 //! with candle's fused inference kernels for RMSNorm, RoPE and softmax. The residual stream,
 //! norms, RoPE and softmax are f32 (as in [`Model::forward`]); products, the KV cache and the
-//! attention products are in the model dtype. Each sequence's cache is preallocated per layer
-//! as `[kv_heads, capacity, head_dim]` on the device and written in place
-//! ([`Tensor::slice_set`]); it grows by doubling, so decoding never re-concatenates it.
-//! Attention reads the first `len` positions of it through a strided view (no copy).
+//! attention products are in the model dtype.
+//!
+//! **KV cache**: one pool per model (shared by its clones), per layer a K and a V tensor of
+//! `[slots, kv_heads, capacity, head_dim]` on the device; each sequence's cache owns one slot
+//! (taken at its first step, given back when the cache is dropped). New keys and values of
+//! all sequences are written in place with one scatter per layer ([`Tensor::scatter_set`]);
+//! the pool grows by doubling (slots or capacity), so decoding never re-concatenates.
+//!
+//! **Attention**: the decoding sequences of a step (one new token each) run as one batched
+//! attention per layer: their queries `[M, kv_heads, rep, D]` against the pool's slots
+//! (a strided view of a window of slots when they are dense, else one gather), positions
+//! past each sequence's length masked. Sequences with several new tokens (prefill chunks)
+//! attend one by one to their own slot with a causal mask.
+
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{DType, Device, Tensor};
 
 use super::{KvCache, SeqInput};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::transformer::{Model, MASK_NEG};
 
-/// Smallest capacity of a device cache, in positions.
+/// Smallest capacity of the pool, in positions.
 const MIN_CAP: usize = 64;
+/// Smallest number of slots of the pool.
+const MIN_SLOTS: usize = 8;
 
-/// A sequence's keys and values on the device, one `[kv_heads, cap, head_dim]` tensor per
-/// layer each (zero-sized until the first append).
+/// The device KV storage of one model (see the module notes).
 #[derive(Debug)]
-pub(crate) struct DevKv {
+pub(crate) struct KvPool {
     pub(crate) device: Device,
     pub(crate) dtype: DType,
     pub(crate) layers: usize,
-    pub(crate) cap: usize,
+    heads: usize,
+    d: usize,
     /// Upper bound on `cap` (the model's context).
-    pub(crate) max_cap: usize,
-    pub(crate) k: Vec<Tensor>,
-    pub(crate) v: Vec<Tensor>,
+    max_cap: usize,
+    /// Slots and positions per slot allocated.
+    slots: usize,
+    cap: usize,
+    /// Per layer `[slots, heads, cap, d]` (empty until the first step).
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Whether each slot is taken.
+    used: Vec<bool>,
 }
 
-impl Clone for DevKv {
-    /// A deep copy: the cache is written in place, so copies must not share storage.
-    fn clone(&self) -> Self {
-        let copy = |ts: &[Tensor]| -> Vec<Tensor> {
-            ts.iter()
-                .map(|t| {
-                    t.copy()
-                        .expect("copy of a device KV cache (out of device memory?)")
-                })
-                .collect()
-        };
-        DevKv {
-            device: self.device.clone(),
-            dtype: self.dtype,
-            layers: self.layers,
-            cap: self.cap,
-            max_cap: self.max_cap,
-            k: copy(&self.k),
-            v: copy(&self.v),
-        }
-    }
+/// A model's pool, shared by its clones and its caches.
+pub(crate) type SharedPool = Arc<Mutex<KvPool>>;
+
+fn lock(p: &SharedPool) -> MutexGuard<'_, KvPool> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl DevKv {
-    /// Makes room for `need` positions, keeping the first `keep`.
-    fn reserve(&mut self, need: usize, keep: usize, heads: usize, d: usize) -> Result<()> {
-        if need <= self.cap {
-            return Ok(());
-        }
-        let cap = need
-            .max(2 * self.cap)
-            .max(MIN_CAP)
-            .min(self.max_cap.max(need));
-        let grow = |old: &Tensor| -> Result<Tensor> {
-            let t = Tensor::zeros((heads, cap, d), self.dtype, &self.device)?;
-            if keep > 0 {
-                t.slice_set(&old.narrow(1, 0, keep)?.contiguous()?, 1, 0)?;
-            }
-            Ok(t)
-        };
-        if self.k.is_empty() {
-            let t = || Tensor::zeros((heads, cap, d), self.dtype, &self.device);
-            self.k = (0..self.layers)
-                .map(|_| t())
-                .collect::<candle_core::Result<_>>()?;
-            self.v = (0..self.layers)
-                .map(|_| t())
-                .collect::<candle_core::Result<_>>()?;
-        } else {
-            for l in 0..self.layers {
-                self.k[l] = grow(&self.k[l])?;
-                self.v[l] = grow(&self.v[l])?;
-            }
-        }
-        self.cap = cap;
-        Ok(())
-    }
+/// Slots allocated in `p`.
+pub(crate) fn pool_slots(p: &SharedPool) -> usize {
+    lock(p).slots
 }
 
-impl KvCache {
-    /// An empty device cache: `layers` layers of `heads` KV heads of `d` values in `dtype`
-    /// (allocated at the first step).
-    pub(crate) fn new_device(
+impl KvPool {
+    /// An empty pool (nothing allocated).
+    pub(crate) fn new(
         layers: usize,
         heads: usize,
         d: usize,
         dtype: DType,
         device: &Device,
         max_cap: usize,
-    ) -> KvCache {
+    ) -> SharedPool {
+        Arc::new(Mutex::new(KvPool {
+            device: device.clone(),
+            dtype,
+            layers,
+            heads,
+            d,
+            max_cap,
+            slots: 0,
+            cap: 0,
+            k: Vec::new(),
+            v: Vec::new(),
+            used: Vec::new(),
+        }))
+    }
+
+    /// Reallocates to at least `slots` slots of `cap` positions, keeping the contents.
+    fn grow(&mut self, slots: usize, cap: usize) -> Result<()> {
+        let slots = if slots > self.slots {
+            slots.max(2 * self.slots).max(MIN_SLOTS)
+        } else {
+            self.slots
+        };
+        let cap = if cap > self.cap {
+            cap.max(2 * self.cap)
+                .max(MIN_CAP)
+                .min(self.max_cap.max(cap))
+        } else {
+            self.cap
+        };
+        if slots == self.slots && cap == self.cap {
+            return Ok(());
+        }
+        let (h, d) = (self.heads, self.d);
+        let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+            let t = Tensor::zeros((slots, h, cap, d), self.dtype, &self.device)?;
+            if let Some(old) = old {
+                // Capacity first (same slots), then slots.
+                let wide = if cap > self.cap {
+                    let w = Tensor::zeros((self.slots, h, cap, d), self.dtype, &self.device)?;
+                    w.slice_set(old, 2, 0)?;
+                    w
+                } else {
+                    old.clone()
+                };
+                t.slice_set(&wide, 0, 0)?;
+            }
+            Ok(t)
+        };
+        let had = self.slots > 0 && self.cap > 0;
+        let mut k = Vec::with_capacity(self.layers);
+        let mut v = Vec::with_capacity(self.layers);
+        for l in 0..self.layers {
+            k.push(grow(had.then(|| &self.k[l]))?);
+            v.push(grow(had.then(|| &self.v[l]))?);
+        }
+        self.k = k;
+        self.v = v;
+        self.slots = slots;
+        self.cap = cap;
+        self.used.resize(slots, false);
+        Ok(())
+    }
+
+    /// Takes a free slot (the lowest), growing the pool if none is free.
+    fn take(&mut self) -> Result<usize> {
+        let s = match self.used.iter().position(|u| !u) {
+            Some(s) => s,
+            None => {
+                let n = self.slots + 1;
+                self.grow(n, self.cap.max(1))?;
+                n - 1
+            }
+        };
+        self.used[s] = true;
+        Ok(s)
+    }
+}
+
+/// A sequence's cache on the device: a slot of its model's pool.
+#[derive(Debug)]
+pub(crate) struct DevKv {
+    pub(crate) pool: SharedPool,
+    /// The slot (taken at the first step).
+    pub(crate) slot: Option<usize>,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
+    pub(crate) layers: usize,
+}
+
+impl Drop for DevKv {
+    fn drop(&mut self) {
+        if let Some(s) = self.slot {
+            if let Some(u) = lock(&self.pool).used.get_mut(s) {
+                *u = false;
+            }
+        }
+    }
+}
+
+impl Clone for DevKv {
+    /// A copy in a slot of its own (the cache is written in place, so copies must not
+    /// share a slot).
+    fn clone(&self) -> Self {
+        let slot = self.slot.map(|a| {
+            let mut p = lock(&self.pool);
+            let b = p
+                .take()
+                .expect("a slot for a copy of a device KV cache (out of device memory?)");
+            for l in 0..p.layers {
+                for t in [&p.k[l], &p.v[l]] {
+                    let src = t
+                        .narrow(0, a, 1)
+                        .and_then(|x| x.copy())
+                        .and_then(|x| t.slice_set(&x, 0, b));
+                    src.expect("copy of a device KV cache slot");
+                }
+            }
+            b
+        });
+        DevKv {
+            pool: self.pool.clone(),
+            slot,
+            device: self.device.clone(),
+            dtype: self.dtype,
+            layers: self.layers,
+        }
+    }
+}
+
+impl KvCache {
+    /// An empty cache in `pool` (its slot is taken at the first step).
+    pub(crate) fn new_device(pool: &SharedPool, heads: usize, d: usize) -> KvCache {
+        let p = lock(pool);
         KvCache {
             len: 0,
             heads,
@@ -109,13 +213,11 @@ impl KvCache {
             k: Vec::new(),
             v: Vec::new(),
             dev: Some(DevKv {
-                device: device.clone(),
-                dtype,
-                layers,
-                cap: 0,
-                max_cap,
-                k: Vec::new(),
-                v: Vec::new(),
+                pool: pool.clone(),
+                slot: None,
+                device: p.device.clone(),
+                dtype: p.dtype,
+                layers: p.layers,
             }),
         }
     }
@@ -142,32 +244,99 @@ impl Model {
         let dt = self.dtype;
         let n = ids.len();
         let scale = 1.0 / (d as f64).sqrt();
-        // Room for the new positions in every cache (before any write).
-        for s in seqs.iter_mut() {
-            let (len, t) = (s.cache.len, s.tokens.len());
-            let kv = s.cache.dev.as_mut().expect("a device cache");
-            kv.reserve(len + t, len, nkv, d)?;
+        // The pool of every cache (one, this model's), a slot per sequence, room for the new
+        // positions (before any write).
+        let pool = self.kv_pool.clone();
+        let mut guard = lock(&pool);
+        let p = &mut *guard;
+        let mut need = 0;
+        for (si, s) in seqs.iter().enumerate() {
+            let kv = s.cache.dev.as_ref().expect("a device cache");
+            if !Arc::ptr_eq(&kv.pool, &pool) {
+                return Err(Error::Invalid(format!(
+                    "forward_packed: sequence {si}'s cache was made by another model"
+                )));
+            }
+            need = need.max(s.cache.len + s.tokens.len());
         }
+        p.grow(p.slots, need)?;
+        let mut slots = Vec::with_capacity(seqs.len());
+        for s in seqs.iter_mut() {
+            let kv = s.cache.dev.as_mut().expect("a device cache");
+            let slot = match kv.slot {
+                Some(x) => x,
+                None => {
+                    let x = p.take()?;
+                    kv.slot = Some(x);
+                    x
+                }
+            };
+            slots.push(slot);
+        }
+        let (cap, lens): (usize, Vec<usize>) = (p.cap, seqs.iter().map(|s| s.cache.len).collect());
+        // Where each new row's key/value goes: row (slot·heads + h)·cap + position of the
+        // pool viewed as [slots·heads·cap, d]; one index per element as scatter wants.
+        let mut dst = Vec::with_capacity(n * nkv * d);
+        for (si, &slot) in slots.iter().enumerate() {
+            for (j, _) in (offs[si]..offs[si + 1]).enumerate() {
+                for h in 0..nkv {
+                    let r = ((slot * nkv + h) * cap + lens[si] + j) as u32;
+                    dst.extend(std::iter::repeat_n(r, d));
+                }
+            }
+        }
+        let dst = Tensor::from_vec(dst, (n * nkv, d), dev)?;
+        // Decoding sequences (one new token) attend as one batch; the others one by one.
+        let dec: Vec<usize> = (0..seqs.len())
+            .filter(|&si| offs[si + 1] - offs[si] == 1)
+            .collect();
+        let pre: Vec<usize> = (0..seqs.len())
+            .filter(|&si| offs[si + 1] - offs[si] > 1)
+            .collect();
+        let batch = if dec.is_empty() {
+            None
+        } else {
+            Some(DecodeBatch::new(
+                &dec.iter().map(|&si| slots[si]).collect::<Vec<_>>(),
+                &dec.iter().map(|&si| lens[si] + 1).collect::<Vec<_>>(),
+                &dec.iter().map(|&si| offs[si] as u32).collect::<Vec<_>>(),
+                n,
+                ad,
+                dev,
+            )?)
+        };
+        // Output row order: decode rows first, then each prefill chunk; `order` puts them
+        // back in packed order (None when already in order).
+        let order = if pre.is_empty() {
+            None
+        } else {
+            let mut at = vec![0u32; n];
+            let mut k = 0u32;
+            for &si in dec.iter().chain(&pre) {
+                for a in &mut at[offs[si]..offs[si + 1]] {
+                    *a = k;
+                    k += 1;
+                }
+            }
+            Some(Tensor::from_vec(at, n, dev)?)
+        };
         // RoPE tables [N, D/2] at each row's position, computed as the CPU path does.
         let mut cos = vec![0f32; n * half];
         let mut sin = vec![0f32; n * half];
-        for (r, &p) in pos.iter().enumerate() {
+        for (r, &q) in pos.iter().enumerate() {
             for (j, &f) in self.inv_freq.iter().enumerate() {
-                let ang = p as f32 * f;
+                let ang = q as f32 * f;
                 cos[r * half + j] = ang.cos() * self.rope_mscale;
                 sin[r * half + j] = ang.sin() * self.rope_mscale;
             }
         }
         let cos = Tensor::from_vec(cos, (n, half), dev)?.to_dtype(ad)?;
         let sin = Tensor::from_vec(sin, (n, half), dev)?.to_dtype(ad)?;
-        // Causal masks within each sequence's new chunk ([t, len + t], additive), when t > 1.
-        let masks: Vec<Option<Tensor>> = seqs
+        // Causal masks of the prefill chunks ([t, len + t], additive).
+        let masks: Vec<Tensor> = pre
             .iter()
-            .map(|s| {
-                let (len, t) = (s.cache.len, s.tokens.len());
-                if t == 1 {
-                    return Ok(None);
-                }
+            .map(|&si| {
+                let (len, t) = (lens[si], offs[si + 1] - offs[si]);
                 let l = len + t;
                 let mut m = vec![0f32; t * l];
                 for i in 0..t {
@@ -175,7 +344,7 @@ impl Model {
                         m[i * l + j] = MASK_NEG;
                     }
                 }
-                Ok(Some(Tensor::from_vec(m, (t, l), dev)?.to_dtype(ad)?))
+                Ok(Tensor::from_vec(m, (t, l), dev)?.to_dtype(ad)?)
             })
             .collect::<Result<_>>()?;
         let ids_t = Tensor::from_vec(ids, n, dev)?;
@@ -199,17 +368,22 @@ impl Model {
                 .squeeze(0)?
                 .to_dtype(dt)?; // [N, nkv, D]
             let v = v.reshape((n, nkv, d))?.to_dtype(dt)?;
-            let mut outs = Vec::with_capacity(seqs.len());
-            for (si, s) in seqs.iter_mut().enumerate() {
+            // All new keys and values into the pool: one scatter each.
+            let rows = p.slots * nkv * cap;
+            let (kp, vp) = (&p.k[li], &p.v[li]);
+            kp.reshape((rows, d))?
+                .scatter_set(&dst, &k.reshape((n * nkv, d))?.contiguous()?, 0)?;
+            vp.reshape((rows, d))?
+                .scatter_set(&dst, &v.reshape((n * nkv, d))?.contiguous()?, 0)?;
+            let mut outs = Vec::with_capacity(1 + pre.len());
+            if let Some(b) = &batch {
+                outs.push(b.attend(&q, kp, vp, nkv, rep, d, scale, ad, dt)?);
+            }
+            for (&si, m) in pre.iter().zip(&masks) {
                 let (a, t) = (offs[si], offs[si + 1] - offs[si]);
-                let len = s.cache.len;
-                let l = len + t;
-                let kv = s.cache.dev.as_mut().expect("a device cache");
-                let (kc, vc) = (&kv.k[li], &kv.v[li]);
-                kc.slice_set(&k.narrow(0, a, t)?.transpose(0, 1)?.contiguous()?, 1, len)?;
-                vc.slice_set(&v.narrow(0, a, t)?.transpose(0, 1)?.contiguous()?, 1, len)?;
-                let keys = kc.narrow(1, 0, l)?; // [nkv, L, D], strided view
-                let vals = vc.narrow(1, 0, l)?;
+                let l = lens[si] + t;
+                let keys = kp.get(slots[si])?.narrow(1, 0, l)?; // [nkv, L, D], strided view
+                let vals = vp.get(slots[si])?.narrow(1, 0, l)?;
                 // GQA without copying K/V: the query heads of one KV head stacked along T.
                 let qs =
                     q.narrow(0, a, t)?
@@ -217,13 +391,10 @@ impl Model {
                         .contiguous()?
                         .reshape((nkv, rep * t, d))?;
                 let scores = (qs.matmul(&keys.t()?)?.to_dtype(ad)? * scale)?; // [nkv, rep*t, L]
-                let scores = match &masks[si] {
-                    Some(m) => scores
-                        .reshape((nkv, rep, t, l))?
-                        .broadcast_add(m)?
-                        .reshape((nkv, rep * t, l))?,
-                    None => scores,
-                };
+                let scores = scores
+                    .reshape((nkv, rep, t, l))?
+                    .broadcast_add(m)?
+                    .reshape((nkv, rep * t, l))?;
                 let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?;
                 let o = probs.matmul(&vals)?; // [nkv, rep*t, D] = [nh, t, D]
                 outs.push(
@@ -233,9 +404,13 @@ impl Model {
                 );
             }
             let attn = if outs.len() == 1 {
-                outs.pop().expect("one sequence")
+                outs.pop().expect("one piece")
             } else {
                 Tensor::cat(&outs, 0)?
+            };
+            let attn = match &order {
+                Some(o) => attn.index_select(o, 0)?,
+                None => attn,
             };
             let o = self.linear(&attn, &layer.o_w, None)?;
             x = (x + o)?;
@@ -246,6 +421,7 @@ impl Model {
             let y = (g.silu()? * u)?.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
             x = (x + y)?;
         }
+        drop(guard);
         for (si, s) in seqs.iter_mut().enumerate() {
             s.cache.len += offs[si + 1] - offs[si];
         }
@@ -255,5 +431,106 @@ impl Model {
         let xl = x.index_select(&Tensor::from_vec(last, nl, dev)?, 0)?;
         let xl = candle_nn::ops::rms_norm(&xl, &self.norm, eps)?;
         Ok(self.logits(&xl)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// The decoding sequences of a step, laid out for one batched attention per layer.
+struct DecodeBatch {
+    /// The pool slots attended: `lo..lo + m` (a window), or gathered (`gather`).
+    lo: usize,
+    m: usize,
+    gather: Option<Tensor>,
+    /// Longest length attended.
+    lmax: usize,
+    /// Row of each of the `m` attended slots in the step's packed rows (`n`: none, a zero
+    /// query appended), and of each decoding sequence among the `m`.
+    q_rows: Tensor,
+    out_rows: Tensor,
+    /// Additive length mask [m, 1, 1, lmax].
+    mask: Tensor,
+}
+
+impl DecodeBatch {
+    /// `slots`, `lens` (positions to attend, the new one included) and packed `rows` (of
+    /// `n`) of the decoding sequences.
+    fn new(
+        slots: &[usize],
+        lens: &[usize],
+        rows: &[u32],
+        n: usize,
+        ad: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        let nd = slots.len();
+        let lo = *slots.iter().min().expect("a decoding sequence");
+        let hi = *slots.iter().max().expect("a decoding sequence") + 1;
+        let lmax = *lens.iter().max().expect("a decoding sequence");
+        // A window of slots when they are dense (no copy), else a gather of just these.
+        let window = hi - lo <= 2 * nd + 8;
+        let (m, gather, at): (usize, Option<Tensor>, Vec<usize>) = if window {
+            (hi - lo, None, slots.iter().map(|&s| s - lo).collect())
+        } else {
+            let g: Vec<u32> = slots.iter().map(|&s| s as u32).collect();
+            (nd, Some(Tensor::from_vec(g, nd, dev)?), (0..nd).collect())
+        };
+        // Queries: a zero row (index n, appended at attention time) for unused window slots.
+        let mut q_rows = vec![n as u32; m];
+        let mut len_of = vec![1usize; m];
+        for (i, &a) in at.iter().enumerate() {
+            q_rows[a] = rows[i];
+            len_of[a] = lens[i];
+        }
+        let mut mask = vec![0f32; m * lmax];
+        for (a, &l) in len_of.iter().enumerate() {
+            for j in l..lmax {
+                mask[a * lmax + j] = MASK_NEG;
+            }
+        }
+        Ok(DecodeBatch {
+            lo,
+            m,
+            gather,
+            lmax,
+            q_rows: Tensor::from_vec(q_rows, m, dev)?,
+            out_rows: Tensor::from_vec(at.iter().map(|&a| a as u32).collect(), nd, dev)?,
+            mask: Tensor::from_vec(mask, (m, 1, 1, lmax), dev)?.to_dtype(ad)?,
+        })
+    }
+
+    /// One batched attention of the decoding sequences' queries (rows of `q` [N, nh, D])
+    /// over their slots of the pool's `kp`/`vp` [slots, nkv, cap, D]: [nd, nh·D].
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: &Tensor,
+        kp: &Tensor,
+        vp: &Tensor,
+        nkv: usize,
+        rep: usize,
+        d: usize,
+        scale: f64,
+        ad: DType,
+        dt: DType,
+    ) -> Result<Tensor> {
+        let nh = nkv * rep;
+        let (m, l) = (self.m, self.lmax);
+        let kv = |t: &Tensor| -> Result<Tensor> {
+            Ok(match &self.gather {
+                // [m, nkv, L, D]: a strided view of the window.
+                None => t.narrow(0, self.lo, m)?.narrow(2, 0, l)?,
+                Some(g) => t.index_select(g, 0)?.narrow(2, 0, l)?,
+            })
+        };
+        let (keys, vals) = (kv(kp)?, kv(vp)?);
+        // Queries of the attended slots, [m, nkv, rep, D] (zeros where no sequence decodes).
+        let qz = Tensor::cat(&[q, &Tensor::zeros((1, nh, d), q.dtype(), q.device())?], 0)?;
+        let qb = qz
+            .index_select(&self.q_rows, 0)?
+            .reshape((m, nkv, rep, d))?;
+        let scores = (qb.matmul(&keys.t()?)?.to_dtype(ad)? * scale)?; // [m, nkv, rep, L]
+        let scores = scores.broadcast_add(&self.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?;
+        let o = probs.matmul(&vals)?; // [m, nkv, rep, D]
+        Ok(o.reshape((m, nh * d))?.index_select(&self.out_rows, 0)?)
     }
 }
