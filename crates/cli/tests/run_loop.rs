@@ -287,8 +287,17 @@ fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Wall-clock fields of metric rows: the only bytes a resumed run may change.
-const TIMING_FIELDS: [&str; 4] = ["time_s", "tokens_per_s", "seconds", "rollout_seconds"];
+/// Wall-clock and memory readings of metric rows: the only bytes a resumed run may change.
+const TIMING_FIELDS: [&str; 8] = [
+    "time_s",
+    "tokens_per_s",
+    "seconds",
+    "rollout_seconds",
+    "mem_rss_bytes",
+    "mem_rss_peak_bytes",
+    "mem_device_bytes",
+    "mem_device_total_bytes",
+];
 
 /// Metric rows (`metrics.jsonl`, `metrics_<phase>.jsonl`) without their timing fields.
 fn untimed_rows(bytes: &[u8]) -> Vec<Value> {
