@@ -313,7 +313,7 @@ impl Tokenizer {
     /// Write `tokenizer.json` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let text = self.to_json_string()?;
-        crate::save::write_atomic(path.as_ref(), text.as_bytes())
+        Ok(fsutil::write_atomic(path.as_ref(), text.as_bytes())?)
     }
 }
 
