@@ -351,39 +351,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         config.eos_token_ids = eos;
     }
 
-    // Chat template: chat_template.jinja, else tokenizer_config.json's chat_template.
-    let jinja_path = dir.join("chat_template.jinja");
-    let source = if jinja_path.is_file() {
-        Some((
-            std::fs::read_to_string(&jinja_path).map_err(io(&jinja_path))?,
-            jinja_path.clone(),
-        ))
-    } else {
-        match tc.as_ref().and_then(|t| t.get("chat_template")) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some((s.clone(), tc_path.clone())),
-            Some(Value::Array(list)) => {
-                let pick = |name: &str| {
-                    list.iter().find_map(|e| {
-                        (e.get("name")?.as_str()? == name)
-                            .then(|| e.get("template")?.as_str().map(str::to_string))
-                            .flatten()
-                    })
-                };
-                let t = pick("default").or_else(|| {
-                    list.first()
-                        .and_then(|e| e.get("template")?.as_str().map(str::to_string))
-                });
-                t.map(|s| (s, tc_path.clone()))
-            }
-            Some(other) => {
-                return Err(bad(
-                    &tc_path,
-                    format!("`chat_template` must be a string or a list, got {other}"),
-                ))
-            }
-        }
-    };
+    let source = chat_template_source(dir, tc.as_ref(), &tc_path)?;
     let chat_template = match source {
         None => None,
         Some((src, from)) => Some(
@@ -400,6 +368,48 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         generation,
         source: dir.to_path_buf(),
         compact: Default::default(),
+    })
+}
+
+/// The chat template's source and the file it comes from: `chat_template.jinja`, else
+/// `tokenizer_config.json`'s `chat_template` (a string, or a list whose `default` entry, else
+/// first entry, counts).
+fn chat_template_source(
+    dir: &Path,
+    tc: Option<&Value>,
+    tc_path: &Path,
+) -> Result<Option<(String, PathBuf)>> {
+    let jinja_path = dir.join("chat_template.jinja");
+    Ok(if jinja_path.is_file() {
+        Some((
+            std::fs::read_to_string(&jinja_path).map_err(io(&jinja_path))?,
+            jinja_path.clone(),
+        ))
+    } else {
+        match tc.and_then(|t| t.get("chat_template")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some((s.clone(), tc_path.to_path_buf())),
+            Some(Value::Array(list)) => {
+                let pick = |name: &str| {
+                    list.iter().find_map(|e| {
+                        (e.get("name")?.as_str()? == name)
+                            .then(|| e.get("template")?.as_str().map(str::to_string))
+                            .flatten()
+                    })
+                };
+                let t = pick("default").or_else(|| {
+                    list.first()
+                        .and_then(|e| e.get("template")?.as_str().map(str::to_string))
+                });
+                t.map(|s| (s, tc_path.to_path_buf()))
+            }
+            Some(other) => {
+                return Err(bad(
+                    tc_path,
+                    format!("`chat_template` must be a string or a list, got {other}"),
+                ))
+            }
+        }
     })
 }
 
