@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
@@ -40,10 +40,7 @@ pub fn read_jsonl(path: Option<&Path>) -> anyhow::Result<Vec<Map<String, Value>>
 /// Where output goes: a file written atomically on `finish`, or stdout.
 pub enum JsonlOut {
     Stdout(std::io::BufWriter<std::io::Stdout>),
-    File {
-        tmp: tempfile::NamedTempFile,
-        dest: PathBuf,
-    },
+    File(fsutil::AtomicFile),
 }
 
 impl JsonlOut {
@@ -53,20 +50,10 @@ impl JsonlOut {
             Some(p) if p.as_os_str() == "-" => {
                 Ok(Self::Stdout(std::io::BufWriter::new(std::io::stdout())))
             }
-            Some(p) => {
-                let dir = match p.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                let tmp = tempfile::Builder::new()
-                    .prefix(".rzero-tmp-")
-                    .tempfile_in(&dir)
-                    .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-                Ok(Self::File {
-                    tmp,
-                    dest: p.to_path_buf(),
-                })
-            }
+            Some(p) => Ok(Self::File(
+                fsutil::AtomicFile::create(p)
+                    .with_context(|| format!("creating {}", p.display()))?,
+            )),
         }
     }
 
@@ -76,7 +63,7 @@ impl JsonlOut {
             Self::Stdout(w) => {
                 writeln!(w, "{line}")?;
             }
-            Self::File { tmp, .. } => writeln!(tmp, "{line}")?,
+            Self::File(f) => writeln!(f, "{line}")?,
         }
         Ok(())
     }
@@ -85,20 +72,10 @@ impl JsonlOut {
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Self::Stdout(mut w) => w.flush()?,
-            Self::File { mut tmp, dest } => {
-                tmp.flush()?;
-                // tempfile creates 0600; outputs are ordinary 0644 files.
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    tmp.as_file()
-                        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-                }
-                tmp.as_file().sync_all()?;
-                tmp.persist(&dest)
+            Self::File(f) => {
+                let dest = f.path().to_path_buf();
+                f.commit()
                     .with_context(|| format!("writing {}", dest.display()))?;
-                let dir = model::save::parent_dir(&dest);
-                model::save::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
             }
         }
         Ok(())

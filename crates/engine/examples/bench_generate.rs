@@ -56,7 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // `RZERO_BENCH_AVX2=1`: the AVX2 product kernel even where AVX-512VL is available.
     if std::env::var_os("RZERO_BENCH_AVX2").is_some() {
-        model::packed::force_avx2_kernel(true);
+        assert!(
+            model::packed::CpuKernel::select(Some(model::packed::CpuKernel::Avx2)),
+            "RZERO_BENCH_AVX2=1 on a CPU without AVX2"
+        );
     }
     let encode = |s: &str| -> engine::Result<Vec<u32>> { Ok(loaded.tokenizer.encode(s, false)?) };
     for b in batches {

@@ -101,7 +101,7 @@ pub fn filter(logits: &[f32], p: &SamplingParams) -> Filtered {
         }
         None => {
             let mut w: Vec<f32> = logits.iter().map(|&l| (l - m) * inv_t).collect();
-            model::packed::exp_inplace(&mut w);
+            model::simd::exp_inplace(&mut w);
             ((0..v as u32).collect(), w)
         }
     };

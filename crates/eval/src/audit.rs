@@ -202,26 +202,7 @@ pub fn run_audit(
     out_dir: &Path,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<AuditReport> {
-    if opts.m == 0 {
-        return Err(Error::Options(
-            "the audit needs m ≥ 1 samples per question".into(),
-        ));
-    }
-    if let Some(b) = benches.iter().find(|b| b.kind.is_general()) {
-        return Err(Error::Options(format!(
-            "the audit builds math pseudo-labels; `{}` is a general-domain benchmark",
-            b.name
-        )));
-    }
-    if !(0.0..=1.0).contains(&opts.filter.low)
-        || !(0.0..=1.0).contains(&opts.filter.high)
-        || opts.filter.low > opts.filter.high
-    {
-        return Err(Error::Options(format!(
-            "filter band needs 0 ≤ low ≤ high ≤ 1, got {} and {}",
-            opts.filter.low, opts.filter.high
-        )));
-    }
+    check_audit_options(benches, opts)?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let mut identity = json!({"model": opts.model, "m": opts.m, "temperature": opts.temperature, "top_p": opts.top_p,
         "top_k": opts.top_k, "max_new_tokens": opts.max_new_tokens, "seed": opts.seed,
@@ -321,6 +302,32 @@ pub fn run_audit(
     let report = summarize(&opts.model, opts, &all, per_bench);
     io::write_json_atomic(&out_dir.join("audit.json"), &report)?;
     Ok(report)
+}
+
+/// The options an audit refuses: no samples, a general-domain benchmark, a filter band
+/// outside 0 ≤ low ≤ high ≤ 1.
+fn check_audit_options(benches: &[Benchmark], opts: &AuditOptions) -> Result<()> {
+    if opts.m == 0 {
+        return Err(Error::Options(
+            "the audit needs m ≥ 1 samples per question".into(),
+        ));
+    }
+    if let Some(b) = benches.iter().find(|b| b.kind.is_general()) {
+        return Err(Error::Options(format!(
+            "the audit builds math pseudo-labels; `{}` is a general-domain benchmark",
+            b.name
+        )));
+    }
+    if !(0.0..=1.0).contains(&opts.filter.low)
+        || !(0.0..=1.0).contains(&opts.filter.high)
+        || opts.filter.low > opts.filter.high
+    {
+        return Err(Error::Options(format!(
+            "filter band needs 0 ≤ low ≤ high ≤ 1, got {} and {}",
+            opts.filter.low, opts.filter.high
+        )));
+    }
+    Ok(())
 }
 
 fn summarize(

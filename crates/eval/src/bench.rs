@@ -246,7 +246,10 @@ impl Benchmark {
         if path.is_file() {
             return Benchmark::from_file(path);
         }
-        Err(Error::UnknownBenchmark(name_or_path.to_string()))
+        Err(Error::UnknownBenchmark {
+            name: name_or_path.to_string(),
+            known: builtin_names(),
+        })
     }
 
     /// Loads a comma-separated list (`math500,gsm8k,my.jsonl`), skipping empty entries.
@@ -660,7 +663,7 @@ mod tests {
         assert!(e.contains("y:1"), "{e}");
         assert!(matches!(
             Benchmark::load("no-such-bench"),
-            Err(Error::UnknownBenchmark(_))
+            Err(Error::UnknownBenchmark { .. })
         ));
     }
 

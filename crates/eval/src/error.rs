@@ -27,8 +27,13 @@ pub enum Error {
         msg: String,
     },
     /// A benchmark name that is neither built in nor an existing file.
-    #[error("unknown benchmark `{0}` (built in: {known}; or give a path to a .jsonl file with `question` and `answer`)", known = crate::bench::builtin_names())]
-    UnknownBenchmark(String),
+    #[error("unknown benchmark `{name}` (built in: {known}; or give a path to a .jsonl file with `question` and `answer`)")]
+    UnknownBenchmark {
+        /// The name or path asked for.
+        name: String,
+        /// The built-in names, comma-separated.
+        known: String,
+    },
     /// The generator failed or returned the wrong number of completions.
     #[error("generation failed: {0}")]
     Generation(String),
@@ -57,5 +62,11 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        Error::io(e.path, e.source)
     }
 }

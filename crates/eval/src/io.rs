@@ -1,4 +1,4 @@
-//! File helpers: atomic writes (temp file in the same folder + rename) and the
+//! File helpers: atomic writes (through `fsutil`) and the
 //! append-only JSONL journals that make eval and audit resumable.
 
 use std::io::Write;
@@ -8,38 +8,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically ([`fsutil::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.map_err(|e| Error::io(path, e))?;
-    sync_dir(dir).map_err(|e| Error::io(dir, e))
-}
-
-/// Flushes the folder's entries (the rename above) to disk; a no-op off Unix.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    Ok(fsutil::write_atomic(path, bytes)?)
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.

@@ -38,8 +38,10 @@ mod io;
 pub mod judge;
 pub mod metrics;
 pub mod report;
+mod results;
 pub mod run;
 mod svg;
+mod table;
 
 pub use audit::{format_audit, run_audit, AuditOptions, AuditReport, BandStats};
 pub use bench::{Benchmark, Item, Kind, BUILTIN, BUILTIN_GENERAL, MMLU_PRO_CATEGORIES};

@@ -22,197 +22,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::bench::{seed_of, Benchmark, Item, Kind};
 use crate::error::{Error, Result};
-use crate::generate::{prompt_for, GenParams, Generator, SOLVER_SYSTEM_PROMPT};
+use crate::generate::{prompt_for, GenParams, Generator};
 use crate::judge::{judge_prompt, judge_says_yes, Judge};
 use crate::{grading, io, metrics};
 
-/// Options of [`run_eval`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalOptions {
-    /// The model's name or path, recorded in the results.
-    pub model: String,
-    /// Evaluate at most `limit` problems of each benchmark: the first ones for math, a
-    /// seeded subset stratified by category for the general-domain sets.
-    pub limit: Option<usize>,
-    /// At most this many problems of each category (general-domain sets; for math the same
-    /// as `limit`).
-    pub per_category: Option<usize>,
-    /// Multiple choice: guess a letter (seeded per question) when none is found, as the
-    /// reference does; off = such responses count wrong. Guesses are counted either way.
-    pub guess: bool,
-    /// k for mean@k and maj@k; 0 = greedy pass@1 only.
-    pub samples: usize,
-    /// Sampling temperature of the k samples (greedy pass@1 always uses 0).
-    pub temperature: f32,
-    /// Top-p of the k samples.
-    pub top_p: f32,
-    /// Top-k of the k samples (None = off).
-    pub top_k: Option<usize>,
-    /// Maximum new tokens per response.
-    pub max_new_tokens: usize,
-    /// Prompts per `generate` call (and rows per journal write).
-    pub batch_size: usize,
-    /// Base sampling seed.
-    pub seed: u64,
-    /// How answers are taken from responses: `boxed` (default, as the training reward),
-    /// `fallbacks`, or `free` (free text, for models that rarely box).
-    pub extract: grade::ExtractMode,
-    /// Which `\boxed{}` is the answer: `last-boxed` (rzero's default) or `first-boxed` (the
-    /// reference's `evaluation/`). Grading only: responses do not depend on it.
-    pub answer: grade::AnswerRule,
-    /// The generator's forced-answer setting (its cue and budget, as JSON; `None` = off), so
-    /// a resumed run must use the same one. The generator does the forcing.
-    pub force_answer: Option<String>,
-}
-
-impl Default for EvalOptions {
-    fn default() -> Self {
-        EvalOptions {
-            model: String::new(),
-            limit: None,
-            per_category: None,
-            guess: true,
-            samples: 0,
-            temperature: 0.6,
-            top_p: 0.95,
-            top_k: None,
-            max_new_tokens: 2048,
-            batch_size: 64,
-            seed: 0,
-            extract: grade::ExtractMode::Boxed,
-            answer: grade::AnswerRule::LastBoxed,
-            force_answer: None,
-        }
-    }
-}
-
-impl EvalOptions {
-    /// The options that change responses (a resumed run must match them).
-    fn identity(&self) -> Value {
-        let mut v = json!({
-            "model": self.model, "samples": self.samples, "temperature": self.temperature,
-            "top_p": self.top_p, "top_k": self.top_k, "max_new_tokens": self.max_new_tokens,
-            "seed": self.seed, "system_prompt": SOLVER_SYSTEM_PROMPT,
-        });
-        if let Some(f) = &self.force_answer {
-            v["force_answer"] = json!(f);
-        }
-        v
-    }
-}
-
-/// Results of one benchmark. Metrics are fractions in [0, 1].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BenchResult {
-    /// Benchmark name.
-    pub name: String,
-    /// Problems evaluated.
-    pub n: usize,
-    /// Greedy accuracy.
-    #[serde(rename = "pass@1")]
-    pub pass_at_1: Option<f64>,
-    /// Mean accuracy of k samples (None without samples).
-    #[serde(rename = "mean@k")]
-    pub mean_at_k: Option<f64>,
-    /// Majority-vote accuracy of k samples (None without samples).
-    #[serde(rename = "maj@k")]
-    pub maj_at_k: Option<f64>,
-    /// k (0 without samples).
-    pub k: usize,
-    /// Greedy accuracy after the judge's re-check of the wrong answers (only with a judge;
-    /// never merged into `pass@1`).
-    #[serde(
-        rename = "pass@1+judge",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pass_at_1_judged: Option<f64>,
-    /// Greedy answers sent to the judge (those graded wrong), with a judge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge_rechecked: Option<usize>,
-    /// Of those, how many the judge called correct.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge_flipped: Option<usize>,
-    /// Fraction of greedy responses without an answer (no `\boxed{}` for math; the
-    /// extraction-failure rate of the general-domain rule).
-    pub no_answer_frac: Option<f64>,
-    /// Mean length of greedy responses, in characters.
-    pub response_chars_mean: Option<f64>,
-    /// Prompt and grading rule (`math` for results written before general domains existed).
-    #[serde(default)]
-    pub kind: Kind,
-    /// Multiple choice: fraction of responses whose letter was guessed (no letter found and
-    /// guessing on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guessed_frac: Option<f64>,
-    /// Unweighted mean of the per-category accuracies (`pass@1` is the micro average).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub macro_accuracy: Option<f64>,
-    /// Accuracy per category, in the reference's reporting order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub per_category: Vec<CategoryResult>,
-}
-
-/// Greedy accuracy on one category of a general-domain benchmark.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CategoryResult {
-    /// The category (MMLU-Pro subject, BBEH task, SuperGPQA discipline).
-    pub name: String,
-    /// Problems evaluated.
-    pub n: usize,
-    /// Problems answered correctly.
-    pub correct: usize,
-    /// `correct / n`.
-    pub accuracy: f64,
-    /// Extraction failures.
-    pub no_answer: usize,
-}
-
-/// Unweighted averages over benchmarks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Averages {
-    /// Mean pass@1.
-    #[serde(rename = "pass@1")]
-    pub pass_at_1: Option<f64>,
-    /// Mean mean@k.
-    #[serde(rename = "mean@k")]
-    pub mean_at_k: Option<f64>,
-    /// Mean maj@k.
-    #[serde(rename = "maj@k")]
-    pub maj_at_k: Option<f64>,
-    /// Mean pass@1 after the judge's re-check (only with a judge).
-    #[serde(
-        rename = "pass@1+judge",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pass_at_1_judged: Option<f64>,
-}
-
-/// Contents of `results.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalResults {
-    /// The model evaluated.
-    pub model: String,
-    /// The options used.
-    pub options: EvalOptions,
-    /// Per benchmark, in the order requested.
-    pub benchmarks: Vec<BenchResult>,
-    /// Averages over the math benchmarks (the paper's math average).
-    pub average: Averages,
-    /// The judge of the re-check ([`Judge::name`]), when one was used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub judge: Option<String>,
-    /// Unweighted mean pass@1 of the general-domain benchmarks, when any were evaluated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub general_average: Option<f64>,
-}
+pub use crate::results::{Averages, BenchResult, CategoryResult, EvalOptions, EvalResults};
+pub use crate::table::format_table;
 
 /// Progress report passed to the callback after every batch.
 #[derive(Debug, Clone)]
@@ -337,32 +156,105 @@ pub fn run_eval_judged(
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     io::check_options(&out_dir.join("options.json"), &opts.identity())?;
     let journal_path = out_dir.join("responses.jsonl");
-    let old_rows = io::read_journal(&journal_path)?;
-    let done: HashSet<Key> = old_rows.iter().filter_map(key_of).collect();
-    if !done.is_empty() {
-        tracing::info!(rows = done.len(), path = %journal_path.display(), "resuming eval");
-    }
-    let mut journal = io::Journal::open(&journal_path)?;
-
-    let modes_of = |b: &Benchmark| -> Vec<&'static str> {
-        if opts.samples > 0 && !b.kind.is_general() {
-            vec!["greedy", "sample"]
-        } else {
-            vec!["greedy"]
-        }
-    };
     let selected: Vec<Vec<Item>> = benches
         .iter()
         .map(|b| b.select(opts.limit, opts.per_category, opts.seed))
         .collect();
+    generate_all(gen, benches, &selected, opts, &journal_path, progress)?;
+
+    let rows = io::read_journal(&journal_path)?;
+    let mut by_key: HashMap<Key, &Value> = HashMap::new();
+    for r in &rows {
+        if let Some(k) = key_of(r) {
+            by_key.entry(k).or_insert(r);
+        }
+    }
+    let judge_path = out_dir.join("judge.jsonl");
+    let mut judged: HashMap<(String, String), Value> = HashMap::new();
+    let mut judge_journal = None;
+    if let Some(j) = judge.as_deref() {
+        let name = j.name();
+        for r in io::read_journal(&judge_path)? {
+            let k = (
+                r["bench"].as_str().unwrap_or_default().to_string(),
+                r["id"].as_str().unwrap_or_default().to_string(),
+            );
+            if r["judge"].as_str() == Some(name.as_str()) {
+                judged.insert(k, r);
+            }
+        }
+        judge_journal = Some(io::Journal::open(&judge_path)?);
+    }
+    let mut results = Vec::new();
+    for (b, items) in benches.iter().zip(&selected) {
+        let get = |it: &Item, mode: &str| {
+            by_key
+                .get(&(b.name.clone(), it.id.clone(), mode.to_string()))
+                .copied()
+        };
+        if b.kind.is_general() {
+            results.push(general_result(b, items, opts, &|it| get(it, "greedy")));
+            continue;
+        }
+        let judging = match (judge.as_deref_mut(), judge_journal.as_mut()) {
+            (Some(j), Some(journal)) => Some((j, journal)),
+            _ => None,
+        };
+        results.push(math_result(b, items, opts, &get, judging, &mut judged)?);
+    }
+    let (average, general_average) = averages(&results);
+    let out = EvalResults {
+        model: opts.model.clone(),
+        options: opts.clone(),
+        benchmarks: results,
+        average,
+        judge: judge.as_deref().map(|j| j.name()),
+        general_average,
+    };
+    io::write_json_atomic(&out_dir.join("results.json"), &out)?;
+    Ok(out)
+}
+
+/// The generation modes of `b`: greedy, and sampled for a math benchmark when
+/// `opts.samples > 0`.
+fn modes_of(b: &Benchmark, opts: &EvalOptions) -> Vec<&'static str> {
+    if opts.samples > 0 && !b.kind.is_general() {
+        vec!["greedy", "sample"]
+    } else {
+        vec!["greedy"]
+    }
+}
+
+/// The answer extraction of `opts` (mode and answer rule).
+fn extractor(opts: &EvalOptions) -> impl Fn(&str) -> Option<String> {
+    let (rule, mode) = (opts.answer, opts.extract);
+    move |r: &str| grading::extract_with(r, mode, rule)
+}
+
+/// Generates, grades and journals in `journal_path` every (item, mode) of `selected` that
+/// the journal does not hold yet.
+fn generate_all(
+    gen: &mut dyn Generator,
+    benches: &[Benchmark],
+    selected: &[Vec<Item>],
+    opts: &EvalOptions,
+    journal_path: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<()> {
+    let old_rows = io::read_journal(journal_path)?;
+    let done: HashSet<Key> = old_rows.iter().filter_map(key_of).collect();
+    if !done.is_empty() {
+        tracing::info!(rows = done.len(), path = %journal_path.display(), "resuming eval");
+    }
+    let mut journal = io::Journal::open(journal_path)?;
     let total: usize = benches
         .iter()
-        .zip(&selected)
-        .map(|(b, items)| items.len() * modes_of(b).len())
+        .zip(selected)
+        .map(|(b, items)| items.len() * modes_of(b, opts).len())
         .sum();
     let mut counter = 0;
-    let (rule, mode) = (opts.answer, opts.extract);
-    let extract = move |r: &str| grading::extract_with(r, mode, rule);
+    let extract = extractor(opts);
+    let extract = &extract;
     let guess_seed = |bench: &str, id: &str| opts.guess.then(|| seed_of(opts.seed, &[bench, id]));
     let make_row = |mode: &'static str, bench: String, kind: Kind| {
         move |it: &Item, responses: &[String]| -> Value {
@@ -392,8 +284,8 @@ pub fn run_eval_judged(
                    "responses": responses, "answers": answers, "correct": correct})
         }
     };
-    for (b, items) in benches.iter().zip(&selected) {
-        for mode in modes_of(b) {
+    for (b, items) in benches.iter().zip(selected) {
+        for mode in modes_of(b, opts) {
             let (n, params) = match mode {
                 "greedy" => (
                     1,
@@ -432,141 +324,106 @@ pub fn run_eval_judged(
             )?;
         }
     }
-    drop(journal);
+    Ok(())
+}
 
-    let rows = io::read_journal(&journal_path)?;
-    let mut by_key: HashMap<Key, &Value> = HashMap::new();
-    for r in &rows {
-        if let Some(k) = key_of(r) {
-            by_key.entry(k).or_insert(r);
+/// Results of a math benchmark from its journaled rows (`row_of(item, mode)`), with the
+/// judge's re-check of the wrong greedy answers when `judging` is given.
+fn math_result<'a, 'j>(
+    b: &Benchmark,
+    items: &[Item],
+    opts: &EvalOptions,
+    row_of: &dyn Fn(&Item, &str) -> Option<&'a Value>,
+    judging: Option<(&mut (dyn Judge + 'j), &mut io::Journal)>,
+    judged: &mut HashMap<(String, String), Value>,
+) -> Result<BenchResult> {
+    let extract = extractor(opts);
+    let mut greedy = Vec::new();
+    // (item, response) of the greedy answers graded wrong, for the judge.
+    let mut wrong: Vec<(&Item, String)> = Vec::new();
+    let mut no_answer = 0usize;
+    let mut chars = 0usize;
+    let mut sample_verdicts = Vec::new();
+    let mut sample_answers = Vec::new();
+    let mut refs = Vec::new();
+    for it in items {
+        if let Some(row) = row_of(it, "greedy") {
+            let resp = responses_of(row);
+            let r = resp.first().map(String::as_str).unwrap_or("");
+            let a = extract(r);
+            no_answer += a.is_none() as usize;
+            chars += r.chars().count();
+            let ok = a.is_some_and(|a| grading::equivalent(&a, &it.answer));
+            if !ok {
+                wrong.push((it, r.to_string()));
+            }
+            greedy.push(ok);
+        }
+        if opts.samples > 0 {
+            if let Some(row) = row_of(it, "sample") {
+                let answers: Vec<Option<String>> =
+                    responses_of(row).iter().map(|r| extract(r)).collect();
+                sample_verdicts.push(
+                    answers
+                        .iter()
+                        .map(|a| {
+                            a.as_deref()
+                                .is_some_and(|a| grading::equivalent(a, &it.answer))
+                        })
+                        .collect(),
+                );
+                sample_answers.push(answers);
+                refs.push(it.answer.clone());
+            }
         }
     }
-    let judge_path = out_dir.join("judge.jsonl");
-    let mut judged: HashMap<(String, String), Value> = HashMap::new();
-    let mut judge_journal = None;
-    if let Some(j) = judge.as_deref() {
-        let name = j.name();
-        for r in io::read_journal(&judge_path)? {
-            let k = (
-                r["bench"].as_str().unwrap_or_default().to_string(),
-                r["id"].as_str().unwrap_or_default().to_string(),
-            );
-            if r["judge"].as_str() == Some(name.as_str()) {
-                judged.insert(k, r);
-            }
-        }
-        judge_journal = Some(io::Journal::open(&judge_path)?);
+    let mut judge_stats = None;
+    if let Some((j, journal)) = judging {
+        let flipped = recheck(j, &b.name, &wrong, opts.batch_size, judged, journal)?;
+        judge_stats = Some((wrong.len(), flipped));
     }
-    let mut results = Vec::new();
-    for (b, items) in benches.iter().zip(&selected) {
-        let get = |it: &Item, mode: &str| {
-            by_key
-                .get(&(b.name.clone(), it.id.clone(), mode.to_string()))
-                .copied()
-        };
-        if b.kind.is_general() {
-            results.push(general_result(b, items, opts, &|it| get(it, "greedy")));
-            continue;
+    let ng = greedy.len();
+    let frac = |x: usize| {
+        if ng == 0 {
+            None
+        } else {
+            Some(x as f64 / ng as f64)
         }
-        let mut greedy = Vec::new();
-        // (item, response) of the greedy answers graded wrong, for the judge.
-        let mut wrong: Vec<(&Item, String)> = Vec::new();
-        let mut no_answer = 0usize;
-        let mut chars = 0usize;
-        let mut sample_verdicts = Vec::new();
-        let mut sample_answers = Vec::new();
-        let mut refs = Vec::new();
-        for it in items {
-            if let Some(row) = get(it, "greedy") {
-                let resp = responses_of(row);
-                let r = resp.first().map(String::as_str).unwrap_or("");
-                let a = extract(r);
-                no_answer += a.is_none() as usize;
-                chars += r.chars().count();
-                let ok = a.is_some_and(|a| grading::equivalent(&a, &it.answer));
-                if !ok {
-                    wrong.push((it, r.to_string()));
-                }
-                greedy.push(ok);
-            }
-            if opts.samples > 0 {
-                if let Some(row) = get(it, "sample") {
-                    let answers: Vec<Option<String>> =
-                        responses_of(row).iter().map(|r| extract(r)).collect();
-                    sample_verdicts.push(
-                        answers
-                            .iter()
-                            .map(|a| {
-                                a.as_deref()
-                                    .is_some_and(|a| grading::equivalent(a, &it.answer))
-                            })
-                            .collect(),
-                    );
-                    sample_answers.push(answers);
-                    refs.push(it.answer.clone());
-                }
-            }
-        }
-        let mut judge_stats = None;
-        if let (Some(j), Some(journal)) = (judge.as_deref_mut(), judge_journal.as_mut()) {
-            let flipped = recheck(j, &b.name, &wrong, opts.batch_size, &mut judged, journal)?;
-            judge_stats = Some((wrong.len(), flipped));
-        }
-        let ng = greedy.len();
-        let frac = |x: usize| {
-            if ng == 0 {
-                None
-            } else {
-                Some(x as f64 / ng as f64)
-            }
-        };
-        results.push(BenchResult {
-            name: b.name.clone(),
-            n: items.len(),
-            pass_at_1: (ng > 0).then(|| metrics::pass_at_1(&greedy)),
-            mean_at_k: (opts.samples > 0 && !sample_verdicts.is_empty())
-                .then(|| metrics::mean_at_k(&sample_verdicts)),
-            maj_at_k: (opts.samples > 0 && !sample_answers.is_empty())
-                .then(|| metrics::maj_at_k(&sample_answers, &refs)),
-            k: opts.samples,
-            pass_at_1_judged: judge_stats
-                .filter(|_| ng > 0)
-                .map(|(_, f)| (greedy.iter().filter(|&&g| g).count() + f) as f64 / ng as f64),
-            judge_rechecked: judge_stats.map(|(n, _)| n),
-            judge_flipped: judge_stats.map(|(_, f)| f),
-            no_answer_frac: frac(no_answer),
-            response_chars_mean: frac(chars),
-            kind: Kind::Math,
-            guessed_frac: None,
-            macro_accuracy: None,
-            per_category: Vec::new(),
-        });
-    }
+    };
+    Ok(BenchResult {
+        name: b.name.clone(),
+        n: items.len(),
+        pass_at_1: (ng > 0).then(|| metrics::pass_at_1(&greedy)),
+        mean_at_k: (opts.samples > 0 && !sample_verdicts.is_empty())
+            .then(|| metrics::mean_at_k(&sample_verdicts)),
+        maj_at_k: (opts.samples > 0 && !sample_answers.is_empty())
+            .then(|| metrics::maj_at_k(&sample_answers, &refs)),
+        k: opts.samples,
+        pass_at_1_judged: judge_stats
+            .filter(|_| ng > 0)
+            .map(|(_, f)| (greedy.iter().filter(|&&g| g).count() + f) as f64 / ng as f64),
+        judge_rechecked: judge_stats.map(|(n, _)| n),
+        judge_flipped: judge_stats.map(|(_, f)| f),
+        no_answer_frac: frac(no_answer),
+        response_chars_mean: frac(chars),
+        kind: Kind::Math,
+        guessed_frac: None,
+        macro_accuracy: None,
+        per_category: Vec::new(),
+    })
+}
+
+/// The math average (each figure over the math benchmarks) and the general-domain average
+/// of pass@1.
+fn averages(results: &[BenchResult]) -> (Averages, Option<f64>) {
+    let math = |f: fn(&BenchResult) -> Option<f64>| {
+        metrics::average(results.iter().filter(|r| !r.kind.is_general()).map(f))
+    };
     let average = Averages {
-        pass_at_1: metrics::average(
-            results
-                .iter()
-                .filter(|r| !r.kind.is_general())
-                .map(|r| r.pass_at_1),
-        ),
-        mean_at_k: metrics::average(
-            results
-                .iter()
-                .filter(|r| !r.kind.is_general())
-                .map(|r| r.mean_at_k),
-        ),
-        maj_at_k: metrics::average(
-            results
-                .iter()
-                .filter(|r| !r.kind.is_general())
-                .map(|r| r.maj_at_k),
-        ),
-        pass_at_1_judged: metrics::average(
-            results
-                .iter()
-                .filter(|r| !r.kind.is_general())
-                .map(|r| r.pass_at_1_judged),
-        ),
+        pass_at_1: math(|r| r.pass_at_1),
+        mean_at_k: math(|r| r.mean_at_k),
+        maj_at_k: math(|r| r.maj_at_k),
+        pass_at_1_judged: math(|r| r.pass_at_1_judged),
     };
     let general_average = metrics::average(
         results
@@ -574,16 +431,7 @@ pub fn run_eval_judged(
             .filter(|r| r.kind.is_general())
             .map(|r| r.pass_at_1),
     );
-    let out = EvalResults {
-        model: opts.model.clone(),
-        options: opts.clone(),
-        benchmarks: results,
-        average,
-        judge: judge.as_deref().map(|j| j.name()),
-        general_average,
-    };
-    io::write_json_atomic(&out_dir.join("results.json"), &out)?;
-    Ok(out)
+    (average, general_average)
 }
 
 /// Asks `judge` about the `wrong` greedy answers of `bench` that `judged` (the journal's rows
@@ -706,179 +554,4 @@ fn general_result<'a>(
         judge_rechecked: None,
         judge_flipped: None,
     }
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}", v * 100.0))
-        .unwrap_or_else(|| "-".into())
-}
-
-/// A plain-text table of the results (percentages), for the terminal: math benchmarks and
-/// their average, the general-domain benchmarks and theirs, then each general-domain
-/// benchmark's categories.
-pub fn format_table(r: &EvalResults) -> String {
-    let k = r.options.samples;
-    let h_mean = format!("mean@{k}");
-    let h_maj = format!("maj@{k}");
-    let mut rows: Vec<[String; 7]> = vec![[
-        "benchmark".into(),
-        "n".into(),
-        "pass@1".into(),
-        h_mean,
-        h_maj,
-        "no answer".into(),
-        "guessed".into(),
-    ]];
-    let mut rules = vec![0];
-    let row_of = |b: &BenchResult| -> [String; 7] {
-        [
-            b.name.clone(),
-            b.n.to_string(),
-            pct(b.pass_at_1),
-            pct(b.mean_at_k),
-            pct(b.maj_at_k),
-            pct(b.no_answer_frac),
-            pct(b.guessed_frac),
-        ]
-    };
-    let math: Vec<&BenchResult> = r
-        .benchmarks
-        .iter()
-        .filter(|b| !b.kind.is_general())
-        .collect();
-    let general: Vec<&BenchResult> = r
-        .benchmarks
-        .iter()
-        .filter(|b| b.kind.is_general())
-        .collect();
-    if !math.is_empty() {
-        rows.extend(math.iter().map(|b| row_of(b)));
-        rules.push(rows.len() - 1);
-        rows.push([
-            "average".into(),
-            String::new(),
-            pct(r.average.pass_at_1),
-            pct(r.average.mean_at_k),
-            pct(r.average.maj_at_k),
-            String::new(),
-            String::new(),
-        ]);
-    }
-    if !general.is_empty() {
-        if !math.is_empty() {
-            rules.push(rows.len() - 1);
-        }
-        rows.extend(general.iter().map(|b| row_of(b)));
-        if general.len() > 1 {
-            rules.push(rows.len() - 1);
-            rows.push([
-                "general average".into(),
-                String::new(),
-                pct(r.general_average),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
-        }
-    }
-    let mut cols = vec![0, 1, 2];
-    if k > 0 && !math.is_empty() {
-        cols.extend([3, 4]);
-    }
-    cols.push(5);
-    if general.iter().any(|b| b.guessed_frac.is_some()) {
-        cols.push(6);
-    }
-    let mut s = render_rows(&rows, &cols, &rules);
-    for b in general {
-        if b.per_category.is_empty() {
-            continue;
-        }
-        let mut rows: Vec<[String; 7]> = vec![[
-            format!("{} category", b.name),
-            "n".into(),
-            "accuracy".into(),
-            "no answer".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]];
-        for c in &b.per_category {
-            rows.push([
-                c.name.clone(),
-                c.n.to_string(),
-                pct(Some(c.accuracy)),
-                pct(Some(c.no_answer as f64 / c.n.max(1) as f64)),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
-        }
-        s.push('\n');
-        s.push_str(&render_rows(&rows, &[0, 1, 2, 3], &[0]));
-    }
-    if let Some(judge) = &r.judge {
-        // the judge's re-check beside (never merged into) pass@1
-        let mut rows: Vec<[String; 7]> = vec![[
-            format!("judge {judge}"),
-            "n".into(),
-            "pass@1".into(),
-            "pass@1+judge".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]];
-        for b in r.benchmarks.iter().filter(|b| b.pass_at_1_judged.is_some()) {
-            rows.push([
-                b.name.clone(),
-                b.n.to_string(),
-                pct(b.pass_at_1),
-                pct(b.pass_at_1_judged),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
-        }
-        rows.push([
-            "average".into(),
-            String::new(),
-            pct(r.average.pass_at_1),
-            pct(r.average.pass_at_1_judged),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]);
-        s.push('\n');
-        s.push_str(&render_rows(&rows, &[0, 1, 2, 3], &[0, rows.len() - 2]));
-    }
-    s
-}
-
-/// Aligned columns `cols` of `rows`, a dashed rule after each row index in `rules`.
-fn render_rows(rows: &[[String; 7]], cols: &[usize], rules: &[usize]) -> String {
-    let widths: Vec<usize> = (0..7)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let total: usize = cols.iter().map(|&c| widths[c]).sum::<usize>() + 2 * (cols.len() - 1);
-    let mut s = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line: Vec<String> = cols
-            .iter()
-            .map(|&c| {
-                if c == 0 {
-                    format!("{:<w$}", row[c], w = widths[c])
-                } else {
-                    format!("{:>w$}", row[c], w = widths[c])
-                }
-            })
-            .collect();
-        s.push_str(line.join("  ").trim_end());
-        s.push('\n');
-        if rules.contains(&i) {
-            s.push_str(&"-".repeat(total));
-            s.push('\n');
-        }
-    }
-    s
 }

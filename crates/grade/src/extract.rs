@@ -1,7 +1,6 @@
 //! Extraction of the final answer from a model response: the content of the last
 //! `\boxed{...}` / `\fbox{...}` (brace matching, escaped braces skipped), with
-//! optional fallbacks ("the answer is X", `Final Answer:` lines, choice letters), and a
-//! free-text mode ([`extract_free`]) for responses that do not box their answer.
+//! optional fallbacks ("the answer is X", `Final Answer:` lines, choice letters).
 
 use crate::normalize::matching_brace;
 
@@ -23,59 +22,6 @@ impl ExtractOptions {
             answer_is: true,
             final_answer: true,
             choice_letter: true,
-        }
-    }
-}
-
-/// How an answer is taken from a response: the modes of `rzero grade --extract` and of
-/// evaluation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExtractMode {
-    /// The last `\boxed{}` only, as the reference's reward (the default).
-    #[default]
-    Boxed,
-    /// `\boxed{}`, else "Final Answer:", "the answer is", a choice letter
-    /// ([`ExtractOptions::all`]).
-    Fallbacks,
-    /// Free text: [`extract_free`](crate::extract_free).
-    Free,
-}
-
-impl ExtractMode {
-    /// The answer of `text` under this mode.
-    pub fn extract(self, text: &str) -> Option<String> {
-        match self {
-            ExtractMode::Boxed => extract_boxed(text),
-            ExtractMode::Fallbacks => extract_answer(text, &ExtractOptions::all()),
-            ExtractMode::Free => crate::free::extract_free(text),
-        }
-    }
-
-    /// The mode's name as written on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExtractMode::Boxed => "boxed",
-            ExtractMode::Fallbacks => "fallbacks",
-            ExtractMode::Free => "free",
-        }
-    }
-}
-
-impl std::fmt::Display for ExtractMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for ExtractMode {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "boxed" => Ok(ExtractMode::Boxed),
-            "fallbacks" => Ok(ExtractMode::Fallbacks),
-            "free" => Ok(ExtractMode::Free),
-            other => Err(crate::Error::UnknownMode(other.to_string())),
         }
     }
 }

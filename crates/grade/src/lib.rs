@@ -31,6 +31,7 @@ mod expr;
 mod extract;
 mod free;
 pub mod mmlu_pro;
+mod mode;
 mod normalize;
 mod num;
 mod py;
@@ -39,8 +40,9 @@ pub mod solution;
 
 use std::collections::HashMap;
 
-pub use extract::{extract_answer, extract_boxed, ExtractMode, ExtractOptions};
+pub use extract::{extract_answer, extract_boxed, ExtractOptions};
 pub use free::extract_free;
+pub use mode::ExtractMode;
 pub use rule::{extract_first_boxed, AnswerRule};
 
 /// Longest answer (in bytes) that is parsed; longer ones are compared as strings.

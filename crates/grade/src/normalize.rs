@@ -170,180 +170,198 @@ fn rewrite_into(cs: &[char], out: &mut String, depth: usize) {
     let mut i = 0;
     while i < cs.len() {
         let c = cs[i];
-        if c == '\\' {
-            let st = i + 1;
-            let mut j = st;
-            while j < cs.len() && cs[j].is_ascii_alphabetic() {
-                j += 1;
-            }
-            if j == st
-                && cs.get(st) == Some(&'\\')
-                && cs.get(st + 1).is_some_and(|c| c.is_ascii_alphabetic())
-            {
-                // `\\frac` from a doubly escaped source: a command when the name is known.
-                let mut k = st + 1;
-                while k < cs.len() && cs[k].is_ascii_alphabetic() {
-                    k += 1;
-                }
-                let name: String = cs[st + 1..k].iter().collect();
-                if is_known_command(&name) {
-                    i = st;
-                    continue;
-                }
-            }
-            if j == st {
-                // Escaped single character.
-                let Some(&d) = cs.get(st) else {
-                    i += 1;
-                    continue;
-                };
-                i = st + 1;
-                match d {
-                    '{' => out.push('⦃'),
-                    '}' => out.push('⦄'),
-                    '%' => out.push('%'),
-                    '$' | '(' | ')' | '[' | ']' => {}
-                    '\\' => out.push_str("\\\\"),
-                    '&' => out.push('&'),
-                    '#' => out.push('#'),
-                    '_' => out.push('_'),
-                    '!' => {
-                        // `1,\!000` is a thousands separator.
-                        let prev_comma = out.ends_with(',');
-                        let mut k = i;
-                        while k < cs.len() && cs[k] == ' ' {
-                            k += 1;
-                        }
-                        let next_digits = cs
-                            .get(k..k + 3)
-                            .is_some_and(|w| w.iter().all(|d| d.is_ascii_digit()));
-                        if prev_comma && next_digits {
-                            out.pop();
-                            i = k;
-                        } else {
-                            out.push(' ');
-                        }
-                    }
-                    _ => out.push(' '),
-                }
-                continue;
-            }
-            let name: String = cs[st..j].iter().collect();
-            i = j;
-            let n = name.as_str();
-            if UNWRAP.contains(&n) && depth < 32 {
-                let mut k = i;
-                while k < cs.len() && cs[k] == ' ' {
-                    k += 1;
-                }
-                if cs.get(k) == Some(&'{') {
-                    if let Some(e) = matching_brace(cs, k) {
-                        // Braces stay only where the content is a macro argument.
-                        let group = needs_group(out);
-                        out.push(if group { '{' } else { ' ' });
-                        rewrite_into(&cs[k + 1..e], out, depth + 1);
-                        out.push(if group { '}' } else { ' ' });
-                        i = e + 1;
-                        continue;
-                    }
-                }
-                continue;
-            }
-            if DROP.contains(&n) {
-                // `\left.` / `\right.` are invisible delimiters.
-                if (n == "left" || n == "right") && cs.get(i) == Some(&'.') {
-                    i += 1;
-                }
-                if (n == "hspace" || n.ends_with("phantom")) && cs.get(i) == Some(&'{') {
-                    if let Some(e) = matching_brace(cs, i) {
-                        i = e + 1;
-                    }
-                }
-                out.push(' ');
-                continue;
-            }
-            let rep: Option<&str> = match n {
-                "dfrac" | "tfrac" | "cfrac" | "nicefrac" => Some("\\frac"),
-                "dbinom" | "tbinom" | "binom" | "choose" => Some("\\binom"),
-                "le" | "leq" | "leqslant" | "leqq" => Some("≤"),
-                "ge" | "geq" | "geqslant" | "geqq" => Some("≥"),
-                "lt" => Some("<"),
-                "gt" => Some(">"),
-                "ne" | "neq" => Some("≠"),
-                "approx" | "simeq" | "sim" | "cong" | "equiv" => Some("≈"),
-                "cdot" | "times" | "ast" | "bullet" => Some("*"),
-                "div" => Some("/"),
-                "circ" | "degree" => Some("°"),
-                "infty" | "infin" => Some("∞"),
-                "pm" => Some("±"),
-                "mp" => Some("∓"),
-                "cup" => Some("∪"),
-                "cap" => Some("∩"),
-                "in" => Some("∈"),
-                "colon" => Some(":"),
-                "dots" | "ldots" | "cdots" => Some("…"),
-                "langle" => Some("("),
-                "rangle" => Some(")"),
-                "lbrace" => Some("⦃"),
-                "rbrace" => Some("⦄"),
-                "lvert" | "rvert" | "vert" | "mid" => Some("|"),
-                "land" | "wedge" => Some(" and "),
-                "lor" | "vee" => Some(" or "),
-                "varnothing" | "emptyset" => Some("∅"),
-                "Rightarrow" | "implies" | "rightarrow" | "to" | "Longrightarrow" => Some(" ⇒ "),
-                "sqrt" | "frac" => None,
-                _ => None,
-            };
-            match rep {
-                Some(r) => out.push_str(r),
-                None => {
-                    out.push('\\');
-                    out.push_str(n);
-                    // Keep a letter right after a command from merging into its name.
-                    if cs.get(i).is_some_and(|d| d.is_ascii_alphabetic()) {
-                        out.push(' ');
-                    }
-                }
-            }
-            continue;
+        i = if c == '\\' {
+            rewrite_command(cs, i, out, depth)
+        } else {
+            rewrite_char(cs, c, i + 1, out)
+        };
+    }
+}
+
+/// Rewrites the command (or escaped character) whose backslash is at `i`; returns the
+/// index after what it consumed.
+fn rewrite_command(cs: &[char], i: usize, out: &mut String, depth: usize) -> usize {
+    let st = i + 1;
+    let mut j = st;
+    while j < cs.len() && cs[j].is_ascii_alphabetic() {
+        j += 1;
+    }
+    if j == st
+        && cs.get(st) == Some(&'\\')
+        && cs.get(st + 1).is_some_and(|c| c.is_ascii_alphabetic())
+    {
+        // `\\frac` from a doubly escaped source: a command when the name is known.
+        let mut k = st + 1;
+        while k < cs.len() && cs[k].is_ascii_alphabetic() {
+            k += 1;
         }
-        i += 1;
-        match c {
-            '$' => {}
-            '~' | '\n' | '\t' | '\r' => out.push(' '),
-            '{' if cs.get(i) == Some(&',') && cs.get(i + 1) == Some(&'}') => {
-                // `14{,}916`: thousands separator.
-                i += 2;
-            }
-            '−' | '–' | '—' => out.push('-'),
-            '×' | '·' | '⋅' => out.push('*'),
-            '÷' => out.push('/'),
-            '²' => out.push_str("^2"),
-            '³' => out.push_str("^3"),
-            '√' => out.push_str("\\sqrt"),
-            'π' => out.push_str("\\pi "),
-            '⩽' => out.push('≤'),
-            '⩾' => out.push('≥'),
-            '<' if cs.get(i) == Some(&'=') => {
-                i += 1;
-                out.push('≤');
-            }
-            '>' if cs.get(i) == Some(&'=') => {
-                i += 1;
-                out.push('≥');
-            }
-            '!' if cs.get(i) == Some(&'=') => {
-                i += 1;
-                out.push('≠');
-            }
-            '=' if cs.get(i) == Some(&'=') => {
-                i += 1;
-                out.push('=');
-            }
-            '\'' | '`' if last_non_space(out).is_none() => {}
-            _ => out.push(c),
+        let name: String = cs[st + 1..k].iter().collect();
+        if is_known_command(&name) {
+            return st;
         }
     }
+    if j == st {
+        // Escaped single character.
+        let Some(&d) = cs.get(st) else {
+            return i + 1;
+        };
+        return rewrite_escaped(cs, d, st + 1, out);
+    }
+    let name: String = cs[st..j].iter().collect();
+    let mut i = j;
+    let n = name.as_str();
+    if UNWRAP.contains(&n) && depth < 32 {
+        let mut k = i;
+        while k < cs.len() && cs[k] == ' ' {
+            k += 1;
+        }
+        if cs.get(k) == Some(&'{') {
+            if let Some(e) = matching_brace(cs, k) {
+                // Braces stay only where the content is a macro argument.
+                let group = needs_group(out);
+                out.push(if group { '{' } else { ' ' });
+                rewrite_into(&cs[k + 1..e], out, depth + 1);
+                out.push(if group { '}' } else { ' ' });
+                return e + 1;
+            }
+        }
+        return i;
+    }
+    if DROP.contains(&n) {
+        // `\left.` / `\right.` are invisible delimiters.
+        if (n == "left" || n == "right") && cs.get(i) == Some(&'.') {
+            i += 1;
+        }
+        if (n == "hspace" || n.ends_with("phantom")) && cs.get(i) == Some(&'{') {
+            if let Some(e) = matching_brace(cs, i) {
+                i = e + 1;
+            }
+        }
+        out.push(' ');
+        return i;
+    }
+    match command_replacement(n) {
+        Some(r) => out.push_str(r),
+        None => {
+            out.push('\\');
+            out.push_str(n);
+            // Keep a letter right after a command from merging into its name.
+            if cs.get(i).is_some_and(|d| d.is_ascii_alphabetic()) {
+                out.push(' ');
+            }
+        }
+    }
+    i
+}
+
+/// Rewrites the escaped character `d` (`\d`), with `i` the index after it; returns the
+/// index after what it consumed.
+fn rewrite_escaped(cs: &[char], d: char, mut i: usize, out: &mut String) -> usize {
+    match d {
+        '{' => out.push('⦃'),
+        '}' => out.push('⦄'),
+        '%' => out.push('%'),
+        '$' | '(' | ')' | '[' | ']' => {}
+        '\\' => out.push_str("\\\\"),
+        '&' => out.push('&'),
+        '#' => out.push('#'),
+        '_' => out.push('_'),
+        '!' => {
+            // `1,\!000` is a thousands separator.
+            let prev_comma = out.ends_with(',');
+            let mut k = i;
+            while k < cs.len() && cs[k] == ' ' {
+                k += 1;
+            }
+            let next_digits = cs
+                .get(k..k + 3)
+                .is_some_and(|w| w.iter().all(|d| d.is_ascii_digit()));
+            if prev_comma && next_digits {
+                out.pop();
+                i = k;
+            } else {
+                out.push(' ');
+            }
+        }
+        _ => out.push(' '),
+    }
+    i
+}
+
+/// The plain form of a LaTeX command that has one (`\le` → `≤`); `None` keeps the command.
+fn command_replacement(n: &str) -> Option<&'static str> {
+    match n {
+        "dfrac" | "tfrac" | "cfrac" | "nicefrac" => Some("\\frac"),
+        "dbinom" | "tbinom" | "binom" | "choose" => Some("\\binom"),
+        "le" | "leq" | "leqslant" | "leqq" => Some("≤"),
+        "ge" | "geq" | "geqslant" | "geqq" => Some("≥"),
+        "lt" => Some("<"),
+        "gt" => Some(">"),
+        "ne" | "neq" => Some("≠"),
+        "approx" | "simeq" | "sim" | "cong" | "equiv" => Some("≈"),
+        "cdot" | "times" | "ast" | "bullet" => Some("*"),
+        "div" => Some("/"),
+        "circ" | "degree" => Some("°"),
+        "infty" | "infin" => Some("∞"),
+        "pm" => Some("±"),
+        "mp" => Some("∓"),
+        "cup" => Some("∪"),
+        "cap" => Some("∩"),
+        "in" => Some("∈"),
+        "colon" => Some(":"),
+        "dots" | "ldots" | "cdots" => Some("…"),
+        "langle" => Some("("),
+        "rangle" => Some(")"),
+        "lbrace" => Some("⦃"),
+        "rbrace" => Some("⦄"),
+        "lvert" | "rvert" | "vert" | "mid" => Some("|"),
+        "land" | "wedge" => Some(" and "),
+        "lor" | "vee" => Some(" or "),
+        "varnothing" | "emptyset" => Some("∅"),
+        "Rightarrow" | "implies" | "rightarrow" | "to" | "Longrightarrow" => Some(" ⇒ "),
+        _ => None,
+    }
+}
+
+/// Rewrites the plain character `c`, with `i` the index after it; returns the index
+/// after what it consumed.
+fn rewrite_char(cs: &[char], c: char, mut i: usize, out: &mut String) -> usize {
+    match c {
+        '$' => {}
+        '~' | '\n' | '\t' | '\r' => out.push(' '),
+        '{' if cs.get(i) == Some(&',') && cs.get(i + 1) == Some(&'}') => {
+            // `14{,}916`: thousands separator.
+            i += 2;
+        }
+        '−' | '–' | '—' => out.push('-'),
+        '×' | '·' | '⋅' => out.push('*'),
+        '÷' => out.push('/'),
+        '²' => out.push_str("^2"),
+        '³' => out.push_str("^3"),
+        '√' => out.push_str("\\sqrt"),
+        'π' => out.push_str("\\pi "),
+        '⩽' => out.push('≤'),
+        '⩾' => out.push('≥'),
+        '<' if cs.get(i) == Some(&'=') => {
+            i += 1;
+            out.push('≤');
+        }
+        '>' if cs.get(i) == Some(&'=') => {
+            i += 1;
+            out.push('≥');
+        }
+        '!' if cs.get(i) == Some(&'=') => {
+            i += 1;
+            out.push('≠');
+        }
+        '=' if cs.get(i) == Some(&'=') => {
+            i += 1;
+            out.push('=');
+        }
+        '\'' | '`' if last_non_space(out).is_none() => {}
+        _ => out.push(c),
+    }
+    i
 }
 
 /// Full string normalisation: [`rewrite`], then degrees, collapse of spaces, outer

@@ -30,7 +30,7 @@ fn main() -> candle_core::Result<()> {
         let wv = w.flatten_all()?.to_vec1::<f32>()?;
         let t = Instant::now();
         for _ in 0..reps {
-            let _ = model::packed::matmul_nt_bench(&xv, m, k, &wv, n);
+            let _ = model::packed::matmul_nt(&xv, m, k, &wv, n);
         }
         let e = t.elapsed().as_secs_f64() / reps as f64;
         println!(

@@ -114,3 +114,12 @@ mod tests {
         assert_eq!(brief(&e), "/m/x: first line");
     }
 }
+
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -67,88 +67,90 @@ pub fn read_content(path: &Path) -> Result<(memmap2::Mmap, Content)> {
     Ok((mmap, content))
 }
 
+/// A cursor over the raw bytes of a GGUF header.
+struct Cur<'a> {
+    b: &'a [u8],
+    pos: usize,
+    wide: bool,
+}
+impl Cur<'_> {
+    fn take(&mut self, n: u64) -> Option<&[u8]> {
+        let n = usize::try_from(n).ok()?;
+        let end = self.pos.checked_add(n)?;
+        let s = self.b.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+    }
+    fn len(&mut self) -> Option<u64> {
+        if self.wide {
+            self.u64()
+        } else {
+            self.u32().map(u64::from)
+        }
+    }
+    fn string(&mut self) -> Option<&[u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+    /// Skips a value of type `t`; returns it as an integer when it is one.
+    fn value(&mut self, t: u32, depth: usize) -> Option<Option<i128>> {
+        let fixed = |t: u32| match t {
+            0 | 1 | 7 => Some(1u64),
+            2 | 3 => Some(2),
+            4..=6 => Some(4),
+            10..=12 => Some(8),
+            _ => None,
+        };
+        if let Some(n) = fixed(t) {
+            let s = self.take(n)?;
+            let mut buf = [0u8; 8];
+            buf[..s.len()].copy_from_slice(s);
+            let u = u64::from_le_bytes(buf);
+            return Some(match t {
+                0 | 2 | 4 | 10 => Some(i128::from(u)),
+                1 => Some(i128::from(s[0] as i8)),
+                3 => Some(i128::from(u as u16 as i16)),
+                5 => Some(i128::from(u as u32 as i32)),
+                11 => Some(i128::from(u as i64)),
+                _ => None,
+            });
+        }
+        match t {
+            8 => self.string().map(|_| None),
+            9 if depth < 8 => {
+                let et = self.u32()?;
+                let n = self.len()?;
+                if let Some(size) = fixed(et) {
+                    self.take(n.checked_mul(size)?)?;
+                } else {
+                    // Each element takes at least 4 bytes: a bound on the loop.
+                    if n > (self.b.len() - self.pos) as u64 {
+                        return None;
+                    }
+                    for _ in 0..n {
+                        self.value(et, depth + 1)?;
+                    }
+                }
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Checks what candle's reader does not: `general.alignment` must be a power of two (0
 /// divides by zero inside candle), and every tensor's element count must fit in memory
 /// arithmetic (a product of corrupted dimensions overflows). Walks the header with bounds
 /// checks; anything else malformed is left for candle's reader to report.
 fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
-    struct Cur<'a> {
-        b: &'a [u8],
-        pos: usize,
-        wide: bool,
-    }
-    impl Cur<'_> {
-        fn take(&mut self, n: u64) -> Option<&[u8]> {
-            let n = usize::try_from(n).ok()?;
-            let end = self.pos.checked_add(n)?;
-            let s = self.b.get(self.pos..end)?;
-            self.pos = end;
-            Some(s)
-        }
-        fn u32(&mut self) -> Option<u32> {
-            self.take(4)
-                .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
-        }
-        fn u64(&mut self) -> Option<u64> {
-            self.take(8)
-                .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-        }
-        fn len(&mut self) -> Option<u64> {
-            if self.wide {
-                self.u64()
-            } else {
-                self.u32().map(u64::from)
-            }
-        }
-        fn string(&mut self) -> Option<&[u8]> {
-            let n = self.len()?;
-            self.take(n)
-        }
-        /// Skips a value of type `t`; returns it as an integer when it is one.
-        fn value(&mut self, t: u32, depth: usize) -> Option<Option<i128>> {
-            let fixed = |t: u32| match t {
-                0 | 1 | 7 => Some(1u64),
-                2 | 3 => Some(2),
-                4..=6 => Some(4),
-                10..=12 => Some(8),
-                _ => None,
-            };
-            if let Some(n) = fixed(t) {
-                let s = self.take(n)?;
-                let mut buf = [0u8; 8];
-                buf[..s.len()].copy_from_slice(s);
-                let u = u64::from_le_bytes(buf);
-                return Some(match t {
-                    0 | 2 | 4 | 10 => Some(i128::from(u)),
-                    1 => Some(i128::from(s[0] as i8)),
-                    3 => Some(i128::from(u as u16 as i16)),
-                    5 => Some(i128::from(u as u32 as i32)),
-                    11 => Some(i128::from(u as i64)),
-                    _ => None,
-                });
-            }
-            match t {
-                8 => self.string().map(|_| None),
-                9 if depth < 8 => {
-                    let et = self.u32()?;
-                    let n = self.len()?;
-                    if let Some(size) = fixed(et) {
-                        self.take(n.checked_mul(size)?)?;
-                    } else {
-                        // Each element takes at least 4 bytes: a bound on the loop.
-                        if n > (self.b.len() - self.pos) as u64 {
-                            return None;
-                        }
-                        for _ in 0..n {
-                            self.value(et, depth + 1)?;
-                        }
-                    }
-                    Some(None)
-                }
-                _ => None,
-            }
-        }
-    }
     let mut c = Cur {
         b: bytes,
         pos: 0,
@@ -361,24 +363,7 @@ fn row_order(rows: usize, n_head: usize) -> candle_core::Result<Vec<usize>> {
 /// Build the [`Config`] from GGUF metadata (and the tensor table: tied embeddings, biases).
 pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
     let md = &content.metadata;
-    let arch_name = match md.get("general.architecture") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(bad(path, "missing metadata key general.architecture")),
-    };
-    let arch = match arch_name.as_str() {
-        "llama" => Arch::Llama,
-        "qwen2" => Arch::Qwen2,
-        "qwen3" => Arch::Qwen3,
-        other => {
-            return Err(bad(
-                path,
-                format!(
-                    "general.architecture: unsupported architecture {other:?} \
-                     (supported: llama, qwen2, qwen3)"
-                ),
-            ));
-        }
-    };
+    let (arch_name, arch) = gguf_arch(md, path)?;
     let key = |k: &str| format!("{arch_name}.{k}");
     let get_usize = |k: &str| -> Result<Option<usize>> {
         match md.get(&key(k)) {
@@ -439,22 +424,7 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
     let rope_theta = get_f64("rope.freq_base").unwrap_or(10_000.0);
     let rms_norm_eps = get_f64("attention.layer_norm_rms_epsilon").unwrap_or(1e-6);
 
-    let embd = content
-        .tensor_infos
-        .get("token_embd.weight")
-        .ok_or_else(|| bad(path, "missing tensor token_embd.weight"))?;
-    // `Config::vocab_size` is the rows of the embedding (the model's vocabulary); the token
-    // list normally has the same length (padded GGUFs list filler tokens).
-    let vocab_size = embd.shape.dims()[0];
-    if let Some(Value::Array(a)) = md.get("tokenizer.ggml.tokens") {
-        if a.len() != vocab_size {
-            tracing::warn!(
-                "{}: {} tokens in tokenizer.ggml.tokens but token_embd.weight has {vocab_size} rows",
-                path.display(),
-                a.len()
-            );
-        }
-    }
+    let vocab_size = vocab_rows(content, path)?;
     let has = |name: &str| content.tensor_infos.contains_key(name);
     let tie_word_embeddings = !has("output.weight");
     let attention_bias = arch == Arch::Qwen2 || has("blk.0.attn_q.bias");
@@ -496,6 +466,51 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
         eos_token_ids: eos.into_iter().collect(),
         pad_token_id: tok_id("tokenizer.ggml.padding_token_id"),
     })
+}
+
+/// `general.architecture`: its name and the [`Arch`] it is.
+fn gguf_arch(md: &HashMap<String, Value>, path: &Path) -> Result<(String, Arch)> {
+    let arch_name = match md.get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(bad(path, "missing metadata key general.architecture")),
+    };
+    let arch = match arch_name.as_str() {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "general.architecture: unsupported architecture {other:?} \
+                     (supported: llama, qwen2, qwen3)"
+                ),
+            ));
+        }
+    };
+    Ok((arch_name, arch))
+}
+
+/// The vocabulary size: the rows of `token_embd.weight` (a token list of another length is
+/// logged, as padded GGUFs list filler tokens).
+fn vocab_rows(content: &Content, path: &Path) -> Result<usize> {
+    let embd = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| bad(path, "missing tensor token_embd.weight"))?;
+    // `Config::vocab_size` is the rows of the embedding (the model's vocabulary); the token
+    // list normally has the same length (padded GGUFs list filler tokens).
+    let vocab_size = embd.shape.dims()[0];
+    if let Some(Value::Array(a)) = content.metadata.get("tokenizer.ggml.tokens") {
+        if a.len() != vocab_size {
+            tracing::warn!(
+                "{}: {} tokens in tokenizer.ggml.tokens but token_embd.weight has {vocab_size} rows",
+                path.display(),
+                a.len()
+            );
+        }
+    }
+    Ok(vocab_size)
 }
 
 /// Metadata of a GGUF file (for tools that print it).

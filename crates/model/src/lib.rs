@@ -17,19 +17,23 @@ templates.
   the quantity both `rzero score` and GRPO use.
 */
 
+mod cache;
 pub mod chat;
 pub mod config;
 pub mod device;
 pub mod download;
 pub mod error;
+mod generation;
 pub mod gguf;
 pub mod hub;
 pub mod load;
 pub mod logprobs;
 pub mod lora;
 pub mod packed;
+mod safetensors_io;
 pub mod save;
-pub mod testing;
+pub mod simd;
+pub mod smollm2;
 pub mod tokenizer;
 pub mod transformer;
 

@@ -11,12 +11,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 
 use crate::chat::ChatTemplate;
 use crate::config::{Arch, Config};
-use crate::error::{brief, Error, Result};
+use crate::error::{Error, Result};
+pub use crate::generation::GenerationConfig;
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Model;
 use crate::Weights;
@@ -38,119 +39,6 @@ impl Default for LoadOptions {
             dtype: crate::device::default_dtype(),
             device: crate::device::default_device(),
         }
-    }
-}
-
-/// Generation defaults of the model (`generation_config.json`, merged with the special ids of
-/// `config.json` and `tokenizer_config.json`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GenerationConfig {
-    /// BOS id.
-    pub bos_token_id: Option<u32>,
-    /// EOS ids: generation stops at any of them.
-    pub eos_token_ids: Vec<u32>,
-    /// PAD id.
-    pub pad_token_id: Option<u32>,
-    /// Default sampling temperature.
-    pub temperature: Option<f64>,
-    /// Default nucleus threshold.
-    pub top_p: Option<f64>,
-    /// Default top-k.
-    pub top_k: Option<usize>,
-    /// Whether the model samples by default.
-    pub do_sample: Option<bool>,
-}
-
-impl GenerationConfig {
-    /// Parse a `generation_config.json` object (`eos_token_id` may be a number or a list).
-    pub fn from_hf_value(v: &Value, origin: &Path) -> Result<Self> {
-        let obj = v.as_object().ok_or_else(|| Error::BadFile {
-            path: origin.to_path_buf(),
-            msg: "must be a JSON object".into(),
-        })?;
-        let bad = |k: &str, v: &Value| Error::BadFile {
-            path: origin.to_path_buf(),
-            msg: format!("key `{k}` has an invalid value {v}"),
-        };
-        let id = |k: &str| -> Result<Option<u32>> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .and_then(|x| u32::try_from(x).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(k, v)),
-            }
-        };
-        let eos_token_ids = match obj.get("eos_token_id") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| {
-                    x.as_u64()
-                        .and_then(|x| u32::try_from(x).ok())
-                        .ok_or_else(|| bad("eos_token_id", x))
-                })
-                .collect::<Result<_>>()?,
-            Some(v) => vec![v
-                .as_u64()
-                .and_then(|x| u32::try_from(x).ok())
-                .ok_or_else(|| bad("eos_token_id", v))?],
-        };
-        let f = |k: &str| -> Result<Option<f64>> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_f64().map(Some).ok_or_else(|| bad(k, v)),
-            }
-        };
-        Ok(Self {
-            bos_token_id: id("bos_token_id")?,
-            eos_token_ids,
-            pad_token_id: id("pad_token_id")?,
-            temperature: f("temperature")?,
-            top_p: f("top_p")?,
-            top_k: match obj.get("top_k") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| bad("top_k", v))? as usize),
-            },
-            do_sample: match obj.get("do_sample") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_bool().ok_or_else(|| bad("do_sample", v))?),
-            },
-        })
-    }
-
-    /// The `generation_config.json` object transformers reads.
-    pub fn to_hf_json(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        if let Some(b) = self.bos_token_id {
-            m.insert("bos_token_id".into(), b.into());
-        }
-        match self.eos_token_ids.as_slice() {
-            [] => {}
-            [one] => {
-                m.insert("eos_token_id".into(), (*one).into());
-            }
-            many => {
-                m.insert("eos_token_id".into(), many.into());
-            }
-        }
-        if let Some(p) = self.pad_token_id {
-            m.insert("pad_token_id".into(), p.into());
-        }
-        if let Some(x) = self.do_sample {
-            m.insert("do_sample".into(), x.into());
-        }
-        if let Some(x) = self.temperature {
-            m.insert("temperature".into(), x.into());
-        }
-        if let Some(x) = self.top_p {
-            m.insert("top_p".into(), x.into());
-        }
-        if let Some(x) = self.top_k {
-            m.insert("top_k".into(), x.into());
-        }
-        Value::Object(m)
     }
 }
 
@@ -463,39 +351,7 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         config.eos_token_ids = eos;
     }
 
-    // Chat template: chat_template.jinja, else tokenizer_config.json's chat_template.
-    let jinja_path = dir.join("chat_template.jinja");
-    let source = if jinja_path.is_file() {
-        Some((
-            std::fs::read_to_string(&jinja_path).map_err(io(&jinja_path))?,
-            jinja_path.clone(),
-        ))
-    } else {
-        match tc.as_ref().and_then(|t| t.get("chat_template")) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some((s.clone(), tc_path.clone())),
-            Some(Value::Array(list)) => {
-                let pick = |name: &str| {
-                    list.iter().find_map(|e| {
-                        (e.get("name")?.as_str()? == name)
-                            .then(|| e.get("template")?.as_str().map(str::to_string))
-                            .flatten()
-                    })
-                };
-                let t = pick("default").or_else(|| {
-                    list.first()
-                        .and_then(|e| e.get("template")?.as_str().map(str::to_string))
-                });
-                t.map(|s| (s, tc_path.clone()))
-            }
-            Some(other) => {
-                return Err(bad(
-                    &tc_path,
-                    format!("`chat_template` must be a string or a list, got {other}"),
-                ))
-            }
-        }
-    };
+    let source = chat_template_source(dir, tc.as_ref(), &tc_path)?;
     let chat_template = match source {
         None => None,
         Some((src, from)) => Some(
@@ -512,6 +368,48 @@ pub fn load_folder(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         generation,
         source: dir.to_path_buf(),
         compact: Default::default(),
+    })
+}
+
+/// The chat template's source and the file it comes from: `chat_template.jinja`, else
+/// `tokenizer_config.json`'s `chat_template` (a string, or a list whose `default` entry, else
+/// first entry, counts).
+fn chat_template_source(
+    dir: &Path,
+    tc: Option<&Value>,
+    tc_path: &Path,
+) -> Result<Option<(String, PathBuf)>> {
+    let jinja_path = dir.join("chat_template.jinja");
+    Ok(if jinja_path.is_file() {
+        Some((
+            std::fs::read_to_string(&jinja_path).map_err(io(&jinja_path))?,
+            jinja_path.clone(),
+        ))
+    } else {
+        match tc.and_then(|t| t.get("chat_template")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some((s.clone(), tc_path.to_path_buf())),
+            Some(Value::Array(list)) => {
+                let pick = |name: &str| {
+                    list.iter().find_map(|e| {
+                        (e.get("name")?.as_str()? == name)
+                            .then(|| e.get("template")?.as_str().map(str::to_string))
+                            .flatten()
+                    })
+                };
+                let t = pick("default").or_else(|| {
+                    list.first()
+                        .and_then(|e| e.get("template")?.as_str().map(str::to_string))
+                });
+                t.map(|s| (s, tc_path.to_path_buf()))
+            }
+            Some(other) => {
+                return Err(bad(
+                    tc_path,
+                    format!("`chat_template` must be a string or a list, got {other}"),
+                ))
+            }
+        }
     })
 }
 
@@ -566,22 +464,7 @@ fn load_safetensors_folder(
 
 /// Read one safetensors file into tensors of `opts.dtype` on `opts.device`.
 pub fn read_safetensors(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, Tensor)>> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    // SAFETY: read-only map; the file is not expected to change while it is read.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io(path))?;
-    let st = safetensors::SafeTensors::deserialize(&mmap)
-        .map_err(|e| bad(path, format!("not a valid safetensors file: {e}")))?;
-    let mut out = Vec::with_capacity(st.len());
-    for (name, view) in st.tensors() {
-        let t = candle_core::safetensors::Load::load(&view, &Device::Cpu)
-            .map_err(|e| bad(path, format!("tensor {name}: {}", brief(&e))))?;
-        let t = t
-            .to_dtype(opts.dtype)
-            .and_then(|t| t.to_device(&opts.device))
-            .map_err(|e| bad(path, format!("tensor {name}: {}", brief(&e))))?;
-        out.push((name, t));
-    }
-    Ok(out)
+    crate::safetensors_io::read(path, opts.dtype, &opts.device)
 }
 
 /// The HF parameter names and shapes a model with `cfg` needs (no `lm_head.weight` when tied).

@@ -329,7 +329,7 @@ impl Adapter {
         let mut text = serde_json::to_string_pretty(&self.config.to_peft_json())
             .map_err(|e| bad(&cfg_path, format!("cannot serialize: {e}")))?;
         text.push('\n');
-        crate::save::write_atomic(&cfg_path, text.as_bytes())?;
+        fsutil::write_atomic(&cfg_path, text.as_bytes())?;
         let mut tensors = Vec::with_capacity(2 * self.modules.len());
         for (path, pair) in &self.modules {
             for (which, t) in [("A", &pair.a), ("B", &pair.b)] {
@@ -341,30 +341,16 @@ impl Adapter {
             }
         }
         let path = dir.join(ADAPTER_WEIGHTS);
-        let tmp = path.with_file_name(format!(".{ADAPTER_WEIGHTS}.tmp-{}", std::process::id()));
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let io = |source| Error::Io {
-            path: path.clone(),
-            source,
-        };
-        let res = safetensors::serialize_to_file(tensors, Some(meta), &tmp)
-            .map_err(|e| bad(&path, format!("cannot write safetensors: {e}")))
-            .and_then(|()| {
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io)
-            })
-            .and_then(|()| std::fs::rename(&tmp, &path).map_err(io));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res?;
-        crate::save::sync_dir(dir).map_err(io)
+        fsutil::write_atomic_with(&path, |tmp| {
+            safetensors::serialize_to_file(tensors, Some(meta), tmp)
+                .map_err(|e| bad(&path, format!("cannot write safetensors: {e}")))
+        })
     }
 
     /// Saves the adapter as a folder `dir` (replaced atomically as a whole).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        crate::save::write_folder_atomic(dir, |tmp| self.write_files(tmp))
+        fsutil::write_folder_atomic(dir, |tmp| self.write_files(tmp))
     }
 
     /// Reads an adapter folder; tensors in f32 on `device`.
@@ -384,13 +370,9 @@ impl Adapter {
                 "missing (adapter_model.bin is not supported: save with safetensors)",
             ));
         }
-        let opts = crate::LoadOptions {
-            dtype: DType::F32,
-            device: device.clone(),
-        };
         let mut a = HashMap::new();
         let mut b = HashMap::new();
-        for (name, t) in crate::load::read_safetensors(&wpath, &opts)? {
+        for (name, t) in crate::safetensors_io::read(&wpath, DType::F32, device)? {
             let rest = name.strip_prefix(PEFT_PREFIX).ok_or_else(|| {
                 bad(
                     &wpath,

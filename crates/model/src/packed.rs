@@ -22,6 +22,7 @@ mod kernels;
 use compact::CompactLayer;
 pub(crate) use compact::CompactModel;
 pub use compact::{BlockFormat, CompactMatrix, CompactWeights};
+pub use kernels::Kernel as CpuKernel;
 use kernels::WSrc;
 
 use crate::config::Config;
@@ -461,9 +462,9 @@ impl Model {
             if n > PAR_MIN_ROWS {
                 g.par_chunks_mut(inter)
                     .zip(u.par_chunks(inter))
-                    .for_each(|(g, u)| kernels::silu_mul(g, u));
+                    .for_each(|(g, u)| crate::simd::silu_mul(g, u));
             } else {
-                kernels::silu_mul(&mut g, &u);
+                crate::simd::silu_mul(&mut g, &u);
             }
             let y = self.host_linear(&g, n, &layer.down_w, cl.down.as_deref())?;
             x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
@@ -584,21 +585,8 @@ impl Model {
     }
 }
 
-/// The packed path's CPU matrix product `x[m,k] · w[n,k]ᵀ` (exposed for benchmarks).
-#[doc(hidden)]
-pub fn matmul_nt_bench(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
+/// The packed path's CPU matrix product `out[m,n] = x[m,k] · w[n,k]ᵀ` (row-major), with the
+/// [`CpuKernel::current`] kernel.
+pub fn matmul_nt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
     kernels::matmul_nt(x, m, k, w, n)
-}
-
-/// Benchmarks only: `true` makes the packed path use its AVX2 product kernel even where
-/// AVX-512VL is available, so both can be measured in one run.
-#[doc(hidden)]
-pub fn force_avx2_kernel(on: bool) {
-    kernels::FORCE_AVX2.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// `xs[i] = e^xs[i]`, vectorised (relative error ~2e-7): the packed path's softmax exp, for
-/// callers with long rows such as the engine's sampling.
-pub fn exp_inplace(xs: &mut [f32]) {
-    kernels::exp_inplace(xs);
 }

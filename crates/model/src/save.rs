@@ -1,13 +1,12 @@
-//! Saving: atomic file writes and Hugging Face checkpoint folders.
+//! Saving: Hugging Face checkpoint folders (atomic, through `fsutil`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::chat::ChatTemplate;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::load::GenerationConfig;
+use crate::generation::GenerationConfig;
 use crate::tokenizer::Tokenizer;
 use crate::Weights;
 
@@ -18,54 +17,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// A name next to `path` for a temporary sibling (`.NAME.TAG-PID-NANOS`).
-fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    path.with_file_name(format!(".{name}.{tag}-{}-{nanos}", std::process::id()))
-}
+pub use fsutil::{parent_dir, sync_dir, write_folder_atomic};
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Write `bytes` to `path` atomically ([`fsutil::write_atomic`]: a temporary file in the
+/// same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sibling(path, "tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(path))?;
-        f.write_all(bytes).map_err(io_err(path))?;
-        f.sync_all().map_err(io_err(path))?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res?;
-    fsync_dir(parent_dir(path))
-}
-
-fn fsync_dir(dir: &Path) -> Result<()> {
-    sync_dir(dir).map_err(io_err(dir))
-}
-
-/// Flushes a folder's entries (a rename into it, a new file) to disk. Directories can be
-/// opened read-only and synced on Unix; elsewhere this is a no-op.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// The folder holding `path` ("." for a bare file name).
-pub fn parent_dir(path: &Path) -> &Path {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    Ok(fsutil::write_atomic(path, bytes)?)
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
@@ -142,53 +99,6 @@ pub fn save_hf_folder(
             &generation.to_hf_json(),
         )
     })
-}
-
-/// Creates the folder `dir` atomically: `fill` writes into a fresh sibling temporary folder,
-/// which is synced and renamed over `dir` (an existing `dir` is first renamed away, then
-/// removed). On error the temporary folder is removed and `dir` is left as it was.
-pub fn write_folder_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
-    let tmp = sibling(dir, "tmp");
-    let res = (|| {
-        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-        fill(&tmp)?;
-        fsync_dir(&tmp)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let old = sibling(dir, "old");
-    let had_old = dir.exists();
-    if had_old {
-        if let Err(source) = std::fs::rename(dir, &old) {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(Error::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    }
-    if let Err(source) = std::fs::rename(&tmp, dir) {
-        if had_old {
-            let _ = std::fs::rename(&old, dir);
-        }
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        });
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsync_dir(parent)?;
-    }
-    if had_old {
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    }
-    Ok(())
 }
 
 /// The `tokenizer_config.json` object (hub style).

@@ -132,24 +132,7 @@ impl Tokenizer {
             merge_pairs.push(json!([a, b]));
         }
 
-        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
-        let pre_tokenizer = match pre {
-            "smollm" => json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-            "qwen2" => json!({"type": "Sequence", "pretokenizers": [
-                split(QWEN2_PATTERN), byte_level(false)]}),
-            "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [
-                split(LLAMA3_PATTERN), byte_level(false)]}),
-            "gpt2" | "default" => byte_level(true),
-            other => {
-                tracing::warn!(
-                    "{}: tokenizer.ggml.pre = {other:?} is not known; using plain GPT-2 byte-level splitting",
-                    origin.display()
-                );
-                byte_level(true)
-            }
-        };
+        let pre_tokenizer = gguf_pre_tokenizer(pre, origin);
 
         let bos = md_u32(metadata, "tokenizer.ggml.bos_token_id");
         let eos = md_u32(metadata, "tokenizer.ggml.eos_token_id");
@@ -313,7 +296,30 @@ impl Tokenizer {
     /// Write `tokenizer.json` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let text = self.to_json_string()?;
-        crate::save::write_atomic(path.as_ref(), text.as_bytes())
+        Ok(fsutil::write_atomic(path.as_ref(), text.as_bytes())?)
+    }
+}
+
+/// The pre-tokenizer (tokenizer.json form) of a GGUF's `tokenizer.ggml.pre`: plain GPT-2
+/// byte-level splitting for unknown names (with a warning naming `origin`).
+fn gguf_pre_tokenizer(pre: &str, origin: &Path) -> serde_json::Value {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    match pre {
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "qwen2" => json!({"type": "Sequence", "pretokenizers": [
+            split(QWEN2_PATTERN), byte_level(false)]}),
+        "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [
+            split(LLAMA3_PATTERN), byte_level(false)]}),
+        "gpt2" | "default" => byte_level(true),
+        other => {
+            tracing::warn!(
+                "{}: tokenizer.ggml.pre = {other:?} is not known; using plain GPT-2 byte-level splitting",
+                origin.display()
+            );
+            byte_level(true)
+        }
     }
 }
 

@@ -27,7 +27,7 @@ fn fixture() -> Option<&'static Fixture> {
     F.get_or_init(|| {
         let exp = testdata::json("smollm2-gguf/expected.json");
         // None: the reason is printed, and each test takes the opt-out (gguf_or_skip!).
-        let gguf = model::testing::smollm2_gguf_path()?;
+        let gguf = testdata::smollm2_gguf()?;
         let t = std::time::Instant::now();
         let loaded = load(gguf.to_str().expect("UTF-8 path"), &LoadOptions::default())
             .expect("load the SmolLM2 GGUF");

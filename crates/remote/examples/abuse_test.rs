@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut spec = arg(&args, "--model").unwrap_or_else(|| "smollm2".into());
     if spec == "smollm2" {
-        spec = model::testing::smollm2_gguf_path()
+        spec = testdata::smollm2_gguf()
             .ok_or("SmolLM2 GGUF not available (scripts/fetch-smollm2.sh)")?
             .to_string_lossy()
             .into_owned();

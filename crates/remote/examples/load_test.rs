@@ -37,10 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut spec = arg(&args, "--model").unwrap_or_else(|| "smollm2".into());
     if spec == "smollm2" {
-        spec = model::testing::cache_dir()
-            .join(model::testing::SMOLLM2_GGUF_NAME)
-            .to_string_lossy()
-            .into_owned();
+        spec = model::smollm2::cached_gguf().to_string_lossy().into_owned();
     }
 
     let (_server, url, served) = match arg(&args, "--url") {

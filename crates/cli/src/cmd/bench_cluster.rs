@@ -403,16 +403,7 @@ fn append_atomic(path: &Path, records: &[Value]) -> anyhow::Result<()> {
         text.push_str(&r.to_string());
         text.push('\n');
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".rzero-tmp-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.persist(path)
+    fsutil::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

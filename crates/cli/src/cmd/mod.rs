@@ -36,7 +36,7 @@ pub fn resolve_model(spec: &str) -> anyhow::Result<String> {
     if let Some(p) = std::env::var_os("RZERO_SMOLLM2_GGUF").filter(|p| !p.is_empty()) {
         return Ok(std::path::PathBuf::from(p).to_string_lossy().into_owned());
     }
-    let p = model::testing::cache_dir().join(model::testing::SMOLLM2_GGUF_NAME);
+    let p = model::smollm2::cached_gguf();
     if p.is_file() {
         return Ok(p.to_string_lossy().into_owned());
     }

@@ -5,9 +5,13 @@
 //! The weight rows come from an f32 matrix or, tile by tile, from a [`CompactMatrix`]
 //! expanded into a small buffer.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use rayon::prelude::*;
 
 use super::compact::CompactMatrix;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{exp256, hsum256};
 
 /// Rows of `w` per parallel task (a multiple of the kernels' tile heights, 4 and 6).
 const NB: usize = 48;
@@ -30,7 +34,7 @@ pub(crate) enum WSrc<'a> {
 
 /// `out[m*n]` (row-major) = x[m,k] · w[n,k]ᵀ.
 pub(crate) fn matmul_nt(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
-    matmul_nt_multi(x, m, k, &[(WSrc::F32(w), n)])
+    matmul_nt_multi_with(Kernel::current(), x, m, k, &[(WSrc::F32(w), n)])
         .pop()
         .expect("one product")
 }
@@ -44,6 +48,21 @@ pub(crate) fn matmul_nt_multi(
     k: usize,
     ws: &[(WSrc<'_>, usize)],
 ) -> Vec<Vec<f32>> {
+    matmul_nt_multi_with(Kernel::current(), x, m, k, ws)
+}
+
+/// [`matmul_nt_multi`] with the product kernel `kern` (which the CPU must support).
+fn matmul_nt_multi_with(
+    kern: Kernel,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    ws: &[(WSrc<'_>, usize)],
+) -> Vec<Vec<f32>> {
+    assert!(
+        kern.supported(),
+        "matmul_nt: {kern:?} kernel on a CPU without it"
+    );
     assert!(x.len() >= m * k, "matmul_nt: operand sizes");
     let mut outs: Vec<Vec<f32>> = ws
         .iter()
@@ -77,6 +96,7 @@ pub(crate) fn matmul_nt_multi(
         // disjoint across tasks, and the outputs outlive the parallel loop.
         unsafe {
             block(
+                kern,
                 &x[i0 * k..i1 * k],
                 i1 - i0,
                 k,
@@ -99,6 +119,7 @@ pub(crate) fn matmul_nt_multi(
 /// Columns `j0..j1` of `out`, tile by tile of the kernel's weight rows.
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
+    kern: Kernel,
     x: &[f32],
     m: usize,
     k: usize,
@@ -108,7 +129,6 @@ unsafe fn block(
     j1: usize,
     out: *mut f32,
 ) {
-    let kern = Kernel::detect();
     let tr = kern.tile_rows();
     let mut buf = match w {
         WSrc::Compact(_) => vec![0f32; tr * k],
@@ -129,55 +149,91 @@ unsafe fn block(
             Kernel::Avx512Vl => rows_avx512vl(x, m, k, wt, nr, n, j, out),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => rows_avx2(x, m, k, wt, nr, n, j, out),
-            Kernel::Generic => rows_generic(x, m, k, wt, nr, n, j, out),
+            _ => rows_generic(x, m, k, wt, nr, n, j, out),
         }
         j += nr;
     }
 }
 
-/// The product kernel this CPU runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    #[cfg(target_arch = "x86_64")]
+/// A CPU product kernel of the packed path (`x · wᵀ`). The packed path uses the best one
+/// the CPU supports unless [`Kernel::select`] picked another (benchmarks measure each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Tiles of 4 x-rows × 6 weight rows in the 32 AVX-512VL registers (x86-64 with
+    /// AVX-512F, AVX-512VL, AVX2 and FMA).
     Avx512Vl,
-    #[cfg(target_arch = "x86_64")]
+    /// Tiles of 3 × 4 with AVX2 and FMA (x86-64).
     Avx2,
+    /// Portable code (every CPU).
     Generic,
 }
 
+/// The selected kernel: 0 = the best the CPU has, else 1 + the index in [`Kernel::ALL`].
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
 impl Kernel {
-    fn detect() -> Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512Vl, Kernel::Avx2, Kernel::Generic];
+
+    /// Whether this CPU can run the kernel.
+    pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 =
                 std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-            if avx2
-                && std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512vl")
-                && !FORCE_AVX2.load(std::sync::atomic::Ordering::Relaxed)
-            {
-                return Kernel::Avx512Vl;
-            }
-            if avx2 {
-                return Kernel::Avx2;
+            match self {
+                Kernel::Avx512Vl => {
+                    avx2 && std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx512vl")
+                }
+                Kernel::Avx2 => avx2,
+                Kernel::Generic => true,
             }
         }
-        Kernel::Generic
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernel::Generic
+        }
+    }
+
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        Kernel::ALL
+            .into_iter()
+            .find(|k| k.supported())
+            .unwrap_or(Kernel::Generic)
+    }
+
+    /// The kernel products use now: the selected one, else [`Kernel::best`].
+    pub fn current() -> Kernel {
+        match SELECTED.load(Ordering::Relaxed) {
+            0 => Kernel::best(),
+            i => Kernel::ALL[usize::from(i) - 1],
+        }
+    }
+
+    /// Selects the kernel for the whole process (`None`: back to the best). False, and
+    /// nothing changed, when the CPU cannot run it.
+    pub fn select(kernel: Option<Kernel>) -> bool {
+        let code = match kernel {
+            None => 0,
+            Some(k) if k.supported() => {
+                1 + Kernel::ALL.iter().position(|&a| a == k).expect("in ALL") as u8
+            }
+            Some(_) => return false,
+        };
+        SELECTED.store(code, Ordering::Relaxed);
+        true
     }
 
     /// Weight rows per tile (and per expansion of a compact matrix).
     fn tile_rows(self) -> usize {
         match self {
-            #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vl => 6,
             _ => 4,
         }
     }
 }
-
-/// Benchmarks only: use the AVX2 kernel even where AVX-512VL is available.
-pub(crate) static FORCE_AVX2: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 /// Columns `j..j + nr` of `out` from the weight rows `wt` ([nr, k]).
 #[allow(clippy::too_many_arguments)]
@@ -371,6 +427,30 @@ pub(crate) fn attend_group(
     past: usize,
     scale: f32,
 ) {
+    let avx2 = Kernel::Avx2.supported();
+    attend_group_with(avx2, q, out, m, q_stride, q_off, rep, d, k, v, past, scale);
+}
+
+/// [`attend_group`] on the AVX2 path (`avx2`, which the CPU must support) or the portable one.
+#[allow(clippy::too_many_arguments)]
+fn attend_group_with(
+    avx2: bool,
+    q: &[f32],
+    out: &mut [f32],
+    m: usize,
+    q_stride: usize,
+    q_off: usize,
+    rep: usize,
+    d: usize,
+    k: &[f32],
+    v: &[f32],
+    past: usize,
+    scale: f32,
+) {
+    assert!(
+        !avx2 || Kernel::Avx2.supported(),
+        "attention: AVX2 path on a CPU without it"
+    );
     assert!(q.len() >= m * q_stride && out.len() >= m * rep * d);
     assert!(q_off + rep * d <= q_stride);
     assert!(k.len() >= (past + m) * d && v.len() >= (past + m) * d);
@@ -383,12 +463,10 @@ pub(crate) fn attend_group(
             let oo = (i * rep + h) * d;
             let sc = &mut scores[..upto];
             #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: bounds asserted above; AVX2 and FMA detected.
-                    unsafe { attend_row_avx2(qv, &mut out[oo..oo + d], k, v, sc, scale) };
-                    continue;
-                }
+            if avx2 {
+                // SAFETY: bounds asserted above; AVX2 and FMA checked.
+                unsafe { attend_row_avx2(qv, &mut out[oo..oo + d], k, v, sc, scale) };
+                continue;
             }
             attend_row_generic(qv, &mut out[oo..oo + d], k, v, sc, scale);
         }
@@ -426,52 +504,6 @@ fn attend_row_generic(
             *a += p * b;
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
-}
-
-/// e^x on 8 lanes (Cephes polynomial, relative error ~2e-7; inputs clamped to ±88.37).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn exp256(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    let x = _mm256_min_ps(
-        _mm256_max_ps(x, _mm256_set1_ps(-88.376_26)),
-        _mm256_set1_ps(88.376_26),
-    );
-    let fx = _mm256_round_ps(
-        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-    );
-    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
-    let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
-    let mut y = _mm256_set1_ps(1.987_569_1e-4);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
-    y = _mm256_fmadd_ps(
-        y,
-        _mm256_mul_ps(r, r),
-        _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-    );
-    let n = _mm256_cvtps_epi32(fx);
-    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_add_epi32(n, _mm256_set1_epi32(127)),
-        23,
-    ));
-    _mm256_mul_ps(y, pow2)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -602,184 +634,6 @@ unsafe fn attend_row_avx2(
     }
 }
 
-/// `xs[i] = e^xs[i]` (AVX2 polynomial, relative error ~2e-7; `f32::exp` elsewhere and for
-/// the tail).
-pub(crate) fn exp_inplace(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: AVX2 and FMA detected.
-            unsafe { exp_inplace_avx2(xs) };
-            return;
-        }
-    }
-    xs.iter_mut().for_each(|x| *x = x.exp());
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_inplace_avx2(xs: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = xs.len();
-    let p = xs.as_mut_ptr();
-    let mut i = 0;
-    while i + 8 <= n {
-        _mm256_storeu_ps(p.add(i), exp256(_mm256_loadu_ps(p.add(i))));
-        i += 8;
-    }
-    xs[i..].iter_mut().for_each(|x| *x = x.exp());
-}
-
-/// `g[i] = silu(g[i]) * u[i]` (the gated MLP's activation).
-pub(crate) fn silu_mul(g: &mut [f32], u: &[f32]) {
-    assert!(u.len() >= g.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: lengths asserted; AVX2 and FMA detected.
-            unsafe { silu_mul_avx2(g, u) };
-            return;
-        }
-    }
-    for (a, &b) in g.iter_mut().zip(u) {
-        *a = *a / (1.0 + (-*a).exp()) * b;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
-    use std::arch::x86_64::*;
-    let n = g.len();
-    let (gp, up) = (g.as_mut_ptr(), u.as_ptr());
-    let one = _mm256_set1_ps(1.0);
-    let mut i = 0;
-    while i + 8 <= n {
-        let x = _mm256_loadu_ps(gp.add(i));
-        let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        let s = _mm256_div_ps(x, _mm256_add_ps(one, e));
-        _mm256_storeu_ps(gp.add(i), _mm256_mul_ps(s, _mm256_loadu_ps(up.add(i))));
-        i += 8;
-    }
-    while i < n {
-        let a = *gp.add(i);
-        *gp.add(i) = a / (1.0 + (-a).exp()) * *up.add(i);
-        i += 1;
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_naive_on_ragged_sizes() {
-        for &(m, k, n) in &[(1, 8, 1), (3, 13, 5), (7, 64, 37), (32, 40, 70), (2, 3, 4)] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-                .collect();
-            let got = matmul_nt(&x, m, k, &w, n);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|c| x[i * k + c] as f64 * w[j * k + c] as f64)
-                        .sum();
-                    let g = got[i * n + j] as f64;
-                    assert!(
-                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "({m},{k},{n}) [{i},{j}]: {g} vs {want}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn multi_product_equals_separate_products() {
-        let (m, k) = (5, 24);
-        let x: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-            .collect();
-        let w1: Vec<f32> = (0..70 * k)
-            .map(|i| ((i * 11 % 17) as f32 - 8.0) / 7.0)
-            .collect();
-        let w2: Vec<f32> = (0..9 * k)
-            .map(|i| ((i * 5 % 19) as f32 - 9.0) / 6.0)
-            .collect();
-        let both = matmul_nt_multi(&x, m, k, &[(WSrc::F32(&w1), 70), (WSrc::F32(&w2), 9)]);
-        assert_eq!(both[0], matmul_nt(&x, m, k, &w1, 70));
-        assert_eq!(both[1], matmul_nt(&x, m, k, &w2, 9));
-    }
-
-    #[test]
-    fn silu_matches_scalar_formula() {
-        let g0: Vec<f32> = (0..203).map(|i| (i as f32 - 100.0) * 0.37).collect();
-        let u: Vec<f32> = (0..203).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
-        let mut g = g0.clone();
-        silu_mul(&mut g, &u);
-        for i in 0..g.len() {
-            let x = g0[i] as f64;
-            let want = x / (1.0 + (-x).exp()) * u[i] as f64;
-            assert!(
-                (g[i] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                "silu({x}) * {}: {} vs {want}",
-                u[i],
-                g[i]
-            );
-        }
-    }
-
-    /// attend_group against a float64 softmax(q·kᵀ·scale)·v, with GQA and a ragged head_dim.
-    #[test]
-    fn attention_matches_reference() {
-        for &(d, rep, past, m) in &[
-            (64, 3, 37, 1),
-            (64, 1, 0, 5),
-            (20, 2, 9, 3),
-            (128, 4, 130, 2),
-        ] {
-            let nkv = 2;
-            let g = 1; // the KV head under test: its query heads sit after head 0's
-            let q_stride = nkv * rep * d;
-            let len = past + m;
-            let f = |i: usize, a: usize, b: usize| ((i * a % b) as f32 - (b / 2) as f32) / b as f32;
-            let q: Vec<f32> = (0..m * q_stride).map(|i| 3.0 * f(i, 31, 23)).collect();
-            let k: Vec<f32> = (0..len * d).map(|i| 3.0 * f(i, 17, 29)).collect();
-            let v: Vec<f32> = (0..len * d).map(|i| f(i, 13, 31)).collect();
-            let mut out = vec![f32::NAN; m * rep * d];
-            let scale = 1.0 / (d as f32).sqrt();
-            let q_off = g * rep * d;
-            attend_group(
-                &q, &mut out, m, q_stride, q_off, rep, d, &k, &v, past, scale,
-            );
-            for i in 0..m {
-                for h in 0..rep {
-                    let qo = i * q_stride + q_off + h * d;
-                    let upto = past + i + 1;
-                    let sc: Vec<f64> = (0..upto)
-                        .map(|t| {
-                            (0..d)
-                                .map(|c| q[qo + c] as f64 * k[t * d + c] as f64)
-                                .sum::<f64>()
-                                * scale as f64
-                        })
-                        .collect();
-                    let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
-                    let z: f64 = e.iter().sum();
-                    for c in 0..d {
-                        let want: f64 = (0..upto).map(|t| e[t] / z * v[t * d + c] as f64).sum();
-                        let got = out[(i * rep + h) * d + c] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-5,
-                            "d={d} rep={rep} past={past} row {i} head {h} col {c}: {got} vs {want}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
+#[path = "kernels_tests.rs"]
+mod tests;
