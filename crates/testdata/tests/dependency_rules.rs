@@ -172,7 +172,8 @@ fn layering_between_workspace_crates() {
         ("reward", &["grade"]),
         ("eval", &["fsutil", "grade", "reward"]),
         ("model", &["fsutil"]),
-        ("engine", &["fsutil", "model"]),
+        // engine uses grade's `\boxed{}` extraction for forced final answers.
+        ("engine", &["fsutil", "grade", "model"]),
         ("train", &["fsutil", "model"]),
         (
             "remote",
