@@ -27,6 +27,7 @@ pub mod hub;
 pub mod load;
 pub mod logprobs;
 pub mod lora;
+pub mod ops;
 pub mod packed;
 pub mod save;
 pub mod testing;

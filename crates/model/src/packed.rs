@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 pub mod compact;
 mod generic;
-mod kernels;
+pub(crate) mod kernels;
 
 use compact::CompactLayer;
 pub(crate) use compact::CompactModel;
