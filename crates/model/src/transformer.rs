@@ -436,7 +436,7 @@ impl Model {
         let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
         let k = k.to_dtype(self.dtype)?;
         let v = v.to_dtype(self.dtype)?;
-        let probs = if fused {
+        let probs = if fused && t > 0 {
             // [B,nkv,rep*T,T] = [B,nh,T,T] planes, each masked by its batch's [T,T].
             let raw = q.matmul(&k.t()?)?;
             crate::ops::masked_softmax(&raw, &inp.add_mask, scale, b, t, t)?

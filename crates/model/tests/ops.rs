@@ -185,6 +185,21 @@ fn linear_matches_matmul_and_finite_differences() {
         );
         check_fd("linear", &[x, w], &[&[n, k], &[m, k]], &f, 2e-3);
     }
+    // A weight too large to transpose (the vocabulary projection): the forward runs on the
+    // dot-product kernel.
+    let (n, k, m) = (3, 1024, 4099);
+    let x = rng.vec(n * k, 1.0);
+    let w = rng.vec(m * k, 0.5);
+    let f = |ts: &[Tensor]| ops::linear(&ts[0], &ts[1]).unwrap();
+    let c = |ts: &[Tensor]| ts[0].matmul(&ts[1].t().unwrap()).unwrap();
+    check_parity(
+        "linear (large w)",
+        &[x, w],
+        &[&[n, k], &[m, k]],
+        &f,
+        &c,
+        1e-4, // dx sums 4099 products: longer sums round further apart
+    );
     // Leading dims are kept: [2, 3, K] · [M, K]ᵀ = [2, 3, M].
     let x = t(rng.vec(2 * 3 * 8, 1.0), &[2, 3, 8]);
     let w = t(rng.vec(5 * 8, 1.0), &[5, 8]);
