@@ -4,7 +4,8 @@
 # tokens, forward + backward + AdamW, full fine-tuning, no KL. Appends both rows (and the
 # ratio, printed) to bench/results/train.jsonl.
 #   bench/train.sh [BATCH] [SEQ] [STEPS] [NOTE]
-# Extra rzero settings: RZERO_ARGS="--kl-coef 0.01" / "--lora-rank 16" / "--recompute".
+# Extra rzero settings: RZERO_ARGS="--lora-rank 16" / "--recompute" (the peer stays full
+# fine-tuning without KL, so only the default rows compare the same work).
 # Needs torch + transformers: scripts/py-venv.sh (or PYTHON=... with both installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
