@@ -248,7 +248,7 @@ impl CustomOp2 for MaskedSoftmax {
                         mx = mx.max(v);
                     }
                     orow.iter_mut().for_each(|v| *v -= mx);
-                    kernels::exp_inplace(orow);
+                    crate::simd::exp_inplace(orow);
                     let sum: f32 = orow.iter().sum();
                     let inv = 1.0 / sum;
                     orow.iter_mut().for_each(|v| *v *= inv);
@@ -437,7 +437,7 @@ impl CustomOp2 for SiluMul {
         const CH: usize = 1 << 14;
         out.par_chunks_mut(CH)
             .zip(u.par_chunks(CH))
-            .for_each(|(o, uc)| kernels::silu_mul(o, uc));
+            .for_each(|(o, uc)| crate::simd::silu_mul(o, uc));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -522,7 +522,7 @@ impl CustomOp1 for LogprobsEntropy {
                         *sh = xv - m;
                     }
                     let picked = buf[tg as usize];
-                    kernels::exp_inplace(buf);
+                    crate::simd::exp_inplace(buf);
                     // Σ e^(x−m) and Σ e^(x−m)·(x−m).
                     let mut s = 0f32;
                     let mut sx = 0f32;
@@ -559,7 +559,7 @@ impl CustomOp1 for LogprobsEntropy {
                             for (dv, &xv) in d.iter_mut().zip(row) {
                                 *dv = xv - lse;
                             }
-                            kernels::exp_inplace(d);
+                            crate::simd::exp_inplace(d);
                             d.iter_mut().for_each(|dv| *dv *= -gi);
                             d[tg] += gi;
                         });
