@@ -29,6 +29,7 @@ pub mod hub;
 pub mod load;
 pub mod logprobs;
 pub mod lora;
+pub mod ops;
 pub mod packed;
 mod safetensors_io;
 pub mod save;

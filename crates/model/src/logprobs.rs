@@ -45,7 +45,8 @@ pub fn token_logprobs(
     }
     let v = model.config().vocab_size as u32;
     let tg = targets.to_dtype(DType::U32)?.flatten_all()?;
-    if let Some(&bad) = tg.to_vec1::<u32>()?.iter().find(|&&x| x >= v) {
+    let tg_host = tg.to_vec1::<u32>()?;
+    if let Some(&bad) = tg_host.iter().find(|&&x| x >= v) {
         return Err(Error::Invalid(format!(
             "target id {bad} out of range (vocab_size {v})"
         )));
@@ -59,7 +60,15 @@ pub fn token_logprobs(
     while start < rows {
         let n = chunk.min(rows - start);
         let logits = model.logits(&hidden.narrow(0, start, n)?)?;
-        let (lp, ent) = rows_logprobs(&logits, &tg.narrow(0, start, n)?)?;
+        let (lp, ent) = if model.fused(&logits) {
+            let le = crate::ops::logprobs_entropy(&logits, &tg_host[start..start + n])?;
+            (
+                le.narrow(1, 0, 1)?.squeeze(1)?,
+                le.narrow(1, 1, 1)?.squeeze(1)?,
+            )
+        } else {
+            rows_logprobs(&logits, &tg.narrow(0, start, n)?)?
+        };
         lps.push(lp);
         ents.push(ent);
         start += n;

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 pub mod compact;
 pub(crate) mod generic;
-mod kernels;
+pub(crate) mod kernels;
 
 use compact::CompactLayer;
 pub(crate) use compact::CompactModel;

@@ -81,6 +81,9 @@ pub struct Model {
     pub(crate) packed_kernels: bool,
     /// The device-generic path's KV pool (shared by clones; allocated at the first step).
     pub(crate) kv_pool: crate::packed::generic::SharedPool,
+    /// Whether the differentiable path uses the fused CPU ops of [`crate::ops`] (f32 on the
+    /// CPU only); see [`Model::set_fused_ops`].
+    pub(crate) fused_ops: bool,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -193,6 +196,7 @@ impl Model {
                 vb.device(),
                 cfg.max_position_embeddings,
             ),
+            fused_ops: true,
         })
     }
 
@@ -200,6 +204,23 @@ impl Model {
     pub fn from_weights(cfg: &Config, w: &Weights, dtype: DType, dev: &Device) -> Result<Model> {
         let vb = VarBuilder::from_tensors(w.clone(), dtype, dev);
         Model::new(cfg, vb)
+    }
+
+    /// Turns the fused differentiable CPU ops ([`crate::ops`]: products on the packed
+    /// kernels, RMSNorm, attention softmax, SiLU·gate, log-softmax) on (the default) or off
+    /// (the candle-op compositions they replace). They only ever run on f32 CPU tensors.
+    pub fn set_fused_ops(&mut self, on: bool) {
+        self.fused_ops = on;
+    }
+
+    /// Whether the fused ops are on ([`Model::set_fused_ops`]).
+    pub fn fused_ops(&self) -> bool {
+        self.fused_ops
+    }
+
+    /// Whether `x` goes through the fused ops: on, an f32 model, and `x` f32 on the CPU.
+    pub(crate) fn fused(&self, x: &Tensor) -> bool {
+        self.fused_ops && self.dtype == DType::F32 && crate::ops::fused_ok(x)
     }
 
     /// The configuration.
@@ -398,16 +419,24 @@ impl Model {
         let (b, t) = (inp.b, inp.t);
         let eps = cfg.rms_norm_eps;
         let scale = 1.0 / (d as f64).sqrt();
+        let fused = self.fused(x);
+        let norm = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
+            if fused {
+                Ok(crate::ops::rms_norm(x, w, eps)?)
+            } else {
+                rms_norm(x, w, eps)
+            }
+        };
         // 1. Attention block.
-        let hn = rms_norm(x, &layer.in_norm, eps)?;
+        let hn = norm(x, &layer.in_norm)?;
         let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [BT, nh*D]
         let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [BT, nkv*D]
         let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
         let mut q = q.reshape((b, t, nh, d))?;
         let mut k = k.reshape((b, t, nkv, d))?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = rms_norm(&q, qn, eps)?;
-            k = rms_norm(&k, kn, eps)?;
+            q = norm(&q, qn)?;
+            k = norm(&k, kn)?;
         }
         // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
         let q = rope(&q.transpose(1, 2)?, &inp.cos, &inp.sin)?;
@@ -417,13 +446,19 @@ impl Model {
         let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
         let k = k.to_dtype(self.dtype)?;
         let v = v.to_dtype(self.dtype)?;
-        let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
-        let scores = scores
-            .reshape((b, nkv, rep, t, t))?
-            .broadcast_add(&inp.add_mask)?;
-        let probs = softmax_last_dim(&scores)?
-            .reshape((b, nkv, rep * t, t))?
-            .to_dtype(self.dtype)?;
+        let probs = if fused && t > 0 {
+            // [B,nkv,rep*T,T] = [B,nh,T,T] planes, each masked by its batch's [T,T].
+            let raw = q.matmul(&k.t()?)?;
+            crate::ops::masked_softmax(&raw, &inp.add_mask, scale, b, t, t)?
+        } else {
+            let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
+            let scores = scores
+                .reshape((b, nkv, rep, t, t))?
+                .broadcast_add(&inp.add_mask)?;
+            softmax_last_dim(&scores)?
+                .reshape((b, nkv, rep * t, t))?
+                .to_dtype(self.dtype)?
+        };
         let o = probs.matmul(&v)?; // [B,nkv,rep*T,D] = [B,nh,T,D]
         let o = o
             .reshape((b, nh, t, d))?
@@ -432,6 +467,14 @@ impl Model {
         let o = self.linear(&o, &layer.o_w, None)?;
         let x = (x + o)?;
         // 2. MLP block: down(silu(gate(x)) * up(x)).
+        if fused {
+            let hn = norm(&x, &layer.post_norm)?;
+            let g = crate::ops::linear(&hn, &layer.gate_w)?;
+            let u = crate::ops::linear(&hn, &layer.up_w)?;
+            let a = crate::ops::silu_mul(&g, &u)?;
+            let y = crate::ops::linear(&a, &layer.down_w)?;
+            return Ok((x + y)?);
+        }
         let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
         let g = hn.matmul(&layer.gate_w.t()?)?;
         let u = hn.matmul(&layer.up_w.t()?)?;
@@ -442,6 +485,9 @@ impl Model {
 
     /// The final RMSNorm on rows [N, H] of the residual stream. Differentiable.
     pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fused(x) {
+            return Ok(crate::ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps)?);
+        }
         rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
     }
 
@@ -455,6 +501,9 @@ impl Model {
 
     /// Logits [N,V] (f32, or f64 for an f64 model) of hidden rows [N,H]. Differentiable.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.fused(hidden) {
+            return Ok(crate::ops::linear(hidden, &self.lm_head)?);
+        }
         let ad = self.act_dtype();
         Ok(hidden
             .to_dtype(self.dtype)?
@@ -464,6 +513,13 @@ impl Model {
 
     /// x [N,in] (activation dtype) · wᵀ (+ b), in the model dtype, back to the activation dtype.
     pub(crate) fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if self.fused(x) {
+            let y = crate::ops::linear(x, w)?;
+            return Ok(match b {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
         let y = x
             .to_dtype(self.dtype)?
             .matmul(&w.t()?)?
