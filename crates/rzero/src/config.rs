@@ -216,6 +216,12 @@ pub struct SolverSection {
     pub accuracy_weight: f64,
     /// Weight of the `<think>…</think> … \boxed{}` format.
     pub format_weight: f64,
+    /// Show a worked example (a question and its answer ending in `\boxed{}`) as an earlier
+    /// exchange before each question, wherever the Solver answers in the loop (training
+    /// rollouts, the Challenger reward, the dataset labels); benchmark evaluation and the
+    /// label audit keep the reference prompt. Helps small models; off in the reference.
+    #[serde(default)]
+    pub format_example: bool,
     /// Optimisation.
     pub optim: Optim,
 }
@@ -373,6 +379,7 @@ impl Config {
                 },
                 accuracy_weight: 0.9,
                 format_weight: 0.1,
+                format_example: false,
                 optim: optim(15, 128, 1),
             },
             eval: EvalSection {
@@ -434,6 +441,7 @@ impl Config {
         c.challenger.solver_sampling.max_new_tokens = 128;
         c.challenger.format_example = true;
         c.challenger.response_prefix = "<question>\n".into();
+        c.solver.format_example = true;
         c.challenger.optim.steps = 4;
         c.challenger.optim.lr = 5e-6;
         c.dataset.num_questions = 32;
@@ -797,6 +805,7 @@ fn comment(path: &str) -> &'static str {
         "solver.rollout_batch_size" => "questions sampled per GRPO step, veRL data.rollout_batch_size (reference: 512)",
         "solver.group_size" => "samples per question, G (reference: 5)",
         "solver.accuracy_weight" => "reward weight of accuracy vs the pseudo-label (reference: 0.9)",
+        "solver.format_example" => "show a worked example (question, then an answer ending in \\boxed{}) as an earlier chat exchange wherever the Solver answers in the loop: training, Challenger reward, dataset labels; not eval/audit (not in the reference)",
         "solver.format_weight" => "reward weight of the <think>...</think> ... \\boxed{} format (reference: 0.1)",
         "eval" => "benchmark evaluation (greedy) of the base model and each Solver",
         "eval.benchmarks" => "benchmark names (data/benchmarks: the math sets, mmlu_pro, bbeh), supergpqa=PATH, or JSONL paths; [] disables",
@@ -933,6 +942,9 @@ mod tests {
         assert_eq!(c.solver.optim.kl_coef, 1e-2);
         assert!(!c.challenger.format_example);
         assert!(Config::demo().challenger.format_example);
+        assert!(!c.solver.format_example);
+        assert!(Config::demo().solver.format_example);
+        assert!(Config::tiny().solver.format_example);
     }
 
     #[test]
