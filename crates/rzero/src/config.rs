@@ -422,7 +422,10 @@ impl Config {
         }
     }
 
-    /// SmolLM2-135M on 2 CPU cores: small batches, short generations.
+    /// SmolLM2-135M on 2 CPU cores: small batches, short generations. Sized so that every
+    /// iteration keeps questions and every Solver step has a learning signal (format examples
+    /// for both roles, forced final answers), in well under 20 minutes of loop time on a quiet
+    /// 2-core machine (measured figures: `bench/results/demo.jsonl`).
     pub fn demo() -> Self {
         let mut c = Self::paper();
         c.model = "smollm2".into();
@@ -438,59 +441,61 @@ impl Config {
         c.dataset.vote = Vote::Extracted;
         c.challenger.sampling.max_new_tokens = 64;
         c.challenger.solver_samples = 4;
-        c.challenger.solver_sampling.max_new_tokens = 128;
+        c.challenger.solver_sampling.max_new_tokens = 96;
         c.challenger.format_example = true;
         c.challenger.response_prefix = "<question>\n".into();
-        c.solver.format_example = true;
-        c.challenger.optim.steps = 4;
+        c.challenger.optim.steps = 2;
         c.challenger.optim.lr = 5e-6;
-        c.dataset.num_questions = 32;
+        c.dataset.num_questions = 40;
         c.dataset.sampling.max_new_tokens = 64;
         c.dataset.solver_samples = 4;
-        c.dataset.solver_sampling.max_new_tokens = 128;
+        c.dataset.solver_sampling.max_new_tokens = 96;
         c.challenger.optim.micro_batch_size = 2;
         c.solver.optim.micro_batch_size = 1;
         c.dataset.chunk = 8;
         c.solver.rollout_batch_size = 2;
         c.solver.optim.global_batch_size = 1;
         c.solver.group_size = 4;
-        c.solver.sampling.max_new_tokens = 128;
+        c.solver.sampling.max_new_tokens = 96;
+        c.solver.format_example = true;
         c.solver.optim.steps = 2;
         c.solver.optim.lr = 5e-6;
         c.eval.benchmarks = vec!["gsm8k".into()];
-        c.eval.limit = 8;
+        c.eval.limit = 30;
         c.eval.max_new_tokens = 128;
         c.eval.answer = grade::AnswerRule::LastBoxed;
         c.audit.benchmarks = vec!["gsm8k".into()];
-        c.audit.limit = 4;
+        c.audit.limit = 16;
         c.audit.samples = 4;
-        c.audit.max_new_tokens = 128;
+        c.audit.max_new_tokens = 96;
         c
     }
 
-    /// The tests' size: a tiny random model, a handful of short generations.
+    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`:
+    /// one iteration keeps questions and runs Solver steps in about a minute of CPU): two
+    /// short steps per phase, a handful of short generations, every labelled question kept.
+    /// The loop tests run it on a tiny "chain" model (`rzero::testing`).
     pub fn tiny() -> Self {
         let mut c = Self::demo();
         c.model = String::new();
         c.iterations = 2;
-        c.challenger.format_example = false;
-        c.challenger.response_prefix = String::new();
         c.engine.max_batch_size = 16;
         for s in [
-            &mut c.challenger.sampling,
             &mut c.challenger.solver_sampling,
-            &mut c.dataset.sampling,
             &mut c.dataset.solver_sampling,
             &mut c.solver.sampling,
         ] {
             s.max_new_tokens = 16;
         }
+        // room for one short question after the `<question>` prefix
+        c.challenger.sampling.max_new_tokens = 40;
+        c.dataset.sampling.max_new_tokens = 40;
         c.challenger.rollout_batch_size = 2;
         c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 2;
         c.challenger.solver_samples = 3;
         c.challenger.optim.steps = 2;
-        c.challenger.optim.lr = 1e-3;
+        c.challenger.optim.lr = 1e-5;
         c.dataset.num_questions = 6;
         c.dataset.solver_samples = 3;
         c.dataset.chunk = 2;
@@ -500,7 +505,7 @@ impl Config {
         c.solver.optim.global_batch_size = 1;
         c.solver.group_size = 2;
         c.solver.optim.steps = 2;
-        c.solver.optim.lr = 1e-3;
+        c.solver.optim.lr = 1e-5;
         c.eval.benchmarks = vec!["gsm8k".into()];
         c.eval.limit = 2;
         c.eval.max_new_tokens = 16;
