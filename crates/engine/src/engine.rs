@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::force::{has_closed_box, open_braces, ForcePlan, ForceState};
 use crate::params::{Completion, Event, FinishReason, Progress, Request, RequestOutput};
 use crate::sampling::{raw_logprob, sample, SeqRng};
 use crate::step::{StepItem, StepModel};
@@ -79,6 +80,8 @@ struct ChildState {
     rng: SeqRng,
     stop: StopState,
     logprobs: Vec<f32>,
+    /// The forced-answer phase, once started.
+    force: Option<ForceState>,
 }
 
 struct Seq<C> {
@@ -98,6 +101,8 @@ struct Group<C> {
     max_new: usize,
     /// Ids that end a completion with `stop`.
     stop_ids: Vec<u32>,
+    /// The request's forced answers, tokenized.
+    force: Option<ForcePlan>,
     /// Children created so far.
     spawned: usize,
     /// The prefilled prompt cache and its last logits, while children remain to spawn.
@@ -172,8 +177,8 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         if let Some(&t) = req.prompt_ids.iter().find(|&&t| t as usize >= v) {
             return Err(bad(format!("prompt token id {t} >= vocabulary size {v}")));
         }
-        let max_new = req.params.max_new_tokens.min(ctx - plen);
-        let need = (plen + max_new - 1) * self.model.kv_bytes_per_token();
+        let (max_new, extra) = self.limits(req, &self.force_plan(req)?)?;
+        let need = (plen + max_new + extra - 1) * self.model.kv_bytes_per_token();
         if need > self.cfg.max_kv_bytes {
             return Err(bad(format!(
                 "prompt {plen} + {max_new} new tokens need {need} KV bytes, over the budget of {}",
@@ -181,6 +186,47 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             )));
         }
         Ok(())
+    }
+
+    /// Most tokens a forced answer can add to a completion under `params` (0 when off): the
+    /// room a prompt needs in the context besides itself and one new token.
+    pub fn force_reserve(&self, params: &crate::SamplingParams) -> Result<usize> {
+        match &params.force_answer {
+            None => Ok(0),
+            Some(f) => Ok(ForcePlan::new(&self.detok, f)?.extra_tokens()),
+        }
+    }
+
+    /// The request's forcing, tokenized (`None` when off).
+    fn force_plan(&self, req: &Request) -> Result<Option<ForcePlan>> {
+        req.params
+            .force_answer
+            .as_ref()
+            .map(|f| {
+                ForcePlan::new(&self.detok, f).map_err(|e| Error::InvalidRequest {
+                    request_id: req.id,
+                    msg: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// The effective `max_new_tokens` (capped by the context, which also keeps room for a
+    /// forced answer) and the most tokens forcing can add after it.
+    fn limits(&self, req: &Request, plan: &Option<ForcePlan>) -> Result<(usize, usize)> {
+        let ctx = self.model.max_positions();
+        let plen = req.prompt_ids.len();
+        let extra = plan.as_ref().map_or(0, ForcePlan::extra_tokens);
+        if plen + extra >= ctx {
+            return Err(Error::InvalidRequest {
+                request_id: req.id,
+                msg: format!(
+                    "the prompt has {plen} tokens and a forced answer may add {extra}; \
+                     the model's context is {ctx} tokens"
+                ),
+            });
+        }
+        Ok((req.params.max_new_tokens.min(ctx - plen - extra), extra))
     }
 
     /// Generates all completions of `requests`; `on_event` receives each finished
@@ -233,7 +279,6 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         let bpt = self.model.kv_bytes_per_token();
         let budget = self.cfg.max_kv_bytes;
         let max_bs = self.cfg.max_batch_size;
-        let ctx = self.model.max_positions();
         let vocab = self.model.vocab_size();
 
         let mut groups: Groups<M::Cache> = Groups::default();
@@ -264,10 +309,17 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                         for r in new {
                             let seq = next_seq;
                             next_seq += 1;
-                            if let Err(e) = self.validate(&r) {
-                                feed.finished(seq, Err(e));
-                                continue;
-                            }
+                            let checked = self.validate(&r).and_then(|_| {
+                                let plan = self.force_plan(&r)?;
+                                Ok((self.limits(&r, &plan)?.0, plan))
+                            });
+                            let (max_new, force) = match checked {
+                                Ok(x) => x,
+                                Err(e) => {
+                                    feed.finished(seq, Err(e));
+                                    continue;
+                                }
+                            };
                             let mut stop_ids = r.params.stop_token_ids.clone();
                             if !r.params.ignore_eos {
                                 stop_ids.extend(&self.cfg.eos_token_ids);
@@ -277,8 +329,9 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                             groups.0.insert(
                                 seq,
                                 Group {
-                                    max_new: r.params.max_new_tokens.min(ctx - r.prompt_ids.len()),
+                                    max_new,
                                     stop_ids,
+                                    force,
                                     spawned: 0,
                                     ready: None,
                                     completions: vec![None; r.params.n],
@@ -367,6 +420,7 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
                             rng: SeqRng::new(g.req.params.seed, index),
                             stop: StopState::default(),
                             logprobs: Vec::new(),
+                            force: None,
                         })),
                         tokens: g.req.prompt_ids.clone(),
                         cache: Some(cache),
@@ -578,6 +632,9 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         let Role::Child(st) = &mut s.role else {
             return Ok(None);
         };
+        if st.force.is_some() {
+            return self.force_step(s, row, g);
+        }
         let p = &g.req.params;
         let tok = sample(row, p, &mut st.rng).ok_or(Error::NanLogits {
             request_id: g.req.id,
@@ -609,6 +666,29 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             Some((at, _)) => st.stop.text[..at].to_string(),
             None => self.detok.decode(gen, true)?,
         };
+        if let Some(plan) = &g.force {
+            if stop_hit.is_none() && !has_closed_box(&text) {
+                // Forced answer: the cue replaces a final EOS / stop id, or follows the
+                // last token of a response cut at the limit (which is fed first).
+                let on_stop_id = finish_reason == FinishReason::Stop;
+                if on_stop_id {
+                    s.tokens.pop();
+                    if p.logprobs {
+                        st.logprobs.pop();
+                    }
+                }
+                st.force = Some(ForceState::start(
+                    plan,
+                    s.tokens.len() - plen,
+                    finish_reason,
+                ));
+                return if on_stop_id {
+                    self.force_step(s, row, g)
+                } else {
+                    Ok(None)
+                };
+            }
+        }
         Ok(Some(Completion {
             request_id: g.req.id,
             index: st.index,
@@ -617,6 +697,76 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             finish_reason,
             stop_string: stop_hit.map(|(_, si)| p.stop[si].clone()),
             logprobs: p.logprobs.then(|| std::mem::take(&mut st.logprobs)),
+            forced: Vec::new(),
+        }))
+    }
+
+    /// One token of the forced-answer phase of child `s` at the position `row` predicts: the
+    /// next forced token if any is queued, else the model's next answer token. Returns the
+    /// completion once the cue's box is closed.
+    fn force_step(
+        &self,
+        s: &mut Seq<M::Cache>,
+        row: &[f32],
+        g: &Group<M::Cache>,
+    ) -> Result<Option<Completion>> {
+        let Role::Child(st) = &mut s.role else {
+            return Ok(None);
+        };
+        let (Some(fs), Some(plan)) = (st.force.as_mut(), g.force.as_ref()) else {
+            return Ok(None);
+        };
+        let p = &g.req.params;
+        let plen = g.req.prompt_ids.len();
+        let from = plen + fs.cue_at;
+        let mut tok = fs.queue.pop_front();
+        if tok.is_none() {
+            let t = sample(row, p, &mut st.rng).ok_or(Error::NanLogits {
+                request_id: g.req.id,
+                index: st.index,
+            })?;
+            if g.stop_ids.contains(&t) {
+                // The model ended inside the box: close it for the model, here.
+                let depth = open_braces(&self.detok.decode(&s.tokens[from..], true)?);
+                fs.close(plan, depth);
+                tok = fs.queue.pop_front();
+            } else {
+                if p.logprobs {
+                    st.logprobs.push(raw_logprob(row, t));
+                }
+                s.tokens.push(t);
+                fs.forced.push(false);
+                fs.answered += 1;
+                let depth = open_braces(&self.detok.decode(&s.tokens[from..], true)?);
+                if depth > 0 {
+                    if fs.answered >= plan.max_tokens {
+                        // Out of answer budget: the closing braces follow, forced.
+                        fs.close(plan, depth);
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        if let Some(t) = tok {
+            if p.logprobs {
+                st.logprobs.push(raw_logprob(row, t));
+            }
+            s.tokens.push(t);
+            fs.forced.push(true);
+            if !(fs.closing && fs.queue.is_empty()) {
+                return Ok(None);
+            }
+        }
+        let gen = &s.tokens[plen..];
+        Ok(Some(Completion {
+            request_id: g.req.id,
+            index: st.index,
+            token_ids: gen.to_vec(),
+            text: self.detok.decode(gen, true)?,
+            finish_reason: fs.reason,
+            stop_string: None,
+            logprobs: p.logprobs.then(|| std::mem::take(&mut st.logprobs)),
+            forced: std::mem::take(&mut fs.forced),
         }))
     }
 }

@@ -7,6 +7,8 @@
 //!   ([`Engine::cancel_flag`]).
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p (vLLM's order) on per-sequence
 //!   ChaCha streams keyed by `(seed, sample index)`, so samples do not depend on the batch.
+//! - [`force`]: forced final answers (a cue and a few more tokens when a completion ends
+//!   without a closed `\boxed{}`), a generation option for small models.
 //! - [`stop`]: incremental detokenisation and stop strings.
 //! - [`step`]: the [`StepModel`] interface the scheduler runs on, implemented for
 //!   `model::Model` (its `forward_packed`).
@@ -18,6 +20,7 @@
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod force;
 pub mod params;
 pub mod sampling;
 pub mod step;
@@ -25,6 +28,7 @@ pub mod stop;
 
 pub use engine::{Engine, EngineConfig, Feed};
 pub use error::{Error, Result};
+pub use force::ForceAnswer;
 pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
 };

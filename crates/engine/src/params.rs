@@ -36,6 +36,10 @@ pub struct SamplingParams {
     /// Return, for each generated token, its log-probability under the raw model
     /// distribution (temperature 1, no filtering), as vLLM does.
     pub logprobs: bool,
+    /// Forced final answers: a completion that ends without a closed `\boxed{}` gets the
+    /// cue appended and continues for a few tokens (see [`crate::force`]). `None`: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_answer: Option<crate::ForceAnswer>,
 }
 
 impl Default for SamplingParams {
@@ -52,6 +56,7 @@ impl Default for SamplingParams {
             ignore_eos: false,
             seed: 0,
             logprobs: false,
+            force_answer: None,
         }
     }
 }
@@ -93,6 +98,9 @@ impl SamplingParams {
         }
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err("stop strings must not be empty".into());
+        }
+        if let Some(f) = &self.force_answer {
+            f.validate()?;
         }
         Ok(())
     }
@@ -146,6 +154,10 @@ pub struct Completion {
     pub stop_string: Option<String>,
     /// Per-token log-probabilities (raw model distribution) when requested.
     pub logprobs: Option<Vec<f32>>,
+    /// Per token of `token_ids`: true when the engine wrote it (a forced-answer cue or
+    /// closing brace, [`crate::force`]) instead of sampling it. Empty when nothing was forced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced: Vec<bool>,
 }
 
 /// All completions of one request, ordered by `index`.

@@ -87,6 +87,10 @@ impl crate::stop::Detokenize for model::tokenizer::Tokenizer {
             skip_special,
         )?)
     }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(model::tokenizer::Tokenizer::encode(self, text, false)?)
+    }
 }
 
 impl StepModel for model::Model {

@@ -12,17 +12,31 @@ use crate::error::Result;
 pub trait Detokenize: Send + Sync {
     /// The text of `ids`, skipping special tokens when asked.
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String>;
+
+    /// The ids of `text` (no special tokens added): the forced-answer cue
+    /// ([`crate::ForceAnswer`]). Decoders that cannot encode refuse forced answers.
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Err(crate::Error::Decode(format!(
+            "this tokenizer cannot encode {text:?} (needed for force_answer)"
+        )))
+    }
 }
 
 impl<T: Detokenize + ?Sized> Detokenize for &T {
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         (**self).decode(ids, skip_special)
     }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        (**self).encode(text)
+    }
 }
 
 impl<T: Detokenize + ?Sized> Detokenize for std::sync::Arc<T> {
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         (**self).decode(ids, skip_special)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        (**self).encode(text)
     }
 }
 

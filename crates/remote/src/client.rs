@@ -13,6 +13,9 @@
 //! server when there are several; after `retries` retries the whole batch fails with
 //! [`Error::Unavailable`] naming the server(s) and the last cause. Other 4xx answers fail at
 //! once ([`Error::Rejected`]). The API is synchronous: the client owns a tokio runtime.
+//!
+//! Forced final answers (`params.force_answer`) work on any server: a completion without a
+//! closed `\boxed{}` gets a second call whose prompt is prompt + completion + cue.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +27,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 
 use crate::error::{chain, Error, Result};
-use crate::{FinishReason, OnProgress, Prompt, RolloutBackend, TextCompletion, TextRequest};
+use crate::{
+    FinishReason, OnProgress, Prompt, RolloutBackend, SamplingParams, TextCompletion, TextRequest,
+};
 
 /// Where and how to reach the servers (e.g. a `[remote.solver]` TOML table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -510,7 +515,88 @@ impl OpenAiClient {
             tail[j - base] = Some(c);
         }
         got.extend(tail.into_iter().flatten());
+        if let Some(f) = &req.params.force_answer {
+            self.force_answers(index, req, f, &mut got).await?;
+        }
         Ok(got)
+    }
+
+    /// Forced final answers on a server that knows nothing of them: each completion without
+    /// a closed `\boxed{}` gets one more call, prompt + completion + cue, `max_tokens` the
+    /// answer budget and no stop strings (seed + j for sample j); the answer is cut where the
+    /// cue's braces balance (closed with `}` when they never do) and appended after the cue.
+    /// The token ids and log-probs of a forced completion are dropped (the cue's tokens are
+    /// the server's business); `forced_from` says where the cue starts in the text.
+    async fn force_answers(
+        &self,
+        index: usize,
+        req: &TextRequest,
+        f: &engine::ForceAnswer,
+        got: &mut [TextCompletion],
+    ) -> Result<()> {
+        let prompt = match &req.prompt {
+            Prompt::Text(t) if !self.cfg.chat => t,
+            _ => {
+                return Err(Error::InvalidRequest {
+                    index,
+                    msg: "force_answer needs a text prompt on /v1/completions (chat = false)"
+                        .into(),
+                })
+            }
+        };
+        let calls: Vec<(usize, TextRequest)> = got
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !engine::force::has_closed_box(&c.text))
+            .map(|(j, c)| {
+                let params = SamplingParams {
+                    n: 1,
+                    max_new_tokens: f.max_tokens,
+                    stop: Vec::new(),
+                    stop_token_ids: Vec::new(),
+                    seed: req.params.seed.wrapping_add(j as u64),
+                    logprobs: false,
+                    force_answer: None,
+                    ..req.params.clone()
+                };
+                (
+                    j,
+                    TextRequest::text(format!("{prompt}{}{}", c.text, f.cue), params),
+                )
+            })
+            .collect();
+        let mut pending: FuturesUnordered<_> = calls
+            .iter()
+            .map(|(j, r)| async move {
+                let (path, body) = self.body(index, r, 1, r.params.seed)?;
+                let (v, server) = self.with_retries(None, "POST", &path, Some(&body)).await?;
+                let url = format!("{}{path}", server.url);
+                let mut c = parse_choices(&url, &v, 1, false)?;
+                if c.len() != 1 {
+                    return Err(Error::BadResponse {
+                        url,
+                        msg: format!("expected 1 choice, got {}", c.len()),
+                    });
+                }
+                Ok::<_, Error>((*j, c.remove(0).text))
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(calls.len());
+        while let Some(r) = pending.next().await {
+            answers.push(r?);
+        }
+        for (j, answer) in answers {
+            let c = &mut got[j];
+            let (keep, closes) = engine::force::close_answer(&f.cue, &answer);
+            c.forced_from = Some(c.text.len());
+            c.text.push_str(&f.cue);
+            c.text.push_str(&answer[..keep]);
+            c.text.push_str(&"}".repeat(closes));
+            c.token_ids = None;
+            c.logprobs = None;
+            c.forced = Vec::new();
+        }
+        Ok(())
     }
 }
 
@@ -616,6 +702,8 @@ fn parse_choices(url: &str, v: &Value, n: usize, chat: bool) -> Result<Vec<TextC
                 finish_reason,
                 token_ids,
                 logprobs,
+                forced: Vec::new(),
+                forced_from: None,
             },
         ));
     }

@@ -80,6 +80,11 @@ pub struct TextCompletion {
     pub token_ids: Option<Vec<u32>>,
     /// Per-token log-probabilities (raw model distribution), when requested and reported.
     pub logprobs: Option<Vec<f32>>,
+    /// Per token of `token_ids`: written by a forced answer (`params.force_answer`), not
+    /// sampled. Empty when nothing was forced or the token ids are unknown.
+    pub forced: Vec<bool>,
+    /// Byte offset in `text` where the forced answer's cue starts; `None` when not forced.
+    pub forced_from: Option<usize>,
 }
 
 /// Progress callback: (samples done, samples total).

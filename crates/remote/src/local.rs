@@ -87,20 +87,33 @@ impl RolloutBackend for LocalBackend<'_> {
                 on_progress(p.samples_done, p.samples_total);
             }
         })?;
-        Ok(outputs
+        outputs
             .into_iter()
             .map(|o| {
                 let mut c = o.completions;
                 c.sort_by_key(|c| c.index);
                 c.into_iter()
-                    .map(|c| TextCompletion {
-                        text: c.text,
-                        finish_reason: c.finish_reason,
-                        token_ids: Some(c.token_ids),
-                        logprobs: c.logprobs,
+                    .map(|c| {
+                        let forced_from = forced_from(self.tokenizer, &c)?;
+                        Ok(TextCompletion {
+                            text: c.text,
+                            finish_reason: c.finish_reason,
+                            token_ids: Some(c.token_ids),
+                            logprobs: c.logprobs,
+                            forced: c.forced,
+                            forced_from,
+                        })
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()
             })
-            .collect())
+            .collect()
+    }
+}
+
+/// Where the forced cue starts in the text of `c`: the length of the text before it.
+pub(crate) fn forced_from(tokenizer: &Tokenizer, c: &engine::Completion) -> Result<Option<usize>> {
+    match c.forced.iter().position(|&f| f) {
+        None => Ok(None),
+        Some(at) => Ok(Some(tokenizer.decode(&c.token_ids[..at], true)?.len())),
     }
 }

@@ -4,9 +4,11 @@
 //! token-id lists), `POST /v1/chat/completions` (messages rendered with the model's chat
 //! template), `GET /v1/models`, `GET /health`. Sampling fields: `n`, `temperature`,
 //! `top_p`, `top_k`, `min_p`, `max_tokens` (`max_completion_tokens` in chat), `stop`
-//! (string or list), `seed`, `logprobs`, and vLLM's `stop_token_ids` and `ignore_eos`.
-//! Every choice also carries `token_ids` (the generated ids), as vLLM's `return_token_ids`
-//! does. Streaming, `echo`, `suffix` and penalties are refused with a 400 that names the
+//! (string or list), `seed`, `logprobs`, vLLM's `stop_token_ids` and `ignore_eos`, and
+//! rzero's `force_answer` (`true` or `{"cue", "max_tokens"}`: forced final answers, see
+//! [`engine::force`]). Every choice also carries `token_ids` (the generated ids), as vLLM's
+//! `return_token_ids` does, and with forced tokens `forced` (one bool per token id).
+//! Streaming, `echo`, `suffix` and penalties are refused with a 400 that names the
 //! field; unknown fields are ignored (as vLLM does).
 //!
 //! Batching: handlers parse and tokenize (on tokio's blocking pool, after a byte cap), then
@@ -738,6 +740,9 @@ struct SamplingBody {
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
     repetition_penalty: Option<f32>,
+    /// rzero's forced final answers: `true` (the default cue and budget) or
+    /// `{"cue": "...", "max_tokens": K}`.
+    force_answer: Option<Value>,
 }
 
 impl SamplingBody {
@@ -758,6 +763,7 @@ impl SamplingBody {
             presence_penalty: f.take("presence_penalty")?,
             frequency_penalty: f.take("frequency_penalty")?,
             repetition_penalty: f.take("repetition_penalty")?,
+            force_answer: f.take("force_answer")?,
         })
     }
 }
@@ -867,6 +873,7 @@ fn sampling(
         ignore_eos: s.ignore_eos.unwrap_or(false),
         seed,
         logprobs,
+        force_answer: force_answer(&s.force_answer)?,
     };
     p.validate().map_err(|msg| {
         let field = msg.split_whitespace().next().unwrap_or("");
@@ -879,6 +886,22 @@ fn sampling(
         ApiError::bad(msg, Some(param))
     })?;
     Ok(p)
+}
+
+/// The `force_answer` field: absent, `null` or `false` = off; `true` = the defaults; an
+/// object sets `cue` and/or `max_tokens`.
+fn force_answer(v: &Option<Value>) -> std::result::Result<Option<engine::ForceAnswer>, ApiError> {
+    let bad = |m: String| ApiError::bad(m, Some("force_answer"));
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some(engine::ForceAnswer::default())),
+        Some(o @ Value::Object(_)) => serde_json::from_value(o.clone())
+            .map(Some)
+            .map_err(|e| bad(format!("force_answer: {e}"))),
+        Some(_) => Err(bad(
+            "force_answer must be true, false or {\"cue\": ..., \"max_tokens\": ...}".into(),
+        )),
+    }
 }
 
 fn random_seed(counter: u64) -> u64 {
@@ -1202,14 +1225,17 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> std::result::Resul
                     .collect();
                 json!({"tokens": tokens, "token_logprobs": lp, "top_logprobs": null, "text_offset": offsets})
             });
-            choices.push(json!({
-                "index": pi * params.n + c.index,
-                "text": c.text,
-                "finish_reason": c.finish_reason.as_str(),
-                "stop_reason": c.stop_string,
-                "logprobs": logprobs,
-                "token_ids": c.token_ids,
-            }));
+            choices.push(with_forced(
+                json!({
+                    "index": pi * params.n + c.index,
+                    "text": c.text,
+                    "finish_reason": c.finish_reason.as_str(),
+                    "stop_reason": c.stop_string,
+                    "logprobs": logprobs,
+                    "token_ids": c.token_ids,
+                }),
+                c,
+            ));
         }
     }
     Ok(json!({
@@ -1335,14 +1361,17 @@ async fn chat_inner(st: Arc<AppState>, body: Bytes) -> std::result::Result<Value
                 .collect();
             json!({ "content": content })
         });
-        choices.push(json!({
-            "index": c.index,
-            "message": {"role": "assistant", "content": c.text},
-            "finish_reason": c.finish_reason.as_str(),
-            "stop_reason": c.stop_string,
-            "logprobs": logprobs,
-            "token_ids": c.token_ids,
-        }));
+        choices.push(with_forced(
+            json!({
+                "index": c.index,
+                "message": {"role": "assistant", "content": c.text},
+                "finish_reason": c.finish_reason.as_str(),
+                "stop_reason": c.stop_string,
+                "logprobs": logprobs,
+                "token_ids": c.token_ids,
+            }),
+            c,
+        ));
     }
     Ok(json!({
         "id": format!("chatcmpl-{:x}", st.next()),
@@ -1352,6 +1381,15 @@ async fn chat_inner(st: Arc<AppState>, body: Bytes) -> std::result::Result<Value
         "choices": choices,
         "usage": usage(&outs),
     }))
+}
+
+/// A choice with `forced` (per token of `token_ids`: written by the engine's forced answer)
+/// when anything was forced.
+fn with_forced(mut choice: Value, c: &engine::Completion) -> Value {
+    if !c.forced.is_empty() {
+        choice["forced"] = json!(c.forced);
+    }
+    choice
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {

@@ -250,6 +250,7 @@ fn the_request_body_carries_every_parameter() {
         ignore_eos: true,
         seed: 9,
         logprobs: true,
+        force_answer: None,
     };
     let r = c.generate(&[TextRequest::text("hi", p)]);
     // ok_body has no logprobs: fine, they are reported when present.

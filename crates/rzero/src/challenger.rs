@@ -58,6 +58,7 @@ pub fn make_groups(
         &questions,
         c.solver_samples,
         &c.solver_sampling,
+        c.solver_force_answer,
         derive_seed(seed, &[1]),
         cfg,
     )?;

@@ -74,6 +74,22 @@ pub struct EngineSection {
     pub max_batch_size: usize,
     /// KV-cache budget in bytes (0 = automatic).
     pub max_kv_bytes: u64,
+    /// Forced final answers (where a stage turns them on): the cue appended to a Solver
+    /// response that ends without a closed `\boxed{}`.
+    #[serde(default = "default_force_cue")]
+    pub force_answer_cue: String,
+    /// Forced final answers: most tokens the model writes after the cue before its box is
+    /// closed for it.
+    #[serde(default = "default_force_tokens")]
+    pub force_answer_tokens: usize,
+}
+
+fn default_force_cue() -> String {
+    engine::force::DEFAULT_CUE.into()
+}
+
+fn default_force_tokens() -> usize {
+    engine::force::DEFAULT_MAX_TOKENS
 }
 
 /// Sampling parameters of one generation stage.
@@ -165,6 +181,10 @@ pub struct ChallengerSection {
     pub vote: Vote,
     /// Solver sampling when scoring the Challenger's questions.
     pub solver_sampling: Sampling,
+    /// Force a final answer on the Solver's responses when scoring the Challenger's
+    /// questions (see `engine::force`; not in the reference).
+    #[serde(default)]
+    pub solver_force_answer: bool,
     /// Reward of a response without `<question>` or `\boxed{}` (before the repetition penalty).
     pub format_failure_reward: f64,
     /// BLEU distance threshold of the repetition clustering.
@@ -194,6 +214,10 @@ pub struct DatasetSection {
     pub vote: Vote,
     /// Solver sampling for the pseudo-labels.
     pub solver_sampling: Sampling,
+    /// Force a final answer on the Solver's responses for the pseudo-labels (and the
+    /// pseudo-label audit; not in the reference).
+    #[serde(default)]
+    pub solver_force_answer: bool,
     /// Keep questions with `min_p_hat <= p̂`.
     pub min_p_hat: f64,
     /// Keep questions with `p̂ <= max_p_hat`.
@@ -222,6 +246,10 @@ pub struct SolverSection {
     /// label audit keep the reference prompt. Helps small models; off in the reference.
     #[serde(default)]
     pub format_example: bool,
+    /// Force a final answer on the Solver's training responses: the cue tokens are in the
+    /// context but get no gradient (not in the reference).
+    #[serde(default)]
+    pub force_answer: bool,
     /// Optimisation.
     pub optim: Optim,
 }
@@ -240,6 +268,9 @@ pub struct EvalSection {
     pub per_category: usize,
     /// Maximum new tokens per answer (greedy).
     pub max_new_tokens: usize,
+    /// Force a final answer on the evaluated responses (not in the reference).
+    #[serde(default)]
+    pub force_answer: bool,
     /// Which `\boxed{}` is the answer: `first-boxed` (the reference's
     /// `evaluation/datasets_loader.py`) or `last-boxed` (what training reads).
     #[serde(default)]
@@ -297,6 +328,14 @@ impl Config {
         }
     }
 
+    /// The engine's forced-answer option when `on` (the cue and budget of `[engine]`).
+    pub fn force_answer(&self, on: bool) -> Option<engine::ForceAnswer> {
+        on.then(|| engine::ForceAnswer {
+            cue: self.engine.force_answer_cue.clone(),
+            max_tokens: self.engine.force_answer_tokens,
+        })
+    }
+
     /// The reference's (paper-scale) configuration.
     pub fn paper() -> Self {
         let optim = |steps, global_batch_size, micro_batch_size| Optim {
@@ -324,6 +363,8 @@ impl Config {
             engine: EngineSection {
                 max_batch_size: 256,
                 max_kv_bytes: 0,
+                force_answer_cue: default_force_cue(),
+                force_answer_tokens: default_force_tokens(),
             },
             challenger: ChallengerSection {
                 rollout_batch_size: 512,
@@ -342,6 +383,7 @@ impl Config {
                     top_k: 40,
                     max_new_tokens: 4096,
                 },
+                solver_force_answer: false,
                 format_failure_reward: -1.0,
                 repetition_threshold: 0.5,
                 format_example: false,
@@ -364,6 +406,7 @@ impl Config {
                     top_k: 40,
                     max_new_tokens: 4096,
                 },
+                solver_force_answer: false,
                 min_p_hat: 0.3,
                 max_p_hat: 0.8,
                 chunk: 256,
@@ -380,6 +423,7 @@ impl Config {
                 accuracy_weight: 0.9,
                 format_weight: 0.1,
                 format_example: false,
+                force_answer: false,
                 optim: optim(15, 128, 1),
             },
             eval: EvalSection {
@@ -399,6 +443,7 @@ impl Config {
                 limit: 0,
                 per_category: 0,
                 max_new_tokens: 4096,
+                force_answer: false,
                 answer: grade::AnswerRule::FirstBoxed,
                 judge_url: String::new(),
                 judge_model: default_judge_model(),
@@ -468,6 +513,12 @@ impl Config {
         c.audit.limit = 16;
         c.audit.samples = 4;
         c.audit.max_new_tokens = 96;
+        // SmolLM2-135M rarely closes a \boxed{}: force a final answer wherever the Solver
+        // answers (docs/method.md, departures)
+        c.challenger.solver_force_answer = true;
+        c.dataset.solver_force_answer = true;
+        c.solver.force_answer = true;
+        c.eval.force_answer = true;
         c
     }
 
@@ -621,6 +672,9 @@ impl Config {
                     return bad(&format!("{key}.lora_targets"), &e.to_string());
                 }
             }
+        }
+        if let Err(e) = self.force_answer(true).expect("on").validate() {
+            return bad("engine.force_answer_cue/force_answer_tokens", &e);
         }
         let judge = self.eval.judge_url.trim();
         if !judge.is_empty() {
@@ -790,6 +844,12 @@ fn comment(path: &str) -> &'static str {
         "engine" => "generation engine",
         "engine.max_batch_size" => "sequences decoded together",
         "engine.max_kv_bytes" => "KV-cache budget in bytes (0 = automatic)",
+        "engine.force_answer_cue" => "forced final answers: cue appended to a Solver response that ends without a closed \\boxed{} (must leave a brace open)",
+        "engine.force_answer_tokens" => "forced final answers: most tokens the model writes after the cue; then `}` is appended for it",
+        "challenger.solver_force_answer" => "force a final answer on the Solver's m answers in the Challenger reward (budget forcing; not in the reference)",
+        "dataset.solver_force_answer" => "force a final answer on the Solver's m answers for pseudo-labels and the audit (not in the reference)",
+        "solver.force_answer" => "force a final answer on the Solver's training responses; the cue tokens get no gradient (not in the reference)",
+        "eval.force_answer" => "force a final answer on the evaluated responses (not in the reference)",
         "challenger" => "Challenger phase: GRPO against the frozen Solver",
         "challenger.rollout_batch_size" => "Challenger prompts sampled per GRPO step, veRL data.rollout_batch_size (reference: 512)",
         "challenger.vote" => "p-hat counting: \"reference\" (a missing \\boxed{} is the answer \"None\", p-hat = largest class / m, answers with \"no \" merged) or \"extracted\" (largest class / extracted answers)",
@@ -868,7 +928,14 @@ fn render(v: &toml::Value, prefix: &str, out: &mut String) {
         if !c.is_empty() {
             out.push_str(&format!("# {c}\n"));
         }
-        out.push_str(&format!("{k} = {sub}\n"));
+        match sub {
+            // one line, with escapes (the cue's newlines), instead of a multi-line literal
+            toml::Value::String(x) if x.contains('\n') => {
+                let quoted = serde_json::to_string(x).expect("a string serialises");
+                out.push_str(&format!("{k} = {quoted}\n"));
+            }
+            _ => out.push_str(&format!("{k} = {sub}\n")),
+        }
     }
     for (k, sub) in t.iter().filter(|(_, s)| s.is_table()) {
         let path = if prefix.is_empty() {
@@ -1011,6 +1078,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("solver.optim.lora_targets"), "{e}");
+    }
+
+    #[test]
+    fn forced_answers_are_on_in_demo_and_tiny_off_in_paper_and_documented() {
+        let p = Config::paper();
+        for c in [Config::demo(), Config::tiny()] {
+            assert!(c.solver.force_answer && c.eval.force_answer);
+            assert!(c.challenger.solver_force_answer && c.dataset.solver_force_answer);
+        }
+        assert!(!(p.solver.force_answer || p.eval.force_answer));
+        assert!(!(p.challenger.solver_force_answer || p.dataset.solver_force_answer));
+        assert_eq!(p.force_answer(false), None);
+        let f = p.force_answer(true).unwrap();
+        assert_eq!(f, engine::ForceAnswer::default());
+        let text = Config::demo().to_commented_toml();
+        for key in [
+            "force_answer_cue = ",
+            "force_answer_tokens = 16",
+            "solver_force_answer = true",
+            "force_answer = true",
+        ] {
+            assert!(text.contains(key), "{key}");
+        }
+        assert!(text.contains("# force a final answer on the Solver's training responses"));
+        assert!(text.contains("# forced final answers: cue appended"));
+        assert!(text.contains(r#"force_answer_cue = "\n\nFinal answer: \\boxed{""#));
+        // A config.toml written before the keys existed: forcing off, default cue.
+        let old: String = p
+            .to_commented_toml()
+            .lines()
+            .filter(|l| !l.contains("force_answer"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(Config::from_toml(&old).unwrap(), p);
+        let e = Config::resolve(
+            "tiny",
+            None,
+            &["engine.force_answer_cue=\"Answer:\"".into()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("engine.force_answer_cue"), "{e}");
+        let e =
+            Config::resolve("tiny", None, &["engine.force_answer_tokens=0".into()]).unwrap_err();
+        assert!(e.to_string().contains("max_tokens"), "{e}");
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn build_chunk(
         &parsed.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>(),
         d.solver_samples,
         &d.solver_sampling,
+        d.solver_force_answer,
         derive_seed(seed, &[1]),
         cfg,
     )?;
@@ -219,12 +220,14 @@ fn build_chunk(
     })
 }
 
-/// The Solver's extracted answers (`m` per question) with the Solver prompt.
+/// The Solver's extracted answers (`m` per question) with the Solver prompt; `force`:
+/// forced final answers.
 pub fn solver_answers(
     solver: &Role<'_>,
     questions: &[&str],
     m: usize,
     sampling: &crate::config::Sampling,
+    force: bool,
     seed: u64,
     cfg: &Config,
 ) -> Result<Vec<Vec<Option<String>>>> {
@@ -235,7 +238,16 @@ pub fn solver_answers(
                 .map_err(|e| Error::Stage(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let samples = solver.sample_texts(&prompts, m, sampling, seed, &cfg.engine, &mut |_, _| {})?;
+    let force = cfg.force_answer(force);
+    let samples = solver.sample_texts_with(
+        &prompts,
+        m,
+        sampling,
+        force.as_ref(),
+        seed,
+        &cfg.engine,
+        &mut |_, _| {},
+    )?;
     Ok(samples
         .into_iter()
         .map(|s| s.into_iter().map(|r| cfg.extract_answer(&r.text)).collect())

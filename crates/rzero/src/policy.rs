@@ -14,14 +14,28 @@ pub type Group = train::Group;
 
 /// One GRPO group from a prompt, its completions and their rewards.
 pub fn group(prompt: Vec<u32>, completions: Vec<Vec<u32>>, rewards: Vec<f32>) -> Group {
+    let masks = vec![Vec::new(); completions.len()];
+    group_masked(prompt, completions, masks, rewards)
+}
+
+/// [`group`] with each completion's forced-token mask (`Sample::forced`: forced tokens get
+/// no gradient; empty = none forced).
+pub fn group_masked(
+    prompt: Vec<u32>,
+    completions: Vec<Vec<u32>>,
+    forced: Vec<Vec<bool>>,
+    rewards: Vec<f32>,
+) -> Group {
     train::Group {
         prompt,
         responses: completions
             .into_iter()
+            .zip(forced)
             .zip(rewards)
-            .map(|(ids, reward)| train::Response {
+            .map(|((ids, forced), reward)| train::Response {
                 ids,
                 reward,
+                forced,
                 ..Default::default()
             })
             .collect(),

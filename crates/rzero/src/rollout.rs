@@ -29,6 +29,9 @@ pub struct Sample {
     pub token_ids: Vec<u32>,
     /// Whether the response hit the token limit.
     pub truncated: bool,
+    /// Per token of `token_ids`: written by a forced answer (the cue, closing braces), not
+    /// sampled; empty when nothing was forced.
+    pub forced: Vec<bool>,
 }
 
 /// Progress callback: (samples done, samples total).
@@ -70,12 +73,27 @@ impl Role<'_> {
         engine: &EngineSection,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
+        self.sample_texts_with(prompts, n, sampling, None, seed, engine, on_progress)
+    }
+
+    /// [`Role::sample_texts`] with forced final answers (`force`; see `engine::force`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_texts_with(
+        &self,
+        prompts: &[String],
+        n: usize,
+        sampling: &Sampling,
+        force: Option<&engine::ForceAnswer>,
+        seed: u64,
+        engine: &EngineSection,
+        on_progress: OnProgress<'_>,
+    ) -> Result<Vec<Vec<Sample>>> {
         let Some(client) = self.remote else {
             let ids = prompts
                 .iter()
                 .map(|p| self.encode(p))
                 .collect::<Result<Vec<_>>>()?;
-            return self.sample(&ids, n, sampling, seed, engine, on_progress);
+            return self.sample_with(&ids, n, sampling, force, seed, engine, on_progress);
         };
         use remote::RolloutBackend;
         let requests: Vec<remote::TextRequest> = prompts
@@ -83,7 +101,7 @@ impl Role<'_> {
             .enumerate()
             .map(|(i, p)| remote::TextRequest {
                 prompt: remote::Prompt::Text(p.clone()),
-                params: sampling_params(n, sampling, derive_seed(seed, &[i as u64])),
+                params: sampling_params(n, sampling, force, derive_seed(seed, &[i as u64])),
             })
             .collect();
         let out = client
@@ -97,6 +115,7 @@ impl Role<'_> {
                         truncated: c.finish_reason == engine::FinishReason::Length,
                         text: c.text,
                         token_ids: c.token_ids.unwrap_or_default(),
+                        forced: c.forced,
                     })
                     .collect()
             })
@@ -115,10 +134,26 @@ impl Role<'_> {
         engine: &EngineSection,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
+        self.sample_with(prompts, n, sampling, None, seed, engine, on_progress)
+    }
+
+    /// [`Role::sample`] with forced final answers (`force`; see `engine::force`): the same
+    /// seeds, and a forced response continues its own RNG stream.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_with(
+        &self,
+        prompts: &[Vec<u32>],
+        n: usize,
+        sampling: &Sampling,
+        force: Option<&engine::ForceAnswer>,
+        seed: u64,
+        engine: &EngineSection,
+        on_progress: OnProgress<'_>,
+    ) -> Result<Vec<Vec<Sample>>> {
         if prompts.is_empty() || n == 0 {
             return Ok(vec![Vec::new(); prompts.len()]);
         }
-        let params = |i: usize| sampling_params(n, sampling, derive_seed(seed, &[i as u64]));
+        let params = |i: usize| sampling_params(n, sampling, force, derive_seed(seed, &[i as u64]));
         let requests: Vec<engine::Request> = prompts
             .iter()
             .enumerate()
@@ -155,6 +190,7 @@ impl Role<'_> {
                         truncated: c.finish_reason == engine::FinishReason::Length,
                         text: c.text,
                         token_ids: c.token_ids,
+                        forced: c.forced,
                     })
                     .collect()
             })
@@ -162,7 +198,12 @@ impl Role<'_> {
     }
 }
 
-fn sampling_params(n: usize, sampling: &Sampling, seed: u64) -> engine::SamplingParams {
+fn sampling_params(
+    n: usize,
+    sampling: &Sampling,
+    force: Option<&engine::ForceAnswer>,
+    seed: u64,
+) -> engine::SamplingParams {
     engine::SamplingParams {
         n,
         temperature: sampling.temperature as f32,
@@ -175,6 +216,7 @@ fn sampling_params(n: usize, sampling: &Sampling, seed: u64) -> engine::Sampling
         ignore_eos: false,
         seed,
         logprobs: false,
+        force_answer: force.cloned(),
     }
 }
 

@@ -58,10 +58,12 @@ pub fn make_groups(
         })
         .collect::<Result<Vec<_>>>()?;
     let seed = derive_seed(cfg.seed, &[iter as u64, 4, step as u64]);
-    let samples = solver.sample(
+    let force = cfg.force_answer(s.force_answer);
+    let samples = solver.sample_with(
         &prompts,
         s.group_size,
         &s.sampling,
+        force.as_ref(),
         seed,
         &cfg.engine,
         &mut |_, _| {},
@@ -87,9 +89,10 @@ pub fn make_groups(
         }
         len += group.iter().map(|r| r.token_ids.len()).sum::<usize>();
         count += group.len();
-        groups.push(crate::policy::group(
+        groups.push(crate::policy::group_masked(
             prompt,
             group.iter().map(|r| r.token_ids.clone()).collect(),
+            group.iter().map(|r| r.forced.clone()).collect(),
             rewards.iter().map(|r| r.total as f32).collect(),
         ));
     }

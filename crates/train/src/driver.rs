@@ -223,6 +223,27 @@ struct Journal {
 struct JGroup {
     prompt: Vec<u32>,
     responses: Vec<(Vec<u32>, f32)>,
+    /// Forced tokens (`Response::forced`) as `(response, start, end)` runs; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forced: Vec<(usize, usize, usize)>,
+}
+
+/// The runs of `true` in `mask` of response `r`: `(r, start, end)`.
+fn forced_runs(r: usize, mask: &[bool]) -> Vec<(usize, usize, usize)> {
+    let mut runs = Vec::new();
+    let mut j = 0;
+    while j < mask.len() {
+        if mask[j] {
+            let start = j;
+            while j < mask.len() && mask[j] {
+                j += 1;
+            }
+            runs.push((r, start, j));
+        } else {
+            j += 1;
+        }
+    }
+    runs
 }
 
 fn to_journal(step: u64, b: &RolloutBatch, rng: &ChaCha8Rng) -> Journal {
@@ -238,6 +259,12 @@ fn to_journal(step: u64, b: &RolloutBatch, rng: &ChaCha8Rng) -> Journal {
                     .iter()
                     .map(|r| (r.ids.clone(), r.reward))
                     .collect(),
+                forced: g
+                    .responses
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, r)| forced_runs(i, &r.forced))
+                    .collect(),
             })
             .collect(),
         metrics: b.metrics.clone(),
@@ -245,26 +272,38 @@ fn to_journal(step: u64, b: &RolloutBatch, rng: &ChaCha8Rng) -> Journal {
     }
 }
 
-fn from_journal(j: Journal) -> RolloutBatch {
-    RolloutBatch {
-        groups: j
-            .groups
+fn from_journal(path: &Path, j: Journal) -> Result<RolloutBatch> {
+    let mut groups = Vec::with_capacity(j.groups.len());
+    for g in j.groups {
+        let mut responses: Vec<Response> = g
+            .responses
             .into_iter()
-            .map(|g| Group {
-                prompt: g.prompt,
-                responses: g
-                    .responses
-                    .into_iter()
-                    .map(|(ids, reward)| Response {
-                        ids,
-                        reward,
-                        ..Default::default()
-                    })
-                    .collect(),
+            .map(|(ids, reward)| Response {
+                ids,
+                reward,
+                ..Default::default()
             })
-            .collect(),
-        metrics: j.metrics,
+            .collect();
+        for (r, start, end) in g.forced {
+            let resp = responses
+                .get_mut(r)
+                .filter(|x| start < end && end <= x.ids.len())
+                .ok_or_else(|| Error::BadFile {
+                    path: path.to_path_buf(),
+                    msg: format!("forced run ({r}, {start}, {end}) is outside the responses"),
+                })?;
+            resp.forced.resize(resp.ids.len(), false);
+            resp.forced[start..end].fill(true);
+        }
+        groups.push(Group {
+            prompt: g.prompt,
+            responses,
+        });
     }
+    Ok(RolloutBatch {
+        groups,
+        metrics: j.metrics,
+    })
 }
 
 fn read_journal(path: &Path, step: u64) -> Result<Option<Journal>> {
@@ -388,7 +427,7 @@ pub fn run(
         let (mut batch, resumed) = match read_journal(&journal, k)? {
             Some(j) => {
                 trainer.set_rng(j.rng.restore()?);
-                (from_journal(j), true)
+                (from_journal(&journal, j)?, true)
             }
             None => {
                 let b = {
@@ -575,6 +614,45 @@ mod tests {
         let mut left = left;
         left.sort();
         assert_eq!(left, vec!["checkpoint", "rollout.json"]);
+    }
+
+    #[test]
+    fn the_journal_keeps_forced_token_masks() {
+        let resp = |ids: Vec<u32>, forced: Vec<bool>| Response {
+            ids,
+            reward: 0.5,
+            forced,
+            ..Default::default()
+        };
+        let b = RolloutBatch {
+            groups: vec![Group {
+                prompt: vec![1, 2],
+                responses: vec![
+                    resp(vec![5, 6, 7, 8, 9], vec![false, true, true, false, true]),
+                    resp(vec![5, 6], Vec::new()),
+                ],
+            }],
+            metrics: Map::new(),
+        };
+        let rng = ChaCha8Rng::seed_from_u64(3);
+        let text = serde_json::to_string(&to_journal(4, &b, &rng)).unwrap();
+        assert!(text.contains(r#""forced":[[0,1,3],[0,4,5]]"#), "{text}");
+        let path = Path::new("rollout.json");
+        let back = from_journal(path, serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back.groups, b.groups);
+        // Written again, byte for byte the same; a journal without masks has no key.
+        assert_eq!(
+            serde_json::to_string(&to_journal(4, &back, &rng)).unwrap(),
+            text
+        );
+        let mut plain = b;
+        plain.groups[0].responses[0].forced.clear();
+        let t = serde_json::to_string(&to_journal(4, &plain, &rng)).unwrap();
+        assert!(!t.contains("forced"));
+        // A run outside its response is a bad file.
+        let bad = text.replace("[0,4,5]", "[0,4,9]");
+        let e = from_journal(path, serde_json::from_str(&bad).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("forced run"), "{e}");
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct Response {
     pub old_logprobs: Option<Vec<f32>>,
     /// Log-probs of `ids` under the reference policy; `None`: computed by the trainer.
     pub ref_logprobs: Option<Vec<f32>>,
+    /// Per token of `ids`: true for a token the engine wrote (a forced-answer cue,
+    /// `engine::force`), which is in the context but has no loss term: masked out as a pad
+    /// is (no gradient, not counted in the aggregation). Empty = every token is trained on.
+    pub forced: Vec<bool>,
 }
 
 /// A prompt with its G sampled responses.
@@ -168,6 +172,8 @@ struct Seq<'a> {
     weight: f32,
     old: Option<&'a [f32]>,
     refl: Option<&'a [f32]>,
+    /// `Response::forced` (empty = none).
+    forced: &'a [bool],
 }
 
 /// One micro-batch laid out for the forward pass.
@@ -814,6 +820,13 @@ impl Trainer {
                         }
                     }
                 }
+                if !r.forced.is_empty() && r.forced.len() != r.ids.len() {
+                    return Err(Error::invalid(at(&format!(
+                        "forced has {} values for {} tokens",
+                        r.forced.len(),
+                        r.ids.len()
+                    ))));
+                }
                 let total = g.prompt.len() + r.ids.len();
                 if total > self.model_cfg.max_position_embeddings {
                     return Err(Error::invalid(at(&format!(
@@ -830,10 +843,15 @@ impl Trainer {
                     weight: 0.0,
                     old: r.old_logprobs.as_deref(),
                     refl: r.ref_logprobs.as_deref(),
+                    forced: &r.forced,
                 });
             }
         }
-        let lens: Vec<usize> = seqs.iter().map(|s| s.resp.len()).collect();
+        // Trained tokens per sequence (forced ones are masked out).
+        let lens: Vec<usize> = seqs
+            .iter()
+            .map(|s| s.resp.len() - s.forced.iter().filter(|&&f| f).count())
+            .collect();
         let w = sequence_weights(
             &lens,
             self.cfg.loss_agg,
@@ -1055,6 +1073,9 @@ impl Trainer {
         for (i, s) in mb.iter().enumerate() {
             let w = s.weight;
             for j in 0..s.resp.len() {
+                if s.forced.get(j) == Some(&true) {
+                    continue; // a forced token: masked (coefficient 0, no statistics)
+                }
                 let lp = lp_v[i][j];
                 let old = s.old.map_or(lp, |o| o[j]);
                 let pg = pg_token(lp, old, s.adv, &self.loss_params);

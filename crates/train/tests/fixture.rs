@@ -97,6 +97,7 @@ fn load_fixture(name: &str) -> Fixture {
             reward: rewards[i],
             old_logprobs: Some(f32s(&j["logprobs"]["old"][i])[..lens[i]].to_vec()),
             ref_logprobs: Some(f32s(&j["logprobs"]["ref"][i])[..lens[i]].to_vec()),
+            ..Default::default()
         });
     }
     Fixture { j, groups, lens }

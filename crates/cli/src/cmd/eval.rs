@@ -111,6 +111,8 @@ pub struct EngineArgs {
     /// Most prompt tokens prefilled per step.
     #[arg(long, default_value_t = 512)]
     pub prefill_chunk: usize,
+    #[command(flatten)]
+    pub force: super::generate::ForceArgs,
 }
 
 impl Default for EngineArgs {
@@ -120,6 +122,11 @@ impl Default for EngineArgs {
             batch_size: 32,
             max_kv_bytes: 4 << 30,
             prefill_chunk: 512,
+            force: super::generate::ForceArgs {
+                force_answer: false,
+                force_answer_tokens: engine::force::DEFAULT_MAX_TOKENS,
+                force_answer_cue: engine::force::DEFAULT_CUE.into(),
+            },
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct EngineGenerator {
     template: Option<ChatTemplate>,
     cfg: EngineConfig,
     bar: indicatif::ProgressBar,
+    /// Forced final answers (`--force-answer`; `[eval].force_answer` in a run).
+    pub force: Option<engine::ForceAnswer>,
 }
 
 impl EngineGenerator {
@@ -162,6 +171,7 @@ impl EngineGenerator {
             template,
             cfg,
             bar,
+            force: engine.force.option()?,
         })
     }
 }
@@ -177,7 +187,20 @@ impl eval::Generator for EngineGenerator {
         n: usize,
         p: &eval::GenParams,
     ) -> eval::Result<Vec<Vec<String>>> {
-        let ctx = self.model.config().max_position_embeddings;
+        let eng =
+            Engine::new(&self.model, &self.loaded.tokenizer, self.cfg.clone()).map_err(gen_err)?;
+        let reserve = eng
+            .force_reserve(&SamplingParams {
+                force_answer: self.force.clone(),
+                ..SamplingParams::default()
+            })
+            .map_err(gen_err)?;
+        // A forced answer needs room after the prompt.
+        let ctx = self
+            .model
+            .config()
+            .max_position_embeddings
+            .saturating_sub(reserve);
         let mut requests = Vec::with_capacity(prompts.len());
         let mut too_long = Vec::new();
         for (i, text) in prompts.iter().enumerate() {
@@ -203,6 +226,7 @@ impl eval::Generator for EngineGenerator {
                 top_k: p.top_k.unwrap_or(0),
                 max_new_tokens: p.max_new_tokens,
                 seed: p.seed.wrapping_add(i as u64),
+                force_answer: self.force.clone(),
                 ..SamplingParams::default()
             };
             params.validate().map_err(gen_err)?;
@@ -216,8 +240,6 @@ impl eval::Generator for EngineGenerator {
         if requests.is_empty() {
             return Ok(out);
         }
-        let eng =
-            Engine::new(&self.model, &self.loaded.tokenizer, self.cfg.clone()).map_err(gen_err)?;
         let bar = &self.bar;
         let outputs = eng
             .generate(&requests, |e| {

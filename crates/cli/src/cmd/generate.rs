@@ -5,7 +5,10 @@
 //! template). `--chat` renders plain prompts as one user message. Output: one JSONL line per
 //! completion, in input order: `id` (input line index), `index` (sample), `prompt` (the
 //! rendered prompt text), `completion`, `completion_ids`, `finish_reason` (`stop` / `length`)
-//! and, with `--logprobs`, `logprobs`. Greedy when the temperature is 0.
+//! and, with `--logprobs`, `logprobs`. Greedy when the temperature is 0. With
+//! `--force-answer` a completion without a closed `\boxed{}` is continued after a cue
+//! (`engine::force`), and its line has `forced` (one bool per completion id: written by
+//! the engine, not sampled).
 
 use std::path::PathBuf;
 
@@ -65,6 +68,8 @@ pub struct Args {
     /// Also print each token's log-probability.
     #[arg(long)]
     pub logprobs: bool,
+    #[command(flatten)]
+    pub force: ForceArgs,
     /// Most sequences decoded together.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -74,6 +79,38 @@ pub struct Args {
     /// Most prompt tokens prefilled per step.
     #[arg(long, default_value_t = 512)]
     pub prefill_chunk: usize,
+}
+
+/// Forced final answers (`rzero generate`, `rzero eval`, `rzero audit`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ForceArgs {
+    /// Force a final answer: a completion that ends without a closed \boxed{} gets the cue
+    /// (`--force-answer-cue`) appended and continues for at most `--force-answer-tokens`
+    /// tokens until the box closes (`}` is appended for it after that). Not in the reference.
+    #[arg(long)]
+    pub force_answer: bool,
+    /// Most tokens the model writes after the cue.
+    #[arg(long, default_value_t = engine::force::DEFAULT_MAX_TOKENS)]
+    pub force_answer_tokens: usize,
+    /// The cue appended to a completion without a closed \boxed{} (default: two newlines,
+    /// then `Final answer: \boxed{`).
+    #[arg(long, default_value = engine::force::DEFAULT_CUE, hide_default_value = true)]
+    pub force_answer_cue: String,
+}
+
+impl ForceArgs {
+    /// The engine option (`None` without `--force-answer`), checked.
+    pub fn option(&self) -> anyhow::Result<Option<engine::ForceAnswer>> {
+        if !self.force_answer {
+            return Ok(None);
+        }
+        let f = engine::ForceAnswer {
+            cue: self.force_answer_cue.clone(),
+            max_tokens: self.force_answer_tokens,
+        };
+        f.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Some(f))
+    }
 }
 
 /// `4096`, `512K`, `2M`, `4G` (binary multiples) -> bytes.
@@ -156,6 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ignore_eos: args.ignore_eos,
         seed: args.seed,
         logprobs: args.logprobs,
+        force_answer: args.force.option()?,
     };
     params.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let ctx = m.config().max_position_embeddings;
@@ -224,6 +262,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             });
             if let Some(lp) = &c.logprobs {
                 line["logprobs"] = json!(lp);
+            }
+            if !c.forced.is_empty() {
+                line["forced"] = json!(c.forced);
             }
             out.write(&line)?;
         }

@@ -117,6 +117,7 @@ fn eval_for_run(
             &cfg.eval.judge_api_key_env,
         )?;
         let judge_ref = judge.as_mut().map(|j| j as &mut dyn ::eval::Judge);
+        gen.force = cfg.force_answer(cfg.eval.force_answer);
         let r = ::eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &dir, &mut |_| {})?;
         tracing::info!(iter, "{}", ::eval::format_table(&r));
         for b in &r.benchmarks {
@@ -143,6 +144,8 @@ fn eval_for_run(
             seed: cfg.seed,
             ..Default::default()
         };
+        // the audit answers as the dataset stage does
+        gen.force = cfg.force_answer(cfg.dataset.solver_force_answer);
         let a = ::eval::run_audit(&mut gen, &benches, &opts, &dir, &mut |_| {})?;
         rows.push(serde_json::json!({
             "iter": iter, "phase": "audit", "n": a.n, "label_accuracy": a.label_accuracy,
