@@ -491,9 +491,11 @@ impl Config {
         c.challenger.response_prefix = "<question>\n".into();
         c.challenger.optim.steps = 2;
         c.challenger.optim.lr = 5e-6;
-        c.dataset.num_questions = 40;
+        c.dataset.num_questions = 48;
         c.dataset.sampling.max_new_tokens = 64;
-        c.dataset.solver_samples = 4;
+        // m = 6: p̂ in the band [0.3, 0.8] means 2 to 4 of 6 answers agree, which a small
+        // model's scattered answers reach far more often than 2 or 3 of 4
+        c.dataset.solver_samples = 6;
         c.dataset.solver_sampling.max_new_tokens = 96;
         c.challenger.optim.micro_batch_size = 2;
         c.solver.optim.micro_batch_size = 1;
@@ -511,7 +513,7 @@ impl Config {
         c.eval.answer = grade::AnswerRule::LastBoxed;
         c.audit.benchmarks = vec!["gsm8k".into()];
         c.audit.limit = 16;
-        c.audit.samples = 4;
+        c.audit.samples = 6;
         c.audit.max_new_tokens = 96;
         // SmolLM2-135M rarely closes a \boxed{}: force a final answer wherever the Solver
         // answers (docs/method.md, departures)
