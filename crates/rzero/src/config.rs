@@ -502,7 +502,10 @@ impl Config {
         c.dataset.chunk = 8;
         c.solver.rollout_batch_size = 2;
         c.solver.optim.global_batch_size = 1;
-        c.solver.group_size = 4;
+        // six samples per question: the kept labels are mostly 2-of-6 majorities, which the
+        // Solver matches about one time in eight, so four samples often all miss and the
+        // step teaches nothing (measured: bench/results/demo.jsonl, 2026-12-07)
+        c.solver.group_size = 6;
         c.solver.sampling.max_new_tokens = 96;
         c.solver.format_example = true;
         c.solver.optim.steps = 2;
@@ -540,9 +543,8 @@ impl Config {
         ] {
             s.max_new_tokens = 16;
         }
-        // room for one short question after the `<question>` prefix
-        c.challenger.sampling.max_new_tokens = 40;
-        c.dataset.sampling.max_new_tokens = 40;
+        // the Challenger keeps demo's 64 tokens: at 40, half of SmolLM2's questions were cut
+        // off before `</question>` (bench/results/demo.jsonl)
         c.challenger.rollout_batch_size = 2;
         c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 2;
@@ -556,7 +558,8 @@ impl Config {
         c.dataset.max_p_hat = 1.0;
         c.solver.rollout_batch_size = 2;
         c.solver.optim.global_batch_size = 1;
-        c.solver.group_size = 2;
+        // four samples per question: two rarely differ in reward on SmolLM2
+        c.solver.group_size = 4;
         c.solver.optim.steps = 2;
         c.solver.optim.lr = 1e-5;
         c.eval.benchmarks = vec!["gsm8k".into()];
