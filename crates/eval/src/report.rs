@@ -1,6 +1,8 @@
 //! `render(run_dir)`: a self-contained HTML report of a run directory (inline CSS and SVG,
 //! no JavaScript, no network). Missing files or rows give sections that say "not yet", so
-//! the report can be rendered while a run is going.
+//! the report can be rendered while a run is going. The first section (`summary`,
+//! `report/summary.rs`) says in plain words what happened in each iteration, with trends,
+//! and whether the model is tiny.
 //!
 //! # What the report reads
 //!
@@ -49,6 +51,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::svg::{bar_chart, esc, fmt_value, line_chart, Axes, BarGroup, Series, PALETTE};
+
+mod summary;
 
 type Row = Map<String, Value>;
 
@@ -1359,7 +1363,7 @@ fn header(run: &Run) -> String {
     };
     let _ = write!(
         s,
-        r##"<nav><a href="#benchmarks">benchmarks</a> · {general}<a href="#audit">label audit</a> · <a href="#challenger">Challenger</a> · <a href="#dataset">dataset</a> · <a href="#solver">Solver</a> · <a href="#lengths">lengths</a> · <a href="#questions">questions</a> · <a href="#config">config</a></nav></header>"##,
+        r##"<nav><a href="#summary">summary</a> · <a href="#benchmarks">benchmarks</a> · {general}<a href="#audit">label audit</a> · <a href="#challenger">Challenger</a> · <a href="#dataset">dataset</a> · <a href="#solver">Solver</a> · <a href="#lengths">lengths</a> · <a href="#questions">questions</a> · <a href="#config">config</a></nav></header>"##,
     );
     s
 }
@@ -1406,6 +1410,11 @@ pre.config{background:#f7f7f7;border:1px solid #e6e6e6;border-radius:6px;padding
 .not-yet{color:#8a6d00;background:#fff8e1;border:1px solid #f3e3a3;border-radius:6px;padding:8px 12px;display:inline-block}
 .note{color:#555;margin:4px 0 8px}
 .problems{color:#c62828}
+#summary{max-width:1100px}
+#summary p.note{font-size:14.5px;line-height:1.45}
+ol.summary{padding-left:20px}
+ol.summary li{margin:8px 0;line-height:1.5;font-size:14.5px}
+#summary-table td:first-child{white-space:nowrap}
 "#;
 
 /// Renders the report of `run_dir` as one self-contained HTML document (well-formed XML).
@@ -1425,6 +1434,7 @@ pub fn render(run_dir: &Path) -> Result<String> {
         esc(&run.name)
     );
     s.push_str(&header(&run));
+    s.push_str(&summary::section_summary(&run, run_dir));
     s.push_str(&section_benchmarks(&run));
     s.push_str(&section_general(&run));
     s.push_str(&section_audit(&run));

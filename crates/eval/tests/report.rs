@@ -182,6 +182,7 @@ fn report_of_the_recorded_run_has_every_section_with_its_numbers() {
     assert_eq!(
         sections,
         [
+            "summary",
             "benchmarks",
             "audit",
             "challenger",
@@ -401,7 +402,8 @@ fn report_of_a_run_in_progress_says_not_yet() {
         els.iter()
             .filter(|e| attr(e, "class") == Some("not-yet"))
             .count(),
-        8
+        9,
+        "every section of an empty run, the summary included, says not yet"
     );
     assert!(eval::report::render(&empty.path().join("missing")).is_err());
 }
@@ -456,4 +458,145 @@ fn report_redacts_secrets_in_the_config() {
     assert!(pre.contains("max_new_tokens = 64"), "{pre}");
     assert!(pre.contains("hf_token in a sentence"), "{pre}");
     assert!(pre.contains("api_key = \"<redacted>\""), "{pre}");
+}
+
+/// The first screen, from a synthetic two-iteration run: the table's figures with their
+/// trends, one plain-words paragraph per iteration, and the note that 135M is tiny.
+#[test]
+fn first_screen_says_what_happened_per_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "model = \"smollm2\"\niterations = 2\n\n[dataset]\nmin_p_hat = 0.3\n",
+    )
+    .unwrap();
+    let rows = [
+        r#"{"iter":0,"phase":"eval","bench":"gsm8k","pass@1":0.1,"n":30,"kind":"math"}"#,
+        r#"{"iter":0,"phase":"audit","n":10,"label_accuracy":0.2,"kept":3,"kept_label_accuracy":0.33}"#,
+        r#"{"iter":1,"phase":"challenger","step":0,"reward_mean":-0.8,"format_valid_frac":0.25,"adv_nonzero_frac":0.5}"#,
+        r#"{"iter":1,"phase":"challenger","step":1,"reward_mean":-0.5,"format_valid_frac":0.5,"adv_nonzero_frac":1.0}"#,
+        r#"{"iter":1,"phase":"dataset","generated":32,"valid":19,"kept":6}"#,
+        r#"{"iter":1,"phase":"solver","step":0,"reward_mean":0.3,"adv_nonzero_frac":0.75}"#,
+        r#"{"iter":1,"phase":"solver","step":0,"update":0,"loss":0.1,"adv_nonzero_frac":0.75}"#,
+        r#"{"iter":1,"phase":"solver","step":1,"reward_mean":0.5,"adv_nonzero_frac":0.5}"#,
+        r#"{"iter":1,"phase":"eval","bench":"gsm8k","pass@1":0.1333,"n":30,"kind":"math"}"#,
+        r#"{"iter":1,"phase":"audit","n":10,"label_accuracy":0.3,"kept":4,"kept_label_accuracy":0.5}"#,
+        r#"{"iter":2,"phase":"challenger","step":0,"reward_mean":-0.5,"format_valid_frac":0.5}"#,
+        r#"{"iter":2,"phase":"challenger","step":1,"reward_mean":-0.3,"format_valid_frac":0.75}"#,
+        r#"{"iter":2,"phase":"dataset","generated":32,"valid":25,"kept":4}"#,
+        r#"{"iter":2,"phase":"solver","step":0,"reward_mean":0.6,"adv_nonzero_frac":1.0}"#,
+        r#"{"iter":2,"phase":"solver","step":1,"reward_mean":0.4,"adv_nonzero_frac":0.0}"#,
+        r#"{"iter":2,"phase":"eval","bench":"gsm8k","pass@1":0.1,"n":30,"kind":"math"}"#,
+        r#"{"iter":2,"phase":"audit","n":10,"label_accuracy":0.3,"kept":4,"kept_label_accuracy":0.5}"#,
+    ];
+    std::fs::write(dir.path().join("metrics.jsonl"), rows.join("\n") + "\n").unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    // the summary is the first section
+    let first = els.iter().find(|e| e.name == "section").unwrap();
+    assert_eq!(attr(first, "id"), Some("summary"));
+    let note = &els[find(&els, "p", "id", "summary-model")].text;
+    assert!(note.contains("SmolLM2-135M-Instruct"), "{note}");
+    assert!(note.contains("135M parameters"), "{note}");
+    assert!(note.contains("tiny model"), "{note}");
+    let t = table_rows(&els, "summary");
+    let row = |label: &str| -> Vec<String> {
+        t.iter()
+            .find(|r| r[0] == label)
+            .unwrap_or_else(|| panic!("no row {label:?} in {t:?}"))
+            .clone()
+    };
+    assert_eq!(
+        row("Challenger: questions in the required format")[1..],
+        ["–", "37.5%", "62.5% ↑"]
+    );
+    assert_eq!(
+        row("Challenger: reward (mean over steps)")[1..],
+        ["–", "-0.65", "-0.40 ↑"]
+    );
+    assert_eq!(row("questions kept for the Solver")[1..], ["–", "6", "4 ↓"]);
+    assert_eq!(
+        row("Solver: reward (mean over steps)")[1..],
+        ["–", "0.40", "0.50 ↑"]
+    );
+    assert_eq!(
+        row("Solver: samples with a non-zero advantage (lowest step)")[1..],
+        ["–", "50.0%", "0.0% ↓"]
+    );
+    assert_eq!(
+        row("label accuracy (audit)")[1..],
+        ["20.0%", "30.0% ↑", "30.0% ="]
+    );
+    assert_eq!(row("GSM8K pass@1")[1..], ["10.0%", "13.3% ↑", "10.0% ↓"]);
+    let it1 = &els[find(&els, "li", "id", "summary-iter-1")].text;
+    for want in [
+        "trained for 2 GRPO steps",
+        "37.5% of its samples were questions in the required format (25.0% at the first step → 50.0% at the last ↑)",
+        "It then wrote 32 questions, 19 well-formed; 6 kept for the Solver",
+        "between 0.3 and 0.8",
+        "Samples with a non-zero advantage per step: 75.0%, 50.0%; every step had a learning signal",
+        "right on 30.0% of 10 benchmark questions with known answers ↑ (20.0% before training)",
+        "it solved 13.3% of 30 GSM8K problems ↑ (10.0% before training)",
+    ] {
+        assert!(it1.contains(want), "iteration 1 lacks {want:?}: {it1}");
+    }
+    let it2 = &els[find(&els, "li", "id", "summary-iter-2")].text;
+    for want in [
+        "required format ↑ (50.0% at the first step → 75.0% at the last ↑)",
+        "reward averaged -0.40 ↑ (-0.50 at the first step → -0.30 at the last ↑)",
+        "4 kept ↓",
+        "1 of 2 steps taught nothing",
+        "30.0% of 10 benchmark questions with known answers = (30.0% after iteration 1)",
+        "it solved 10.0% of 30 GSM8K problems ↓ (13.3% after iteration 1)",
+    ] {
+        assert!(it2.contains(want), "iteration 2 lacks {want:?}: {it2}");
+    }
+}
+
+/// The model's size: from the checkpoint's safetensors header when there is one, else from
+/// its name; only a model under a billion parameters is called tiny.
+#[test]
+fn first_screen_names_the_model_size() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "model = \"/models/my-model\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        r#"{"iter":1,"phase":"dataset","generated":8,"valid":2,"kept":0}"#,
+    )
+    .unwrap();
+    let ckpt = dir.path().join("iter_1/solver");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    let header = br#"{"__metadata__":{"format":"pt"},"embed":{"dtype":"F32","shape":[1000,64],"data_offsets":[0,256000]},"norm":{"dtype":"F32","shape":[64],"data_offsets":[256000,256256]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    std::fs::write(ckpt.join("model.safetensors"), bytes).unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    let note = &els[find(&els, "p", "id", "summary-model")].text;
+    assert!(
+        note.contains("/models/my-model with 64K parameters"),
+        "{note}"
+    );
+    assert!(note.contains("tiny model"), "{note}");
+    let it1 = &els[find(&els, "li", "id", "summary-iter-1")].text;
+    assert!(it1.contains("the Solver was not trained"), "{it1}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "model = \"Qwen/Qwen3-4B-Base\"\n",
+    )
+    .unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    let note = &els[find(&els, "p", "id", "summary-model")].text;
+    assert!(
+        note.contains("Qwen/Qwen3-4B-Base with 4.0B parameters"),
+        "{note}"
+    );
+    assert!(!note.contains("tiny"), "{note}");
 }

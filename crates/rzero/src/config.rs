@@ -240,6 +240,12 @@ pub struct SolverSection {
     pub accuracy_weight: f64,
     /// Weight of the `<think>…</think> … \boxed{}` format.
     pub format_weight: f64,
+    /// Show a worked example (a question and its answer ending in `\boxed{}`) as an earlier
+    /// exchange before each question, wherever the Solver answers in the loop (training
+    /// rollouts, the Challenger reward, the dataset labels); benchmark evaluation and the
+    /// label audit keep the reference prompt. Helps small models; off in the reference.
+    #[serde(default)]
+    pub format_example: bool,
     /// Force a final answer on the Solver's training responses: the cue tokens are in the
     /// context but get no gradient (not in the reference).
     #[serde(default)]
@@ -416,6 +422,7 @@ impl Config {
                 },
                 accuracy_weight: 0.9,
                 format_weight: 0.1,
+                format_example: false,
                 force_answer: false,
                 optim: optim(15, 128, 1),
             },
@@ -460,7 +467,10 @@ impl Config {
         }
     }
 
-    /// SmolLM2-135M on 2 CPU cores: small batches, short generations.
+    /// SmolLM2-135M on 2 CPU cores: small batches, short generations. Sized so that every
+    /// iteration keeps questions and every Solver step has a learning signal (format examples
+    /// for both roles, forced final answers), in well under 20 minutes of loop time on a quiet
+    /// 2-core machine (measured figures: `bench/results/demo.jsonl`).
     pub fn demo() -> Self {
         let mut c = Self::paper();
         c.model = "smollm2".into();
@@ -476,32 +486,38 @@ impl Config {
         c.dataset.vote = Vote::Extracted;
         c.challenger.sampling.max_new_tokens = 64;
         c.challenger.solver_samples = 4;
-        c.challenger.solver_sampling.max_new_tokens = 128;
+        c.challenger.solver_sampling.max_new_tokens = 96;
         c.challenger.format_example = true;
         c.challenger.response_prefix = "<question>\n".into();
-        c.challenger.optim.steps = 4;
+        c.challenger.optim.steps = 2;
         c.challenger.optim.lr = 5e-6;
-        c.dataset.num_questions = 32;
+        c.dataset.num_questions = 48;
         c.dataset.sampling.max_new_tokens = 64;
-        c.dataset.solver_samples = 4;
-        c.dataset.solver_sampling.max_new_tokens = 128;
+        // m = 6: p̂ in the band [0.3, 0.8] means 2 to 4 of 6 answers agree, which a small
+        // model's scattered answers reach far more often than 2 or 3 of 4
+        c.dataset.solver_samples = 6;
+        c.dataset.solver_sampling.max_new_tokens = 96;
         c.challenger.optim.micro_batch_size = 2;
         c.solver.optim.micro_batch_size = 1;
         c.dataset.chunk = 8;
         c.solver.rollout_batch_size = 2;
         c.solver.optim.global_batch_size = 1;
-        c.solver.group_size = 4;
-        c.solver.sampling.max_new_tokens = 128;
+        // six samples per question: the kept labels are mostly 2-of-6 majorities, which the
+        // Solver matches about one time in eight, so four samples often all miss and the
+        // step teaches nothing (measured: bench/results/demo.jsonl, 2026-12-07)
+        c.solver.group_size = 6;
+        c.solver.sampling.max_new_tokens = 96;
+        c.solver.format_example = true;
         c.solver.optim.steps = 2;
         c.solver.optim.lr = 5e-6;
         c.eval.benchmarks = vec!["gsm8k".into()];
-        c.eval.limit = 8;
+        c.eval.limit = 30;
         c.eval.max_new_tokens = 128;
         c.eval.answer = grade::AnswerRule::LastBoxed;
         c.audit.benchmarks = vec!["gsm8k".into()];
-        c.audit.limit = 4;
-        c.audit.samples = 4;
-        c.audit.max_new_tokens = 128;
+        c.audit.limit = 16;
+        c.audit.samples = 6;
+        c.audit.max_new_tokens = 96;
         // SmolLM2-135M rarely closes a \boxed{}: force a final answer wherever the Solver
         // answers (docs/method.md, departures)
         c.challenger.solver_force_answer = true;
@@ -511,29 +527,30 @@ impl Config {
         c
     }
 
-    /// The tests' size: a tiny random model, a handful of short generations.
+    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`:
+    /// one iteration keeps questions and runs Solver steps in about a minute of CPU): two
+    /// short steps per phase, a handful of short generations, every labelled question kept.
+    /// The loop tests run it on a tiny "chain" model (`rzero::testing`).
     pub fn tiny() -> Self {
         let mut c = Self::demo();
         c.model = String::new();
         c.iterations = 2;
-        c.challenger.format_example = false;
-        c.challenger.response_prefix = String::new();
         c.engine.max_batch_size = 16;
         for s in [
-            &mut c.challenger.sampling,
             &mut c.challenger.solver_sampling,
-            &mut c.dataset.sampling,
             &mut c.dataset.solver_sampling,
             &mut c.solver.sampling,
         ] {
             s.max_new_tokens = 16;
         }
+        // the Challenger keeps demo's 64 tokens: at 40, half of SmolLM2's questions were cut
+        // off before `</question>` (bench/results/demo.jsonl)
         c.challenger.rollout_batch_size = 2;
         c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 2;
         c.challenger.solver_samples = 3;
         c.challenger.optim.steps = 2;
-        c.challenger.optim.lr = 1e-3;
+        c.challenger.optim.lr = 1e-5;
         c.dataset.num_questions = 6;
         c.dataset.solver_samples = 3;
         c.dataset.chunk = 2;
@@ -541,9 +558,10 @@ impl Config {
         c.dataset.max_p_hat = 1.0;
         c.solver.rollout_batch_size = 2;
         c.solver.optim.global_batch_size = 1;
-        c.solver.group_size = 2;
+        // four samples per question: two rarely differ in reward on SmolLM2
+        c.solver.group_size = 4;
         c.solver.optim.steps = 2;
-        c.solver.optim.lr = 1e-3;
+        c.solver.optim.lr = 1e-5;
         c.eval.benchmarks = vec!["gsm8k".into()];
         c.eval.limit = 2;
         c.eval.max_new_tokens = 16;
@@ -857,6 +875,7 @@ fn comment(path: &str) -> &'static str {
         "solver.rollout_batch_size" => "questions sampled per GRPO step, veRL data.rollout_batch_size (reference: 512)",
         "solver.group_size" => "samples per question, G (reference: 5)",
         "solver.accuracy_weight" => "reward weight of accuracy vs the pseudo-label (reference: 0.9)",
+        "solver.format_example" => "show a worked example (question, then an answer ending in \\boxed{}) as an earlier chat exchange wherever the Solver answers in the loop: training, Challenger reward, dataset labels; not eval/audit (not in the reference)",
         "solver.format_weight" => "reward weight of the <think>...</think> ... \\boxed{} format (reference: 0.1)",
         "eval" => "benchmark evaluation (greedy) of the base model and each Solver",
         "eval.benchmarks" => "benchmark names (data/benchmarks: the math sets, mmlu_pro, bbeh), supergpqa=PATH, or JSONL paths; [] disables",
@@ -1000,6 +1019,9 @@ mod tests {
         assert_eq!(c.solver.optim.kl_coef, 1e-2);
         assert!(!c.challenger.format_example);
         assert!(Config::demo().challenger.format_example);
+        assert!(!c.solver.format_example);
+        assert!(Config::demo().solver.format_example);
+        assert!(Config::tiny().solver.format_example);
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub fn solver_answers(
     let prompts = questions
         .iter()
         .map(|q| {
-            crate::prompts::solver_prompt(solver.template, q)
+            crate::prompts::solver_prompt(solver.template, q, cfg.solver.format_example)
                 .map_err(|e| Error::Stage(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -4,8 +4,10 @@
 //! (`question_generate.py`, `verl/utils/dataset.py` `questioner_format`). With
 //! `challenger.format_example` a one-shot example of the output format is appended to the
 //! system prompt (an rzero addition for small models; off in the `paper` preset). The
-//! Solver's system prompt is the reference's `solver_format`. Models without a chat template
-//! get the reference's plain fallback `"system: …\nuser: …"`.
+//! Solver's system prompt is the reference's `solver_format`; with `solver.format_example` a
+//! worked example (one question and its answer in the format the Solver reward checks) is
+//! shown as an earlier user/assistant exchange (also an rzero addition; off in `paper`).
+//! Models without a chat template get the reference's plain fallback `"system: …\nuser: …"`.
 
 /// The Challenger's system prompt (reference text).
 pub const CHALLENGER_SYSTEM: &str = "You are an expert competition-math problem setter.\n\
@@ -35,6 +37,35 @@ pub const CHALLENGER_FORMAT_EXAMPLES: &[&str] = &[
 /// The Solver's system prompt (reference text).
 pub const SOLVER_SYSTEM: &str =
     "Please reason step by step, and put your final answer within \\boxed{}.";
+
+/// The Solver's worked example (question, answer), shown as an earlier user turn and
+/// assistant turn when `solver.format_example` is on. The answer has the shape the Solver
+/// reward checks (`<think>…</think> … \boxed{…}`), so a small model that copies it earns the
+/// format reward and, above all, writes an extractable `\boxed{}` answer.
+pub const SOLVER_FORMAT_EXAMPLE: (&str, &str) = (
+    "A shop sells pencils at 3 dollars each. Mia buys 4 pencils and pays with a 20-dollar bill. How much change does she get?",
+    "<think>\n4 pencils cost 4 * 3 = 12 dollars. The change is 20 - 12 = 8 dollars.\n</think>\nThe answer is \\boxed{8}.",
+);
+
+/// Renders a conversation with the model's chat template (generation prompt added), or the
+/// reference's plain fallback (`"role: content"` lines, then `"assistant: "`) when the model
+/// has none.
+fn render_messages(
+    template: Option<&model::ChatTemplate>,
+    msgs: &[model::ChatMessage],
+) -> model::Result<String> {
+    match template {
+        Some(t) => t.render(msgs, true),
+        None => {
+            let mut s = String::new();
+            for m in msgs {
+                s.push_str(&format!("{}: {}\n", m.role, m.content));
+            }
+            s.push_str("assistant: ");
+            Ok(s)
+        }
+    }
+}
 
 /// Renders a system + user conversation with the model's chat template (generation prompt
 /// added), or the reference's plain fallback when the model has none.
@@ -70,17 +101,7 @@ pub fn challenger_prompt(
             msgs.push(model::ChatMessage::assistant(*ex));
         }
         msgs.push(model::ChatMessage::user(CHALLENGER_USER));
-        match template {
-            Some(t) => t.render(&msgs, true)?,
-            None => {
-                let mut s = String::new();
-                for m in &msgs {
-                    s.push_str(&format!("{}: {}\n", m.role, m.content));
-                }
-                s.push_str("assistant: ");
-                s
-            }
-        }
+        render_messages(template, &msgs)?
     } else {
         render(template, CHALLENGER_SYSTEM, CHALLENGER_USER)?
     };
@@ -88,12 +109,26 @@ pub fn challenger_prompt(
     Ok(text)
 }
 
-/// The Solver prompt text for one question.
+/// The Solver prompt text for one question: the reference's system prompt and the question,
+/// with `format_example` preceded by [`SOLVER_FORMAT_EXAMPLE`] as an earlier exchange.
 pub fn solver_prompt(
     template: Option<&model::ChatTemplate>,
     question: &str,
+    format_example: bool,
 ) -> model::Result<String> {
-    render(template, SOLVER_SYSTEM, question)
+    if !format_example {
+        return render(template, SOLVER_SYSTEM, question);
+    }
+    let (ex_q, ex_a) = SOLVER_FORMAT_EXAMPLE;
+    render_messages(
+        template,
+        &[
+            model::ChatMessage::system(SOLVER_SYSTEM),
+            model::ChatMessage::user(ex_q),
+            model::ChatMessage::assistant(ex_a),
+            model::ChatMessage::user(question),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -102,11 +137,38 @@ mod tests {
 
     #[test]
     fn plain_fallback_matches_reference() {
-        let p = solver_prompt(None, "What is 1+1?").unwrap();
+        let p = solver_prompt(None, "What is 1+1?", false).unwrap();
         assert_eq!(
             p,
             "system: Please reason step by step, and put your final answer within \\boxed{}.\nuser: What is 1+1?"
         );
+    }
+
+    #[test]
+    fn solver_format_example_turns_only_when_on() {
+        let t = model::ChatTemplate::chatml();
+        let (ex_q, ex_a) = SOLVER_FORMAT_EXAMPLE;
+        let off = solver_prompt(Some(&t), "What is 1+1?", false).unwrap();
+        assert!(!off.contains(ex_q) && !off.contains("pencils"));
+        assert_eq!(off.matches("<|im_start|>user").count(), 1);
+        assert_eq!(off.matches("<|im_start|>assistant").count(), 1);
+        let on = solver_prompt(Some(&t), "What is 1+1?", true).unwrap();
+        // system, the example's user turn and assistant turn, then the question
+        let expected = format!(
+            "<|im_start|>system\n{SOLVER_SYSTEM}<|im_end|>\n<|im_start|>user\n{ex_q}<|im_end|>\n\
+             <|im_start|>assistant\n{ex_a}<|im_end|>\n<|im_start|>user\nWhat is 1+1?<|im_end|>\n\
+             <|im_start|>assistant\n"
+        );
+        assert_eq!(on, expected);
+        // the plain fallback carries the same turns
+        let plain = solver_prompt(None, "What is 1+1?", true).unwrap();
+        assert!(plain.starts_with(&format!(
+            "system: {SOLVER_SYSTEM}\nuser: {ex_q}\nassistant: {ex_a}\n"
+        )));
+        assert!(plain.ends_with("user: What is 1+1?\nassistant: "));
+        // the example answer has the shape the Solver reward checks, and its box is extracted
+        assert!(reward::solver::solver_format_ok(ex_a));
+        assert_eq!(grade::extract_boxed(ex_a).as_deref(), Some("8"));
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub fn make_groups(
     let prompts = items
         .iter()
         .map(|it| {
-            let text = crate::prompts::solver_prompt(solver.template, &it.question)
-                .map_err(|e| Error::Stage(e.to_string()))?;
+            let text =
+                crate::prompts::solver_prompt(solver.template, &it.question, s.format_example)
+                    .map_err(|e| Error::Stage(e.to_string()))?;
             solver.encode(&text)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -66,7 +66,7 @@ fn forced_answers_let_the_model_close_the_box() {
         eos_token_ids: vec![2],
         remote: None,
     };
-    let prompt = rzero::prompts::solver_prompt(role.template, "What is 2 + 3?").unwrap();
+    let prompt = rzero::prompts::solver_prompt(role.template, "What is 2 + 3?", false).unwrap();
     let ids = role.encode(&prompt).unwrap();
     let sampling = rzero::config::Sampling {
         temperature: 1.0,
