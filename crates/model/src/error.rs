@@ -88,6 +88,15 @@ pub fn brief(e: &candle_core::Error) -> String {
     }
 }
 
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,14 +121,5 @@ mod tests {
         assert_eq!(brief(&e), "loading q_proj: shape mismatch");
         let e = candle_core::Error::Msg("first line\nsecond line".into()).with_path("/m/x");
         assert_eq!(brief(&e), "/m/x: first line");
-    }
-}
-
-impl From<fsutil::Error> for Error {
-    fn from(e: fsutil::Error) -> Self {
-        Error::Io {
-            path: e.path,
-            source: e.source,
-        }
     }
 }
