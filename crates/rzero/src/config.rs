@@ -467,10 +467,11 @@ impl Config {
         }
     }
 
-    /// SmolLM2-135M on 2 CPU cores: small batches, short generations. Sized so that every
-    /// iteration keeps questions and every Solver step has a learning signal (format examples
-    /// for both roles, forced final answers), in well under 20 minutes of loop time on a quiet
-    /// 2-core machine (measured figures: `bench/results/demo.jsonl`).
+    /// SmolLM2-135M on 2 CPU cores: small batches, short generations, format examples for
+    /// both roles and forced final answers. Aimed at questions kept and a learning signal in
+    /// every Solver step within 20 minutes of loop time; measured (`bench/results/demo.jsonl`):
+    /// 8-9 questions kept per iteration, but one Solver step of iteration 1 still had no
+    /// signal (all six rewards equal).
     pub fn demo() -> Self {
         let mut c = Self::paper();
         c.model = "smollm2".into();
