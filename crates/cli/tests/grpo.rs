@@ -65,23 +65,7 @@ fn rows(out: &Path) -> Vec<Value> {
 fn rows_untimed(out: &Path) -> Vec<Value> {
     rows(out)
         .into_iter()
-        .map(|mut r| {
-            if let Value::Object(m) = &mut r {
-                for k in [
-                    "time_s",
-                    "tokens_per_s",
-                    "seconds",
-                    "rollout_seconds",
-                    "mem_rss_bytes",
-                    "mem_rss_peak_bytes",
-                    "mem_device_bytes",
-                    "mem_device_total_bytes",
-                ] {
-                    m.remove(k);
-                }
-            }
-            r
-        })
+        .map(testdata::without_machine_fields)
         .collect()
 }
 

@@ -287,30 +287,12 @@ fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Wall-clock and memory readings of metric rows: the only bytes a resumed run may change.
-const TIMING_FIELDS: [&str; 8] = [
-    "time_s",
-    "tokens_per_s",
-    "seconds",
-    "rollout_seconds",
-    "mem_rss_bytes",
-    "mem_rss_peak_bytes",
-    "mem_device_bytes",
-    "mem_device_total_bytes",
-];
-
 /// Metric rows (`metrics.jsonl`, `metrics_<phase>.jsonl`) without their timing fields.
 fn untimed_rows(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)
         .lines()
         .map(|l| {
-            let mut v: Value = serde_json::from_str(l).expect("a JSON metric row");
-            if let Value::Object(m) = &mut v {
-                for k in TIMING_FIELDS {
-                    m.remove(k);
-                }
-            }
-            v
+            testdata::without_machine_fields(serde_json::from_str(l).expect("a JSON metric row"))
         })
         .collect()
 }

@@ -78,6 +78,29 @@ pub fn read_json(p: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("fixture {} is not valid JSON: {e}", p.display()))
 }
 
+/// Metric-row fields that hold wall-clock times or memory readings: the only fields in
+/// which a resumed run may differ from an uninterrupted one.
+pub const MACHINE_FIELDS: [&str; 8] = [
+    "time_s",
+    "tokens_per_s",
+    "seconds",
+    "rollout_seconds",
+    "mem_rss_bytes",
+    "mem_rss_peak_bytes",
+    "mem_device_bytes",
+    "mem_device_total_bytes",
+];
+
+/// A metric row without its [`MACHINE_FIELDS`].
+pub fn without_machine_fields(mut row: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(m) = &mut row {
+        for k in MACHINE_FIELDS {
+            m.remove(k);
+        }
+    }
+    row
+}
+
 /// A number from a fixture JSON object, by a `/`-separated pointer (`"logits/atol"`). Panics
 /// naming the file's key when it is missing or not a number.
 pub fn number(v: &serde_json::Value, pointer: &str) -> f64 {
