@@ -195,7 +195,7 @@ pub fn clean_work_dir(work: &Path) -> Result<()> {
         let leftover = p
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.') && (n.contains(".tmp-") || n.contains(".old-")));
+            .is_some_and(fsutil::is_leftover);
         if leftover && p.exists() {
             let r = if p.is_dir() {
                 std::fs::remove_dir_all(&p)
