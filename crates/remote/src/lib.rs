@@ -1,5 +1,6 @@
-//! Rollouts on the in-process engine or on OpenAI-compatible inference servers, the
-//! `rzero serve` server, and keeping servers on the current weights.
+//! Rollouts on the in-process engine or on OpenAI-compatible inference servers, and keeping
+//! servers on the current weights. The `rzero serve` server is its own crate (`rzero-serve`),
+//! so the library does not link axum.
 //!
 //! - [`RolloutBackend`]: "complete these prompts `n` times" — synchronous, batch in, all
 //!   results out (or one error, never a partial batch). Two implementations:
@@ -7,8 +8,6 @@
 //!   [`OpenAiClient`] (`/v1/completions` or `/v1/chat/completions` on one or more servers:
 //!   vLLM, SGLang, llama.cpp, `rzero serve`), with bounded concurrency, load spread,
 //!   timeouts and retries with backoff.
-//! - [`server`]: our engine behind the same OpenAI-compatible API, with concurrent requests
-//!   batched into the engine.
 //! - [`judge`]: the evaluation's LLM re-check of wrong answers (`eval::Judge`) on a
 //!   chat-completions server.
 //! - [`sync`]: after a training phase, point servers at the new weights (vLLM's LoRA
@@ -18,7 +17,6 @@ pub mod client;
 pub mod error;
 pub mod judge;
 pub mod local;
-pub mod server;
 pub mod sync;
 
 pub use client::{OpenAiClient, RemoteConfig};
@@ -27,7 +25,6 @@ pub use error::{Error, Result};
 pub use judge::{JudgeConfig, OpenAiJudge};
 pub use local::LocalBackend;
 pub use model::ChatMessage;
-pub use server::{serve, spawn, ServeOptions, ServerHandle, ServerStats};
 
 /// What to complete.
 #[derive(Debug, Clone, PartialEq)]

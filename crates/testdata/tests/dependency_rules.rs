@@ -155,6 +155,7 @@ fn the_workspace_is_the_expected_crates() {
             "reward",
             "rzero",
             "rzero-cli",
+            "rzero-serve",
             "testdata",
             "train"
         ]),
@@ -185,6 +186,12 @@ fn layering_between_workspace_crates() {
                 "engine", "eval", "fsutil", "grade", "model", "remote", "reward", "train",
             ],
         ),
+        (
+            "rzero-serve",
+            &[
+                "engine", "eval", "fsutil", "grade", "model", "remote", "reward",
+            ],
+        ),
         ("testdata", &[]),
     ];
     for (krate, allowed) in expected {
@@ -197,6 +204,11 @@ fn layering_between_workspace_crates() {
     // Only the binary depends on rzero; nothing depends on the binary.
     assert_eq!(g.members_linking("rzero"), set(&["rzero", "rzero-cli"]));
     assert_eq!(g.members_linking("rzero-cli"), set(&["rzero-cli"]));
+    // Only the binary depends on the server.
+    assert_eq!(
+        g.members_linking("rzero-serve"),
+        set(&["rzero-serve", "rzero-cli"])
+    );
 }
 
 #[test]
@@ -231,27 +243,32 @@ fn model_knows_no_sampling_no_training_no_method() {
     }
 }
 
-/// Today the HTTP server lives in `remote`, and `rzero` links it through `remote` (the
-/// server's own crate is the next step, then only the binary links axum).
+/// The HTTP client lives in `remote` (reqwest on tokio), the server in `rzero-serve` (axum
+/// on tokio); no other crate uses the HTTP stack directly, and only the server and the
+/// binary link axum.
 #[test]
-fn only_remote_uses_the_http_stack() {
+fn only_remote_and_serve_use_the_http_stack() {
     let g = graph();
     for krate in &g.members {
         let direct = matching(g.uses(krate), HTTP_LIBS);
-        if krate == "remote" {
-            assert!(
+        match krate.as_str() {
+            "remote" => assert!(
+                direct.iter().any(|d| d == "reqwest") && !direct.iter().any(|d| d == "axum"),
+                "remote is the HTTP client, not the server: {direct:?}"
+            ),
+            "rzero-serve" => assert!(
                 direct.iter().any(|d| d == "axum"),
-                "remote is where `rzero serve` lives"
-            );
-        } else {
-            assert!(direct.is_empty(), "{krate} uses {direct:?} directly");
+                "rzero-serve is where `rzero serve` lives"
+            ),
+            _ => assert!(direct.is_empty(), "{krate} uses {direct:?} directly"),
         }
     }
     assert_eq!(
         g.members_linking("axum"),
-        set(&["remote", "rzero", "rzero-cli"]),
+        set(&["rzero-serve", "rzero-cli"]),
         "the crates that link axum changed: update this rule and ARCHITECTURE.md"
     );
+    assert!(!g.links("rzero").contains("axum"), "rzero links axum");
     for krate in ["grade", "reward", "eval", "model", "engine", "train"] {
         let bad = matching(&g.links(krate), HTTP_LIBS);
         assert!(bad.is_empty(), "{krate} links the HTTP stack: {bad:?}");

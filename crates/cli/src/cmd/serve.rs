@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     let loaded = model::load(&spec, &LoadOptions::default())
         .with_context(|| format!("loading model {spec}"))?;
-    let mut opts = remote::ServeOptions {
+    let mut opts = rzero_serve::ServeOptions {
         served_model_name: args.served_model_name.unwrap_or_else(|| args.model.clone()),
         batch_window: Duration::from_millis(args.batch_window_ms),
         api_key,
@@ -91,12 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_request_tokens: args.max_request_tokens,
         max_prompt_bytes: args.max_prompt_bytes,
         request_timeout,
-        ..remote::ServeOptions::default()
+        ..rzero_serve::ServeOptions::default()
     };
     opts.engine.max_batch_size = args.max_batch_size;
     eprintln!(
         "rzero serve: `{}` on http://{addr} (Ctrl-C to stop)",
         opts.served_model_name
     );
-    remote::serve(&loaded, addr, opts).with_context(|| format!("serving on {addr}"))
+    rzero_serve::serve(&loaded, addr, opts).with_context(|| format!("serving on {addr}"))
 }

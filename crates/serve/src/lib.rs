@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{Error, Result};
+use remote::{Error, Result};
 
 /// Most completions one request may ask for (`n` × prompts).
 pub const MAX_SAMPLES_PER_REQUEST: usize = 1024;
@@ -139,7 +139,7 @@ impl ServerHandle {
         &self.stats
     }
 
-    /// `http://ADDR` — what [`crate::RemoteConfig::base_urls`] takes.
+    /// `http://ADDR` — what [`remote::RemoteConfig::base_urls`] takes.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -253,7 +253,7 @@ fn prepare(
     let tokenizer = Arc::new(loaded.tokenizer.clone());
     let mut cfg = opts.engine.clone();
     if cfg.eos_token_ids.is_empty() {
-        cfg.eos_token_ids = crate::local::eos_ids(loaded);
+        cfg.eos_token_ids = remote::local::eos_ids(loaded);
     }
     let ctx = model.config().max_position_embeddings;
     let vocab = model.config().vocab_size;

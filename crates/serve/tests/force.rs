@@ -2,6 +2,7 @@
 //! nothing of them (a fake server on 127.0.0.1 checks what is sent), and `rzero serve`'s
 //! `force_answer` field (the engine's forcing behind the API, equal to the in-process engine).
 
+#[path = "../../remote/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;
@@ -11,9 +12,9 @@ use engine::force::{has_closed_box, DEFAULT_CUE};
 use engine::{EngineConfig, ForceAnswer};
 use remote::local::eos_ids;
 use remote::{
-    LocalBackend, OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams, ServeOptions,
-    TextRequest,
+    LocalBackend, OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams, TextRequest,
 };
+use rzero_serve::ServeOptions;
 use serde_json::{json, Value};
 
 fn choice(i: usize, text: &str, finish: &str) -> Value {
@@ -106,7 +107,7 @@ fn rzero_serve_forces_answers_as_the_engine_does() {
     let loaded = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = remote::spawn(
+    let server = rzero_serve::spawn(
         &loaded,
         addr,
         ServeOptions {

@@ -48,12 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => {
             let loaded = model::load(&spec, &model::LoadOptions::default())?;
-            let mut opts = remote::ServeOptions {
+            let mut opts = rzero_serve::ServeOptions {
                 served_model_name: "load-test".into(),
-                ..remote::ServeOptions::default()
+                ..rzero_serve::ServeOptions::default()
             };
             opts.engine.max_batch_size = max_batch;
-            let h = remote::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
+            let h = rzero_serve::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
             let u = h.base_url();
             (Some(h), u, "load-test".to_string())
         }

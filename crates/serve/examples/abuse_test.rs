@@ -128,14 +128,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into_owned();
     }
     let loaded = model::load(&spec, &model::LoadOptions::default())?;
-    let opts = remote::ServeOptions {
+    let opts = rzero_serve::ServeOptions {
         served_model_name: "abuse".into(),
         max_queued_samples: 256,
         request_timeout: Duration::from_secs(30),
-        ..remote::ServeOptions::default()
+        ..rzero_serve::ServeOptions::default()
     };
     let (max_prompt_bytes, max_body_bytes) = (opts.max_prompt_bytes, opts.max_body_bytes);
-    let server = remote::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
+    let server = rzero_serve::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
     let addr = server.addr();
     drop(loaded);
     let rss_start = rss_bytes();

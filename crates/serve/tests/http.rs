@@ -5,6 +5,7 @@
 // Parallel indexing of local and remote results reads better than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
 
+#[path = "../../remote/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;
@@ -13,8 +14,9 @@ use engine::EngineConfig;
 use remote::local::eos_ids;
 use remote::{
     ChatMessage, Error, FinishReason, LocalBackend, OpenAiClient, Prompt, RemoteConfig,
-    RolloutBackend, SamplingParams, ServeOptions, ServerHandle, TextRequest,
+    RolloutBackend, SamplingParams, TextRequest,
 };
+use rzero_serve::{ServeOptions, ServerHandle};
 use serde_json::Value;
 
 struct Setup {
@@ -33,7 +35,7 @@ impl Setup {
             ..ServeOptions::default()
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let server = remote::spawn(&loaded, addr, opts).unwrap();
+        let server = rzero_serve::spawn(&loaded, addr, opts).unwrap();
         Self {
             loaded,
             model,

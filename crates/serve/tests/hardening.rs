@@ -3,6 +3,7 @@
 //! away (also mid-generation), continuous batching across requests, `/health` and
 //! `/v1/models`. Real HTTP on 127.0.0.1 with the llama-tiny fixture model.
 
+#[path = "../../remote/tests/common/mod.rs"]
 mod common;
 
 use std::io::{Read, Write};
@@ -10,7 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use remote::{OpenAiClient, RemoteConfig, RolloutBackend, ServeOptions, ServerHandle};
+use remote::{OpenAiClient, RemoteConfig, RolloutBackend};
+use rzero_serve::{ServeOptions, ServerHandle};
 use serde_json::{json, Value};
 
 fn loaded() -> model::LoadedModel {
@@ -28,7 +30,7 @@ fn start(tweak: impl FnOnce(&mut ServeOptions)) -> ServerHandle {
         ..ServeOptions::default()
     };
     tweak(&mut opts);
-    remote::spawn(&loaded(), "127.0.0.1:0".parse().unwrap(), opts).unwrap()
+    rzero_serve::spawn(&loaded(), "127.0.0.1:0".parse().unwrap(), opts).unwrap()
 }
 
 /// One HTTP/1.1 call: (status, lower-case headers, body).
@@ -147,7 +149,7 @@ fn a_public_address_needs_a_key_or_insecure() {
     let m = loaded();
     let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
     let opts = ServeOptions::default();
-    let e = remote::spawn(&m, public, opts.clone())
+    let e = rzero_serve::spawn(&m, public, opts.clone())
         .err()
         .expect("refused");
     assert!(e.to_string().contains("API key"), "{e}");
@@ -155,7 +157,7 @@ fn a_public_address_needs_a_key_or_insecure() {
         api_key: Some("k".into()),
         ..opts.clone()
     };
-    remote::spawn(&m, public, with_key)
+    rzero_serve::spawn(&m, public, with_key)
         .unwrap()
         .shutdown()
         .unwrap();
@@ -163,7 +165,7 @@ fn a_public_address_needs_a_key_or_insecure() {
         insecure: true,
         ..opts
     };
-    remote::spawn(&m, public, insecure)
+    rzero_serve::spawn(&m, public, insecure)
         .unwrap()
         .shutdown()
         .unwrap();
