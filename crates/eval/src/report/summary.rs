@@ -312,7 +312,6 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
     let c_reward = |x: &Figures| x.c_reward;
     let kept = |x: &Figures| x.kept;
     let s_reward = |x: &Figures| x.s_reward;
-    let label_acc = |x: &Figures| x.label_acc;
     // Challenger
     if f.c_steps == 0 {
         s.push_str("The Challenger (the question writer) has not trained yet. ");
@@ -349,7 +348,16 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
             );
         }
     }
-    // Solver
+    s.push_str(&solver_sentences(f, p(&s_reward)));
+    s.push_str(&results_sentence(n, f, prev));
+    s.push_str("</li>");
+    s
+}
+
+/// What the Solver did in the paragraph of an iteration (`prev_reward`: its reward in the
+/// column before).
+fn solver_sentences(f: &Figures, prev_reward: Option<f64>) -> String {
+    let mut s = String::new();
     if f.kept == Some(0.0) && f.s_steps == 0 {
         s.push_str(
             "No question was kept, so <b>the Solver was not trained</b> in this iteration. ",
@@ -364,7 +372,7 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
             f.s_steps,
             if f.s_steps == 1 { "" } else { "s" },
             f.s_reward.map(plain).unwrap_or_else(|| "–".into()),
-            arrow(p(&s_reward), f.s_reward, &plain),
+            arrow(prev_reward, f.s_reward, &plain),
             from_to(f.s_reward_fl, &plain),
         );
         if !f.adv.is_empty() {
@@ -389,7 +397,12 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
             }
         }
     }
-    // Audit and benchmarks, against the column before ("before training" for iteration 1)
+    s
+}
+
+/// The audit and benchmark results of an iteration, against the column before ("before
+/// training" for iteration 1); empty when there are none.
+fn results_sentence(n: u64, f: &Figures, prev: Option<&Figures>) -> String {
     let before = if n == 1 {
         "before training".to_string()
     } else {
@@ -397,7 +410,7 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
     };
     let mut after = Vec::new();
     if let Some(a) = f.label_acc {
-        let pa = p(&label_acc);
+        let pa = prev.and_then(|x| x.label_acc);
         after.push(format!(
             "its pseudo-labels (majority answers) were right on {} of {} benchmark questions with \
              known answers{}{}",
@@ -421,11 +434,10 @@ fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> S
             ));
         }
     }
-    if !after.is_empty() {
-        let _ = write!(s, "After this iteration {}.", after.join("; "));
+    if after.is_empty() {
+        return String::new();
     }
-    s.push_str("</li>");
-    s
+    format!("After this iteration {}.", after.join("; "))
 }
 
 fn cell(v: Option<f64>, prev: Option<f64>, shown: &dyn Fn(f64) -> String) -> String {

@@ -1,0 +1,269 @@
+//! The dataset sections: questions per iteration, the p̂ histograms with the kept band, and
+//! a sample of generated questions.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::{figure, iter_of, not_yet, num, Iter, Run};
+use crate::svg::{bar_chart, esc, Axes, BarGroup, PALETTE};
+
+/// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
+pub(super) struct DatasetStats {
+    pub(super) hist: Option<Vec<f64>>,
+    pub(super) generated: Option<f64>,
+    pub(super) valid: Option<f64>,
+    pub(super) kept: Option<f64>,
+}
+
+pub(super) fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
+    let row = run
+        .phase("dataset")
+        .into_iter()
+        .rev()
+        .find(|r| iter_of(r) == n)
+        .cloned();
+    let from_row = |k: &str| row.as_ref().and_then(|r| num(r.get(k)));
+    let mut st = DatasetStats {
+        hist: None,
+        generated: from_row("generated"),
+        valid: from_row("valid"),
+        kept: from_row("kept"),
+    };
+    if let Some(ds) = &it.dataset {
+        let mut h = vec![0.0; 11];
+        for d in ds {
+            if let Some(p) = num(d.get("p_hat")) {
+                h[((p * 10.0).round().max(0.0) as usize).min(10)] += 1.0;
+            }
+        }
+        st.hist = Some(h);
+        st.valid = st.valid.or(Some(ds.len() as f64));
+        st.kept = st.kept.or(Some(
+            ds.iter()
+                .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
+                .count() as f64,
+        ));
+    } else if let Some(h) = row
+        .as_ref()
+        .and_then(|r| r.get("p_hat_hist"))
+        .and_then(Value::as_array)
+    {
+        st.hist = Some(h.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect());
+    }
+    st
+}
+
+pub(super) fn keep_band(run: &Run) -> (f64, f64) {
+    for it in run.iters.values() {
+        if let Some(b) = it.audit.as_ref().and_then(|a| a.pointer("/options/filter")) {
+            if let (Some(lo), Some(hi)) = (
+                b.get("low").and_then(Value::as_f64),
+                b.get("high").and_then(Value::as_f64),
+            ) {
+                return (lo, hi);
+            }
+        }
+    }
+    (0.3, 0.8)
+}
+
+pub(super) fn section_dataset(run: &Run) -> String {
+    let mut s =
+        String::from(r#"<section id="dataset"><h2>Generated questions and the p̂ filter</h2>"#);
+    let stats: Vec<(u64, DatasetStats)> = run
+        .iters
+        .iter()
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, it)| (*n, dataset_stats(run, *n, it)))
+        .filter(|(_, st)| st.hist.is_some() || st.kept.is_some() || st.valid.is_some())
+        .collect();
+    if stats.is_empty() {
+        s.push_str(&not_yet(
+            "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet",
+        ));
+        s.push_str("</section>");
+        return s;
+    }
+    let cats: Vec<String> = stats.iter().map(|(n, _)| format!("iter {n}")).collect();
+    let groups = vec![
+        BarGroup {
+            name: "generated".into(),
+            color: PALETTE[7].into(),
+            values: stats.iter().map(|(_, st)| st.generated).collect(),
+        },
+        BarGroup {
+            name: "well-formed".into(),
+            color: PALETTE[5].into(),
+            values: stats.iter().map(|(_, st)| st.valid).collect(),
+        },
+        BarGroup {
+            name: "kept".into(),
+            color: PALETTE[2].into(),
+            values: stats.iter().map(|(_, st)| st.kept).collect(),
+        },
+    ];
+    let mut ax = Axes::new("kept-counts", "iteration", "questions");
+    ax.width = 420.0;
+    s.push_str(r#"<div class="grid3">"#);
+    s.push_str(&figure(
+        "Questions per iteration",
+        &bar_chart(&ax, &cats, &groups, None, true),
+        "",
+    ));
+    let band = keep_band(run);
+    let lo_bin = (band.0 * 10.0).round() as usize;
+    let hi_bin = ((band.1 * 10.0).round() as usize).min(10);
+    let bins: Vec<String> = (0..=10)
+        .map(|k| {
+            if k % 2 == 0 {
+                format!("{:.1}", k as f64 / 10.0)
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    for (n, st) in &stats {
+        let Some(h) = &st.hist else { continue };
+        let mut ax = Axes::new(
+            &format!("p-hat-hist-iter-{n}"),
+            "p̂ (agreement of the Solver's m answers)",
+            "questions",
+        );
+        ax.width = 420.0;
+        let g = vec![BarGroup {
+            name: format!("iter {n}"),
+            color: PALETTE[0].into(),
+            values: h.iter().map(|x| Some(*x)).collect(),
+        }];
+        // A 10-bin `p_hat_hist` row (bin k = [k/10, (k+1)/10), 1.0 in the last bin) when
+        // there is no dataset.jsonl to count from.
+        let (cats, shade, note) = if h.len() == 10 {
+            let c: Vec<String> = (0..10)
+                .map(|k| {
+                    if k % 2 == 0 {
+                        format!("{:.1}", k as f64 / 10.0)
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            (
+                c,
+                (lo_bin.min(9), hi_bin.min(9)),
+                "bins [k/10, (k+1)/10) from metrics.jsonl",
+            )
+        } else {
+            (bins.clone(), (lo_bin, hi_bin), "")
+        };
+        s.push_str(&figure(
+            &format!("p̂ histogram, iteration {n}"),
+            &bar_chart(&ax, &cats, &g, Some((shade.0, shade.1, "kept")), false),
+            note,
+        ));
+    }
+    s.push_str("</div></section>");
+    s
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn answers_summary(answers: &[Value]) -> String {
+    let extracted: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    let none = answers.len() - extracted.len();
+    let mut classes: Vec<(String, usize)> = grade::group_answers(&extracted)
+        .into_iter()
+        .filter_map(|c| c.first().map(|&f| (extracted[f].clone(), c.len())))
+        .collect();
+    classes.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let mut parts: Vec<String> = classes
+        .iter()
+        .take(4)
+        .map(|(a, c)| format!("{} ×{c}", truncate(a, 24)))
+        .collect();
+    if classes.len() > 4 {
+        parts.push(format!("+{} more", classes.len() - 4));
+    }
+    if none > 0 {
+        parts.push(format!("none ×{none}"));
+    }
+    parts.join(" · ")
+}
+
+pub(super) fn section_questions(run: &Run) -> String {
+    let mut s = String::from(r#"<section id="questions"><h2>A sample of generated questions</h2>"#);
+    let Some((n, it)) = run
+        .iters
+        .iter()
+        .rev()
+        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()))
+    else {
+        s.push_str(&not_yet("no iter_N/dataset.jsonl yet"));
+        s.push_str("</section>");
+        return s;
+    };
+    let ds = it.dataset.as_ref().expect("checked above");
+    let challenger_answer: BTreeMap<&str, &str> = it
+        .questions
+        .iter()
+        .flatten()
+        .filter_map(|q| Some((q.get("question")?.as_str()?, q.get("answer")?.as_str()?)))
+        .collect();
+    let kept: Vec<&Value> = ds
+        .iter()
+        .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
+        .take(6)
+        .collect();
+    let dropped: Vec<&Value> = ds
+        .iter()
+        .filter(|d| d.get("kept").and_then(Value::as_bool) != Some(true))
+        .take(4)
+        .collect();
+    let _ = write!(
+        s,
+        r#"<p class="note">Iteration {n}: {} kept and {} filtered-out questions of {} (file order). The label is the Solver's majority answer; the Challenger's own answer is shown for comparison.</p>"#,
+        kept.len(),
+        dropped.len(),
+        ds.len()
+    );
+    s.push_str(r#"<table data-table="questions" class="questions"><thead><tr><th>question</th><th>Challenger's answer</th><th>pseudo-label</th><th>p̂</th><th>Solver's answers</th><th>kept</th></tr></thead><tbody>"#);
+    for d in kept.iter().chain(dropped.iter()) {
+        let q = d.get("question").and_then(Value::as_str).unwrap_or("");
+        let label = d.get("label").and_then(Value::as_str);
+        let p = num(d.get("p_hat"));
+        let answers = d
+            .get("answers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let k = d.get("kept").and_then(Value::as_bool) == Some(true);
+        let _ = write!(
+            s,
+            r#"<tr class="{}"><td class="q">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class="ans">{}</td><td>{}</td></tr>"#,
+            if k { "kept" } else { "dropped" },
+            esc(&truncate(q, 360)),
+            esc(&truncate(
+                challenger_answer.get(q).copied().unwrap_or("–"),
+                40
+            )),
+            esc(&truncate(label.unwrap_or("(none)"), 40)),
+            p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
+            esc(&answers_summary(&answers)),
+            if k { "✓" } else { "✗" }
+        );
+    }
+    s.push_str("</tbody></table></section>");
+    s
+}
