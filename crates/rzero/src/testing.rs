@@ -33,16 +33,36 @@ pub const CHAIN: &[&str] = &[
     "}",
 ];
 
+/// Shapes of the chain model: the hidden size is the vocabulary size (identity embedding).
+const N_LAYERS: usize = 1;
+const HEADS: usize = 4;
+const INTER: usize = 16;
+
 /// Writes the chain model into `dir` (created). Returns the vocabulary size.
 pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let (tok, vocab_size) = chain_tokenizer()?;
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        tok.to_string(false).map_err(|e| err(&e))?,
+    )?;
+    let succ = chain_successors(&tok)?;
+    write_chain_weights(dir, vocab_size, &succ)?;
+    write_chain_configs(dir, vocab_size)?;
+    Ok(vocab_size)
+}
+
+fn err(e: &dyn std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// The tokenizer: specials, then the 256 byte-level symbols, then the chain pieces, padded
+/// to a multiple of 8 with unused special tokens. Returns it with the vocabulary size.
+fn chain_tokenizer() -> std::io::Result<(tokenizers::Tokenizer, usize)> {
     use tokenizers::models::bpe::BPE;
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;
     use tokenizers::{AddedToken, Tokenizer};
 
-    std::fs::create_dir_all(dir)?;
-    let err = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-
-    // 1. Tokenizer: specials, then the 256 byte-level symbols, then the chain pieces.
     let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
     let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
     alphabet.sort_unstable();
@@ -83,8 +103,11 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
         .map(|i| AddedToken::from(format!("<|unused_{i}|>"), true))
         .collect();
     tok.add_special_tokens(pads).map_err(|e| err(&e))?;
-    let tok_json = tok.to_string(false).map_err(|e| err(&e))?;
-    std::fs::write(dir.join("tokenizer.json"), &tok_json)?;
+    Ok((tok, vocab_size))
+}
+
+/// The successor table of the chain: (token, next token, logit weight).
+fn chain_successors(tok: &tokenizers::Tokenizer) -> std::io::Result<Vec<(u32, u32, f32)>> {
     let id = |s: &str| -> std::io::Result<u32> {
         tok.token_to_id(s)
             .or_else(|| {
@@ -94,9 +117,6 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
             })
             .ok_or_else(|| std::io::Error::other(format!("no single token for {s:?}")))
     };
-    let hidden = vocab_size;
-
-    // 2. Successor table of the chain.
     let mut succ: Vec<(u32, u32, f32)> = Vec::new();
     let newline = id("\n")?;
     let mut prev = newline;
@@ -111,14 +131,20 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
     let six = id("6")?;
     succ.push((boxed, six, 0.97));
     succ.push((six, id("}")?, 1.0));
+    Ok(succ)
+}
 
-    // 3. Weights. Embedding = identity (token t -> e_t); after RMSNorm e_t becomes
-    //    sqrt(hidden)·e_t, so lm_head[s, t] = w·scale/sqrt(hidden) gives logit w·scale.
+/// `model.safetensors`. Embedding = identity (token t -> e_t); after RMSNorm e_t becomes
+/// sqrt(hidden)·e_t, so lm_head[s, t] = w·scale/sqrt(hidden) gives logit w·scale.
+fn write_chain_weights(
+    dir: &Path,
+    vocab_size: usize,
+    succ: &[(u32, u32, f32)],
+) -> std::io::Result<()> {
+    let hidden = vocab_size;
     let scale = 10.0f32;
-    let n_layers = 1usize;
-    let heads = 4usize;
-    let head_dim = hidden / heads;
-    let inter = 16usize;
+    let head_dim = hidden / HEADS;
+    let inter = INTER;
     let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> = Vec::new();
     let mut embed = vec![0f32; vocab_size * hidden];
     for t in 0..vocab_size {
@@ -131,7 +157,7 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
     ));
     let mut head = vec![0f32; vocab_size * hidden];
     let norm_gain = 1.0 / (hidden as f32).sqrt();
-    for &(from, to, w) in &succ {
+    for &(from, to, w) in succ {
         head[to as usize * hidden + from as usize] = w * scale * norm_gain;
     }
     tensors.push(("lm_head.weight".into(), head, vec![vocab_size, hidden]));
@@ -148,54 +174,39 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
             })
             .collect()
     };
-    for l in 0..n_layers {
-        let p = format!("model.layers.{l}");
-        let kv = heads / 2 * head_dim;
-        tensors.push((
-            format!("{p}.input_layernorm.weight"),
-            vec![1.0; hidden],
-            vec![hidden],
-        ));
-        tensors.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![1.0; hidden],
-            vec![hidden],
-        ));
-        tensors.push((
-            format!("{p}.self_attn.q_proj.weight"),
-            rnd(hidden * hidden, 0.1),
-            vec![hidden, hidden],
-        ));
-        tensors.push((
-            format!("{p}.self_attn.k_proj.weight"),
-            rnd(kv * hidden, 0.1),
-            vec![kv, hidden],
-        ));
-        tensors.push((
-            format!("{p}.self_attn.v_proj.weight"),
-            rnd(kv * hidden, 0.1),
-            vec![kv, hidden],
-        ));
-        tensors.push((
-            format!("{p}.self_attn.o_proj.weight"),
-            vec![0.0; hidden * hidden],
-            vec![hidden, hidden],
-        ));
-        tensors.push((
-            format!("{p}.mlp.gate_proj.weight"),
-            rnd(inter * hidden, 0.1),
-            vec![inter, hidden],
-        ));
-        tensors.push((
-            format!("{p}.mlp.up_proj.weight"),
-            rnd(inter * hidden, 0.1),
-            vec![inter, hidden],
-        ));
-        tensors.push((
-            format!("{p}.mlp.down_proj.weight"),
-            vec![0.0; hidden * inter],
-            vec![hidden, inter],
-        ));
+    for l in 0..N_LAYERS {
+        let kv = HEADS / 2 * head_dim;
+        // (name, values, shape), in the order the values are drawn
+        let layer = [
+            ("input_layernorm", vec![1.0; hidden], vec![hidden]),
+            ("post_attention_layernorm", vec![1.0; hidden], vec![hidden]),
+            (
+                "self_attn.q_proj",
+                rnd(hidden * hidden, 0.1),
+                vec![hidden, hidden],
+            ),
+            ("self_attn.k_proj", rnd(kv * hidden, 0.1), vec![kv, hidden]),
+            ("self_attn.v_proj", rnd(kv * hidden, 0.1), vec![kv, hidden]),
+            (
+                "self_attn.o_proj",
+                vec![0.0; hidden * hidden],
+                vec![hidden, hidden],
+            ),
+            (
+                "mlp.gate_proj",
+                rnd(inter * hidden, 0.1),
+                vec![inter, hidden],
+            ),
+            ("mlp.up_proj", rnd(inter * hidden, 0.1), vec![inter, hidden]),
+            (
+                "mlp.down_proj",
+                vec![0.0; hidden * inter],
+                vec![hidden, inter],
+            ),
+        ];
+        for (name, data, shape) in layer {
+            tensors.push((format!("model.layers.{l}.{name}.weight"), data, shape));
+        }
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
@@ -209,10 +220,13 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
         })
         .collect();
     let meta = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize_to_file(views, meta, &dir.join("model.safetensors"))
-        .map_err(|e| err(&e))?;
+    safetensors::serialize_to_file(views, meta, &dir.join("model.safetensors")).map_err(|e| err(&e))
+}
 
-    // 4. Config files.
+/// `config.json`, `tokenizer_config.json` and `generation_config.json`.
+fn write_chain_configs(dir: &Path, vocab_size: usize) -> std::io::Result<()> {
+    let hidden = vocab_size;
+    let (heads, n_layers, inter, head_dim) = (HEADS, N_LAYERS, INTER, hidden / HEADS);
     let config = json!({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": inter,
@@ -240,7 +254,7 @@ pub fn write_chain_model(dir: &Path) -> std::io::Result<usize> {
         dir.join("generation_config.json"),
         serde_json::to_string_pretty(&gc)?,
     )?;
-    Ok(vocab_size)
+    Ok(())
 }
 
 fn bytemuck_cast(v: &[f32]) -> &[u8] {

@@ -249,6 +249,78 @@ fn run_peer(
     })
 }
 
+/// The table header of the human-readable output.
+fn print_header(source: &str, cores: usize, threshold: f64) {
+    println!("questions from {source}; {cores} cores; threshold {threshold}");
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>7} {:>9} | {:>11} {:>11} {:>11} {:>8} {:>9}",
+        "n",
+        "bleu s",
+        "link s",
+        "rzero s",
+        "cpu s",
+        "clusters",
+        "peer bleu s",
+        "peer link s",
+        "peer s",
+        "speedup",
+        "same"
+    );
+}
+
+/// The peer's columns of one row, with its result added to the JSON record `rec`
+/// (`last_peer`: the largest completed peer run, to extrapolate a timed-out one).
+fn peer_columns(
+    peer: &Peer,
+    n: usize,
+    total_s: f64,
+    labels: &[usize],
+    rec: &mut serde_json::Value,
+    last_peer: &mut Option<(usize, f64, f64)>,
+) -> String {
+    match peer {
+        Peer::Ok {
+            bleu_s: pb,
+            cluster_s: pc,
+            total_s: pt,
+            labels: pl,
+        } => {
+            let same = same_partition(labels, pl);
+            rec["peer"] = json!({ "status": "ok", "bleu_s": pb, "linkage_s": pc, "total_s": pt, "same_partition": same });
+            *last_peer = Some((n, *pb, *pc));
+            format!(
+                "{pb:>11.3} {pc:>11.3} {pt:>11.3} {:>7.0}x {:>9}",
+                pt / total_s,
+                same
+            )
+        }
+        Peer::Timeout(t) => {
+            // Both parts are quadratic: scale by the number of pairs.
+            let est = last_peer.map(|(n0, b0, l0)| {
+                let r =
+                    (n * n.saturating_sub(1)) as f64 / (n0 * n0.saturating_sub(1)).max(1) as f64;
+                (b0 * r + l0 * r, n0)
+            });
+            rec["peer"] = json!({
+                "status": "timeout", "timeout_s": t,
+                "estimated_total_s": est.map(|e| e.0), "estimated_from_n": est.map(|e| e.1),
+            });
+            let est_col = est.map_or("-".to_string(), |(e, _)| format!("~{e:.0} (est.)"));
+            format!(
+                "{:>23} {:>11} {:>8} {:>9}",
+                format!("> {t} s, stopped"),
+                est_col,
+                "-",
+                "-"
+            )
+        }
+        Peer::Unavailable(why) => {
+            rec["peer"] = json!({ "status": "unavailable", "reason": why });
+            format!("{:>35} {:>8} {:>9}", "unavailable", "-", "-")
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = args
         .questions_from
@@ -269,24 +341,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Largest completed peer run: (n, bleu s, linkage s), to extrapolate timed-out ones.
     let mut last_peer: Option<(usize, f64, f64)> = None;
     if !args.json {
-        println!(
-            "questions from {source}; {cores} cores; threshold {}",
-            args.threshold
-        );
-        println!(
-            "{:>6} {:>9} {:>9} {:>9} {:>7} {:>9} | {:>11} {:>11} {:>11} {:>8} {:>9}",
-            "n",
-            "bleu s",
-            "link s",
-            "rzero s",
-            "cpu s",
-            "clusters",
-            "peer bleu s",
-            "peer link s",
-            "peer s",
-            "speedup",
-            "same"
-        );
+        print_header(&source, cores, args.threshold);
     }
     for &n in &args.sizes {
         let questions = batch(&pool, n, &mut rng);
@@ -313,47 +368,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "rzero": { "bleu_s": bleu_s, "linkage_s": link_s, "total_s": total_s, "cpu_s": cpu_s, "clusters": clusters },
             "load_avg_1m": load_average(),
         });
-        let peer_cols = match &peer {
-            Peer::Ok {
-                bleu_s: pb,
-                cluster_s: pc,
-                total_s: pt,
-                labels: pl,
-            } => {
-                let same = same_partition(&labels, pl);
-                rec["peer"] = json!({ "status": "ok", "bleu_s": pb, "linkage_s": pc, "total_s": pt, "same_partition": same });
-                last_peer = Some((n, *pb, *pc));
-                format!(
-                    "{pb:>11.3} {pc:>11.3} {pt:>11.3} {:>7.0}x {:>9}",
-                    pt / total_s,
-                    same
-                )
-            }
-            Peer::Timeout(t) => {
-                // Both parts are quadratic: scale by the number of pairs.
-                let est = last_peer.map(|(n0, b0, l0)| {
-                    let r = (n * n.saturating_sub(1)) as f64
-                        / (n0 * n0.saturating_sub(1)).max(1) as f64;
-                    (b0 * r + l0 * r, n0)
-                });
-                rec["peer"] = json!({
-                    "status": "timeout", "timeout_s": t,
-                    "estimated_total_s": est.map(|e| e.0), "estimated_from_n": est.map(|e| e.1),
-                });
-                let est_col = est.map_or("-".to_string(), |(e, _)| format!("~{e:.0} (est.)"));
-                format!(
-                    "{:>23} {:>11} {:>8} {:>9}",
-                    format!("> {t} s, stopped"),
-                    est_col,
-                    "-",
-                    "-"
-                )
-            }
-            Peer::Unavailable(why) => {
-                rec["peer"] = json!({ "status": "unavailable", "reason": why });
-                format!("{:>35} {:>8} {:>9}", "unavailable", "-", "-")
-            }
-        };
+        let peer_cols = peer_columns(&peer, n, total_s, &labels, &mut rec, &mut last_peer);
         if args.json {
             println!("{rec}");
         } else {
