@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use remote::{OpenAiClient, RemoteConfig, RolloutBackend, ServeOptions, ServerHandle};
+use remote::{OpenAiClient, RemoteConfig, ServeOptions, ServerHandle};
 use serde_json::{json, Value};
 
 fn loaded() -> model::LoadedModel {
