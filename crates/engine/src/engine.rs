@@ -17,21 +17,20 @@
 //! not change). The oldest sequence is never preempted, and every request alone fits the
 //! budget (checked up front), so the engine always makes progress.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::ops::{Index, IndexMut};
+mod sched;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::force::{has_closed_box, open_braces, ForcePlan, ForceState};
-use crate::params::{Completion, Event, FinishReason, Progress, Request, RequestOutput};
-use crate::sampling::{raw_logprob, sample, SeqRng};
-use crate::step::{StepItem, StepModel};
-use crate::stop::{Detokenize, StopState};
+use crate::params::{Completion, Event, FinishReason, Request, RequestOutput};
+use crate::sampling::{raw_logprob, sample};
+use crate::step::StepModel;
+use crate::stop::Detokenize;
+use sched::{Group, Role, Sched, Seq};
 
 /// Scheduler limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,50 +64,6 @@ pub struct Engine<M: StepModel, D: Detokenize> {
     detok: D,
     cfg: EngineConfig,
     cancel: Arc<AtomicBool>,
-}
-
-/// What a sequence is.
-enum Role {
-    /// Prefills the group's prompt; its cache seeds the children.
-    Parent,
-    /// Completion `index` of the group.
-    Child(Box<ChildState>),
-}
-
-struct ChildState {
-    index: usize,
-    rng: SeqRng,
-    stop: StopState,
-    logprobs: Vec<f32>,
-    /// The forced-answer phase, once started.
-    force: Option<ForceState>,
-}
-
-struct Seq<C> {
-    group: usize,
-    role: Role,
-    /// Prompt, then generated tokens.
-    tokens: Vec<u32>,
-    /// `None` while waiting (not admitted, or preempted).
-    cache: Option<C>,
-    /// Creation order; larger = younger = preempted first.
-    order: u64,
-}
-
-struct Group<C> {
-    req: Request,
-    /// Effective `max_new_tokens` (capped by the context).
-    max_new: usize,
-    /// Ids that end a completion with `stop`.
-    stop_ids: Vec<u32>,
-    /// The request's forced answers, tokenized.
-    force: Option<ForcePlan>,
-    /// Children created so far.
-    spawned: usize,
-    /// The prefilled prompt cache and its last logits, while children remain to spawn.
-    ready: Option<(C, Vec<f32>)>,
-    completions: Vec<Option<Completion>>,
-    done: usize,
 }
 
 impl<M: StepModel, D: Detokenize> Engine<M, D> {
@@ -275,94 +230,11 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
     /// sampling failure, [`Engine::cancel_flag`]) abandons every admitted request: the
     /// caller answers them.
     pub fn run<F: Feed>(&self, feed: &mut F, mut on_event: impl FnMut(Event<'_>)) -> Result<()> {
-        let started = Instant::now();
-        let bpt = self.model.kv_bytes_per_token();
-        let budget = self.cfg.max_kv_bytes;
-        let max_bs = self.cfg.max_batch_size;
-        let vocab = self.model.vocab_size();
-
-        let mut groups: Groups<M::Cache> = Groups::default();
-        let mut progress = Progress::default();
-        let mut next_order = 0u64;
-        // Arrival index of the next request from the feed (= its group key).
-        let mut next_seq = 0usize;
-        // Groups not admitted yet, in arrival order.
-        let mut pending: VecDeque<usize> = VecDeque::new();
-        let mut waiting: VecDeque<Seq<M::Cache>> = VecDeque::new();
-        let mut running: Vec<Seq<M::Cache>> = Vec::new();
-        // Groups holding a prefilled prompt cache, oldest first.
-        let mut ready: BTreeSet<usize> = BTreeSet::new();
-        // Groups whose completions are all finished, to hand to the feed.
-        let mut complete: Vec<usize> = Vec::new();
-        let mut open = true;
-
+        let mut s = Sched::new(self);
         loop {
-            // --- Intake: finished groups out, new requests in, cancelled ones dropped --
-            for gi in complete.drain(..) {
-                let g = groups.0.remove(&gi).expect("complete groups exist");
-                feed.finished(gi, Ok(output(g)));
-            }
-            if open {
-                match feed.poll(groups.0.is_empty()) {
-                    None => open = false,
-                    Some(new) => {
-                        for r in new {
-                            let seq = next_seq;
-                            next_seq += 1;
-                            let checked = self.validate(&r).and_then(|_| {
-                                let plan = self.force_plan(&r)?;
-                                Ok((self.limits(&r, &plan)?.0, plan))
-                            });
-                            let (max_new, force) = match checked {
-                                Ok(x) => x,
-                                Err(e) => {
-                                    feed.finished(seq, Err(e));
-                                    continue;
-                                }
-                            };
-                            let mut stop_ids = r.params.stop_token_ids.clone();
-                            if !r.params.ignore_eos {
-                                stop_ids.extend(&self.cfg.eos_token_ids);
-                            }
-                            progress.requests_total += 1;
-                            progress.samples_total += r.params.n;
-                            groups.0.insert(
-                                seq,
-                                Group {
-                                    max_new,
-                                    stop_ids,
-                                    force,
-                                    spawned: 0,
-                                    ready: None,
-                                    completions: vec![None; r.params.n],
-                                    done: 0,
-                                    req: r,
-                                },
-                            );
-                            pending.push_back(seq);
-                        }
-                    }
-                }
-            }
-            let cancelled: Vec<usize> = groups
-                .0
-                .keys()
-                .copied()
-                .filter(|&gi| feed.is_cancelled(gi))
-                .collect();
-            for gi in cancelled {
-                let g = groups.0.remove(&gi).expect("listed above");
-                ready.remove(&gi);
-                pending.retain(|&p| p != gi);
-                waiting.retain(|s| s.group != gi);
-                running.retain(|s| s.group != gi);
-                progress.requests_total -= 1;
-                progress.samples_total -= g.req.params.n;
-                progress.samples_done -= g.done;
-                tracing::debug!(request = g.req.id, "request cancelled");
-            }
-            if groups.0.is_empty() {
-                if open {
+            s.intake(feed);
+            if s.groups.0.is_empty() {
+                if s.open {
                     continue;
                 }
                 break;
@@ -370,250 +242,24 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(Error::Cancelled);
             }
-            // --- Admission -------------------------------------------------------------
-            // (a) Spawn children of prefilled groups (oldest group first).
-            let ready_now: Vec<usize> = ready.iter().copied().collect();
-            for gi in ready_now {
-                loop {
-                    let g = &groups[gi];
-                    if g.ready.is_none() || g.spawned >= g.req.params.n || running.len() >= max_bs {
-                        break;
-                    }
-                    let plen = g.req.prompt_ids.len();
-                    let last = g.spawned + 1 == g.req.params.n;
-                    let held = held_bytes(&self.model, &running, &groups, &ready, bpt);
-                    let reserve = decode_count(&running) * bpt;
-                    let extra = if last { 0 } else { plen * bpt };
-                    // Copy the prompt cache when it fits; with nothing running and no room
-                    // for a copy, hand the cache over and recompute the prompt later.
-                    let take = if held + extra + reserve <= budget {
-                        last
-                    } else if running.is_empty() && held <= budget {
-                        true
-                    } else {
-                        break;
-                    };
-                    let g = &mut groups[gi];
-                    let index = g.spawned;
-                    g.spawned += 1;
-                    let (cache, logits) = if take {
-                        ready.remove(&gi);
-                        g.ready.take().expect("checked above")
-                    } else {
-                        let (c, l) = g.ready.as_ref().expect("checked above");
-                        (c.clone(), l.clone())
-                    };
-                    if take && !last {
-                        progress.preemptions += 1;
-                        waiting.push_front(Seq {
-                            group: gi,
-                            role: Role::Parent,
-                            tokens: g.req.prompt_ids.clone(),
-                            cache: None,
-                            order: 0,
-                        });
-                    }
-                    let mut seq = Seq {
-                        group: gi,
-                        role: Role::Child(Box::new(ChildState {
-                            index,
-                            rng: SeqRng::new(g.req.params.seed, index),
-                            stop: StopState::default(),
-                            logprobs: Vec::new(),
-                            force: None,
-                        })),
-                        tokens: g.req.prompt_ids.clone(),
-                        cache: Some(cache),
-                        order: next_order,
-                    };
-                    next_order += 1;
-                    let fin = self.sample_into(&mut seq, &logits, g)?;
-                    progress.generated_tokens += 1;
-                    match fin {
-                        Some(c) => {
-                            if finish(&mut groups[gi], c, &mut progress, &mut on_event) {
-                                complete.push(gi);
-                            }
-                        }
-                        None => running.push(seq),
-                    }
-                }
-            }
-            // (b) Admit waiting sequences (preempted ones first), then new requests.
-            loop {
-                if running.len() >= max_bs {
-                    break;
-                }
-                if waiting.is_empty() {
-                    let Some(gi) = pending.pop_front() else {
-                        break;
-                    };
-                    waiting.push_back(Seq {
-                        group: gi,
-                        role: Role::Parent,
-                        tokens: groups[gi].req.prompt_ids.clone(),
-                        cache: None,
-                        order: next_order,
-                    });
-                    next_order += 1;
-                }
-                let cand = waiting.front().expect("not empty");
-                let held = held_bytes(&self.model, &running, &groups, &ready, bpt);
-                let reserve = decode_count(&running) * bpt;
-                if held + reserve + cand.tokens.len() * bpt > budget {
-                    break;
-                }
-                let mut s = waiting.pop_front().expect("not empty");
-                s.cache = Some(self.model.new_cache());
-                running.push(s);
-            }
-            if running.is_empty() {
-                if groups.0.len() == complete.len() {
+            s.spawn_children(&mut on_event)?;
+            s.admit();
+            if s.running.is_empty() {
+                if s.groups.0.len() == s.complete.len() {
                     // The last children finished on their first token.
                     continue;
                 }
                 // Everything left waits on memory that nothing running will free: drop the
                 // held parents (they are recomputed) so the queue can move.
-                if !drop_one_parent(&mut groups, &mut ready, &mut waiting) {
+                if !s.drop_one_parent() {
                     return Err(Error::Config(
                         "scheduler stalled: nothing runs and nothing can be admitted".into(),
                     ));
                 }
                 continue;
             }
-            // --- Plan the step --------------------------------------------------------
-            running.sort_by_key(|s| s.order);
-            let chunks = loop {
-                let held = held_bytes(&self.model, &running, &groups, &ready, bpt);
-                let mut room = budget.saturating_sub(held) / bpt.max(1);
-                let mut prefill_left = self.cfg.prefill_chunk;
-                let mut chunks = vec![0usize; running.len()];
-                let mut ok = true;
-                // Decodes first: one token each, always.
-                for (k, s) in running.iter().enumerate() {
-                    let pending = s.tokens.len() - self.cache_len(s);
-                    if pending == 1 && is_child(s) {
-                        if room == 0 {
-                            ok = false;
-                            break;
-                        }
-                        chunks[k] = 1;
-                        room -= 1;
-                    }
-                }
-                if ok {
-                    for (k, s) in running.iter().enumerate() {
-                        if chunks[k] > 0 {
-                            continue;
-                        }
-                        let pending = s.tokens.len() - self.cache_len(s);
-                        let c = pending.min(prefill_left).min(room);
-                        chunks[k] = c;
-                        prefill_left -= c;
-                        room -= c;
-                    }
-                    if chunks.iter().any(|&c| c > 0) {
-                        break chunks;
-                    }
-                }
-                // Out of memory for this step: free something and plan again.
-                if drop_one_parent(&mut groups, &mut ready, &mut waiting) {
-                    continue;
-                }
-                if running.len() <= 1 {
-                    return Err(Error::Config(format!(
-                        "KV budget of {budget} bytes cannot hold the oldest sequence"
-                    )));
-                }
-                let mut victim = running.pop().expect("len > 1");
-                victim.cache = None;
-                progress.preemptions += 1;
-                tracing::debug!(group = victim.group, "preempted a sequence (KV budget)");
-                waiting.push_front(victim);
-            };
-            // --- Run the step ---------------------------------------------------------
-            let step_kv = held_bytes(&self.model, &running, &groups, &ready, bpt)
-                + chunks.iter().sum::<usize>() * bpt;
-            progress.peak_kv_bytes = progress.peak_kv_bytes.max(step_kv);
-            let mut idx = Vec::new();
-            let mut items = Vec::new();
-            for (k, s) in running.iter_mut().enumerate() {
-                if chunks[k] == 0 {
-                    continue;
-                }
-                let from = s.cache.as_ref().map_or(0, |c| self.model.cache_len(c));
-                if !is_child(s) || from + 1 < s.tokens.len() {
-                    progress.prompt_tokens += chunks[k];
-                }
-                idx.push(k);
-                items.push(StepItem {
-                    tokens: &s.tokens[from..from + chunks[k]],
-                    cache: s.cache.as_mut().expect("running sequences hold a cache"),
-                });
-            }
-            let logits = self.model.step(&mut items)?;
-            drop(items);
-            if logits.len() != idx.len() * vocab {
-                return Err(Error::Config(format!(
-                    "model step returned {} logits for {} rows of {vocab}",
-                    logits.len(),
-                    idx.len()
-                )));
-            }
-            progress.steps += 1;
-            progress.running = idx.len();
-            // --- Sample --------------------------------------------------------------
-            // Sequences whose pending tokens are all in the cache now get their next token.
-            let mut rows: Vec<Option<&[f32]>> = vec![None; running.len()];
-            for (r, &k) in idx.iter().enumerate() {
-                let s = &running[k];
-                if self.cache_len(s) == s.tokens.len() {
-                    rows[k] = Some(&logits[r * vocab..(r + 1) * vocab]);
-                }
-            }
-            // Parents that finished prefilling become ready.
-            let mut k = 0;
-            let mut parent_rows = Vec::new();
-            while k < running.len() {
-                if matches!(running[k].role, Role::Parent) && rows[k].is_some() {
-                    let row = rows.remove(k).expect("checked").to_vec();
-                    let s = running.remove(k);
-                    parent_rows.push((s, row));
-                } else {
-                    k += 1;
-                }
-            }
-            for (s, row) in parent_rows {
-                groups[s.group].ready = Some((s.cache.expect("ran"), row));
-                ready.insert(s.group);
-            }
-            let outcomes: Vec<Result<Option<Completion>>> = running
-                .par_iter_mut()
-                .zip(rows.par_iter())
-                .map(|(s, row)| match row {
-                    Some(row) => self.sample_into(s, row, &groups[s.group]),
-                    None => Ok(None),
-                })
-                .collect();
-            let sampled = rows.iter().filter(|r| r.is_some()).count();
-            progress.generated_tokens += sampled;
-            let mut finished = vec![false; running.len()];
-            for (k, o) in outcomes.into_iter().enumerate() {
-                if let Some(c) = o? {
-                    finished[k] = true;
-                    let gi = running[k].group;
-                    if finish(&mut groups[gi], c, &mut progress, &mut on_event) {
-                        complete.push(gi);
-                    }
-                }
-            }
-            let mut k = 0;
-            running.retain(|_| {
-                k += 1;
-                !finished[k - 1]
-            });
-            progress.elapsed_s = started.elapsed().as_secs_f64();
-            on_event(Event::Progress(progress));
+            let chunks = s.plan_step()?;
+            s.step(&chunks, &mut on_event)?;
         }
         Ok(())
     }
@@ -768,108 +414,6 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
             logprobs: p.logprobs.then(|| std::mem::take(&mut st.logprobs)),
             forced: std::mem::take(&mut fs.forced),
         }))
-    }
-}
-
-fn is_child<C>(s: &Seq<C>) -> bool {
-    matches!(s.role, Role::Child(_))
-}
-
-/// Children whose only pending token is their last sampled one.
-fn decode_count<C>(running: &[Seq<C>]) -> usize {
-    running.iter().filter(|s| is_child(s)).count()
-}
-
-/// KV bytes held by running sequences and prefilled parents.
-fn held_bytes<M: StepModel>(
-    model: &M,
-    running: &[Seq<M::Cache>],
-    groups: &Groups<M::Cache>,
-    ready: &BTreeSet<usize>,
-    bpt: usize,
-) -> usize {
-    let r: usize = running
-        .iter()
-        .map(|s| s.cache.as_ref().map_or(0, |c| model.cache_len(c)))
-        .sum();
-    let p: usize = ready
-        .iter()
-        .filter_map(|&g| groups[g].ready.as_ref().map(|(c, _)| model.cache_len(c)))
-        .sum();
-    (r + p) * bpt
-}
-
-/// Drops the youngest prefilled parent, queueing its prompt for recomputation.
-fn drop_one_parent<C>(
-    groups: &mut Groups<C>,
-    ready: &mut BTreeSet<usize>,
-    waiting: &mut VecDeque<Seq<C>>,
-) -> bool {
-    let Some(gi) = ready.pop_last() else {
-        return false;
-    };
-    groups[gi].ready = None;
-    waiting.push_front(Seq {
-        group: gi,
-        role: Role::Parent,
-        tokens: groups[gi].req.prompt_ids.clone(),
-        cache: None,
-        order: 0,
-    });
-    true
-}
-
-/// Records a finished completion and streams it; true when it was the group's last.
-fn finish<C>(
-    g: &mut Group<C>,
-    c: Completion,
-    progress: &mut Progress,
-    on_event: &mut impl FnMut(Event<'_>),
-) -> bool {
-    on_event(Event::Completion(&c));
-    let index = c.index;
-    g.completions[index] = Some(c);
-    g.done += 1;
-    progress.samples_done += 1;
-    if g.done == g.req.params.n {
-        progress.requests_done += 1;
-        return true;
-    }
-    false
-}
-
-/// The result of a finished group.
-fn output<C>(g: Group<C>) -> RequestOutput {
-    RequestOutput {
-        request_id: g.req.id,
-        prompt_len: g.req.prompt_ids.len(),
-        completions: g
-            .completions
-            .into_iter()
-            .map(|c| c.expect("every completion finished"))
-            .collect(),
-    }
-}
-
-/// The live groups by arrival index.
-struct Groups<C>(HashMap<usize, Group<C>>);
-
-impl<C> Default for Groups<C> {
-    fn default() -> Self {
-        Self(HashMap::new())
-    }
-}
-
-impl<C> Index<usize> for Groups<C> {
-    type Output = Group<C>;
-    fn index(&self, gi: usize) -> &Group<C> {
-        &self.0[&gi]
-    }
-}
-
-impl<C> IndexMut<usize> for Groups<C> {
-    fn index_mut(&mut self, gi: usize) -> &mut Group<C> {
-        self.0.get_mut(&gi).expect("live group")
     }
 }
 

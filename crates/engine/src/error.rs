@@ -39,6 +39,10 @@ pub enum Error {
     /// Generation was cancelled through the cancellation flag.
     #[error("generation cancelled")]
     Cancelled,
+    /// Another [`Sampler`](crate::Sampler) failed (e.g. the HTTP client of remote servers);
+    /// its error is kept as the source.
+    #[error("{0}")]
+    Sampler(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl From<candle_core::Error> for Error {

@@ -5,6 +5,8 @@
 //!   samples, and a KV-cache byte budget ([`EngineConfig`]); it streams finished
 //!   [`Completion`]s and [`Progress`] through a callback and can be cancelled
 //!   ([`Engine::cancel_flag`]).
+//! - [`Sampler`] ([`sampler`]): the one rollout seam, prompts in, `n` completions out;
+//!   [`LocalSampler`] is this engine's, `remote::OpenAiClient` the servers'.
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p (vLLM's order) on per-sequence
 //!   ChaCha streams keyed by `(seed, sample index)`, so samples do not depend on the batch.
 //! - [`force`]: forced final answers (a cue and a few more tokens when a completion ends
@@ -22,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod force;
 pub mod params;
+pub mod sampler;
 pub mod sampling;
 pub mod step;
 pub mod stop;
@@ -32,5 +35,6 @@ pub use force::ForceAnswer;
 pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
 };
+pub use sampler::{LocalSampler, OnProgress, Prompt, Sampler, TextCompletion, TextRequest};
 pub use step::{StepItem, StepModel};
 pub use stop::Detokenize;

@@ -1,5 +1,7 @@
 //! The [`Generator`] abstraction ("prompts in, `n` completions per prompt out") and the
-//! Solver prompt. The engine adapter in the binary implements it; tests use scripted fakes.
+//! Solver prompt (defined here once: training and evaluation use it). `eval` links no model
+//! code (a dependency rule), so this is the thin view of `engine::Sampler` evaluation needs;
+//! `rzero::evaluate::SamplerGenerator` implements it over the sampler; tests use fakes.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,8 @@ impl GenParams {
     }
 }
 
-/// Something that completes prompts: the inference engine, a server client, or a fake.
+/// Something that completes prompts: `engine::Sampler` through
+/// `rzero::evaluate::SamplerGenerator`, or a fake.
 pub trait Generator {
     /// Returns, for each prompt, exactly `n` completions (the text generated after the
     /// prompt, without the prompt). Implementations report failures as

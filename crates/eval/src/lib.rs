@@ -8,8 +8,9 @@ accuracy, the pseudo-label audit, and the self-contained HTML run report.
   general-domain sets gzip-compressed), any other JSONL file with `question` and `answer`
   fields loads by path, and `supergpqa=PATH` (or `mmlu_pro=`, `bbeh=`) a file in that
   benchmark's format. [`Kind`] picks the prompt and the answer rule.
-- [`Generator`]: "prompts in, n completions per prompt out". The engine adapter lives in
-  the binary; tests use scripted fakes.
+- [`Generator`]: "prompts in, n completions per prompt out", as texts. `eval` links no
+  model code, so this is a thin view of `engine::Sampler`: its one implementation is
+  `rzero::evaluate::SamplerGenerator`; tests use scripted fakes.
 - [`run_eval`]: greedy pass@1 and, with samples, mean@k and maj@k; resumable through an
   append-only `responses.jsonl`; writes `results.json` atomically. The answer is the first or
   the last `\boxed{}` ([`EvalOptions::answer`], `grade::AnswerRule`).

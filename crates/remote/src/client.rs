@@ -22,125 +22,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 
+mod config;
+mod parse;
+
+pub use config::RemoteConfig;
+use parse::parse_choices;
+
 use crate::error::{chain, Error, Result};
-use crate::{
-    FinishReason, OnProgress, Prompt, RolloutBackend, SamplingParams, TextCompletion, TextRequest,
-};
-
-/// Where and how to reach the servers (e.g. a `[remote.solver]` TOML table).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RemoteConfig {
-    /// Server roots, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted).
-    pub base_urls: Vec<String>,
-    /// The model id sent in every request (vLLM's `--served-model-name`, or a LoRA adapter
-    /// name after [`crate::sync::load_lora_adapter`]).
-    pub model: String,
-    /// Sent as `Authorization: Bearer KEY` when set.
-    pub api_key: Option<String>,
-    /// Most requests in flight per server.
-    pub max_concurrency: usize,
-    /// Limit for one HTTP call, in seconds (a long generation must fit).
-    pub timeout_s: f64,
-    /// Retries of a failed call (so `1 + retries` attempts).
-    pub retries: usize,
-    /// First backoff between attempts, in milliseconds (doubles each retry).
-    pub backoff_ms: u64,
-    /// Use `/v1/chat/completions`: text prompts are sent as one user message and the
-    /// server applies its chat template. Chat prompts always use it.
-    pub chat: bool,
-    /// Always ask for one completion per call (servers that ignore `n`).
-    pub split_n: bool,
-    /// Extra fields merged into every request body (server-specific knobs, e.g.
-    /// `{"repeat_penalty": 1.0}` for llama.cpp or `{"return_token_ids": true}` for vLLM).
-    pub extra_body: Map<String, Value>,
-    /// Weight sync (b): a shell command that restarts or reloads every server with a
-    /// checkpoint folder (`{checkpoint}` is replaced by the shell-quoted path); see
-    /// [`OpenAiClient::sync_to`].
-    pub reload_command: Option<String>,
-    /// The model id the servers report after a reload (`{checkpoint}`: the checkpoint path,
-    /// which is what `vllm serve {checkpoint}` reports). Requests use it afterwards.
-    pub reload_model_name: String,
-    /// Limit for the reload command plus the wait for `/v1/models`, in seconds.
-    pub reload_timeout_s: f64,
-    /// Weight sync (a): register checkpoints as this LoRA adapter (vLLM); requests then use
-    /// it as `model`. Used when `reload_command` is unset.
-    pub lora_name: Option<String>,
-}
-
-impl Default for RemoteConfig {
-    fn default() -> Self {
-        Self {
-            base_urls: Vec::new(),
-            model: String::new(),
-            api_key: None,
-            max_concurrency: 64,
-            timeout_s: 600.0,
-            retries: 3,
-            backoff_ms: 500,
-            chat: false,
-            split_n: false,
-            extra_body: Map::new(),
-            reload_command: None,
-            reload_model_name: "{checkpoint}".into(),
-            reload_timeout_s: 900.0,
-            lora_name: None,
-        }
-    }
-}
-
-impl RemoteConfig {
-    /// Checks the values; the message names the field.
-    pub fn validate(&self) -> Result<()> {
-        if self.base_urls.is_empty() {
-            return Err(Error::Config(
-                "base_urls must list at least one server".into(),
-            ));
-        }
-        for u in &self.base_urls {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "base_urls: {u:?} must start with http:// or https://"
-                )));
-            }
-        }
-        if self.model.is_empty() {
-            return Err(Error::Config("model must name the served model".into()));
-        }
-        if self.max_concurrency == 0 {
-            return Err(Error::Config("max_concurrency must be at least 1".into()));
-        }
-        if let Some(c) = &self.reload_command {
-            if !c.contains("{checkpoint}") {
-                return Err(Error::Config(
-                    "reload_command must contain the {checkpoint} placeholder".into(),
-                ));
-            }
-        }
-        for (name, t) in [
-            ("reload_timeout_s", self.reload_timeout_s),
-            ("timeout_s", self.timeout_s),
-        ] {
-            // `Duration::from_secs_f64` panics on values it cannot hold (1e300).
-            if !(t > 0.0 && Duration::try_from_secs_f64(t).is_ok()) {
-                return Err(Error::Config(format!(
-                    "{name} must be a positive number of seconds that fits a duration, got {t}"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Normalises a base URL: no trailing `/` or `/v1`.
-pub(crate) fn root_url(u: &str) -> String {
-    let u = u.trim_end_matches('/');
-    u.strip_suffix("/v1").unwrap_or(u).to_string()
-}
+use crate::http::{error_message, model_ids, root_url, snippet};
+use crate::{OnProgress, Prompt, SamplingParams, TextCompletion, TextRequest};
 
 struct Server {
     url: String,
@@ -603,8 +496,15 @@ impl OpenAiClient {
     }
 }
 
-impl RolloutBackend for OpenAiClient {
-    fn generate_with_progress(
+impl OpenAiClient {
+    /// Completes every request `params.n` times (see [`engine::Sampler::generate`]), with
+    /// this crate's errors.
+    pub fn generate(&self, requests: &[TextRequest]) -> Result<Vec<Vec<TextCompletion>>> {
+        self.generate_with_progress(requests, &mut |_, _| {})
+    }
+
+    /// [`OpenAiClient::generate`], reporting (samples done, samples total) as it goes.
+    pub fn generate_with_progress(
         &self,
         requests: &[TextRequest],
         on_progress: OnProgress<'_>,
@@ -635,113 +535,13 @@ impl RolloutBackend for OpenAiClient {
     }
 }
 
-/// The completions in a response body, ordered by `index`.
-fn parse_choices(url: &str, v: &Value, n: usize, chat: bool) -> Result<Vec<TextCompletion>> {
-    let bad = |msg: String| Error::BadResponse {
-        url: url.to_string(),
-        msg,
-    };
-    let choices = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(format!("no `choices` list: {}", snippet(&v.to_string()))))?;
-    if choices.len() > n {
-        return Err(bad(format!("{} choices for n = {n}", choices.len())));
+impl engine::Sampler for OpenAiClient {
+    fn generate_with_progress(
+        &self,
+        requests: &[TextRequest],
+        on_progress: OnProgress<'_>,
+    ) -> engine::Result<Vec<Vec<TextCompletion>>> {
+        OpenAiClient::generate_with_progress(self, requests, on_progress)
+            .map_err(|e| engine::Error::Sampler(Box::new(e)))
     }
-    let mut out: Vec<(usize, TextCompletion)> = Vec::with_capacity(choices.len());
-    for (k, c) in choices.iter().enumerate() {
-        let index = c
-            .get("index")
-            .and_then(Value::as_u64)
-            .map_or(k, |i| i as usize);
-        let text = if chat {
-            c.pointer("/message/content").and_then(Value::as_str)
-        } else {
-            c.get("text").and_then(Value::as_str)
-        }
-        .ok_or_else(|| bad(format!("choice {k} has no text")))?
-        .to_string();
-        let finish_reason = match c.get("finish_reason").and_then(Value::as_str) {
-            Some("length") => FinishReason::Length,
-            Some("stop") | Some("eos") => FinishReason::Stop,
-            other => {
-                return Err(bad(format!(
-                    "choice {k}: finish_reason {other:?} (expected \"stop\" or \"length\")"
-                )))
-            }
-        };
-        let token_ids = c
-            .get("token_ids")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
-                    .collect::<Option<Vec<u32>>>()
-                    .ok_or_else(|| bad(format!("choice {k}: token_ids are not token ids")))
-            })
-            .transpose()?;
-        let lp = c.get("logprobs").filter(|l| !l.is_null());
-        let logprobs = lp
-            .map(|l| {
-                let list: Option<Vec<Option<f64>>> = if chat {
-                    l.get("content").and_then(Value::as_array).map(|a| {
-                        a.iter()
-                            .map(|e| e.get("logprob").and_then(Value::as_f64))
-                            .collect()
-                    })
-                } else {
-                    l.get("token_logprobs")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().map(Value::as_f64).collect())
-                };
-                list.and_then(|x| x.into_iter().map(|x| x.map(|x| x as f32)).collect())
-                    .ok_or_else(|| bad(format!("choice {k}: unreadable logprobs")))
-            })
-            .transpose()?;
-        out.push((
-            index,
-            TextCompletion {
-                text,
-                finish_reason,
-                token_ids,
-                logprobs,
-                forced: Vec::new(),
-                forced_from: None,
-            },
-        ));
-    }
-    out.sort_by_key(|(i, _)| *i);
-    Ok(out.into_iter().map(|(_, c)| c).collect())
-}
-
-pub(crate) fn model_ids(v: &Value) -> Option<Vec<String>> {
-    v.get("data")?
-        .as_array()?
-        .iter()
-        .map(|m| m.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-/// The message of an error body (`{"error": {"message"}}`, `{"detail"}`, or the text).
-pub(crate) fn error_message(text: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<Value>(text) {
-        for p in ["/error/message", "/message", "/detail", "/error"] {
-            if let Some(s) = v.pointer(p).and_then(Value::as_str) {
-                return s.to_string();
-            }
-        }
-    }
-    snippet(text)
-}
-
-pub(crate) fn snippet(text: &str) -> String {
-    let t = text.trim();
-    if t.is_empty() {
-        return "(empty body)".into();
-    }
-    let mut s: String = t.chars().take(300).collect();
-    if s.len() < t.len() {
-        s.push('…');
-    }
-    s
 }

@@ -13,7 +13,7 @@ use model::ChatMessage;
 
 use crate::client::{OpenAiClient, RemoteConfig};
 use crate::error::{Error, Result};
-use crate::{RolloutBackend, SamplingParams, TextRequest};
+use crate::{SamplingParams, TextRequest};
 
 /// Most tokens of one judge reply. The reference's judge answers "Yes" or "No"; the margin
 /// leaves room for a short explanation or a reasoning model's preamble.

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::client::{error_message, model_ids, root_url, snippet};
 use crate::error::{chain, Error, Result};
+use crate::http::{error_message, model_ids, root_url, snippet};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

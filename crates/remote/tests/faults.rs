@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{ok_body, Action, FakeServer};
-use remote::{Error, OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams, TextRequest};
+use remote::{Error, OpenAiClient, RemoteConfig, SamplingParams, TextRequest};
 use serde_json::Value;
 
 fn client(urls: Vec<String>, retries: usize, timeout_s: f64) -> OpenAiClient {

@@ -6,10 +6,7 @@
 //! run that way without `RZERO_LLAMACPP_URL` it fails. `RZERO_LLAMACPP_MODEL` is the model id
 //! (default `smollm2`, the script's alias).
 
-use remote::{
-    ChatMessage, FinishReason, OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams,
-    TextRequest,
-};
+use remote::{ChatMessage, FinishReason, OpenAiClient, RemoteConfig, SamplingParams, TextRequest};
 
 fn client() -> OpenAiClient {
     let url = std::env::var("RZERO_LLAMACPP_URL")

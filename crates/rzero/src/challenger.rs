@@ -37,7 +37,6 @@ pub fn make_groups(
         c.group_size,
         &c.sampling,
         derive_seed(seed, &[0]),
-        &cfg.engine,
         &mut |_, _| {},
     )?;
     let flat: Vec<&crate::rollout::Sample> = samples.iter().flatten().collect();

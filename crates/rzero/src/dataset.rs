@@ -163,7 +163,6 @@ fn build_chunk(
             len,
             &d.sampling,
             derive_seed(seed, &[0]),
-            &cfg.engine,
             &mut |_, _| {},
         )?
         .pop()
@@ -239,15 +238,8 @@ pub fn solver_answers(
         })
         .collect::<Result<Vec<_>>>()?;
     let force = cfg.force_answer(force);
-    let samples = solver.sample_texts_with(
-        &prompts,
-        m,
-        sampling,
-        force.as_ref(),
-        seed,
-        &cfg.engine,
-        &mut |_, _| {},
-    )?;
+    let samples =
+        solver.sample_texts_with(&prompts, m, sampling, force.as_ref(), seed, &mut |_, _| {})?;
     Ok(samples
         .into_iter()
         .map(|s| s.into_iter().map(|r| cfg.extract_answer(&r.text)).collect())

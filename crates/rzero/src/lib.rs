@@ -7,6 +7,8 @@ pub mod challenger;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod evaluate;
+pub mod grpo;
 pub mod policy;
 pub mod prompts;
 pub mod rollout;

@@ -34,9 +34,9 @@ pub const CHALLENGER_FORMAT_EXAMPLES: &[&str] = &[
     "<question>\nTom has 12 apples and gives away 5. How many apples does he have left?\n</question>\n\n\\boxed{7}",
 ];
 
-/// The Solver's system prompt (reference text).
-pub const SOLVER_SYSTEM: &str =
-    "Please reason step by step, and put your final answer within \\boxed{}.";
+/// The Solver's system prompt (reference text), defined once in `eval` (training and
+/// evaluation ask the same way).
+pub use eval::SOLVER_SYSTEM_PROMPT as SOLVER_SYSTEM;
 
 /// The Solver's worked example (question, answer), shown as an earlier user turn and
 /// assistant turn when `solver.format_example` is on. The answer has the shape the Solver

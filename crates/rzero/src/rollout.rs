@@ -1,23 +1,19 @@
-//! Sampling for the loop: a role (model + tokenizer + chat template) answers prompts through
-//! the batched engine, with seeds derived from the run's master seed so every stage is
-//! reproducible and resumable.
+//! Sampling for the loop: a role (tokenizer + chat template + an [`engine::Sampler`]) answers
+//! prompts, with seeds derived from the run's master seed so every stage is reproducible and
+//! resumable. The sampler is the in-process engine ([`Role::local`]) or remote servers
+//! ([`Role::with_sampler`] over a `remote::OpenAiClient`); a role never looks at which.
 
 use crate::config::{EngineSection, Sampling};
 use crate::error::{Error, Result};
 
 /// A model in one of the two roles, ready to sample.
 pub struct Role<'a> {
-    /// The weights (the live policy during training: its `Var`s are updated in place).
-    pub model: &'a model::Model,
     /// Tokenizer.
     pub tokenizer: &'a model::Tokenizer,
     /// Chat template (None: the reference's plain `system: …\nuser: …` prompt).
     pub template: Option<&'a model::ChatTemplate>,
-    /// Ids that end a response.
-    pub eos_token_ids: Vec<u32>,
-    /// Remote servers sampling this role instead of the in-process engine (prompts are sent
-    /// as chat-templated text).
-    pub remote: Option<&'a remote::OpenAiClient>,
+    /// Where the samples come from (prompts are sent as token ids or as chat-templated text).
+    pub sampler: Box<dyn engine::Sampler + 'a>,
 }
 
 /// One sampled response.
@@ -54,7 +50,46 @@ pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
     x & 0x7FFF_FFFF
 }
 
-impl Role<'_> {
+/// The in-process engine's configuration for a loaded model under `[engine]`.
+pub fn engine_config(eos_token_ids: Vec<u32>, engine: &EngineSection) -> engine::EngineConfig {
+    let mut cfg = engine::EngineConfig {
+        max_batch_size: engine.max_batch_size,
+        eos_token_ids,
+        ..engine::EngineConfig::default()
+    };
+    if engine.max_kv_bytes > 0 {
+        cfg.max_kv_bytes = engine.max_kv_bytes as usize;
+    }
+    cfg
+}
+
+impl<'a> Role<'a> {
+    /// `model` (the weights of `loaded`, or the live policy during training: its `Var`s are
+    /// updated in place) on the in-process engine.
+    pub fn local(
+        model: &'a model::Model,
+        loaded: &'a model::LoadedModel,
+        engine: &EngineSection,
+    ) -> Result<Self> {
+        let cfg = engine_config(loaded.eos_token_ids(), engine);
+        let sampler =
+            engine::LocalSampler::new(model, &loaded.tokenizer, loaded.chat_template.clone(), cfg)
+                .map_err(|e| Error::Stage(e.to_string()))?;
+        Ok(Self::with_sampler(loaded, Box::new(sampler)))
+    }
+
+    /// The tokenizer and template of `loaded` with another sampler (remote servers).
+    pub fn with_sampler(
+        loaded: &'a model::LoadedModel,
+        sampler: Box<dyn engine::Sampler + 'a>,
+    ) -> Self {
+        Role {
+            tokenizer: &loaded.tokenizer,
+            template: loaded.chat_template.as_ref(),
+            sampler,
+        }
+    }
+
     /// Tokenizes a prompt text (special tokens in the text are recognised; nothing added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.tokenizer
@@ -62,22 +97,19 @@ impl Role<'_> {
             .map_err(|e| Error::Stage(e.to_string()))
     }
 
-    /// Samples `n` responses for each prompt text: on the remote servers when the role has
-    /// them (same seeds), else on the in-process engine.
+    /// Samples `n` responses for each prompt text (sent as text: chat-templated already).
     pub fn sample_texts(
         &self,
         prompts: &[String],
         n: usize,
         sampling: &Sampling,
         seed: u64,
-        engine: &EngineSection,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
-        self.sample_texts_with(prompts, n, sampling, None, seed, engine, on_progress)
+        self.sample_texts_with(prompts, n, sampling, None, seed, on_progress)
     }
 
     /// [`Role::sample_texts`] with forced final answers (`force`; see `engine::force`).
-    #[allow(clippy::too_many_arguments)]
     pub fn sample_texts_with(
         &self,
         prompts: &[String],
@@ -85,41 +117,13 @@ impl Role<'_> {
         sampling: &Sampling,
         force: Option<&engine::ForceAnswer>,
         seed: u64,
-        engine: &EngineSection,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
-        let Some(client) = self.remote else {
-            let ids = prompts
-                .iter()
-                .map(|p| self.encode(p))
-                .collect::<Result<Vec<_>>>()?;
-            return self.sample_with(&ids, n, sampling, force, seed, engine, on_progress);
-        };
-        use remote::RolloutBackend;
-        let requests: Vec<remote::TextRequest> = prompts
+        let prompts: Vec<engine::Prompt> = prompts
             .iter()
-            .enumerate()
-            .map(|(i, p)| remote::TextRequest {
-                prompt: remote::Prompt::Text(p.clone()),
-                params: sampling_params(n, sampling, force, derive_seed(seed, &[i as u64])),
-            })
+            .map(|p| engine::Prompt::Text(p.clone()))
             .collect();
-        let out = client
-            .generate_with_progress(&requests, on_progress)
-            .map_err(|e| Error::Stage(format!("remote generation: {e}")))?;
-        Ok(out
-            .into_iter()
-            .map(|c| {
-                c.into_iter()
-                    .map(|c| Sample {
-                        truncated: c.finish_reason == engine::FinishReason::Length,
-                        text: c.text,
-                        token_ids: c.token_ids.unwrap_or_default(),
-                        forced: c.forced,
-                    })
-                    .collect()
-            })
-            .collect())
+        self.run(prompts, n, sampling, force, seed, on_progress)
     }
 
     /// Samples `n` responses for each prompt. Prompt `i` uses seed `derive_seed(seed, [i])`;
@@ -131,15 +135,13 @@ impl Role<'_> {
         n: usize,
         sampling: &Sampling,
         seed: u64,
-        engine: &EngineSection,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
-        self.sample_with(prompts, n, sampling, None, seed, engine, on_progress)
+        self.sample_with(prompts, n, sampling, None, seed, on_progress)
     }
 
     /// [`Role::sample`] with forced final answers (`force`; see `engine::force`): the same
     /// seeds, and a forced response continues its own RNG stream.
-    #[allow(clippy::too_many_arguments)]
     pub fn sample_with(
         &self,
         prompts: &[Vec<u32>],
@@ -147,49 +149,47 @@ impl Role<'_> {
         sampling: &Sampling,
         force: Option<&engine::ForceAnswer>,
         seed: u64,
-        engine: &EngineSection,
+        on_progress: OnProgress<'_>,
+    ) -> Result<Vec<Vec<Sample>>> {
+        let prompts: Vec<engine::Prompt> = prompts
+            .iter()
+            .map(|p| engine::Prompt::Tokens(p.clone()))
+            .collect();
+        self.run(prompts, n, sampling, force, seed, on_progress)
+    }
+
+    fn run(
+        &self,
+        prompts: Vec<engine::Prompt>,
+        n: usize,
+        sampling: &Sampling,
+        force: Option<&engine::ForceAnswer>,
+        seed: u64,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
         if prompts.is_empty() || n == 0 {
             return Ok(vec![Vec::new(); prompts.len()]);
         }
-        let params = |i: usize| sampling_params(n, sampling, force, derive_seed(seed, &[i as u64]));
-        let requests: Vec<engine::Request> = prompts
-            .iter()
+        let requests: Vec<engine::TextRequest> = prompts
+            .into_iter()
             .enumerate()
-            .map(|(i, p)| engine::Request {
-                id: i as u64,
-                prompt_ids: p.clone(),
-                params: params(i),
+            .map(|(i, prompt)| engine::TextRequest {
+                prompt,
+                params: sampling_params(n, sampling, force, derive_seed(seed, &[i as u64])),
             })
             .collect();
-        let mut cfg = engine::EngineConfig {
-            max_batch_size: engine.max_batch_size,
-            eos_token_ids: self.eos_token_ids.clone(),
-            ..engine::EngineConfig::default()
-        };
-        if engine.max_kv_bytes > 0 {
-            cfg.max_kv_bytes = engine.max_kv_bytes as usize;
-        }
-        let eng = engine::Engine::new(self.model, self.tokenizer, cfg)
-            .map_err(|e| Error::Stage(e.to_string()))?;
-        let outputs = eng
-            .generate(&requests, |ev| {
-                if let engine::Event::Progress(p) = ev {
-                    on_progress(p.samples_done, p.samples_total);
-                }
-            })
+        let out = self
+            .sampler
+            .generate_with_progress(&requests, on_progress)
             .map_err(|e| Error::Stage(format!("generation: {e}")))?;
-        Ok(outputs
+        Ok(out
             .into_iter()
-            .map(|o| {
-                let mut c = o.completions;
-                c.sort_by_key(|c| c.index);
+            .map(|c| {
                 c.into_iter()
                     .map(|c| Sample {
                         truncated: c.finish_reason == engine::FinishReason::Length,
                         text: c.text,
-                        token_ids: c.token_ids,
+                        token_ids: c.token_ids.unwrap_or_default(),
                         forced: c.forced,
                     })
                     .collect()

@@ -167,8 +167,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
             let solver = model::load(&prev_solver, &model::LoadOptions::default())
                 .map_err(stage("loading the Solver"))?;
             let solver_model = solver.model().map_err(stage("building the Solver"))?;
-            let mut solver_role = role(&solver_model, &solver);
-            solver_role.remote = solver_client.as_ref();
+            let solver_role = solver_role(&cfg, &solver_model, &solver, solver_client.as_ref())?;
             let start = model::load(&prev_challenger, &model::LoadOptions::default())
                 .map_err(stage("loading the Challenger"))?;
             train_phase(
@@ -181,7 +180,7 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                 &mut state,
                 on_event,
                 &mut |step, policy| {
-                    let c_role = role(policy, &start);
+                    let c_role = Role::local(policy, &start, &cfg.engine)?;
                     crate::challenger::make_groups(&cfg, iter, step, &c_role, &solver_role)
                 },
             )?;
@@ -212,11 +211,8 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                 &cfg,
                 &run,
                 iter,
-                &role(&ch_model, &ch),
-                &Role {
-                    remote: solver_client.as_ref(),
-                    ..role(&so_model, &so)
-                },
+                &Role::local(&ch_model, &ch, &cfg.engine)?,
+                &solver_role(&cfg, &so_model, &so, solver_client.as_ref())?,
                 &mut |done, _| {
                     // journal head: chunks done (the chunk files themselves are the journal;
                     // chunks read back on resume do not move it)
@@ -294,7 +290,13 @@ pub fn run(opts: RunOptions<'_>) -> Result<()> {
                     &mut state,
                     on_event,
                     &mut |step, policy| {
-                        crate::solver::make_groups(&cfg, iter, step, &kept, &role(policy, &start))
+                        crate::solver::make_groups(
+                            &cfg,
+                            iter,
+                            step,
+                            &kept,
+                            &Role::local(policy, &start, &cfg.engine)?,
+                        )
                     },
                 )?;
             }
@@ -354,13 +356,17 @@ pub fn p_hat_histogram(items: &[crate::dataset::DatasetItem]) -> Vec<usize> {
     h
 }
 
-fn role<'a>(model: &'a model::Model, loaded: &'a model::LoadedModel) -> Role<'a> {
-    Role {
-        remote: None,
-        model,
-        tokenizer: &loaded.tokenizer,
-        template: loaded.chat_template.as_ref(),
-        eos_token_ids: loaded.eos_token_ids(),
+/// The frozen Solver: on the remote servers when `remote.solver_urls` is set, else on the
+/// in-process engine.
+fn solver_role<'a>(
+    cfg: &Config,
+    model: &'a model::Model,
+    loaded: &'a model::LoadedModel,
+    client: Option<&'a remote::OpenAiClient>,
+) -> Result<Role<'a>> {
+    match client {
+        Some(c) => Ok(Role::with_sampler(loaded, Box::new(c))),
+        None => Role::local(model, loaded, &cfg.engine),
     }
 }
 

@@ -66,7 +66,6 @@ pub fn make_groups(
         &s.sampling,
         force.as_ref(),
         seed,
-        &cfg.engine,
         &mut |_, _| {},
     )?;
     let rcfg = reward::solver::SolverRewardConfig {

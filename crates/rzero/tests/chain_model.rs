@@ -7,13 +7,13 @@ fn chain_model_writes_well_formed_responses() {
     rzero::testing::write_chain_model(&dir).unwrap();
     let loaded = model::load(&dir.to_string_lossy(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
-    let role = rzero::rollout::Role {
-        model: &m,
-        tokenizer: &loaded.tokenizer,
-        template: loaded.chat_template.as_ref(),
-        eos_token_ids: vec![2],
-        remote: None,
+    assert_eq!(loaded.eos_token_ids(), vec![2]);
+    let engine = rzero::config::EngineSection {
+        max_batch_size: 8,
+        max_kv_bytes: 0,
+        ..rzero::Config::tiny().engine
     };
+    let role = rzero::rollout::Role::local(&m, &loaded, &engine).unwrap();
     let prompt = rzero::prompts::challenger_prompt(role.template, false, "").unwrap();
     let ids = role.encode(&prompt).unwrap();
     let sampling = rzero::config::Sampling {
@@ -22,13 +22,8 @@ fn chain_model_writes_well_formed_responses() {
         top_k: 0,
         max_new_tokens: 16,
     };
-    let engine = rzero::config::EngineSection {
-        max_batch_size: 8,
-        max_kv_bytes: 0,
-        ..rzero::Config::tiny().engine
-    };
     let out = role
-        .sample(&[ids], 16, &sampling, 7, &engine, &mut |_, _| {})
+        .sample(&[ids], 16, &sampling, 7, &mut |_, _| {})
         .unwrap();
     let texts: Vec<&str> = out[0].iter().map(|s| s.text.as_str()).collect();
     let parsed: Vec<_> = texts
@@ -59,13 +54,8 @@ fn forced_answers_let_the_model_close_the_box() {
     rzero::testing::write_chain_model(&dir).unwrap();
     let loaded = model::load(&dir.to_string_lossy(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
-    let role = rzero::rollout::Role {
-        model: &m,
-        tokenizer: &loaded.tokenizer,
-        template: loaded.chat_template.as_ref(),
-        eos_token_ids: vec![2],
-        remote: None,
-    };
+    let cfg = rzero::Config::tiny();
+    let role = rzero::rollout::Role::local(&m, &loaded, &cfg.engine).unwrap();
     let prompt = rzero::prompts::solver_prompt(role.template, "What is 2 + 3?", false).unwrap();
     let ids = role.encode(&prompt).unwrap();
     let sampling = rzero::config::Sampling {
@@ -74,7 +64,6 @@ fn forced_answers_let_the_model_close_the_box() {
         top_k: 0,
         max_new_tokens: 3,
     };
-    let cfg = rzero::Config::tiny();
     let force = cfg.force_answer(cfg.solver.force_answer);
     assert!(force.is_some(), "tiny forces answers");
     let out = role
@@ -84,7 +73,6 @@ fn forced_answers_let_the_model_close_the_box() {
             &sampling,
             force.as_ref(),
             7,
-            &cfg.engine,
             &mut |_, _| {},
         )
         .unwrap();

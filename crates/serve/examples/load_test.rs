@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use remote::{OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams, TextRequest};
+use remote::{OpenAiClient, RemoteConfig, SamplingParams, TextRequest};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

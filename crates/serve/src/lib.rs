@@ -267,7 +267,7 @@ fn prepare(
     let tokenizer = Arc::new(loaded.tokenizer.clone());
     let mut cfg = opts.engine.clone();
     if cfg.eos_token_ids.is_empty() {
-        cfg.eos_token_ids = remote::local::eos_ids(loaded);
+        cfg.eos_token_ids = loaded.eos_token_ids();
     }
     let ctx = model.config().max_position_embeddings;
     let vocab = model.config().vocab_size;

@@ -10,10 +10,8 @@ use std::net::SocketAddr;
 use common::{Action, FakeServer};
 use engine::force::{has_closed_box, DEFAULT_CUE};
 use engine::{EngineConfig, ForceAnswer};
-use remote::local::eos_ids;
-use remote::{
-    LocalBackend, OpenAiClient, RemoteConfig, RolloutBackend, SamplingParams, TextRequest,
-};
+use remote::Sampler as _;
+use remote::{OpenAiClient, RemoteConfig, SamplingParams, TextRequest};
 use rzero_serve::ServeOptions;
 use serde_json::{json, Value};
 
@@ -116,12 +114,12 @@ fn rzero_serve_forces_answers_as_the_engine_does() {
         },
     )
     .unwrap();
-    let local = LocalBackend::new(
+    let local = engine::LocalSampler::new(
         &m,
         &loaded.tokenizer,
         None,
         EngineConfig {
-            eos_token_ids: eos_ids(&loaded),
+            eos_token_ids: loaded.eos_token_ids(),
             ..EngineConfig::default()
         },
     )

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use remote::{OpenAiClient, RemoteConfig, RolloutBackend};
+use remote::{OpenAiClient, RemoteConfig};
 use rzero_serve::{ServeOptions, ServerHandle};
 use serde_json::{json, Value};
 

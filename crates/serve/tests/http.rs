@@ -1,6 +1,6 @@
 //! The client against `rzero serve` over real HTTP on 127.0.0.1, with the llama-tiny fixture
 //! model: every sampling parameter, chat, bad requests. The reference for every output is
-//! the in-process engine ([`LocalBackend`]) on the same model.
+//! the in-process engine ([`engine::LocalSampler`]) on the same model.
 
 // Parallel indexing of local and remote results reads better than zipped iterators here.
 #![allow(clippy::needless_range_loop)]
@@ -11,10 +11,10 @@ mod common;
 use std::net::SocketAddr;
 
 use engine::EngineConfig;
-use remote::local::eos_ids;
+use remote::Sampler as _;
 use remote::{
-    ChatMessage, Error, FinishReason, LocalBackend, OpenAiClient, Prompt, RemoteConfig,
-    RolloutBackend, SamplingParams, TextRequest,
+    ChatMessage, Error, FinishReason, OpenAiClient, Prompt, RemoteConfig, SamplingParams,
+    TextRequest,
 };
 use rzero_serve::{ServeOptions, ServerHandle};
 use serde_json::Value;
@@ -55,12 +55,12 @@ impl Setup {
         OpenAiClient::new(cfg).unwrap()
     }
 
-    fn local(&self) -> LocalBackend<'_> {
+    fn local(&self) -> engine::LocalSampler<'_> {
         let cfg = EngineConfig {
-            eos_token_ids: eos_ids(&self.loaded),
+            eos_token_ids: self.loaded.eos_token_ids(),
             ..EngineConfig::default()
         };
-        LocalBackend::new(
+        engine::LocalSampler::new(
             &self.model,
             &self.loaded.tokenizer,
             self.loaded.chat_template.clone(),

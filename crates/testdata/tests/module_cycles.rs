@@ -11,8 +11,6 @@ const KNOWN: &[(&str, &[&str])] = &[
     // `Model` holds the packed path's compact weights; the packed path is `impl Model`;
     // the fused training ops (`ops`, used by `transformer`) run on packed's product kernels.
     ("model", &["ops", "packed", "transformer"]),
-    // The client triggers weight syncs; sync talks to servers through the client.
-    ("remote", &["client", "sync"]),
 ];
 
 /// Source without line comments and without a trailing `#[cfg(test)] mod tests { .. }`.

@@ -19,7 +19,6 @@ The crate never names the Challenger or the Solver: a step takes groups of
   reference log-probs once per rollout; shuffled mini-batches of `global_batch_size` prompts,
   one AdamW update each, for `ppo_epochs` passes; metric rows per update and per step;
   checkpoints; resume) that `rzero grpo` and the R-Zero Solver/Challenger phases run.
-- [`sample`]: a minimal no-KV-cache sampler for tiny models and tests.
 */
 #![deny(missing_docs)]
 
@@ -30,7 +29,6 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod loss;
-pub mod sample;
 pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};

@@ -4,10 +4,12 @@
 //! (`train::driver::run`) with the naive sampler as the rollout, so metrics.jsonl and
 //! checkpoints are exercised too.
 
+mod naive;
+
 use candle_core::Device;
+use naive::{sample_naive, SampleParams};
 use rand_chacha::ChaCha8Rng;
 use train::driver::{run, LoopConfig};
-use train::sample::{sample_naive, SampleParams};
 use train::{Group, GrpoConfig, ModelFiles, Response, Trainer};
 
 /// Target tokens: ids 100..164 (1/8 of the 512-token vocabulary).

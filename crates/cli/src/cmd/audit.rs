@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::eval::{default_out, progress_bar, EngineArgs, EngineGenerator};
+use super::eval::{default_out, load_generator, progress_bar, EngineArgs};
 
 /// Arguments of `rzero audit`.
 #[derive(clap::Args, Debug)]
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force_answer: super::eval::describe_force(&args.engine.force.option()?),
     };
     let bar = progress_bar();
-    let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;
+    let mut gen = load_generator(&args.model, &args.engine, bar.clone())?;
     let report = eval::run_audit(&mut gen, &benches, &opts, &out, &mut |p| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);

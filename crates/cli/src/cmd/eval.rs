@@ -15,13 +15,15 @@
 //! of wrong answers (`results_recheck.py`): `pass@1+judge` beside `pass@1`, replies journaled
 //! in `judge.jsonl`.
 //!
-//! [`EngineGenerator`] (the `eval::Generator` on rzero's engine) is shared with `rzero audit`.
+//! [`load_generator`] (`rzero::evaluate::SamplerGenerator`, the `eval::Generator` on rzero's
+//! engine) is shared with `rzero audit`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use engine::{Engine, EngineConfig, Event, Request, SamplingParams};
-use model::{ChatMessage, ChatTemplate, LoadOptions, LoadedModel, Model};
+use engine::EngineConfig;
+use rzero::evaluate::SamplerGenerator;
+pub use rzero::evaluate::{describe_force, make_judge};
 
 /// Arguments of `rzero eval`.
 #[derive(clap::Args, Debug)]
@@ -131,166 +133,25 @@ impl Default for EngineArgs {
     }
 }
 
-/// `eval::Generator` on rzero's engine: renders the chat template (when the model has one),
-/// tokenizes, generates with continuous batching, and returns the completion texts.
-pub struct EngineGenerator {
-    loaded: LoadedModel,
-    model: Model,
-    template: Option<ChatTemplate>,
-    cfg: EngineConfig,
+/// The engine-backed `eval::Generator` (`rzero::evaluate::SamplerGenerator`) for `spec`
+/// (resolved like every `--model`), reporting each generation call on `bar`.
+pub fn load_generator(
+    spec: &str,
+    engine: &EngineArgs,
     bar: indicatif::ProgressBar,
-    /// Forced final answers (`--force-answer`; `[eval].force_answer` in a run).
-    pub force: Option<engine::ForceAnswer>,
-}
-
-impl EngineGenerator {
-    /// Loads `spec` (resolved like every `--model`) for inference.
-    pub fn load(
-        spec: &str,
-        engine: &EngineArgs,
-        bar: indicatif::ProgressBar,
-    ) -> anyhow::Result<Self> {
-        let path = super::resolve_model(spec)?;
-        let loaded = model::load(&path, &LoadOptions::default())
-            .with_context(|| format!("loading model {path}"))?;
-        let model = loaded.model().context("building the model")?;
-        let template = loaded.chat_template.clone();
-        if template.is_none() {
-            tracing::info!("the model has no chat template: using the plain Solver prompt");
-        }
-        let eos = loaded.eos_token_ids();
-        let cfg = EngineConfig {
-            max_batch_size: engine.batch_size,
-            max_kv_bytes: engine.max_kv_bytes,
-            prefill_chunk: engine.prefill_chunk,
-            eos_token_ids: eos,
-        };
-        Ok(EngineGenerator {
-            loaded,
-            model,
-            template,
-            cfg,
-            bar,
-            force: engine.force.option()?,
-        })
-    }
-}
-
-/// The forced-answer setting as the eval/audit options record it (`None` = off).
-pub fn describe_force(f: &Option<engine::ForceAnswer>) -> Option<String> {
-    f.as_ref()
-        .map(|f| serde_json::to_string(f).expect("serialises"))
-}
-
-fn gen_err(e: impl std::fmt::Display) -> eval::Error {
-    eval::Error::Generation(e.to_string())
-}
-
-impl eval::Generator for EngineGenerator {
-    fn generate(
-        &mut self,
-        prompts: &[String],
-        n: usize,
-        p: &eval::GenParams,
-    ) -> eval::Result<Vec<Vec<String>>> {
-        let eng =
-            Engine::new(&self.model, &self.loaded.tokenizer, self.cfg.clone()).map_err(gen_err)?;
-        let reserve = eng
-            .force_reserve(&SamplingParams {
-                force_answer: self.force.clone(),
-                ..SamplingParams::default()
-            })
-            .map_err(gen_err)?;
-        // A forced answer needs room after the prompt.
-        let ctx = self
-            .model
-            .config()
-            .max_position_embeddings
-            .saturating_sub(reserve);
-        let mut requests = Vec::with_capacity(prompts.len());
-        let mut too_long = Vec::new();
-        for (i, text) in prompts.iter().enumerate() {
-            let ids = self.loaded.tokenizer.encode(text, false).map_err(gen_err)?;
-            if ids.is_empty() {
-                return Err(gen_err("a prompt has no tokens"));
-            }
-            if ids.len() >= ctx {
-                // Long BBEH inputs can exceed a small model's context: the question gets an
-                // empty response (no answer, graded wrong) instead of stopping the eval.
-                tracing::warn!(
-                    tokens = ids.len(),
-                    context = ctx,
-                    "a prompt does not fit the model's context: empty response"
-                );
-                too_long.push(i);
-                continue;
-            }
-            let params = SamplingParams {
-                n,
-                temperature: p.temperature,
-                top_p: p.top_p,
-                top_k: p.top_k.unwrap_or(0),
-                max_new_tokens: p.max_new_tokens,
-                seed: p.seed.wrapping_add(i as u64),
-                force_answer: self.force.clone(),
-                ..SamplingParams::default()
-            };
-            params.validate().map_err(gen_err)?;
-            requests.push(Request {
-                id: i as u64,
-                prompt_ids: ids,
-                params,
-            });
-        }
-        let mut out = vec![vec![String::new(); n]; prompts.len()];
-        if requests.is_empty() {
-            return Ok(out);
-        }
-        let bar = &self.bar;
-        let outputs = eng
-            .generate(&requests, |e| {
-                if let Event::Progress(pr) = e {
-                    let tps = pr.generated_tokens as f64 / pr.elapsed_s.max(1e-9);
-                    bar.set_message(format!(
-                        "{}/{} samples in this batch, {tps:.0} tok/s",
-                        pr.samples_done, pr.samples_total
-                    ));
-                }
-            })
-            .map_err(gen_err)?;
-        for o in outputs {
-            let i = o.request_id as usize;
-            if i < out.len() {
-                out[i] = o.completions.into_iter().map(|c| c.text).collect();
-            }
-        }
-        debug_assert!(too_long
-            .iter()
-            .all(|&i| out[i].iter().all(String::is_empty)));
-        Ok(out)
-    }
-
-    fn format_prompt(&self, system: &str, user: &str) -> eval::Result<String> {
-        match &self.template {
-            Some(t) => t
-                .render(
-                    &[ChatMessage::system(system), ChatMessage::user(user)],
-                    true,
-                )
-                .map_err(gen_err),
-            None => Ok(eval::plain_prompt(system, user)),
-        }
-    }
-
-    fn format_user_prompt(&self, user: &str) -> eval::Result<Option<String>> {
-        match &self.template {
-            Some(t) => t
-                .render(&[ChatMessage::user(user)], true)
-                .map(Some)
-                .map_err(gen_err),
-            None => Ok(None),
-        }
-    }
+) -> anyhow::Result<SamplerGenerator> {
+    let path = super::resolve_model(spec)?;
+    let cfg = EngineConfig {
+        max_batch_size: engine.batch_size,
+        max_kv_bytes: engine.max_kv_bytes,
+        prefill_chunk: engine.prefill_chunk,
+        eos_token_ids: Vec::new(),
+    };
+    let mut gen = SamplerGenerator::load(&path, cfg, engine.force.option()?)?;
+    gen.set_progress(Box::new(move |done, total| {
+        bar.set_message(format!("{done}/{total} samples in this batch"));
+    }));
+    Ok(gen)
 }
 
 /// `--bench` with `supergpqa` turned into `supergpqa=FILE` by `--data FILE`.
@@ -346,30 +207,6 @@ pub fn default_out(prefix: &str, model: &str) -> PathBuf {
     PathBuf::from(format!("{prefix}-{safe}"))
 }
 
-/// The judge of the re-check at `url` ("" = none), its API key read from the environment
-/// variable `key_env` ("" = no key).
-pub fn make_judge(
-    url: &str,
-    model: &str,
-    key_env: &str,
-) -> anyhow::Result<Option<remote::OpenAiJudge>> {
-    if url.trim().is_empty() {
-        return Ok(None);
-    }
-    let api_key = if key_env.is_empty() {
-        None
-    } else {
-        Some(std::env::var(key_env).map_err(|_| {
-            anyhow::anyhow!(
-                "the judge's API key variable {key_env} is not set (set it, or name another \
-                 variable; \"\" sends no key)"
-            )
-        })?)
-    };
-    let cfg = remote::JudgeConfig::new(url, model, api_key);
-    Ok(Some(remote::OpenAiJudge::new(&cfg)?))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let list = bench_list(&args.bench, args.data.as_deref())?;
     let benches = eval::Benchmark::load_list(&list)?;
@@ -399,7 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let bar = progress_bar();
-    let mut gen = EngineGenerator::load(&args.model, &args.engine, bar.clone())?;
+    let mut gen = load_generator(&args.model, &args.engine, bar.clone())?;
     let judge_ref = judge.as_mut().map(|j| j as &mut dyn eval::Judge);
     let results = eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &out, &mut |p| {
         bar.set_length(p.total as u64);

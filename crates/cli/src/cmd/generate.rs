@@ -149,37 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let loaded = model::load(&args.model, &LoadOptions::default())
         .with_context(|| format!("loading model {}", args.model))?;
     let m = loaded.model().context("building the model")?;
-    let template = loaded.chat_template_or_chatml();
-    let render_user = |text: &str| -> anyhow::Result<String> {
-        Ok(template.render(&[ChatMessage::user(text)], true)?)
-    };
-
-    let mut items = Vec::new();
-    if let Some(p) = &args.prompt {
-        let text = if args.chat {
-            render_user(p)?
-        } else {
-            p.clone()
-        };
-        items.push(Item {
-            origin: "--prompt".into(),
-            text,
-        });
-    } else {
-        let path = args.input.as_deref();
-        let name = match path {
-            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
-            _ => "<stdin>".to_string(),
-        };
-        for (i, line) in read_jsonl(path)?.into_iter().enumerate() {
-            let origin = format!("{name}: record {}", i + 1);
-            let text = prompt_of(&line, args.chat, &template).with_context(|| origin.clone())?;
-            items.push(Item { origin, text });
-        }
-    }
-    if items.is_empty() {
-        bail!("no prompt given");
-    }
+    let items = read_items(&args, &loaded.chat_template_or_chatml())?;
 
     let params = SamplingParams {
         n: args.n,
@@ -233,13 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", items[r.id as usize].origin))?;
     }
     let total = requests.len() * args.n;
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} completions {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = progress_bar(total);
     let outputs = eng.generate(&requests, |e| {
         if let Event::Progress(p) = e {
             bar.set_position(p.samples_done as u64);
@@ -249,8 +213,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
 
-    let mut out = JsonlOut::create(args.output.as_deref())?;
-    for (r, it) in outputs.iter().zip(&items) {
+    write_outputs(args.output.as_deref(), &outputs, &items)
+}
+
+/// The prompts of `--prompt` or `--input`, rendered.
+fn read_items(args: &Args, template: &model::ChatTemplate) -> anyhow::Result<Vec<Item>> {
+    let render_user = |text: &str| -> anyhow::Result<String> {
+        Ok(template.render(&[ChatMessage::user(text)], true)?)
+    };
+
+    let mut items = Vec::new();
+    if let Some(p) = &args.prompt {
+        let text = if args.chat {
+            render_user(p)?
+        } else {
+            p.clone()
+        };
+        items.push(Item {
+            origin: "--prompt".into(),
+            text,
+        });
+    } else {
+        let path = args.input.as_deref();
+        let name = match path {
+            Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+            _ => "<stdin>".to_string(),
+        };
+        for (i, line) in read_jsonl(path)?.into_iter().enumerate() {
+            let origin = format!("{name}: record {}", i + 1);
+            let text = prompt_of(&line, args.chat, template).with_context(|| origin.clone())?;
+            items.push(Item { origin, text });
+        }
+    }
+    if items.is_empty() {
+        bail!("no prompt given");
+    }
+    Ok(items)
+}
+
+/// The bar over `total` completions.
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} completions {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// One JSONL line per completion, in input order.
+fn write_outputs(
+    path: Option<&std::path::Path>,
+    outputs: &[engine::RequestOutput],
+    items: &[Item],
+) -> anyhow::Result<()> {
+    let mut out = JsonlOut::create(path)?;
+    for (r, it) in outputs.iter().zip(items) {
         for c in &r.completions {
             let mut line = json!({
                 "id": r.request_id,

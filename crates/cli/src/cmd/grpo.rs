@@ -14,15 +14,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use model::{ChatMessage, Model};
-use train::{
-    ChaCha8Rng, Group, GrpoConfig, LoopConfig, ModelFiles, Progress, Response, RolloutBatch,
-    Trainer,
-};
-
-/// R-Zero's Solver system prompt.
-const SOLVER_SYSTEM: &str =
-    "Please reason step by step, and put your final answer within \\boxed{}.";
+use rzero::grpo::{items_from_rows, SolverRollout};
+use train::{GrpoConfig, LoopConfig, ModelFiles, Progress, Trainer};
 
 /// Arguments of `rzero grpo`.
 #[derive(clap::Args, Debug)]
@@ -100,12 +93,6 @@ pub struct Args {
     pub recompute: bool,
 }
 
-/// One training item.
-struct Item {
-    prompt: Vec<u32>,
-    answer: String,
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.group_size < 2 {
         bail!("--group-size must be at least 2 (advantages are scaled by the group std)");
@@ -116,6 +103,94 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.ppo_epochs == 0 {
         bail!("--ppo-epochs must be at least 1");
     }
+    let cfg = grpo_config(&args)?;
+
+    let loaded = model::load(&args.model, &model::LoadOptions::default())
+        .with_context(|| format!("loading {}", args.model))?;
+    let template = loaded.chat_template_or_chatml();
+    let rows = crate::io::read_jsonl(Some(&args.data))?;
+    let items = items_from_rows(
+        &rows,
+        &args.data.display().to_string(),
+        &template,
+        &loaded.tokenizer,
+    )?;
+    tracing::info!(
+        items = items.len(),
+        model = %args.model,
+        lora_rank = cfg.lora.as_ref().map(|l| l.rank),
+        recompute = cfg.recompute,
+        "grpo"
+    );
+
+    let mut trainer = Trainer::new(
+        cfg,
+        &loaded.config,
+        &loaded.weights,
+        None,
+        &model::device::default_device(),
+    )?;
+    let mut rollout = SolverRollout {
+        items: &items,
+        tokenizer: &loaded.tokenizer,
+        eos_token_ids: loaded.generation.eos_token_ids.clone(),
+        group_size: args.group_size,
+        rollout_batch_size: args.rollout_batch_size,
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        data_seed: args.seed,
+    };
+    let lc = LoopConfig {
+        steps: args.steps,
+        global_batch_size: args.global_batch_size,
+        ppo_epochs: args.ppo_epochs,
+        save_every: args.save_every,
+        work_dir: args.out.clone(),
+        metrics_path: args.out.join("metrics.jsonl"),
+        seed: args.seed ^ 0x6d69_6e69_6261_7463,
+        row_extra: Default::default(),
+    };
+    // The adapter's base_model_name_or_path: an absolute path when --model is one.
+    let base_model = std::fs::canonicalize(&args.model)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.model.clone());
+    let files = ModelFiles {
+        tokenizer: &loaded.tokenizer,
+        chat_template: loaded.chat_template.as_ref(),
+        generation: &loaded.generation,
+        base_model: Some(&base_model),
+    };
+    let done = train::driver::run(&mut trainer, &mut rollout, &lc, &files, &mut print_progress)?;
+    let ckpt = train::driver::checkpoint_dir(&args.out);
+    eprintln!("{} steps run; checkpoint in {}", done.len(), ckpt.display());
+    if trainer.lora().is_some() {
+        eprintln!(
+            "LoRA adapter (PEFT layout): {}",
+            ckpt.join("adapter").display()
+        );
+    }
+    Ok(())
+}
+
+/// The memory part of an update's progress line: `  rss 1.23 GiB (peak 1.50)` and, on CUDA,
+/// `  gpu 20.1/79.6 GiB`.
+fn mem_text(m: &train::StepMetrics) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let mut s = String::new();
+    if let Some(r) = m.mem_rss_bytes {
+        s += &format!("  rss {:.2} GiB", r as f64 / GIB);
+        if let Some(p) = m.mem_rss_peak_bytes {
+            s += &format!(" (peak {:.2})", p as f64 / GIB);
+        }
+    }
+    if let (Some(u), Some(t)) = (m.mem_device_bytes, m.mem_device_total_bytes) {
+        s += &format!("  gpu {:.1}/{:.1} GiB", u as f64 / GIB, t as f64 / GIB);
+    }
+    s
+}
+
+/// The flags over the defaults (or `--config`), checked.
+fn grpo_config(args: &Args) -> anyhow::Result<GrpoConfig> {
     let mut cfg: GrpoConfig = match &args.config {
         Some(p) => toml::from_str(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -154,128 +229,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.compute_dtype = train::ComputeDtype::from_dtype(dtype).context("--dtype")?;
     }
     cfg.validate()?;
+    Ok(cfg)
+}
 
-    let loaded = model::load(&args.model, &model::LoadOptions::default())
-        .with_context(|| format!("loading {}", args.model))?;
-    let template = loaded.chat_template_or_chatml();
-    let rows = crate::io::read_jsonl(Some(&args.data))?;
-    let name = args.data.display().to_string();
-    let mut items = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let q = row
-            .get("question")
-            .and_then(|v| v.as_str())
-            .with_context(|| format!("{name}: item {}: missing string field `question`", i + 1))?;
-        let answer = match row.get("answer") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-            _ => bail!(
-                "{name}: item {}: missing field `answer` (string or number)",
-                i + 1
-            ),
-        };
-        let text = template.render(
-            &[ChatMessage::system(SOLVER_SYSTEM), ChatMessage::user(q)],
-            true,
-        )?;
-        let prompt = loaded.tokenizer.encode(&text, false)?;
-        items.push(Item { prompt, answer });
-    }
-    if items.is_empty() {
-        bail!("{name}: no items");
-    }
-    tracing::info!(
-        items = items.len(),
-        model = %args.model,
-        lora_rank = cfg.lora.as_ref().map(|l| l.rank),
-        recompute = cfg.recompute,
-        "grpo"
-    );
-
-    let mut trainer = Trainer::new(
-        cfg,
-        &loaded.config,
-        &loaded.weights,
-        None,
-        &model::device::default_device(),
-    )?;
-    let eos = loaded.generation.eos_token_ids.clone();
-    let tokenizer = &loaded.tokenizer;
-    let (g, max_new, temp) = (args.group_size, args.max_new_tokens, args.temperature);
-    let (p, data_seed) = (args.rollout_batch_size, args.seed);
-    let mut rollout =
-        |step: u64, policy: &Model, rng: &mut ChaCha8Rng| -> train::Result<RolloutBatch> {
-            let batch: Vec<&Item> = train::driver::batch_indices(items.len(), p, step, data_seed)
-                .into_iter()
-                .map(|i| &items[i])
-                .collect();
-            let ecfg = engine::EngineConfig {
-                eos_token_ids: eos.clone(),
-                ..Default::default()
-            };
-            let eng = engine::Engine::new(policy, tokenizer, ecfg)
-                .map_err(|e| train::Error::Invalid(format!("engine: {e}")))?;
-            let reqs: Vec<engine::Request> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, it)| engine::Request {
-                    id: i as u64,
-                    prompt_ids: it.prompt.clone(),
-                    params: engine::SamplingParams {
-                        n: g,
-                        temperature: temp as f32,
-                        max_new_tokens: max_new,
-                        seed: train::driver::next_seed(rng),
-                        ..Default::default()
-                    },
-                })
-                .collect();
-            let outs = eng
-                .generate(&reqs, |_| {})
-                .map_err(|e| train::Error::Invalid(format!("engine: {e}")))?;
-            let groups = outs
-                .into_iter()
-                .zip(&batch)
-                .map(|(o, it)| Group {
-                    prompt: it.prompt.clone(),
-                    responses: o
-                        .completions
-                        .into_iter()
-                        .map(|c| Response {
-                            reward: reward::solver_reward(&c.text, &it.answer).total as f32,
-                            ids: c.token_ids,
-                            ..Default::default()
-                        })
-                        .collect(),
-                })
-                .collect();
-            Ok(RolloutBatch {
-                groups,
-                metrics: Default::default(),
-            })
-        };
-    let lc = LoopConfig {
-        steps: args.steps,
-        global_batch_size: args.global_batch_size,
-        ppo_epochs: args.ppo_epochs,
-        save_every: args.save_every,
-        work_dir: args.out.clone(),
-        metrics_path: args.out.join("metrics.jsonl"),
-        seed: args.seed ^ 0x6d69_6e69_6261_7463,
-        row_extra: Default::default(),
-    };
-    // The adapter's base_model_name_or_path: an absolute path when --model is one.
-    let base_model = std::fs::canonicalize(&args.model)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| args.model.clone());
-    let files = ModelFiles {
-        tokenizer: &loaded.tokenizer,
-        chat_template: loaded.chat_template.as_ref(),
-        generation: &loaded.generation,
-        base_model: Some(&base_model),
-    };
-    let done = train::driver::run(&mut trainer, &mut rollout, &lc, &files, &mut |p| {
-        match p {
+/// One progress line per rollout resume, update and step.
+fn print_progress(p: Progress<'_>) {
+    match p {
         Progress::Rollout {
             step,
             updates,
@@ -305,31 +264,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             row["response_len_mean"].as_f64().unwrap_or(f64::NAN),
         ),
     }
-    })?;
-    let ckpt = train::driver::checkpoint_dir(&args.out);
-    eprintln!("{} steps run; checkpoint in {}", done.len(), ckpt.display());
-    if trainer.lora().is_some() {
-        eprintln!(
-            "LoRA adapter (PEFT layout): {}",
-            ckpt.join("adapter").display()
-        );
-    }
-    Ok(())
-}
-
-/// The memory part of an update's progress line: `  rss 1.23 GiB (peak 1.50)` and, on CUDA,
-/// `  gpu 20.1/79.6 GiB`.
-fn mem_text(m: &train::StepMetrics) -> String {
-    const GIB: f64 = (1u64 << 30) as f64;
-    let mut s = String::new();
-    if let Some(r) = m.mem_rss_bytes {
-        s += &format!("  rss {:.2} GiB", r as f64 / GIB);
-        if let Some(p) = m.mem_rss_peak_bytes {
-            s += &format!(" (peak {:.2})", p as f64 / GIB);
-        }
-    }
-    if let (Some(u), Some(t)) = (m.mem_device_bytes, m.mem_device_total_bytes) {
-        s += &format!("  gpu {:.1}/{:.1} GiB", u as f64 / GIB, t as f64 / GIB);
-    }
-    s
 }

@@ -60,7 +60,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
     let model_path = super::resolve_model(&cfg.model)?;
     // Nothing is written to --out before the inputs are checked: `rzero::run::run` checks the
     // model, the config and the remote settings itself; the evaluation hook is ours.
-    super::check_eval(&cfg)?;
+    rzero::evaluate::check_eval(&cfg)?;
 
     let bar: std::cell::RefCell<Option<ProgressBar>> = std::cell::RefCell::new(None);
     let mut on_event = |ev: rzero::run::Event| match ev {
@@ -97,7 +97,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<()> {
             }
         }
     };
-    let mut eval_hook = super::eval_hook(&cfg);
+    let mut eval_hook = rzero::evaluate::eval_hook(&cfg);
     rzero::run::run(rzero::run::RunOptions {
         config: cfg,
         out: args.out.clone(),

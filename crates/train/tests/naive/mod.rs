@@ -1,13 +1,13 @@
-//! A minimal sampler over [`Model::forward_hidden`] without a KV cache: each new token
-//! re-runs the whole sequence. Quadratic, so only for tiny models (tests) and as a fallback
-//! when no inference engine is plugged in; real rollouts come from the `engine` crate.
+//! A minimal sampler over `Model::forward_hidden` without a KV cache, for this crate's
+//! learning test only (`train` links no inference engine): each new token re-runs the whole
+//! sequence. Real rollouts come from `engine::Sampler`.
 
 use candle_core::Tensor;
 use model::Model;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::Result;
+use train::Result;
 
 /// Sampling settings of [`sample_naive`].
 #[derive(Debug, Clone, PartialEq)]
@@ -114,24 +114,19 @@ pub fn sample_naive(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[test]
+fn greedy_top_p_and_frequencies() {
     use rand::SeedableRng;
-
-    #[test]
-    fn greedy_top_p_and_frequencies() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let logits = [0.0f32, 2.0, 1.0, -1.0];
-        assert_eq!(sample_token(&logits, 0.0, 1.0, &mut rng), 1);
-        // top-p 0.5 keeps only the argmax (its probability is 0.64).
-        for _ in 0..50 {
-            assert_eq!(sample_token(&logits, 1.0, 0.5, &mut rng), 1);
-        }
-        // Plain sampling follows softmax: p(1) = e²/(1+e²+e+e⁻¹) ≈ 0.64.
-        let hits = (0..4000)
-            .filter(|_| sample_token(&logits, 1.0, 1.0, &mut rng) == 1)
-            .count();
-        assert!((2400..2750).contains(&hits), "{hits}");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let logits = [0.0f32, 2.0, 1.0, -1.0];
+    assert_eq!(sample_token(&logits, 0.0, 1.0, &mut rng), 1);
+    // top-p 0.5 keeps only the argmax (its probability is 0.64).
+    for _ in 0..50 {
+        assert_eq!(sample_token(&logits, 1.0, 0.5, &mut rng), 1);
     }
+    // Plain sampling follows softmax: p(1) = e²/(1+e²+e+e⁻¹) ≈ 0.64.
+    let hits = (0..4000)
+        .filter(|_| sample_token(&logits, 1.0, 1.0, &mut rng) == 1)
+        .count();
+    assert!((2400..2750).contains(&hits), "{hits}");
 }
