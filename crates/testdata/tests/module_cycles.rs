@@ -8,9 +8,6 @@ use std::path::Path;
 
 /// Cycles known today, as sorted module lists (the owners of these files break them next).
 const KNOWN: &[(&str, &[&str])] = &[
-    // `Model` holds the packed path's compact weights; the packed path is `impl Model`;
-    // the fused training ops (`ops`, used by `transformer`) run on packed's product kernels.
-    ("model", &["ops", "packed", "transformer"]),
     // The client triggers weight syncs; sync talks to servers through the client.
     ("remote", &["client", "sync"]),
 ];
