@@ -16,9 +16,9 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use crate::compact::{CompactMatrix, CompactWeights};
 use crate::config::{Arch, Config, RopeScaling};
 use crate::error::{brief, Error, Result};
-use crate::packed::{CompactMatrix, CompactWeights};
 use crate::tokenizer::{value_as_i64, Tokenizer};
 use crate::Weights;
 

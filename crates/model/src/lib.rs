@@ -19,6 +19,7 @@ templates.
 
 mod cache;
 pub mod chat;
+pub mod compact;
 pub mod config;
 pub mod device;
 pub mod download;
@@ -26,6 +27,8 @@ pub mod error;
 mod generation;
 pub mod gguf;
 pub mod hub;
+pub(crate) mod kernels;
+mod kvpool;
 pub mod load;
 pub mod logprobs;
 pub mod lora;

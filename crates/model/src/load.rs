@@ -59,7 +59,7 @@ pub struct LoadedModel {
     pub source: PathBuf,
     /// Block-format copies of GGUF weights, read by [`Model::forward_packed`] in place of
     /// the f32 ones while they still mirror them (empty for other sources).
-    pub compact: crate::packed::CompactWeights,
+    pub compact: crate::compact::CompactWeights,
 }
 
 impl LoadedModel {

@@ -3,9 +3,13 @@
 //! backward" holds:
 //!
 //! - [`linear`]: `x · wᵀ`, forward and both backward products on an AVX-512 kernel
-//!   (`ops/gemm.rs`) where the CPU has it (runtime detection), else on the packed path's
-//!   AVX2 / portable dot-product kernel (`packed/kernels.rs`);
-//! - [`masked_softmax`]: `softmax(scores · scale + mask)` over the last dim (attention);
+//!   (`kernels/gemm.rs`) where the CPU has it (runtime detection), else on the packed path's
+//!   AVX2 / portable dot-product kernel (`kernels.rs`);
+//! - [`attention`]: masked grouped-query attention, `softmax(q · kᵀ · scale + mask) · v`
+//!   (`ops/attention.rs`; with AVX-512F);
+//! - [`masked_softmax`]: `softmax(scores · scale + mask)` over the last dim (the attention
+//!   of CPUs without AVX-512F);
+//! - [`rope`]: the half-split rotary embedding with the head transpose (`ops/rope.rs`);
 //! - [`rms_norm`]: `x · rsqrt(mean(x²) + eps) · w`;
 //! - [`silu_mul`]: `silu(g) · u` (the gated MLP);
 //! - [`logprobs_entropy`]: per row of logits, the log-softmax at a target and the entropy
@@ -19,14 +23,12 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::packed::kernels;
+use crate::kernels::{self, gemm};
 
-mod gemm;
-
-/// Weights with more elements than this (the vocabulary projection) run their forward on
-/// the dot-product kernel: transposing them for [`gemm::gemm`] would cost as much as the
-/// product for a chunk of rows.
-const TRANSPOSE_MAX: usize = 1 << 22;
+mod attention;
+mod rope;
+pub use attention::{attention, available as attention_available};
+pub use rope::rope;
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -113,10 +115,9 @@ impl CustomOp2 for Linear {
             return Err(err(format!("linear: x {dims:?} against w [{m}, {k}]")));
         }
         let n = x.len() / k.max(1);
-        let out = if gemm::available() && m * k <= TRANSPOSE_MAX {
-            // x · wᵀ: B = wᵀ [K, M].
-            let wt = transpose(w, m, k);
-            gemm::gemm(x, k, 1, &wt, m, n, m, k)
+        let out = if gemm::available() {
+            // x · wᵀ: B = wᵀ, packed panel by panel from the rows of w.
+            gemm::gemm_nt(x, k, 1, w, n, m, k)
         } else {
             kernels::matmul_nt(x, n, k, w, m)
         };

@@ -15,15 +15,16 @@
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-pub mod compact;
 pub(crate) mod generic;
-pub(crate) mod kernels;
 
-use compact::CompactLayer;
-pub(crate) use compact::CompactModel;
-pub use compact::{BlockFormat, CompactMatrix, CompactWeights};
-pub use kernels::Kernel as CpuKernel;
-use kernels::WSrc;
+/// The block-format weights (moved to the leaf module [`crate::compact`]; re-exported here).
+pub use crate::compact;
+use crate::compact::CompactLayer;
+pub(crate) use crate::compact::CompactModel;
+pub use crate::compact::{BlockFormat, CompactMatrix, CompactWeights};
+use crate::kernels;
+pub use crate::kernels::Kernel as CpuKernel;
+use crate::kernels::WSrc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -158,6 +159,34 @@ fn rope_row(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// What every layer of one packed step shares: the row offsets of the sequences, the
+/// attention tasks and the RoPE tables of the rows.
+struct PackedStep<'a> {
+    offs: &'a [usize],
+    /// (sequence, KV head, first row, end row).
+    tasks: &'a [(usize, usize, usize, usize)],
+    /// cos and sin, each [N, D/2].
+    rope: &'a (Vec<f32>, Vec<f32>),
+}
+
+/// Attention tasks: (sequence, KV head, block of new rows), so that both many short
+/// sequences (decoding) and one long prompt (prefill) spread over the cores.
+fn attention_tasks(offs: &[usize], nkv: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut tasks = Vec::new();
+    for si in 0..offs.len() - 1 {
+        let (a, b) = (offs[si], offs[si + 1]);
+        for g in 0..nkv {
+            let mut r = a;
+            while r < b {
+                let e = (r + ATTN_ROWS).min(b);
+                tasks.push((si, g, r, e));
+                r = e;
+            }
+        }
+    }
+    tasks
+}
+
 fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -274,18 +303,42 @@ impl Model {
     }
 
     fn forward_packed_inner(&self, seqs: &mut [SeqInput<'_>]) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let (hdim, d) = (cfg.hidden_size, cfg.head_dim);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let inter = cfg.intermediate_size;
-        let rep = nh / nkv;
-        let half = d / 2;
-        let row = nkv * d;
-        let eps = cfg.rms_norm_eps as f32;
         if seqs.is_empty() {
             return Err(Error::Invalid("forward_packed: no sequence".into()));
         }
         // 1. Validate, and lay out the packed rows: seq s owns rows offs[s]..offs[s+1].
+        let (ids, pos, offs) = self.pack_rows(seqs)?;
+        if !self.packed_kernels() {
+            return self.forward_generic(seqs, ids, &pos, &offs);
+        }
+        let n = ids.len();
+        let rope = self.rope_rows(&pos);
+        let ids_t = Tensor::from_vec(ids, n, &self.device)?;
+        // The residual stream on the host, [N,H] f32.
+        let mut x = to_f32_vec(&self.embed.index_select(&ids_t, 0)?)?;
+        let tasks = attention_tasks(&offs, self.cfg.num_key_value_heads);
+        let no_compact = CompactLayer::default();
+        for li in 0..self.layers.len() {
+            let cl = self.compact.as_ref().map_or(&no_compact, |c| &c.layers[li]);
+            let step = PackedStep {
+                offs: &offs,
+                tasks: &tasks,
+                rope: &rope,
+            };
+            self.packed_attention(li, cl, &mut x, seqs, &step)?;
+            self.packed_mlp(li, cl, &mut x)?;
+        }
+        for (si, s) in seqs.iter_mut().enumerate() {
+            s.cache.len += offs[si + 1] - offs[si];
+        }
+        self.packed_logits(&x, &offs)
+    }
+
+    /// Checks every sequence (tokens, cache, length) and packs their new tokens: the ids,
+    /// each row's position, and the row offsets (sequence s owns rows `offs[s]..offs[s+1]`).
+    fn pack_rows(&self, seqs: &[SeqInput<'_>]) -> Result<(Vec<u32>, Vec<usize>, Vec<usize>)> {
+        let cfg = &self.cfg;
+        let (d, nkv) = (cfg.head_dim, cfg.num_key_value_heads);
         let mut offs = vec![0usize];
         let mut ids = Vec::new();
         let mut pos = Vec::new();
@@ -327,11 +380,13 @@ impl Model {
             pos.extend(s.cache.len()..total);
             offs.push(ids.len());
         }
-        if !self.packed_kernels() {
-            return self.forward_generic(seqs, ids, &pos, &offs);
-        }
-        let n = ids.len();
-        // cos/sin [N, D/2].
+        Ok((ids, pos, offs))
+    }
+
+    /// RoPE cos and sin of each packed row's position, each [N, D/2].
+    fn rope_rows(&self, pos: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let half = self.cfg.head_dim / 2;
+        let n = pos.len();
         let mut cos = vec![0f32; n * half];
         let mut sin = vec![0f32; n * half];
         for (r, &p) in pos.iter().enumerate() {
@@ -341,144 +396,178 @@ impl Model {
                 sin[r * half + j] = ang.sin() * self.rope_mscale;
             }
         }
-        let dev = &self.device;
-        let ids_t = Tensor::from_vec(ids, n, dev)?;
-        // The residual stream on the host, [N,H] f32.
-        let mut x = to_f32_vec(&self.embed.index_select(&ids_t, 0)?)?;
-        let scale = 1.0 / (d as f32).sqrt();
+        (cos, sin)
+    }
 
-        // Attention tasks: (sequence, KV head, block of new rows), so that both many short
-        // sequences (decoding) and one long prompt (prefill) spread over the cores.
-        let mut tasks: Vec<(usize, usize, usize, usize)> = Vec::new();
-        for si in 0..seqs.len() {
+    /// Layer `li`'s attention block on the packed stream `x` [N,H] (added in place): q, k, v
+    /// projections, RoPE, the append to each sequence's cache, attention, o_proj.
+    fn packed_attention(
+        &self,
+        li: usize,
+        cl: &CompactLayer,
+        x: &mut [f32],
+        seqs: &mut [SeqInput<'_>],
+        step: &PackedStep<'_>,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let layer = &self.layers[li];
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let (half, row, qw) = (d / 2, nkv * d, nh * d);
+        let eps = cfg.rms_norm_eps as f32;
+        let n = x.len() / cfg.hidden_size;
+        // 2. Projections on the packed rows (q, k and v in one parallel pass).
+        let mut hn = x.to_vec();
+        rms_norm_rows(&mut hn, &to_f32_vec(&layer.in_norm)?, eps);
+        let mut qkv = self.host_linears(
+            &hn,
+            n,
+            &[
+                (&layer.q_w, layer.q_b.as_ref(), cl.q.as_deref()),
+                (&layer.k_w, layer.k_b.as_ref(), cl.k.as_deref()),
+                (&layer.v_w, layer.v_b.as_ref(), cl.v.as_deref()),
+            ],
+        )?;
+        let v = qkv.pop().expect("v");
+        let mut k = qkv.pop().expect("k");
+        let mut q = qkv.pop().expect("q"); // [N, nh*D]
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps);
+            rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps);
+        }
+        // 3. RoPE per row at its own position.
+        let (cos, sin) = step.rope;
+        let rope = |(r, (qr, kr)): (usize, (&mut [f32], &mut [f32]))| {
+            let (c, s) = (
+                &cos[r * half..(r + 1) * half],
+                &sin[r * half..(r + 1) * half],
+            );
+            rope_row(qr, c, s);
+            rope_row(kr, c, s);
+        };
+        if n > PAR_MIN_ROWS {
+            q.par_chunks_mut(qw)
+                .zip(k.par_chunks_mut(row))
+                .enumerate()
+                .for_each(rope);
+        } else {
+            q.chunks_mut(qw)
+                .zip(k.chunks_mut(row))
+                .enumerate()
+                .for_each(rope);
+        }
+        // 4. Append to the caches.
+        let offs = step.offs;
+        for (si, s) in seqs.iter_mut().enumerate() {
             let (a, b) = (offs[si], offs[si + 1]);
             for g in 0..nkv {
-                let mut r = a;
-                while r < b {
-                    let e = (r + ATTN_ROWS).min(b);
-                    tasks.push((si, g, r, e));
-                    r = e;
+                let (kc, vc) = (&mut s.cache.k[li * nkv + g], &mut s.cache.v[li * nkv + g]);
+                for r in a..b {
+                    kc.extend_from_slice(&k[r * row + g * d..][..d]);
+                    vc.extend_from_slice(&v[r * row + g * d..][..d]);
                 }
             }
         }
-        let qw = nh * d;
-        let no_compact = CompactLayer::default();
-        for (li, layer) in self.layers.iter().enumerate() {
-            let cl = self.compact.as_ref().map_or(&no_compact, |c| &c.layers[li]);
-            // 2. Projections on the packed rows (q, k and v in one parallel pass).
-            let mut hn = x.clone();
-            rms_norm_rows(&mut hn, &to_f32_vec(&layer.in_norm)?, eps);
-            let mut qkv = self.host_linears(
-                &hn,
-                n,
-                &[
-                    (&layer.q_w, layer.q_b.as_ref(), cl.q.as_deref()),
-                    (&layer.k_w, layer.k_b.as_ref(), cl.k.as_deref()),
-                    (&layer.v_w, layer.v_b.as_ref(), cl.v.as_deref()),
-                ],
-            )?;
-            let v = qkv.pop().expect("v");
-            let mut k = qkv.pop().expect("k");
-            let mut q = qkv.pop().expect("q"); // [N, nh*D]
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                rms_norm_rows(&mut q, &to_f32_vec(qn)?, eps);
-                rms_norm_rows(&mut k, &to_f32_vec(kn)?, eps);
-            }
-            // 3. RoPE per row at its own position.
-            let rope = |(r, (qr, kr)): (usize, (&mut [f32], &mut [f32]))| {
-                let (c, s) = (
-                    &cos[r * half..(r + 1) * half],
-                    &sin[r * half..(r + 1) * half],
+        // 5. Attention per task, each sequence against its own cache.
+        let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
+        let attn = self.packed_attend(li, &q, n, &caches, step);
+        let o = self.host_linear(&attn, n, &layer.o_w, cl.o.as_deref())?;
+        x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    /// Attention of the packed queries `q` [N, nh·D] of layer `li` (after RoPE), each
+    /// sequence against its own cache (which already holds the new rows): [N, nh·D].
+    fn packed_attend(
+        &self,
+        li: usize,
+        q: &[f32],
+        n: usize,
+        caches: &[&KvCache],
+        step: &PackedStep<'_>,
+    ) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let (rep, qw) = (nh / nkv, nh * d);
+        let scale = 1.0 / (d as f32).sqrt();
+        let outs: Vec<Vec<f32>> = step
+            .tasks
+            .par_iter()
+            .map(|&(si, g, r0, r1)| {
+                let c = caches[si];
+                let mut o = vec![0f32; (r1 - r0) * rep * d];
+                kernels::attend_group(
+                    &q[r0 * qw..r1 * qw],
+                    &mut o,
+                    r1 - r0,
+                    qw,
+                    g * rep * d,
+                    rep,
+                    d,
+                    &c.k[li * nkv + g],
+                    &c.v[li * nkv + g],
+                    c.len + (r0 - step.offs[si]),
+                    scale,
                 );
-                rope_row(qr, c, s);
-                rope_row(kr, c, s);
-            };
-            if n > PAR_MIN_ROWS {
-                q.par_chunks_mut(qw)
-                    .zip(k.par_chunks_mut(row))
-                    .enumerate()
-                    .for_each(rope);
-            } else {
-                q.chunks_mut(qw)
-                    .zip(k.chunks_mut(row))
-                    .enumerate()
-                    .for_each(rope);
+                o
+            })
+            .collect();
+        let mut attn = vec![0f32; n * qw];
+        for (&(_, g, r0, _), o) in step.tasks.iter().zip(&outs) {
+            for (i, chunk) in o.chunks(rep * d).enumerate() {
+                attn[(r0 + i) * qw + g * rep * d..][..rep * d].copy_from_slice(chunk);
             }
-            // 4. Append to the caches.
-            for (si, s) in seqs.iter_mut().enumerate() {
-                let (a, b) = (offs[si], offs[si + 1]);
-                for g in 0..nkv {
-                    let (kc, vc) = (&mut s.cache.k[li * nkv + g], &mut s.cache.v[li * nkv + g]);
-                    for r in a..b {
-                        kc.extend_from_slice(&k[r * row + g * d..][..d]);
-                        vc.extend_from_slice(&v[r * row + g * d..][..d]);
-                    }
-                }
-            }
-            // 5. Attention per task, each sequence against its own cache.
-            let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
-            let outs: Vec<Vec<f32>> = tasks
-                .par_iter()
-                .map(|&(si, g, r0, r1)| {
-                    let c = caches[si];
-                    let mut o = vec![0f32; (r1 - r0) * rep * d];
-                    kernels::attend_group(
-                        &q[r0 * qw..r1 * qw],
-                        &mut o,
-                        r1 - r0,
-                        qw,
-                        g * rep * d,
-                        rep,
-                        d,
-                        &c.k[li * nkv + g],
-                        &c.v[li * nkv + g],
-                        c.len + (r0 - offs[si]),
-                        scale,
-                    );
-                    o
-                })
-                .collect();
-            let mut attn = vec![0f32; n * qw];
-            for (&(_, g, r0, _), o) in tasks.iter().zip(&outs) {
-                for (i, chunk) in o.chunks(rep * d).enumerate() {
-                    attn[(r0 + i) * qw + g * rep * d..][..rep * d].copy_from_slice(chunk);
-                }
-            }
-            let o = self.host_linear(&attn, n, &layer.o_w, cl.o.as_deref())?;
-            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-            // 6. MLP: down(silu(gate) * up), gate and up in one parallel pass.
-            let mut hn = x.clone();
-            rms_norm_rows(&mut hn, &to_f32_vec(&layer.post_norm)?, eps);
-            let mut gu = self.host_linears(
-                &hn,
-                n,
-                &[
-                    (&layer.gate_w, None, cl.gate.as_deref()),
-                    (&layer.up_w, None, cl.up.as_deref()),
-                ],
-            )?;
-            let u = gu.pop().expect("up");
-            let mut g = gu.pop().expect("gate");
-            if n > PAR_MIN_ROWS {
-                g.par_chunks_mut(inter)
-                    .zip(u.par_chunks(inter))
-                    .for_each(|(g, u)| crate::simd::silu_mul(g, u));
-            } else {
-                crate::simd::silu_mul(&mut g, &u);
-            }
-            let y = self.host_linear(&g, n, &layer.down_w, cl.down.as_deref())?;
-            x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
         }
-        for (si, s) in seqs.iter_mut().enumerate() {
-            s.cache.len += offs[si + 1] - offs[si];
+        attn
+    }
+
+    /// Layer `li`'s MLP block on the packed stream `x` (added in place): down(silu(gate) ·
+    /// up), gate and up in one parallel pass.
+    fn packed_mlp(&self, li: usize, cl: &CompactLayer, x: &mut [f32]) -> Result<()> {
+        let cfg = &self.cfg;
+        let layer = &self.layers[li];
+        let inter = cfg.intermediate_size;
+        let n = x.len() / cfg.hidden_size;
+        // 6. MLP: down(silu(gate) * up), gate and up in one parallel pass.
+        let mut hn = x.to_vec();
+        rms_norm_rows(
+            &mut hn,
+            &to_f32_vec(&layer.post_norm)?,
+            cfg.rms_norm_eps as f32,
+        );
+        let mut gu = self.host_linears(
+            &hn,
+            n,
+            &[
+                (&layer.gate_w, None, cl.gate.as_deref()),
+                (&layer.up_w, None, cl.up.as_deref()),
+            ],
+        )?;
+        let u = gu.pop().expect("up");
+        let mut g = gu.pop().expect("gate");
+        if n > PAR_MIN_ROWS {
+            g.par_chunks_mut(inter)
+                .zip(u.par_chunks(inter))
+                .for_each(|(g, u)| crate::simd::silu_mul(g, u));
+        } else {
+            crate::simd::silu_mul(&mut g, &u);
         }
-        // 7. Output projection of each sequence's last new row only.
-        let nl = seqs.len();
+        let y = self.host_linear(&g, n, &layer.down_w, cl.down.as_deref())?;
+        x.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    /// 7. The output projection of each sequence's last new row only: [num_seqs, V] f32.
+    fn packed_logits(&self, x: &[f32], offs: &[usize]) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (hdim, dev) = (cfg.hidden_size, &self.device);
+        let nl = offs.len() - 1;
         let mut xl = Vec::with_capacity(nl * hdim);
         for &o in &offs[1..] {
             xl.extend_from_slice(&x[(o - 1) * hdim..o * hdim]);
         }
-        rms_norm_rows(&mut xl, &to_f32_vec(&self.norm)?, eps);
+        rms_norm_rows(&mut xl, &to_f32_vec(&self.norm)?, cfg.rms_norm_eps as f32);
         let vsz = cfg.vocab_size;
         // f32 on the CPU: the packed path's kernel, which streams the output projection once
         // per step (from its block-format copy when there is one).

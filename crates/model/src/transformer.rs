@@ -74,13 +74,13 @@ pub struct Model {
     pub(crate) inv_freq: Vec<f32>,
     /// Multiplies cos and sin (yarn attention factor; 1 otherwise).
     pub(crate) rope_mscale: f32,
-    /// Block-format copies of weights for the packed path (see `packed::compact`).
-    pub(crate) compact: Option<std::sync::Arc<crate::packed::CompactModel>>,
+    /// Block-format copies of weights for the packed path (see [`crate::compact`]).
+    pub(crate) compact: Option<std::sync::Arc<crate::compact::CompactModel>>,
     /// On the CPU: whether `forward_packed` uses the packed kernels (else the candle-op
     /// path a GPU runs); see [`Model::set_packed_kernels`].
     pub(crate) packed_kernels: bool,
     /// The device-generic path's KV pool (shared by clones; allocated at the first step).
-    pub(crate) kv_pool: crate::packed::generic::SharedPool,
+    pub(crate) kv_pool: crate::kvpool::SharedPool,
     /// Whether the differentiable path uses the fused CPU ops of [`crate::ops`] (f32 on the
     /// CPU only); see [`Model::set_fused_ops`].
     pub(crate) fused_ops: bool,
@@ -188,7 +188,7 @@ impl Model {
             rope_mscale,
             compact: None,
             packed_kernels: crate::device::packed_kernels_default(),
-            kv_pool: crate::packed::generic::KvPool::new(
+            kv_pool: crate::kvpool::KvPool::new(
                 cfg.num_hidden_layers,
                 cfg.num_key_value_heads,
                 d,
@@ -439,9 +439,24 @@ impl Model {
             k = norm(&k, kn)?;
         }
         // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
-        let q = rope(&q.transpose(1, 2)?, &inp.cos, &inp.sin)?;
-        let k = rope(&k.transpose(1, 2)?, &inp.cos, &inp.sin)?;
+        let (q, k) = if fused {
+            (
+                crate::ops::rope(&q, &inp.cos, &inp.sin)?,
+                crate::ops::rope(&k, &inp.cos, &inp.sin)?,
+            )
+        } else {
+            (
+                rope(&q.transpose(1, 2)?, &inp.cos, &inp.sin)?,
+                rope(&k.transpose(1, 2)?, &inp.cos, &inp.sin)?,
+            )
+        };
         let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?.contiguous()?;
+        if fused && t > 0 && crate::ops::attention_available() {
+            // [B,T,nh*D] straight from the fused op (no [T,T] tensor kept for backward).
+            let o = crate::ops::attention(&q, &k, &v, &inp.add_mask, scale)?;
+            let o = self.linear(&o.reshape((b * t, nh * d))?, &layer.o_w, None)?;
+            return self.mlp_block(layer, &(x + o)?, fused);
+        }
         // GQA without copying k/v: query heads of one kv group stacked along T.
         let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
         let k = k.to_dtype(self.dtype)?;
@@ -465,17 +480,23 @@ impl Model {
             .transpose(1, 2)?
             .reshape((b * t, nh * d))?;
         let o = self.linear(&o, &layer.o_w, None)?;
-        let x = (x + o)?;
-        // 2. MLP block: down(silu(gate(x)) * up(x)).
+        self.mlp_block(layer, &(x + o)?, fused)
+    }
+
+    /// The MLP block on the residual stream `x` [B*T, H]: `x + down(silu(gate(n)) * up(n))`
+    /// for `n` the post-attention RMSNorm of `x`. Differentiable.
+    fn mlp_block(&self, layer: &Layer, x: &Tensor, fused: bool) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps;
+        let ad = self.act_dtype();
         if fused {
-            let hn = norm(&x, &layer.post_norm)?;
+            let hn = crate::ops::rms_norm(x, &layer.post_norm, eps)?;
             let g = crate::ops::linear(&hn, &layer.gate_w)?;
             let u = crate::ops::linear(&hn, &layer.up_w)?;
             let a = crate::ops::silu_mul(&g, &u)?;
             let y = crate::ops::linear(&a, &layer.down_w)?;
             return Ok((x + y)?);
         }
-        let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
+        let hn = rms_norm(x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
         let g = hn.matmul(&layer.gate_w.t()?)?;
         let u = hn.matmul(&layer.up_w.t()?)?;
         let a = (g.silu()? * u)?;

@@ -185,8 +185,7 @@ fn linear_matches_matmul_and_finite_differences() {
         );
         check_fd("linear", &[x, w], &[&[n, k], &[m, k]], &f, 2e-3);
     }
-    // A weight too large to transpose (the vocabulary projection): the forward runs on the
-    // dot-product kernel.
+    // A weight the size of a vocabulary chunk: many column panels, long dx sums.
     let (n, k, m) = (3, 1024, 4099);
     let x = rng.vec(n * k, 1.0);
     let w = rng.vec(m * k, 0.5);
@@ -263,6 +262,102 @@ fn masked_softmax_matches_composition_and_finite_differences() {
                 "{row:?}"
             );
         }
+    }
+}
+
+/// Causal masks [B, T, T] with `pad` left pads in batch 1 (masked as keys).
+fn causal_mask(b: usize, t: usize, pad: usize) -> Vec<f32> {
+    let mut mask = vec![0f32; b * t * t];
+    for bi in 0..b {
+        for qi in 0..t {
+            for ki in 0..t {
+                if ki > qi || (bi == 1 && ki < pad) {
+                    mask[(bi * t + qi) * t + ki] = -1.0e9;
+                }
+            }
+        }
+    }
+    mask
+}
+
+#[test]
+fn attention_matches_composition_and_finite_differences() {
+    assert!(
+        ops::attention_available(),
+        "the fused attention needs AVX-512F, which this machine must have to test it"
+    );
+    let mut rng = Lcg(5);
+    // GQA (2 query heads per KV head); ragged sizes for the 8 × 48 tiles (T = 70, D = 20).
+    for &(b, nh, nkv, tt, d, pad) in &[(2, 4, 2, 5, 8, 2), (1, 3, 1, 70, 20, 0), (2, 2, 2, 9, 6, 3)]
+    {
+        let rep = nh / nkv;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mask = t(causal_mask(b, tt, pad), &[b, 1, 1, tt, tt]);
+        let q = rng.vec(b * nh * tt * d, 1.5);
+        let k = rng.vec(b * nkv * tt * d, 1.5);
+        let v = rng.vec(b * nkv * tt * d, 1.0);
+        let shapes: [&[usize]; 3] = [&[b, nh, tt, d], &[b, nkv, tt, d], &[b, nkv, tt, d]];
+        let f = |ts: &[Tensor]| ops::attention(&ts[0], &ts[1], &ts[2], &mask, scale).unwrap();
+        let c = |ts: &[Tensor]| {
+            let s = (ts[0]
+                .reshape((b, nkv, rep * tt, d))
+                .unwrap()
+                .matmul(&ts[1].t().unwrap())
+                .unwrap()
+                * scale)
+                .unwrap()
+                .reshape((b, nkv, rep, tt, tt))
+                .unwrap()
+                .broadcast_add(&mask.reshape((b, 1, 1, tt, tt)).unwrap())
+                .unwrap();
+            let p = comp_softmax(&s).reshape((b, nkv, rep * tt, tt)).unwrap();
+            p.matmul(&ts[2])
+                .unwrap()
+                .reshape((b, nh, tt, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((b, tt, nh * d))
+                .unwrap()
+        };
+        let inputs = [q, k, v];
+        check_parity("attention", &inputs, &shapes, &f, &c, 2e-5);
+        if pad == 0 {
+            // Not with left pads: a pad's own row has every key masked, so its scores
+            // round to the same value and finite differences see no dependence on q or k
+            // (the backward, like the composition's, gives the unrounded derivative).
+            check_fd("attention", &inputs, &shapes, &f, 3e-3);
+        }
+    }
+}
+
+#[test]
+fn rope_matches_composition_and_finite_differences() {
+    let mut rng = Lcg(6);
+    for &(b, tt, h, d) in &[(2, 5, 3, 8), (1, 7, 2, 6)] {
+        let x = rng.vec(b * tt * h * d, 1.0);
+        // Tables as the model builds them: halves duplicated, [B, 1, T, D].
+        let mut cos = Vec::new();
+        let mut sin = Vec::new();
+        for _ in 0..b * tt {
+            let a: Vec<f32> = rng.vec(d / 2, 3.0);
+            for _ in 0..2 {
+                cos.extend(a.iter().map(|v| v.cos()));
+                sin.extend(a.iter().map(|v| v.sin()));
+            }
+        }
+        let (cos, sin) = (t(cos, &[b, 1, tt, d]), t(sin, &[b, 1, tt, d]));
+        let f = |ts: &[Tensor]| ops::rope(&ts[0], &cos, &sin).unwrap();
+        let c = |ts: &[Tensor]| {
+            let x = ts[0].transpose(1, 2).unwrap();
+            let x1 = x.narrow(D::Minus1, 0, d / 2).unwrap();
+            let x2 = x.narrow(D::Minus1, d / 2, d / 2).unwrap();
+            let rot = Tensor::cat(&[&x2.neg().unwrap(), &x1], D::Minus1).unwrap();
+            (x.broadcast_mul(&cos).unwrap() + rot.broadcast_mul(&sin).unwrap()).unwrap()
+        };
+        let shapes: [&[usize]; 1] = [&[b, tt, h, d]];
+        check_parity("rope", std::slice::from_ref(&x), &shapes, &f, &c, 1e-6);
+        check_fd("rope", &[x], &shapes, &f, 2e-3);
     }
 }
 

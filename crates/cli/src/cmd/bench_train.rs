@@ -96,7 +96,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dev = model::device::default_device();
     let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
     drop(weights);
-    let vocab = config.vocab_size as u64;
+    let groups = synthetic_groups(&args, config.vocab_size as u64);
+    let tokens: usize = groups.iter().map(|g| g.responses.len() * args.seq).sum();
+    let timing = measure(&mut trainer, &groups, args.steps)?;
+    let mut out = serde_json::json!({
+        "bench": "train",
+        "model": label,
+        "params": params,
+        "trainable_params": trainer.layout().total(),
+        "lora_rank": args.lora_rank,
+        "recompute": args.recompute,
+        "batch": args.batch,
+        "seq": args.seq,
+        "micro_batch": args.micro_batch,
+        "kl_coef": args.kl_coef,
+        "tokens_per_step": tokens,
+        "step_s": timing.mean,
+        "warmup_step_s": timing.warm,
+        "tokens_per_s": tokens as f64 / timing.mean,
+        "peak_rss_bytes": peak_rss(),
+        // The first (warm-up) step's loss and gradient norm: the same on every device up to
+        // rounding (scripts/gpu-check.sh compares CUDA with the CPU).
+        "first_step_loss": timing.first.grad.loss,
+        "first_step_grad_norm": timing.first.update.grad_norm,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    // The compute dtype (master weights and AdamW state are f32 either way).
+    super::bench::device_fields(&mut out, trainer.compute_dtype());
+    if let Some(used) = timing.gpu_mem {
+        out["gpu_mem_used_bytes"] = serde_json::json!(used);
+    }
+    if args.json {
+        println!("{out}");
+    } else {
+        println!(
+            "train: {} params ({} trained{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
+            params,
+            trainer.layout().total(),
+            if args.lora_rank > 0 { format!(", LoRA r={}", args.lora_rank) } else { String::new() },
+            if args.recompute { ", recompute" } else { "" },
+            args.batch,
+            args.seq,
+            args.micro_batch,
+            timing.mean,
+            tokens as f64 / timing.mean,
+            peak_rss().unwrap_or(0) as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// The synthetic batch: `--batch` sequences of `--seq` tokens (prompt seq/8), in groups of
+/// up to 4 with distinct rewards, deterministic pseudo-random ids below `vocab`.
+fn synthetic_groups(args: &Args, vocab: u64) -> Vec<Group> {
     let plen = (args.seq / 8).max(1);
     let rlen = args.seq - plen;
     // Deterministic pseudo-random ids (splitmix64).
@@ -125,15 +177,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
         left = left.saturating_sub(n);
     }
-    let tokens: usize = groups.iter().map(|g| g.responses.len() * args.seq).sum();
+    groups
+}
+
+/// The timings of a run: the warm-up step, the mean of the measured ones (the warm-up's
+/// when there are none), and the most device memory seen.
+struct Timing {
+    first: train::StepMetrics,
+    warm: f64,
+    mean: f64,
+    gpu_mem: Option<u64>,
+}
+
+/// One warm-up step, then `steps` measured ones.
+fn measure(trainer: &mut Trainer, groups: &[Group], steps: usize) -> anyhow::Result<Timing> {
     let t0 = Instant::now();
-    let first = trainer.step(&groups)?;
+    let first = trainer.step(groups)?;
     let warm = t0.elapsed().as_secs_f64();
     let mut times = Vec::new();
     let mut gpu_mem = first.mem_device_bytes;
-    for _ in 0..args.steps {
+    for _ in 0..steps {
         let t = Instant::now();
-        let m = trainer.step(&groups)?;
+        let m = trainer.step(groups)?;
         times.push(t.elapsed().as_secs_f64());
         gpu_mem = gpu_mem.max(m.mem_device_bytes);
     }
@@ -142,49 +207,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         times.iter().sum::<f64>() / times.len() as f64
     };
-    let mut out = serde_json::json!({
-        "bench": "train",
-        "model": label,
-        "params": params,
-        "trainable_params": trainer.layout().total(),
-        "lora_rank": args.lora_rank,
-        "recompute": args.recompute,
-        "batch": args.batch,
-        "seq": args.seq,
-        "micro_batch": args.micro_batch,
-        "kl_coef": args.kl_coef,
-        "tokens_per_step": tokens,
-        "step_s": mean,
-        "warmup_step_s": warm,
-        "tokens_per_s": tokens as f64 / mean,
-        "peak_rss_bytes": peak_rss(),
-        // The first (warm-up) step's loss and gradient norm: the same on every device up to
-        // rounding (scripts/gpu-check.sh compares CUDA with the CPU).
-        "first_step_loss": first.grad.loss,
-        "first_step_grad_norm": first.update.grad_norm,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    });
-    // The compute dtype (master weights and AdamW state are f32 either way).
-    super::bench::device_fields(&mut out, trainer.compute_dtype());
-    if let Some(used) = gpu_mem {
-        out["gpu_mem_used_bytes"] = serde_json::json!(used);
-    }
-    if args.json {
-        println!("{out}");
-    } else {
-        println!(
-            "train: {} params ({} trained{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
-            params,
-            trainer.layout().total(),
-            if args.lora_rank > 0 { format!(", LoRA r={}", args.lora_rank) } else { String::new() },
-            if args.recompute { ", recompute" } else { "" },
-            args.batch,
-            args.seq,
-            args.micro_batch,
-            mean,
-            tokens as f64 / mean,
-            peak_rss().unwrap_or(0) as f64 / (1u64 << 30) as f64
-        );
-    }
-    Ok(())
+    Ok(Timing {
+        first,
+        warm,
+        mean,
+        gpu_mem,
+    })
 }

@@ -18,138 +18,15 @@
 //! past each sequence's length masked. Sequences with several new tokens (prefill chunks)
 //! attend one by one to their own slot with a causal mask.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
 use super::{KvCache, SeqInput};
 use crate::error::{Error, Result};
+use crate::kvpool::lock;
+pub(crate) use crate::kvpool::{pool_slots, KvPool, SharedPool};
 use crate::transformer::{Model, MASK_NEG};
-
-/// Smallest capacity of the pool, in positions.
-const MIN_CAP: usize = 64;
-/// Smallest number of slots of the pool.
-const MIN_SLOTS: usize = 8;
-
-/// The device KV storage of one model (see the module notes).
-#[derive(Debug)]
-pub(crate) struct KvPool {
-    pub(crate) device: Device,
-    pub(crate) dtype: DType,
-    pub(crate) layers: usize,
-    heads: usize,
-    d: usize,
-    /// Upper bound on `cap` (the model's context).
-    max_cap: usize,
-    /// Slots and positions per slot allocated.
-    slots: usize,
-    cap: usize,
-    /// Per layer `[slots, heads, cap, d]` (empty until the first step).
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
-    /// Whether each slot is taken.
-    used: Vec<bool>,
-}
-
-/// A model's pool, shared by its clones and its caches.
-pub(crate) type SharedPool = Arc<Mutex<KvPool>>;
-
-fn lock(p: &SharedPool) -> MutexGuard<'_, KvPool> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Slots allocated in `p`.
-pub(crate) fn pool_slots(p: &SharedPool) -> usize {
-    lock(p).slots
-}
-
-impl KvPool {
-    /// An empty pool (nothing allocated).
-    pub(crate) fn new(
-        layers: usize,
-        heads: usize,
-        d: usize,
-        dtype: DType,
-        device: &Device,
-        max_cap: usize,
-    ) -> SharedPool {
-        Arc::new(Mutex::new(KvPool {
-            device: device.clone(),
-            dtype,
-            layers,
-            heads,
-            d,
-            max_cap,
-            slots: 0,
-            cap: 0,
-            k: Vec::new(),
-            v: Vec::new(),
-            used: Vec::new(),
-        }))
-    }
-
-    /// Reallocates to at least `slots` slots of `cap` positions, keeping the contents.
-    fn grow(&mut self, slots: usize, cap: usize) -> Result<()> {
-        let slots = if slots > self.slots {
-            slots.max(2 * self.slots).max(MIN_SLOTS)
-        } else {
-            self.slots
-        };
-        let cap = if cap > self.cap {
-            cap.max(2 * self.cap)
-                .max(MIN_CAP)
-                .min(self.max_cap.max(cap))
-        } else {
-            self.cap
-        };
-        if slots == self.slots && cap == self.cap {
-            return Ok(());
-        }
-        let (h, d) = (self.heads, self.d);
-        let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-            let t = Tensor::zeros((slots, h, cap, d), self.dtype, &self.device)?;
-            if let Some(old) = old {
-                // Capacity first (same slots), then slots.
-                let wide = if cap > self.cap {
-                    let w = Tensor::zeros((self.slots, h, cap, d), self.dtype, &self.device)?;
-                    w.slice_set(old, 2, 0)?;
-                    w
-                } else {
-                    old.clone()
-                };
-                t.slice_set(&wide, 0, 0)?;
-            }
-            Ok(t)
-        };
-        let had = self.slots > 0 && self.cap > 0;
-        let mut k = Vec::with_capacity(self.layers);
-        let mut v = Vec::with_capacity(self.layers);
-        for l in 0..self.layers {
-            k.push(grow(had.then(|| &self.k[l]))?);
-            v.push(grow(had.then(|| &self.v[l]))?);
-        }
-        self.k = k;
-        self.v = v;
-        self.slots = slots;
-        self.cap = cap;
-        self.used.resize(slots, false);
-        Ok(())
-    }
-
-    /// Takes a free slot (the lowest), growing the pool if none is free.
-    fn take(&mut self) -> Result<usize> {
-        let s = match self.used.iter().position(|u| !u) {
-            Some(s) => s,
-            None => {
-                let n = self.slots + 1;
-                self.grow(n, self.cap.max(1))?;
-                n - 1
-            }
-        };
-        self.used[s] = true;
-        Ok(s)
-    }
-}
 
 /// A sequence's cache on the device: a slot of its model's pool.
 #[derive(Debug)]
@@ -233,26 +110,52 @@ impl Model {
         pos: &[usize],
         offs: &[usize],
     ) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let d = cfg.head_dim;
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rep = nh / nkv;
-        let half = d / 2;
-        let eps = cfg.rms_norm_eps as f32;
+        let eps = self.cfg.rms_norm_eps as f32;
         let dev = &self.device;
-        let ad = self.act_dtype();
-        let dt = self.dtype;
         let n = ids.len();
-        let scale = 1.0 / (d as f64).sqrt();
         // The pool of every cache (one, this model's), a slot per sequence, room for the new
         // positions (before any write).
         let pool = self.kv_pool.clone();
         let mut guard = lock(&pool);
         let p = &mut *guard;
+        let step = self.generic_step(seqs, p, &pool, pos, offs)?;
+        let ids_t = Tensor::from_vec(ids, n, dev)?;
+        let mut x = self
+            .embed
+            .index_select(&ids_t, 0)?
+            .to_dtype(self.act_dtype())?; // [N, H]
+        for li in 0..self.layers.len() {
+            x = self.generic_layer(li, &x, p, &step)?;
+        }
+        drop(guard);
+        for (si, s) in seqs.iter_mut().enumerate() {
+            s.cache.len += offs[si + 1] - offs[si];
+        }
+        // Output projection of each sequence's last new row only.
+        let last: Vec<u32> = offs[1..].iter().map(|&o| (o - 1) as u32).collect();
+        let nl = last.len();
+        let xl = x.index_select(&Tensor::from_vec(last, nl, dev)?, 0)?;
+        let xl = candle_nn::ops::rms_norm(&xl, &self.norm, eps)?;
+        Ok(self.logits(&xl)?.to_dtype(DType::F32)?)
+    }
+
+    /// Takes a slot of `p` for every sequence, makes room for the new positions, and lays
+    /// out what every layer of the step shares ([`GenericStep`]).
+    fn generic_step(
+        &self,
+        seqs: &mut [SeqInput<'_>],
+        p: &mut KvPool,
+        pool: &SharedPool,
+        pos: &[usize],
+        offs: &[usize],
+    ) -> Result<GenericStep> {
+        let (d, nkv) = (self.cfg.head_dim, self.cfg.num_key_value_heads);
+        let (dev, ad) = (&self.device, self.act_dtype());
+        let n = pos.len();
         let mut need = 0;
         for (si, s) in seqs.iter().enumerate() {
             let kv = s.cache.dev.as_ref().expect("a device cache");
-            if !Arc::ptr_eq(&kv.pool, &pool) {
+            if !Arc::ptr_eq(&kv.pool, pool) {
                 return Err(Error::Invalid(format!(
                     "forward_packed: sequence {si}'s cache was made by another model"
                 )));
@@ -320,18 +223,7 @@ impl Model {
             }
             Some(Tensor::from_vec(at, n, dev)?)
         };
-        // RoPE tables [N, D/2] at each row's position, computed as the CPU path does.
-        let mut cos = vec![0f32; n * half];
-        let mut sin = vec![0f32; n * half];
-        for (r, &q) in pos.iter().enumerate() {
-            for (j, &f) in self.inv_freq.iter().enumerate() {
-                let ang = q as f32 * f;
-                cos[r * half + j] = ang.cos() * self.rope_mscale;
-                sin[r * half + j] = ang.sin() * self.rope_mscale;
-            }
-        }
-        let cos = Tensor::from_vec(cos, (n, half), dev)?.to_dtype(ad)?;
-        let sin = Tensor::from_vec(sin, (n, half), dev)?.to_dtype(ad)?;
+        let (cos, sin) = self.generic_rope(pos)?;
         // Causal masks of the prefill chunks ([t, len + t], additive).
         let masks: Vec<Tensor> = pre
             .iter()
@@ -347,91 +239,166 @@ impl Model {
                 Ok(Tensor::from_vec(m, (t, l), dev)?.to_dtype(ad)?)
             })
             .collect::<Result<_>>()?;
-        let ids_t = Tensor::from_vec(ids, n, dev)?;
-        let mut x = self.embed.index_select(&ids_t, 0)?.to_dtype(ad)?; // [N, H]
-        for (li, layer) in self.layers.iter().enumerate() {
-            // Attention block.
-            let hn = candle_nn::ops::rms_norm(&x, &layer.in_norm, eps)?;
-            let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?;
-            let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?;
-            let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
-            let mut q = q.reshape((n, nh, d))?;
-            let mut k = k.reshape((n, nkv, d))?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = candle_nn::ops::rms_norm(&q.contiguous()?, qn, eps)?;
-                k = candle_nn::ops::rms_norm(&k.contiguous()?, kn, eps)?;
-            }
-            let q = candle_nn::rotary_emb::rope_thd(&q.unsqueeze(0)?.contiguous()?, &cos, &sin)?
-                .squeeze(0)?
-                .to_dtype(dt)?; // [N, nh, D]
-            let k = candle_nn::rotary_emb::rope_thd(&k.unsqueeze(0)?.contiguous()?, &cos, &sin)?
-                .squeeze(0)?
-                .to_dtype(dt)?; // [N, nkv, D]
-            let v = v.reshape((n, nkv, d))?.to_dtype(dt)?;
-            // All new keys and values into the pool: one scatter each.
-            let rows = p.slots * nkv * cap;
-            let (kp, vp) = (&p.k[li], &p.v[li]);
-            kp.reshape((rows, d))?
-                .scatter_set(&dst, &k.reshape((n * nkv, d))?.contiguous()?, 0)?;
-            vp.reshape((rows, d))?
-                .scatter_set(&dst, &v.reshape((n * nkv, d))?.contiguous()?, 0)?;
-            let mut outs = Vec::with_capacity(1 + pre.len());
-            if let Some(b) = &batch {
-                outs.push(b.attend(&q, kp, vp, nkv, rep, d, scale, ad, dt)?);
-            }
-            for (&si, m) in pre.iter().zip(&masks) {
-                let (a, t) = (offs[si], offs[si + 1] - offs[si]);
-                let l = lens[si] + t;
-                let keys = kp.get(slots[si])?.narrow(1, 0, l)?; // [nkv, L, D], strided view
-                let vals = vp.get(slots[si])?.narrow(1, 0, l)?;
-                // GQA without copying K/V: the query heads of one KV head stacked along T.
-                let qs =
-                    q.narrow(0, a, t)?
-                        .transpose(0, 1)?
-                        .contiguous()?
-                        .reshape((nkv, rep * t, d))?;
-                let scores = (qs.matmul(&keys.t()?)?.to_dtype(ad)? * scale)?; // [nkv, rep*t, L]
-                let scores = scores
-                    .reshape((nkv, rep, t, l))?
-                    .broadcast_add(m)?
-                    .reshape((nkv, rep * t, l))?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?;
-                let o = probs.matmul(&vals)?; // [nkv, rep*t, D] = [nh, t, D]
-                outs.push(
-                    o.reshape((nh, t, d))?
-                        .transpose(0, 1)?
-                        .reshape((t, nh * d))?,
-                );
-            }
-            let attn = if outs.len() == 1 {
-                outs.pop().expect("one piece")
-            } else {
-                Tensor::cat(&outs, 0)?
-            };
-            let attn = match &order {
-                Some(o) => attn.index_select(o, 0)?,
-                None => attn,
-            };
-            let o = self.linear(&attn, &layer.o_w, None)?;
-            x = (x + o)?;
-            // MLP block: down(silu(gate(x)) * up(x)).
-            let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?.to_dtype(dt)?;
-            let g = hn.matmul(&layer.gate_w.t()?)?;
-            let u = hn.matmul(&layer.up_w.t()?)?;
-            let y = (g.silu()? * u)?.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
-            x = (x + y)?;
-        }
-        drop(guard);
-        for (si, s) in seqs.iter_mut().enumerate() {
-            s.cache.len += offs[si + 1] - offs[si];
-        }
-        // Output projection of each sequence's last new row only.
-        let last: Vec<u32> = offs[1..].iter().map(|&o| (o - 1) as u32).collect();
-        let nl = last.len();
-        let xl = x.index_select(&Tensor::from_vec(last, nl, dev)?, 0)?;
-        let xl = candle_nn::ops::rms_norm(&xl, &self.norm, eps)?;
-        Ok(self.logits(&xl)?.to_dtype(DType::F32)?)
+        Ok(GenericStep {
+            offs: offs.to_vec(),
+            slots,
+            lens,
+            cap,
+            dst,
+            pre,
+            batch,
+            order,
+            masks,
+            cos,
+            sin,
+        })
     }
+
+    /// RoPE tables [N, D/2] at each row's position, computed as the CPU path does.
+    fn generic_rope(&self, pos: &[usize]) -> Result<(Tensor, Tensor)> {
+        let half = self.cfg.head_dim / 2;
+        let (dev, ad) = (&self.device, self.act_dtype());
+        let n = pos.len();
+        let mut cos = vec![0f32; n * half];
+        let mut sin = vec![0f32; n * half];
+        for (r, &q) in pos.iter().enumerate() {
+            for (j, &f) in self.inv_freq.iter().enumerate() {
+                let ang = q as f32 * f;
+                cos[r * half + j] = ang.cos() * self.rope_mscale;
+                sin[r * half + j] = ang.sin() * self.rope_mscale;
+            }
+        }
+        let cos = Tensor::from_vec(cos, (n, half), dev)?.to_dtype(ad)?;
+        let sin = Tensor::from_vec(sin, (n, half), dev)?.to_dtype(ad)?;
+        Ok((cos, sin))
+    }
+
+    /// Decoder layer `li` of the generic path on the packed stream `x` [N, H]: writes the
+    /// new keys and values into the pool `p` and returns the stream after the layer.
+    fn generic_layer(&self, li: usize, x: &Tensor, p: &KvPool, st: &GenericStep) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let layer = &self.layers[li];
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let eps = cfg.rms_norm_eps as f32;
+        let (ad, dt) = (self.act_dtype(), self.dtype);
+        let n = x.dim(0)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        // Attention block.
+        let hn = candle_nn::ops::rms_norm(x, &layer.in_norm, eps)?;
+        let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?;
+        let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?;
+        let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
+        let mut q = q.reshape((n, nh, d))?;
+        let mut k = k.reshape((n, nkv, d))?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = candle_nn::ops::rms_norm(&q.contiguous()?, qn, eps)?;
+            k = candle_nn::ops::rms_norm(&k.contiguous()?, kn, eps)?;
+        }
+        let (cos, sin) = (&st.cos, &st.sin);
+        let q = candle_nn::rotary_emb::rope_thd(&q.unsqueeze(0)?.contiguous()?, cos, sin)?
+            .squeeze(0)?
+            .to_dtype(dt)?; // [N, nh, D]
+        let k = candle_nn::rotary_emb::rope_thd(&k.unsqueeze(0)?.contiguous()?, cos, sin)?
+            .squeeze(0)?
+            .to_dtype(dt)?; // [N, nkv, D]
+        let v = v.reshape((n, nkv, d))?.to_dtype(dt)?;
+        // All new keys and values into the pool: one scatter each.
+        let rows = p.slots * nkv * st.cap;
+        let (kp, vp) = (&p.k[li], &p.v[li]);
+        kp.reshape((rows, d))?
+            .scatter_set(&st.dst, &k.reshape((n * nkv, d))?.contiguous()?, 0)?;
+        vp.reshape((rows, d))?
+            .scatter_set(&st.dst, &v.reshape((n * nkv, d))?.contiguous()?, 0)?;
+        let mut outs = Vec::with_capacity(1 + st.pre.len());
+        if let Some(b) = &st.batch {
+            outs.push(b.attend(&q, kp, vp, nkv, rep, d, scale, ad, dt)?);
+        }
+        for (i, &si) in st.pre.iter().enumerate() {
+            outs.push(self.generic_prefill(&q, kp, vp, st, i, si)?);
+        }
+        let attn = if outs.len() == 1 {
+            outs.pop().expect("one piece")
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
+        let attn = match &st.order {
+            Some(o) => attn.index_select(o, 0)?,
+            None => attn,
+        };
+        let o = self.linear(&attn, &layer.o_w, None)?;
+        let x = (x + o)?;
+        // MLP block: down(silu(gate(x)) * up(x)).
+        let hn = candle_nn::ops::rms_norm(&x, &layer.post_norm, eps)?.to_dtype(dt)?;
+        let g = hn.matmul(&layer.gate_w.t()?)?;
+        let u = hn.matmul(&layer.up_w.t()?)?;
+        let y = (g.silu()? * u)?.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
+        Ok((x + y)?)
+    }
+
+    /// Attention of prefill chunk `i` (sequence `si`) against its own slot of the pool
+    /// (`kp`, `vp` of one layer) with a causal mask: [t, nh·D].
+    fn generic_prefill(
+        &self,
+        q: &Tensor,
+        kp: &Tensor,
+        vp: &Tensor,
+        st: &GenericStep,
+        i: usize,
+        si: usize,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let scale = 1.0 / (d as f64).sqrt();
+        let (ad, dt) = (self.act_dtype(), self.dtype);
+        let (a, t) = (st.offs[si], st.offs[si + 1] - st.offs[si]);
+        let l = st.lens[si] + t;
+        let keys = kp.get(st.slots[si])?.narrow(1, 0, l)?; // [nkv, L, D], strided view
+        let vals = vp.get(st.slots[si])?.narrow(1, 0, l)?;
+        // GQA without copying K/V: the query heads of one KV head stacked along T.
+        let qs = q
+            .narrow(0, a, t)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((nkv, rep * t, d))?;
+        let scores = (qs.matmul(&keys.t()?)?.to_dtype(ad)? * scale)?; // [nkv, rep*t, L]
+        let scores = scores
+            .reshape((nkv, rep, t, l))?
+            .broadcast_add(&st.masks[i])?
+            .reshape((nkv, rep * t, l))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dt)?;
+        let o = probs.matmul(&vals)?; // [nkv, rep*t, D] = [nh, t, D]
+        Ok(o.reshape((nh, t, d))?
+            .transpose(0, 1)?
+            .reshape((t, nh * d))?)
+    }
+}
+
+/// What every layer of one generic step shares (built by [`Model::generic_step`]).
+struct GenericStep {
+    /// Row offsets of the sequences in the packed rows.
+    offs: Vec<usize>,
+    /// Each sequence's pool slot and cached length before the step.
+    slots: Vec<usize>,
+    lens: Vec<usize>,
+    /// The pool's capacity in positions.
+    cap: usize,
+    /// Scatter indices of the new keys / values in the pool viewed as rows.
+    dst: Tensor,
+    /// Sequences with several new rows (prefill chunks), attended one by one.
+    pre: Vec<usize>,
+    /// The decoding sequences (one new row each), attended as one batch.
+    batch: Option<DecodeBatch>,
+    /// Packed order of the attention output rows (None when already in order).
+    order: Option<Tensor>,
+    /// Additive causal masks of the prefill chunks.
+    masks: Vec<Tensor>,
+    /// RoPE tables [N, D/2].
+    cos: Tensor,
+    sin: Tensor,
 }
 
 /// The decoding sequences of a step, laid out for one batched attention per layer.

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
-use super::compact::CompactMatrix;
+use crate::compact::CompactMatrix;
+
+/// The AVX-512 product of the training path's fused ops.
+pub(crate) mod gemm;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{exp256, hsum256};
 
@@ -516,12 +519,21 @@ unsafe fn attend_row_avx2(
     scores: &mut [f32],
     scale: f32,
 ) {
+    scores_avx2(qv, k, scores, scale);
+    let inv = softmax_numerators_avx2(scores);
+    weighted_sum_avx2(o, v, scores, inv);
+}
+
+/// `scores[t] = scale · q · k[t]` for the rows of `k` (stride `q.len()`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(qv: &[f32], k: &[f32], scores: &mut [f32], scale: f32) {
     use std::arch::x86_64::*;
     let d = qv.len();
     let d8 = d / 8 * 8;
     let upto = scores.len();
     let stride = d;
-    let (qp, kp, vp, sp) = (qv.as_ptr(), k.as_ptr(), v.as_ptr(), scores.as_mut_ptr());
+    let (qp, kp, sp) = (qv.as_ptr(), k.as_ptr(), scores.as_mut_ptr());
     // Scores, four keys at a time (four independent FMA chains), and their maximum.
     let score1 = |t: usize| -> f32 {
         let kr = kp.add(t * stride);
@@ -568,6 +580,15 @@ unsafe fn attend_row_avx2(
         *sp.add(t) = score1(t);
         t += 1;
     }
+}
+
+/// Replaces `scores` by `exp(score − max)` and returns 1 / their sum.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_numerators_avx2(scores: &mut [f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let upto = scores.len();
+    let sp = scores.as_mut_ptr();
     let mx = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Softmax numerators and their sum.
     let mxv = _mm256_set1_ps(mx);
@@ -586,8 +607,20 @@ unsafe fn attend_row_avx2(
         sum += e;
         t += 1;
     }
-    let inv = 1.0 / sum;
-    // Weighted sum of the values: 64 columns at a time (eight independent FMA chains),
+    1.0 / sum
+}
+
+/// `o = inv · Σ_t p[t] · v[t]` for the numerators `p` and the rows of `v` (stride `o.len()`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_sum_avx2(o: &mut [f32], v: &[f32], p: &[f32], inv: f32) {
+    use std::arch::x86_64::*;
+    let d = o.len();
+    let d8 = d / 8 * 8;
+    let upto = p.len();
+    let stride = d;
+    let (vp, sp) = (v.as_ptr(), p.as_ptr());
+    // The weighted sum: 64 columns at a time (eight independent FMA chains),
     // then 8 at a time with four chains over the positions.
     let op = o.as_mut_ptr();
     let iv = _mm256_set1_ps(inv);
