@@ -535,9 +535,11 @@ impl Config {
         c
     }
 
-    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`:
-    /// one iteration keeps questions and runs Solver steps in about a minute of CPU): two
-    /// short steps per phase, a handful of short generations, every labelled question kept.
+    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`,
+    /// one iteration: 4 of 6 questions kept and two Solver steps, but 310 CPU seconds rather
+    /// than a minute, and the 16-token Solver answers, all forced, matched no label, so those
+    /// steps had no signal; bench/results/demo.jsonl, 2026-12-07): two short steps per phase,
+    /// a handful of short generations, every labelled question kept.
     /// The loop tests run it on a tiny "chain" model (`rzero::testing`).
     pub fn tiny() -> Self {
         let mut c = Self::demo();
