@@ -470,9 +470,9 @@ impl Config {
     /// SmolLM2-135M on 2 CPU cores: small batches, short generations, format examples for
     /// both roles and forced final answers. Aimed at questions kept and a learning signal in
     /// every Solver step within 20 minutes of loop time; measured (`bench/results/demo.jsonl`,
-    /// 2026-12-07, on a loaded machine, stopped in iteration 2's Solver step): 11 and 18
-    /// questions kept; iteration 1's Solver step with a non-zero advantage on 60% of its
-    /// samples, iteration 2's rollout 7 of 30 right (so at least one group with mixed rewards).
+    /// 2026-12-07, on a loaded machine, stopped before iteration 2's evaluation): 11 and 18
+    /// questions kept; the one Solver step per iteration with a non-zero advantage on 60% and
+    /// 80% of its samples.
     pub fn demo() -> Self {
         let mut c = Self::paper();
         c.model = "smollm2".into();
