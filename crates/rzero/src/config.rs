@@ -470,9 +470,8 @@ impl Config {
     /// SmolLM2-135M on 2 CPU cores: small batches, short generations, format examples for
     /// both roles and forced final answers. Aimed at questions kept and a learning signal in
     /// every Solver step within 20 minutes of loop time; measured (`bench/results/demo.jsonl`,
-    /// 2026-12-07, on a loaded machine, stopped before iteration 2's evaluation): 11 and 18
-    /// questions kept; the one Solver step per iteration with a non-zero advantage on 60% and
-    /// 80% of its samples.
+    /// 2026-12-07, on a loaded machine, ~1,670 CPU seconds): 11 and 18 questions kept; the one
+    /// Solver step per iteration with a non-zero advantage on 60% and 80% of its samples.
     pub fn demo() -> Self {
         let mut c = Self::paper();
         c.model = "smollm2".into();
