@@ -157,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokens = args.group * (prompt.len() + args.resp_len);
     let mut rows = Vec::new();
     for (k, shared) in [true, false].into_iter().enumerate() {
+        let t = [ts, tu][k];
         let mut out = serde_json::json!({
             "bench": "train-shared-prompts",
             "model": label,
@@ -169,9 +170,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "lora_rank": args.lora_rank,
             "recompute": args.recompute,
             "tokens_per_update": tokens,
-            "update_s": [ts, tu][k],
+            "update_s": t,
             "update_times_s": times[k],
-            "tokens_per_s": tokens as f64 / [ts, tu][k],
+            "tokens_per_s": tokens as f64 / t,
             "first_update_loss": losses[k],
             "speedup_shared_over_unshared": tu / ts,
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
