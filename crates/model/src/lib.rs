@@ -36,6 +36,7 @@ pub mod ops;
 pub mod packed;
 mod safetensors_io;
 pub mod save;
+pub mod shared;
 pub mod simd;
 pub mod smollm2;
 pub mod tokenizer;
@@ -49,6 +50,7 @@ pub use chat::{ChatMessage, ChatTemplate};
 pub use load::{load, load_with_adapter, GenerationConfig, LoadOptions, LoadedModel};
 pub use packed::{KvCache, SeqInput};
 pub use save::save_hf_folder;
+pub use shared::SharedInputs;
 pub use tokenizer::Tokenizer;
 pub use transformer::{DecoderInputs, Model};
 

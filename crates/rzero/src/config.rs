@@ -147,6 +147,14 @@ pub struct Optim {
     /// Activation recomputation (less memory, about one more forward pass of time).
     #[serde(default)]
     pub recompute: bool,
+    /// Shared prompts: each distinct prompt's forward once per micro-batch, its responses
+    /// attending to its keys and values (same loss; float reassociation only).
+    #[serde(default = "yes")]
+    pub shared_prompts: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn all_lora_targets() -> Vec<String> {
@@ -354,6 +362,7 @@ impl Config {
             lora_alpha: 0.0,
             lora_targets: all_lora_targets(),
             recompute: false,
+            shared_prompts: true,
         };
         Config {
             model: "Qwen/Qwen3-4B-Base".into(),
@@ -926,6 +935,7 @@ fn comment(path: &str) -> &'static str {
         _ if path.ends_with(".lora_alpha") => "LoRA alpha, the update is scaled by alpha / rank; 0 = 2 x rank",
         _ if path.ends_with(".lora_targets") => "modules LoRA adapts in each layer",
         _ if path.ends_with(".recompute") => "activation recomputation: less memory, about one more forward pass of time",
+        _ if path.ends_with(".shared_prompts") => "each distinct prompt's forward once per micro-batch, shared by its responses (same loss; false: every sequence in full)",
         _ if path.ends_with(".micro_batch_size") => "sequences per forward/backward inside an update, veRL micro_batch_size_per_device_for_update (reference: Challenger 2, Solver 1)",
         _ if path.ends_with(".global_batch_size") => "prompts per AdamW update, veRL worker.actor.global_batch_size (reference: Challenger 16 -> 32 updates per step, Solver 128 -> 4)",
         _ if path.ends_with(".ppo_epochs") => "passes over each rollout, veRL worker.actor.ppo_epochs (reference: 1)",
@@ -1155,7 +1165,11 @@ mod tests {
         // A config.toml written before the LoRA keys existed.
         let old: String = text
             .lines()
-            .filter(|l| !(l.starts_with("lora_") || l.starts_with("recompute")))
+            .filter(|l| {
+                !(l.starts_with("lora_")
+                    || l.starts_with("recompute")
+                    || l.starts_with("shared_prompts"))
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         assert_eq!(Config::from_toml(&old).unwrap(), c);

@@ -60,6 +60,7 @@ pub fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
             merge_on_save: false,
         }),
         recompute: optim.recompute,
+        shared_prompts: optim.shared_prompts,
         // the reference's literal aggregation: token mean per micro-batch, averaged
         loss_agg: train::LossAgg::MicrobatchTokenMean,
         seed,

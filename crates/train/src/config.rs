@@ -142,6 +142,12 @@ pub struct GrpoConfig {
     /// copies, and checkpoints are saved in bf16 (the f32 master weights go to
     /// `optimizer.safetensors`). Default `f32`.
     pub compute_dtype: ComputeDtype,
+    /// Shared prompts: the sequences of a mini-batch that share a prompt run as one
+    /// micro-batch of `P + G·R` rows (up to `micro_batch_size` responses each; the prompt's
+    /// forward once, the responses attending to its keys and values) instead of `G` padded
+    /// sequences of `P + R`. The loss is the same function (sequence weights do not depend
+    /// on how the work is split); numbers differ by float reassociation. Default true.
+    pub shared_prompts: bool,
 }
 
 /// [`GrpoConfig::compute_dtype`].
@@ -202,6 +208,7 @@ impl Default for GrpoConfig {
             lora: None,
             recompute: false,
             compute_dtype: ComputeDtype::F32,
+            shared_prompts: true,
         }
     }
 }

@@ -7,6 +7,8 @@ pub enum BenchCommand {
     Generate(super::bench_generate::Args),
     /// Training throughput (forward + backward + AdamW) and peak memory.
     Train(super::bench_train::Args),
+    /// One Challenger-phase GRPO update with and without shared prompts.
+    SharedPrompts(super::bench_shared::Args),
     /// Answer grading throughput and worst-case time.
     Grade(super::bench_grade::Args),
     /// BLEU clustering time at 64 / 2,000 / 8,000 questions.
@@ -19,6 +21,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Generate(a) => super::bench_generate::run(a),
         BenchCommand::Train(a) => super::bench_train::run(a),
+        BenchCommand::SharedPrompts(a) => super::bench_shared::run(a),
         BenchCommand::Grade(a) => super::bench_grade::run(a),
         BenchCommand::Cluster(a) => super::bench_cluster::run(a),
         BenchCommand::Model(a) => super::bench_model::run(a),

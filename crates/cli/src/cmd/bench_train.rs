@@ -84,6 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..Default::default()
         }),
         recompute: args.recompute,
+        // every sequence computed in full, as the peers do (`bench shared-prompts` measures sharing)
+        shared_prompts: false,
         compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
             .context("--dtype")?,
         ..Default::default()

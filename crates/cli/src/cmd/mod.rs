@@ -6,6 +6,7 @@ pub mod bench_cluster;
 pub mod bench_generate;
 pub mod bench_grade;
 pub mod bench_model;
+pub mod bench_shared;
 pub mod bench_train;
 pub mod cluster;
 pub mod config;

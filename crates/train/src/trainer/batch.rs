@@ -6,6 +6,7 @@ use model::Model;
 use rayon::prelude::*;
 
 use super::graph::Part;
+use super::shared::{self, Rows};
 use super::{accumulate, GradStats, Group, Trainer};
 use crate::advantages::{all_equal, group_advantages};
 use crate::loss::{kl_token, pg_token, sequence_weights};
@@ -156,7 +157,17 @@ impl Trainer {
 
     /// The micro-batches of `seqs`, in the order [`Trainer::compute_gradients`] runs them
     /// (consecutive runs of `micro_batch_size` sequences; empty responses left out).
+    /// With shared prompts: one prompt's sequences per micro-batch ([`shared`]).
     fn micro_batches<'s, 'a>(&self, seqs: &'s [Seq<'a>]) -> Vec<Vec<&'s Seq<'a>>> {
+        if self.cfg.shared_prompts {
+            let nonempty: Vec<&Seq> = seqs.iter().filter(|s| !s.resp.is_empty()).collect();
+            return shared::shared_micro_batches(
+                &nonempty,
+                |s| s.prompt,
+                |s| s.resp.len(),
+                self.cfg.micro_batch_size,
+            );
+        }
         seqs.chunks(self.cfg.micro_batch_size.max(1))
             .map(|mb| mb.iter().filter(|s| !s.resp.is_empty()).collect::<Vec<_>>())
             .filter(|mb| !mb.is_empty())
@@ -181,15 +192,13 @@ impl Trainer {
             let mut dummy = GradStats::default();
             let seqs = self.resolve(groups, &mut dummy)?;
             for mb in self.micro_batches(&seqs) {
-                let pk = self.pack(&mb);
-                let (ids, mask, targets) = pk.tensors(&self.device)?;
+                let (rows, targets, _, r) = self.rows_of(&mb)?;
                 let olds = if old {
                     let (lp, _) = if self.cfg.recompute {
-                        let (_, lp, ent) =
-                            self.forward_saving(&ids, &mask, &targets, pk.p, pk.r)?;
+                        let (_, lp, ent) = self.forward_saving(&rows, &targets, r)?;
                         (lp, ent)
                     } else {
-                        self.response_logprobs(&self.policy, &ids, &mask, &targets, pk.p, pk.r)?
+                        self.logprobs_in(&self.policy, &rows, &targets, r)?
                     };
                     Some(lp.detach().to_vec2::<f32>()?)
                 } else {
@@ -200,8 +209,7 @@ impl Trainer {
                         .reference
                         .as_ref()
                         .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
-                    let (lp, _) =
-                        self.response_logprobs(refm, &ids, &mask, &targets, pk.p, pk.r)?;
+                    let (lp, _) = self.logprobs_in(refm, &rows, &targets, r)?;
                     Some(lp.detach().to_vec2::<f32>()?)
                 } else {
                     None
@@ -303,18 +311,17 @@ impl Trainer {
 
     /// Forward, loss and backward of one micro-batch; returns `Σ w` over its tokens.
     fn micro_batch(&mut self, mb: &[&Seq], stats: &mut GradStats) -> Result<f64> {
-        // 1. [B, P+R] ids and mask: left-padded prompt | right-padded response.
-        let pk = self.pack(mb);
-        let (b, p, r) = (pk.b, pk.p, pk.r);
+        // 1. [B, P+R] ids and mask: left-padded prompt | right-padded response; or one
+        //    prompt and its responses as one stream (shared prompts).
+        let (rows, targets, b, r) = self.rows_of(mb)?;
         for s in mb {
             stats.tokens += s.prompt.len() + s.resp.len();
             stats.response_tokens += s.resp.len();
         }
         let dev = &self.device;
-        let (ids, mask, targets) = pk.tensors(dev)?;
         // 2. Policy log-probs: with a graph, or (recompute) without one, keeping layer inputs.
         let (graph_logp, saved, lp_v, ent_v) = if self.cfg.recompute {
-            let (saved, logp, entropy) = self.forward_saving(&ids, &mask, &targets, p, r)?;
+            let (saved, logp, entropy) = self.forward_saving(&rows, &targets, r)?;
             (
                 None,
                 Some(saved),
@@ -323,7 +330,7 @@ impl Trainer {
             )
         } else {
             let m = self.graph_model(Part::All)?;
-            let (logp, entropy) = self.response_logprobs(&m, &ids, &mask, &targets, p, r)?;
+            let (logp, entropy) = self.logprobs_in(&m, &rows, &targets, r)?;
             let lp_v = logp.detach().to_vec2::<f32>()?;
             (Some(logp), None, lp_v, entropy.to_vec2::<f32>()?)
         };
@@ -335,7 +342,7 @@ impl Trainer {
                 .reference
                 .as_ref()
                 .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
-            let (lp, _) = self.response_logprobs(refm, &ids, &mask, &targets, p, r)?;
+            let (lp, _) = self.logprobs_in(refm, &rows, &targets, r)?;
             Some(lp.detach().to_vec2::<f32>()?)
         } else {
             None
@@ -390,10 +397,44 @@ impl Trainer {
                 self.note_device_mem();
                 accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             }
-            (None, Some(saved)) => self.backward_recompute(saved, &coef, &ids, &targets)?,
+            (None, Some(saved)) => self.backward_recompute(saved, &coef, &targets)?,
             (None, None) => unreachable!("one of the two forward paths ran"),
         }
         Ok(wsum)
+    }
+
+    /// One micro-batch's rows (padded, or shared with [`crate::GrpoConfig::shared_prompts`],
+    /// whose micro-batches hold one prompt), its targets [B,R], B and R.
+    fn rows_of(&self, mb: &[&Seq]) -> Result<(Rows, Tensor, usize, usize)> {
+        if self.cfg.shared_prompts {
+            let resps: Vec<&[u32]> = mb.iter().map(|s| s.resp).collect();
+            let sp = shared::SharedPack::new(mb[0].prompt, &resps, self.pad_id);
+            let (rows, targets) = sp.rows(&self.policy)?;
+            return Ok((rows, targets, sp.n, sp.r));
+        }
+        let pk = self.pack(mb);
+        let (ids, mask, targets) = pk.tensors(&self.device)?;
+        Ok((Rows::Padded { ids, mask, p: pk.p }, targets, pk.b, pk.r))
+    }
+
+    /// Log-probs (and entropies) of `targets` [B,R] under `m` in either layout.
+    fn logprobs_in(
+        &self,
+        m: &Model,
+        rows: &Rows,
+        targets: &Tensor,
+        r: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        match rows {
+            Rows::Padded { ids, mask, p } => self.response_logprobs(m, ids, mask, targets, *p, r),
+            Rows::Shared(inp) => shared::shared_logprobs(
+                m,
+                inp,
+                targets,
+                self.cfg.temperature,
+                self.cfg.logprob_chunk_rows,
+            ),
+        }
     }
 
     /// Log-probs (and entropies) of `targets` [B,R] under `m`, response rows only.

@@ -33,8 +33,9 @@
 //!
 //! Files: [`types`] the public inputs and outputs, [`full`] and [`lora`] the two kinds of
 //! trained parameters, [`graph`] the graph models (and bf16 compute), [`batch`] the
-//! micro-batching and loss assembly, [`recompute`] activation recomputation, [`update`]
-//! clipping and AdamW.
+//! micro-batching and loss assembly, [`shared`] shared prompts (one prompt's forward per
+//! micro-batch, [`GrpoConfig::shared_prompts`]), [`recompute`] activation recomputation,
+//! [`update`] clipping and AdamW.
 
 use std::time::Instant;
 
@@ -55,6 +56,7 @@ mod full;
 mod graph;
 mod lora;
 mod recompute;
+mod shared;
 mod types;
 mod update;
 
@@ -276,6 +278,11 @@ impl Trainer {
     /// trade that leaves the gradients unchanged up to float summation order.
     pub fn set_recompute(&mut self, on: bool) {
         self.cfg.recompute = on;
+    }
+
+    /// Turns shared prompts ([`GrpoConfig::shared_prompts`]) on or off.
+    pub fn set_shared_prompts(&mut self, on: bool) {
+        self.cfg.shared_prompts = on;
     }
 
     /// The token id used for padding (the model's pad id, else 0). Padding never changes

@@ -2,16 +2,17 @@
 //! each decoder layer's input, and a backward that recomputes one layer at a time.
 
 use candle_core::{DType, Tensor, Var};
-use model::{DecoderInputs, Model};
+use model::Model;
 
 use super::graph::Part;
+use super::shared::{LayerInputs, Rows};
 use super::{accumulate, with_f32, Trainer};
 use crate::Result;
 
 /// What the no-graph forward of activation recomputation keeps for backward.
 pub(super) struct Saved {
-    inp: DecoderInputs,
-    /// The input of each decoder layer, [B*T, H].
+    inp: LayerInputs,
+    /// The input of each decoder layer, [rows, H].
     layer_inputs: Vec<Tensor>,
     /// The residual stream after the last layer at the rows predicting response tokens,
     /// [B*R, H] (before the final norm).
@@ -36,26 +37,21 @@ impl Trainer {
     /// rows. Returns them with the response log-probs and entropies [B,R].
     pub(super) fn forward_saving(
         &self,
-        ids: &Tensor,
-        mask: &Tensor,
+        rows: &Rows,
         targets: &Tensor,
-        p: usize,
         r: usize,
     ) -> Result<(Saved, Tensor, Tensor)> {
         let m = &self.policy;
-        let inp = m.decoder_inputs(ids, Some(mask))?;
-        let (b, t) = (inp.b, inp.t);
-        let mut x = m.embed(ids)?; // [B*T, H]
+        // The row of each response token's prediction in the stream.
+        let (inp, row_index) = rows.layer_inputs(m, r)?;
+        let b = row_index.len() / r;
+        let mut x = inp.embed(m)?; // [rows, H]
         let mut layer_inputs = Vec::with_capacity(m.num_layers());
         for l in 0..m.num_layers() {
-            let y = m.layer_forward(l, &x, &inp)?;
+            let y = inp.layer(m, l, &x)?;
             layer_inputs.push(x);
             x = y;
         }
-        // Position P-1+j predicts response token j.
-        let row_index: Vec<usize> = (0..b)
-            .flat_map(|i| (0..r).map(move |j| i * t + p - 1 + j))
-            .collect();
         let idx: Vec<u32> = row_index.iter().map(|&i| i as u32).collect();
         let resp_rows = x.index_select(&Tensor::from_vec(idx, b * r, &self.device)?, 0)?;
         let h = head_hidden(m, &resp_rows, self.cfg.temperature)?;
@@ -82,7 +78,6 @@ impl Trainer {
         &mut self,
         saved: Saved,
         coef: &[f32],
-        ids: &Tensor,
         targets: &Tensor,
     ) -> Result<()> {
         let dev = self.device.clone();
@@ -93,7 +88,7 @@ impl Trainer {
             row_index,
         } = saved;
         let (rows, h) = resp_rows.dims2()?;
-        let bt = inp.b * inp.t;
+        let bt = inp.rows();
         let tg = targets.flatten_all()?;
         let coef_t = Tensor::from_slice(coef, rows, &dev)?;
         // 1. Head: final norm, logits and log-softmax of one chunk of rows at a time.
@@ -136,7 +131,7 @@ impl Trainer {
             let xv = Var::from_tensor(&x_in)?;
             drop(x_in);
             let lm = self.graph_model(Part::Layer(l))?;
-            let out = lm.layer_forward(l, xv.as_tensor(), &inp)?;
+            let out = inp.layer(&lm, l, xv.as_tensor())?;
             let grads = (out * &g)?.sum_all()?.backward()?;
             self.note_device_mem();
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
@@ -148,7 +143,7 @@ impl Trainer {
         // 3. The embedding (trained in full fine-tuning only).
         if self.lora.is_none() {
             let m = self.graph_model(Part::Outer)?;
-            let grads = (m.embed(ids)? * &g)?.sum_all()?.backward()?;
+            let grads = (inp.embed(&m)? * &g)?.sum_all()?.backward()?;
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
         }
         Ok(())

@@ -1,0 +1,200 @@
+//! `rzero bench shared-prompts`: the time of one Challenger-phase GRPO update with shared
+//! prompts (`grpo.shared_prompts`, the default) and without, on the same trainer, in one run.
+//!
+//! The batch is one rollout group as the demo preset's Challenger trains it: the Challenger
+//! prompt rendered with the model's chat template (with the format examples and the
+//! `<question>\n` response prefix, as `demo` sets them; `--prompt-len P` instead: P random
+//! ids), `--group` responses of `--resp-len` random ids with distinct rewards. An update is
+//! what the GRPO driver runs per mini-batch: the old (and, with `--kl-coef > 0`, reference)
+//! log-probs without a graph, then forward + backward + AdamW. Each measured round runs the
+//! shared update, then the unshared one (after one warm-up round of each).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use train::{Group, GrpoConfig, Response, Trainer};
+
+/// Arguments of `rzero bench shared-prompts`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model: HF folder, .gguf file or hub id.
+    #[arg(long, required_unless_present = "random_init", default_value = "")]
+    pub model: String,
+    /// Instead of --model: random weights in the shape of this Hugging Face config.json
+    /// (needs --prompt-len).
+    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
+    pub random_init: Option<std::path::PathBuf>,
+    /// Prompt length (random ids) instead of the rendered Challenger prompt.
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    /// Responses of the prompt (the group size).
+    #[arg(long, default_value_t = 4)]
+    pub group: usize,
+    /// Tokens per response.
+    #[arg(long, default_value_t = 64)]
+    pub resp_len: usize,
+    /// Sequences per forward/backward pass (unshared); the shared micro-batch holds as many
+    /// responses as fit the same number of rows.
+    #[arg(long, default_value_t = 2)]
+    pub micro_batch: usize,
+    /// Measured rounds (after one warm-up round).
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// KL coefficient (0 skips the reference forward).
+    #[arg(long, default_value_t = 1e-2)]
+    pub kl_coef: f64,
+    /// LoRA rank (0: full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    pub lora_rank: usize,
+    /// Activation recomputation.
+    #[arg(long)]
+    pub recompute: bool,
+    /// Print JSON rows (one per setting) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The Challenger prompt of the demo preset, tokenized with the model's tokenizer.
+fn challenger_prompt_ids(spec: &str) -> anyhow::Result<(model::Config, model::Weights, Vec<u32>)> {
+    let loaded = model::load(spec, &model::LoadOptions::default())
+        .with_context(|| format!("loading {spec}"))?;
+    let text =
+        rzero::prompts::challenger_prompt(loaded.chat_template.as_ref(), true, "<question>\n")
+            .context("rendering the Challenger prompt")?;
+    let ids = loaded
+        .tokenizer
+        .encode(&text, false)
+        .context("tokenizing the Challenger prompt")?;
+    Ok((loaded.config, loaded.weights, ids))
+}
+
+/// One update as the driver runs it: old/reference log-probs, then the update.
+fn update(trainer: &mut Trainer, groups: &[Group]) -> anyhow::Result<(f64, f64)> {
+    let mut g = groups.to_vec();
+    let t = Instant::now();
+    trainer.fill_rollout_logprobs(&mut g, true)?;
+    let m = trainer.update(&g)?;
+    Ok((t.elapsed().as_secs_f64(), m.grad.loss))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.group >= 2 && args.resp_len >= 1,
+        "--group >= 2 and --resp-len >= 1"
+    );
+    let (config, weights, label, prompt) = match (&args.random_init, args.prompt_len) {
+        (Some(c), Some(p)) => {
+            let (config, weights) = super::bench::random_init(c)?;
+            (config, weights, c.display().to_string(), vec![1u32; p])
+        }
+        (Some(_), None) => anyhow::bail!("--random-init needs --prompt-len"),
+        (None, p) => {
+            let (config, weights, ids) = challenger_prompt_ids(&args.model)?;
+            let ids = match p {
+                Some(p) => vec![1u32; p],
+                None => ids,
+            };
+            (config, weights, args.model.clone(), ids)
+        }
+    };
+    let cfg = GrpoConfig {
+        micro_batch_size: args.micro_batch,
+        kl_coef: args.kl_coef,
+        lora: (args.lora_rank > 0).then(|| train::config::LoraConfig {
+            rank: args.lora_rank,
+            ..Default::default()
+        }),
+        recompute: args.recompute,
+        loss_agg: train::LossAgg::MicrobatchTokenMean,
+        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
+            .context("--dtype")?,
+        shared_prompts: true,
+        ..Default::default()
+    };
+    let dev = model::device::default_device();
+    let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
+    drop(weights);
+    let vocab = config.vocab_size as u64;
+    // Deterministic pseudo-random ids (splitmix64).
+    let mut state = 0x1234_5678u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % vocab) as u32
+    };
+    let prompt: Vec<u32> = if args.prompt_len.is_some() {
+        prompt.iter().map(|_| next()).collect()
+    } else {
+        prompt
+    };
+    let groups = vec![Group {
+        prompt: prompt.clone(),
+        responses: (0..args.group)
+            .map(|i| Response {
+                ids: (0..args.resp_len).map(|_| next()).collect(),
+                reward: i as f32,
+                ..Default::default()
+            })
+            .collect(),
+    }];
+    let mut times = [Vec::new(), Vec::new()];
+    let mut losses = [0f64; 2];
+    for round in 0..=args.steps {
+        for (k, shared) in [true, false].into_iter().enumerate() {
+            trainer.set_shared_prompts(shared);
+            let (t, loss) = update(&mut trainer, &groups)?;
+            if round > 0 {
+                times[k].push(t);
+            } else {
+                losses[k] = loss;
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (ts, tu) = (mean(&times[0]), mean(&times[1]));
+    let tokens = args.group * (prompt.len() + args.resp_len);
+    let mut rows = Vec::new();
+    for (k, shared) in [true, false].into_iter().enumerate() {
+        let t = [ts, tu][k];
+        let mut out = serde_json::json!({
+            "bench": "train-shared-prompts",
+            "model": label,
+            "shared_prompts": shared,
+            "prompt_len": prompt.len(),
+            "group": args.group,
+            "resp_len": args.resp_len,
+            "micro_batch": args.micro_batch,
+            "kl_coef": args.kl_coef,
+            "lora_rank": args.lora_rank,
+            "recompute": args.recompute,
+            "tokens_per_update": tokens,
+            "update_s": t,
+            "update_times_s": times[k],
+            "tokens_per_s": tokens as f64 / t,
+            "first_update_loss": losses[k],
+            "speedup_shared_over_unshared": tu / ts,
+            "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        });
+        super::bench::device_fields(&mut out, trainer.compute_dtype());
+        rows.push(out);
+    }
+    if args.json {
+        for r in rows {
+            println!("{r}");
+        }
+    } else {
+        println!(
+            "shared prompts: prompt {} + {} x {} tokens, micro-batch {}: shared {:.2} s/update, unshared {:.2} s/update ({:.2}x)",
+            prompt.len(),
+            args.group,
+            args.resp_len,
+            args.micro_batch,
+            ts,
+            tu,
+            tu / ts
+        );
+    }
+    Ok(())
+}
