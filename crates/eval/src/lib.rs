@@ -40,6 +40,7 @@ pub mod judge;
 pub mod metrics;
 pub mod report;
 mod results;
+pub mod rows;
 pub mod run;
 mod svg;
 mod table;

@@ -6,8 +6,6 @@
 //! with r_unc − r_rep (format failures: `format_failure_reward` − r_rep), as the reference's
 //! `caller_penalty.py` does. The G responses of one prompt form a GRPO group.
 
-use serde_json::{json, Value};
-
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::policy::Group;
@@ -20,7 +18,7 @@ pub fn make_groups(
     step: usize,
     challenger: &Role<'_>,
     solver: &Role<'_>,
-) -> Result<(Vec<Group>, Value)> {
+) -> Result<(Vec<Group>, eval::rows::ChallengerRollout)> {
     let c = &cfg.challenger;
     let seed = derive_seed(cfg.seed, &[iter as u64, 1, step as u64]);
     let prompt_text = crate::prompts::challenger_prompt(
@@ -98,18 +96,21 @@ pub fn make_groups(
         rewards.iter().map(f).sum::<f64>() / n
     };
     let p_hats: Vec<f64> = rewards.iter().filter_map(|r| r.p_hat).collect();
-    let metrics = json!({
-        "reward_mean": mean(&|r| r.total),
-        "reward_std": std(&rewards.iter().map(|r| r.total).collect::<Vec<_>>()),
-        "r_unc_mean": mean(&|r| r.uncertainty),
-        "r_rep_mean": mean(&|r| r.repetition),
-        "format_valid": valid.len(),
-        "format_valid_frac": valid.len() as f64 / n,
-        "p_hat_mean": if p_hats.is_empty() { Value::Null } else { json!(p_hats.iter().sum::<f64>() / p_hats.len() as f64) },
-        "response_len_mean": flat.iter().map(|s| s.token_ids.len()).sum::<usize>() as f64 / n,
-        "truncated_frac": flat.iter().filter(|s| s.truncated).count() as f64 / n,
-        "sample_question": valid.first().and_then(|&i| items[i].as_ref()).map(|(q, _)| q.clone()),
-    });
+    let metrics = eval::rows::ChallengerRollout {
+        reward_mean: mean(&|r| r.total),
+        reward_std: std(&rewards.iter().map(|r| r.total).collect::<Vec<_>>()),
+        r_unc_mean: mean(&|r| r.uncertainty),
+        r_rep_mean: mean(&|r| r.repetition),
+        format_valid: valid.len(),
+        format_valid_frac: valid.len() as f64 / n,
+        p_hat_mean: (!p_hats.is_empty()).then(|| p_hats.iter().sum::<f64>() / p_hats.len() as f64),
+        response_len_mean: flat.iter().map(|s| s.token_ids.len()).sum::<usize>() as f64 / n,
+        truncated_frac: flat.iter().filter(|s| s.truncated).count() as f64 / n,
+        sample_question: valid
+            .first()
+            .and_then(|&i| items[i].as_ref())
+            .map(|(q, _)| q.clone()),
+    };
     Ok((groups, metrics))
 }
 

@@ -66,7 +66,7 @@ pub fn build(
     on_chunk: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<DatasetItem>, DatasetSummary)> {
     let d = &cfg.dataset;
-    let chunks_dir = run.iter_path(iter, ".dataset-chunks");
+    let chunks_dir = run.dataset_chunks_dir(iter);
     std::fs::create_dir_all(&chunks_dir).map_err(|e| Error::Io {
         path: chunks_dir.clone(),
         source: e,
@@ -116,7 +116,7 @@ pub fn build(
             answer: &i.answer,
         })
         .collect();
-    write_jsonl(&run.iter_path(iter, "questions.jsonl"), &qs)?;
+    write_jsonl(&run.questions_path(iter), &qs)?;
     // dataset.jsonl is the stage's commit point: the caller writes it (with [`commit`]) after
     // the stage's metrics, so a kill between the two cannot lose the metric row.
     Ok((all, summary))

@@ -8,10 +8,14 @@
 //! never holds duplicated or orphaned metric lines.
 //!
 //! ```text
-//! RUN/config.toml  state.json  metrics.jsonl  logs/
+//! RUN/config.toml  state.json  metrics.jsonl  logs/  base_eval/
 //! RUN/iter_N/challenger/ questions.jsonl dataset.jsonl solver/ eval/ audit.json
+//! RUN/iter_N/metrics_{challenger,dataset,solver,eval,audit}.jsonl
 //! RUN/iter_N/.challenger-train/  .dataset-chunks/  .solver-train/   (in-progress work)
 //! ```
+//!
+//! This module owns that layout: the loop, the dataset stage and the evaluation hook ask a
+//! [`RunDir`] for their paths instead of joining names themselves.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +43,25 @@ pub struct State {
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+}
+
+/// A trained role: its phase names its output folder, work folder and metric file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The Challenger's GRPO phase.
+    Challenger,
+    /// The Solver's GRPO phase.
+    Solver,
+}
+
+impl Phase {
+    /// `challenger` / `solver`: the stage name in `state.json`, metric rows and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Challenger => "challenger",
+            Phase::Solver => "solver",
+        }
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
@@ -107,11 +130,76 @@ fn remove_temp_siblings(dir: &Path) -> Result<()> {
 }
 
 impl RunDir {
+    /// A run directory at `root`, touching nothing on disk (its paths only).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     /// Opens (creating) a run directory.
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(root.join("logs")).map_err(|e| io_err(&root, e))?;
         Ok(Self { root })
+    }
+
+    /// `RUN/state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    /// `RUN/metrics.jsonl`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    /// A phase's exported model: `RUN/iter_N/challenger` or `RUN/iter_N/solver`.
+    pub fn model_dir(&self, iter: usize, phase: Phase) -> PathBuf {
+        self.iter_path(iter, phase.name())
+    }
+
+    /// A phase's in-progress folder (checkpoint, rollout journal): `RUN/iter_N/.PHASE-train`.
+    pub fn train_work_dir(&self, iter: usize, phase: Phase) -> PathBuf {
+        self.iter_path(iter, &format!(".{}-train", phase.name()))
+    }
+
+    /// `RUN/iter_N/dataset.jsonl` (the stage's commit point).
+    pub fn dataset_path(&self, iter: usize) -> PathBuf {
+        self.iter_path(iter, "dataset.jsonl")
+    }
+
+    /// `RUN/iter_N/questions.jsonl` (every generated question).
+    pub fn questions_path(&self, iter: usize) -> PathBuf {
+        self.iter_path(iter, "questions.jsonl")
+    }
+
+    /// The dataset's journal: `RUN/iter_N/.dataset-chunks`.
+    pub fn dataset_chunks_dir(&self, iter: usize) -> PathBuf {
+        self.iter_path(iter, ".dataset-chunks")
+    }
+
+    /// Evaluation output: `RUN/base_eval` for iteration 0 (the base model), else
+    /// `RUN/iter_N/eval`.
+    pub fn eval_dir(&self, iter: usize) -> PathBuf {
+        if iter == 0 {
+            self.base_eval_dir()
+        } else {
+            self.iter_path(iter, "eval")
+        }
+    }
+
+    /// The marker of a finished evaluation: `done` in [`RunDir::eval_dir`].
+    pub fn eval_done_path(&self, iter: usize) -> PathBuf {
+        self.eval_dir(iter).join("done")
+    }
+
+    /// The folder of an iteration's stage files: `RUN/base_eval` for iteration 0, else
+    /// `RUN/iter_N`.
+    fn stage_dir(&self, iter: usize) -> PathBuf {
+        if iter == 0 {
+            self.base_eval_dir()
+        } else {
+            self.iter_dir(iter)
+        }
     }
 
     /// The root folder.
@@ -141,7 +229,7 @@ impl RunDir {
 
     /// Reads `state.json` (default when absent).
     pub fn state(&self) -> Result<State> {
-        let p = self.root.join("state.json");
+        let p = self.state_path();
         match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::BadFile {
                 path: p,
@@ -155,17 +243,24 @@ impl RunDir {
     /// Rewrites `state.json`.
     pub fn set_state(&self, s: &State) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(s).map_err(|e| Error::Stage(e.to_string()))?;
-        write_atomic(&self.root.join("state.json"), &bytes)
+        write_atomic(&self.state_path(), &bytes)
     }
 
     /// Replaces the metric rows of one stage and regenerates `metrics.jsonl`.
-    pub fn set_stage_metrics(&self, iter: usize, phase: &str, rows: &[Value]) -> Result<()> {
-        let dir = if iter == 0 {
-            self.base_eval_dir()
-        } else {
-            self.iter_dir(iter)
-        };
-        write_jsonl(&dir.join(format!("metrics_{phase}.jsonl")), rows)?;
+    /// Rows are written as JSON objects with sorted keys (whatever the field order of `T`),
+    /// as every metric row of the run is.
+    pub fn set_stage_metrics<T: Serialize>(
+        &self,
+        iter: usize,
+        phase: &str,
+        rows: &[T],
+    ) -> Result<()> {
+        let rows = rows
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<std::result::Result<Vec<Value>, _>>()
+            .map_err(|e| Error::Stage(e.to_string()))?;
+        write_jsonl(&self.stage_metrics_path(iter, phase), &rows)?;
         self.rebuild_metrics()
     }
 
@@ -175,37 +270,30 @@ impl RunDir {
     /// `.solver-train/`) are put in order by `train::driver::clean_work_dir`, which may need
     /// a `.checkpoint.old-*` folder back.
     pub fn clean_leftovers(&self, iter: usize) -> Result<()> {
-        let dir = self.iter_dir(iter);
-        remove_temp_siblings(&dir)?;
-        remove_temp_siblings(&dir.join("eval"))?;
-        remove_temp_siblings(&dir.join(".dataset-chunks"))
+        remove_temp_siblings(&self.iter_dir(iter))?;
+        remove_temp_siblings(&self.eval_dir(iter))?;
+        remove_temp_siblings(&self.dataset_chunks_dir(iter))
     }
 
     /// Removes the temporary siblings a kill can leave at the top of the run
     /// (`config.toml`, `state.json`, `metrics.jsonl`) and in `base_eval/`.
     pub fn clean_leftovers_top(&self) -> Result<()> {
         remove_temp_siblings(&self.root)?;
-        remove_temp_siblings(&self.base_eval_dir())
+        remove_temp_siblings(&self.eval_dir(0))
     }
 
     /// The file of one stage's metric rows.
     pub fn stage_metrics_path(&self, iter: usize, phase: &str) -> PathBuf {
-        let dir = if iter == 0 {
-            self.base_eval_dir()
-        } else {
-            self.iter_dir(iter)
-        };
-        dir.join(format!("metrics_{phase}.jsonl"))
+        self.stage_dir(iter).join(format!("metrics_{phase}.jsonl"))
     }
 
     /// Metric rows of one stage (empty when none yet).
-    pub fn stage_metrics(&self, iter: usize, phase: &str) -> Result<Vec<Value>> {
-        let dir = if iter == 0 {
-            self.base_eval_dir()
-        } else {
-            self.iter_dir(iter)
-        };
-        let p = dir.join(format!("metrics_{phase}.jsonl"));
+    pub fn stage_metrics<T: for<'de> Deserialize<'de>>(
+        &self,
+        iter: usize,
+        phase: &str,
+    ) -> Result<Vec<T>> {
+        let p = self.stage_metrics_path(iter, phase);
         if p.exists() {
             read_jsonl(&p)
         } else {
@@ -225,7 +313,7 @@ impl RunDir {
             }
             iter += 1;
         }
-        write_jsonl(&self.root.join("metrics.jsonl"), &rows)
+        write_jsonl(&self.metrics_path(), &rows)
     }
 }
 

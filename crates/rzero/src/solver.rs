@@ -6,8 +6,6 @@
 //! (the reference's `math.py`). With `solver.force_answer` a response without a closed box
 //! gets a forced final answer (`engine::force`); its cue tokens are masked out of the loss.
 
-use serde_json::{json, Value};
-
 use crate::config::Config;
 use crate::dataset::DatasetItem;
 use crate::error::{Error, Result};
@@ -46,7 +44,7 @@ pub fn make_groups(
     step: usize,
     kept: &[&DatasetItem],
     solver: &Role<'_>,
-) -> Result<(Vec<Group>, Value)> {
+) -> Result<(Vec<Group>, eval::rows::SolverRollout)> {
     let s = &cfg.solver;
     let items = step_items(cfg, iter, step, kept);
     let prompts = items
@@ -99,14 +97,14 @@ pub fn make_groups(
         ));
     }
     let n = count.max(1) as f64;
-    let metrics = json!({
-        "reward_mean": total / n,
-        "reward_std": crate::challenger::std(&all),
-        "accuracy_mean": acc / n,
-        "format_mean": fmt / n,
-        "response_len_mean": len as f64 / n,
-        "forced_frac": forced as f64 / n,
-        "questions": items.len(),
-    });
+    let metrics = eval::rows::SolverRollout {
+        reward_mean: total / n,
+        reward_std: crate::challenger::std(&all),
+        accuracy_mean: acc / n,
+        format_mean: fmt / n,
+        response_len_mean: len as f64 / n,
+        forced_frac: forced as f64 / n,
+        questions: items.len(),
+    };
     Ok((groups, metrics))
 }

@@ -19,13 +19,13 @@
 //! ```
 //!
 //! The whole folder is written under a temporary sibling name and renamed over `DIR`
-//! (an existing `DIR` is renamed away first, then removed). The trained parameters are
+//! (an existing `DIR` is renamed away first, then removed: [`fsutil::write_folder_atomic`]). The trained parameters are
 //! saved as the f32 master weights (full fine-tuning: `model/`, or `master.*` in the
 //! optimizer file when the model is saved in bf16; LoRA: `adapter/`), so restoring gives
 //! bit-identical parameters.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use model::{ChatTemplate, GenerationConfig, Tokenizer};
 use rand_chacha::ChaCha8Rng;
@@ -108,41 +108,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
-/// A unique sibling of `path` (`.NAME.TAG-PID-NANOS`).
-fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    path.with_file_name(format!(".{name}.{tag}-{}-{nanos}", std::process::id()))
-}
-
-/// Renames the finished folder `tmp` over `dir` (atomically replacing an old one).
-pub(crate) fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
-    let old = sibling(dir, "old");
-    let had_old = dir.exists();
-    if had_old {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    if let Err(e) = std::fs::rename(tmp, dir) {
-        if had_old {
-            let _ = std::fs::rename(&old, dir);
-        }
-        return Err(Error::io(dir, e));
-    }
-    let parent = model::save::parent_dir(dir);
-    model::save::sync_dir(parent).map_err(io(parent))?;
-    if had_old {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(())
-}
-
 /// Writes `bytes` to the new file `path` and flushes it to disk.
+fn load_safetensors(path: &Path) -> Result<HashMap<String, candle_core::Tensor>> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(io(path))?;
@@ -161,12 +134,8 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 impl Trainer {
     /// Writes a checkpoint folder at `dir` (see the module docs); atomic.
     pub fn save_checkpoint(&self, dir: &Path, files: &ModelFiles<'_>) -> Result<()> {
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let tmp = sibling(dir, "tmp");
-        let res = (|| -> Result<()> {
-            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        // the folder is filled as a temporary sibling and renamed over `dir` (fsutil)
+        fsutil::write_folder_atomic(dir, |tmp| -> Result<()> {
             if let Some(adapter) = self.adapter(files.base_model)? {
                 let dir = tmp.join("adapter");
                 std::fs::create_dir(&dir).map_err(io(&dir))?;
@@ -193,14 +162,8 @@ impl Trainer {
             let path = tmp.join("trainer_state.json");
             let text = serde_json::to_string_pretty(&state)
                 .map_err(|e| Error::invalid(format!("trainer state: {e}")))?;
-            write_synced(&path, (text + "\n").as_bytes())?;
-            model::save::sync_dir(&tmp).map_err(io(&tmp))
-        })();
-        if let Err(e) = res {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        replace_dir(&tmp, dir)?;
+            write_synced(&path, (text + "\n").as_bytes())
+        })?;
         tracing::info!(dir = %dir.display(), step = self.step_count(), "checkpoint saved");
         Ok(())
     }
@@ -254,10 +217,45 @@ impl Trainer {
     /// [`Trainer::save_checkpoint`] for the same model. The trainer keeps its own
     /// configuration and reference policy (a different configuration is logged).
     pub fn restore_checkpoint(&mut self, dir: &Path) -> Result<TrainerState> {
-        let sp = dir.join("trainer_state.json");
-        let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+        let state = self.read_trainer_state(&dir.join("trainer_state.json"))?;
+        // Optimizer moments (and, for a bf16 model, the f32 master weights).
+        let op = dir.join("optimizer.safetensors");
+        let o = load_safetensors(&op)?;
+        let in_opt = self
+            .layout()
+            .specs()
+            .first()
+            .is_some_and(|s| o.contains_key(&format!("master.{}", s.name)));
+        let master = if in_opt {
+            self.read_master(&o, &op, "master.", true)?
+        } else if self.lora().is_some() {
+            // LoRA: PEFT-named A and B.
+            let wp = dir.join("adapter").join(model::lora::ADAPTER_WEIGHTS);
+            self.read_master(
+                &load_safetensors(&wp)?,
+                &wp,
+                model::lora::PEFT_PREFIX,
+                false,
+            )?
+        } else {
+            let wp = dir.join("model/model.safetensors");
+            self.read_master(&load_safetensors(&wp)?, &wp, "", false)?
+        };
+        self.read_moments(&o, &op)?;
+        self.opt_mut().step = state.optimizer_step;
+        self.set_master(master)?;
+        self.set_step(state.step);
+        self.set_rng(state.rng.restore()?);
+        tracing::info!(dir = %dir.display(), step = state.step, "checkpoint restored");
+        Ok(state)
+    }
+
+    /// `trainer_state.json`, checked against this trainer: a different configuration is a
+    /// warning, a different LoRA shape (or LoRA against full fine-tuning) an error.
+    fn read_trainer_state(&self, sp: &Path) -> Result<TrainerState> {
+        let text = std::fs::read_to_string(sp).map_err(io(sp))?;
         let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::BadFile {
-            path: sp.clone(),
+            path: sp.to_path_buf(),
             msg: e.to_string(),
         })?;
         if state.config != *self.config() {
@@ -277,7 +275,7 @@ impl Trainer {
                 ),
             };
             return Err(Error::BadFile {
-                path: sp,
+                path: sp.to_path_buf(),
                 msg: format!(
                     "the checkpoint was trained with {}, this trainer runs {}",
                     what(state.config.lora.as_ref()),
@@ -285,77 +283,58 @@ impl Trainer {
                 ),
             });
         }
-        // Optimizer moments (and, for a bf16 model, the f32 master weights).
-        let op = dir.join("optimizer.safetensors");
-        let o = candle_core::safetensors::load(&op, &candle_core::Device::Cpu).map_err(|e| {
-            Error::BadFile {
-                path: op.clone(),
-                msg: e.to_string(),
-            }
-        })?;
-        let in_opt = self
-            .layout()
-            .specs()
-            .first()
-            .is_some_and(|s| o.contains_key(&format!("master.{}", s.name)));
-        // Trained parameters (f32 in the checkpoint: bit-exact); LoRA: PEFT-named A and B.
-        let (wp, prefix) = if in_opt {
-            (op.clone(), "master.")
-        } else if self.lora().is_some() {
-            (
-                dir.join("adapter").join(model::lora::ADAPTER_WEIGHTS),
-                model::lora::PEFT_PREFIX,
-            )
-        } else {
-            (dir.join("model/model.safetensors"), "")
-        };
-        let loaded;
-        let w = if in_opt {
-            &o
-        } else {
-            loaded =
-                candle_core::safetensors::load(&wp, &candle_core::Device::Cpu).map_err(|e| {
-                    Error::BadFile {
-                        path: wp.clone(),
-                        msg: e.to_string(),
-                    }
-                })?;
-            &loaded
-        };
+        Ok(state)
+    }
+
+    /// The trained parameters (f32 in the checkpoint: bit-exact) from the tensors `w` of
+    /// the file `wp`, named `{prefix}{name}`; `f32_only`: another dtype is an error.
+    fn read_master(
+        &self,
+        w: &HashMap<String, candle_core::Tensor>,
+        wp: &Path,
+        prefix: &str,
+        f32_only: bool,
+    ) -> Result<Vec<f32>> {
         let mut master = vec![0f32; self.layout().total()];
         for s in self.layout().specs() {
             let key = format!("{prefix}{}", s.name);
             let t = w.get(&key).ok_or_else(|| Error::BadFile {
-                path: wp.clone(),
+                path: wp.to_path_buf(),
                 msg: format!("missing tensor {key}"),
             })?;
-            if t.dims() != s.shape.as_slice() || (in_opt && t.dtype() != candle_core::DType::F32) {
+            if t.dims() != s.shape.as_slice() || (f32_only && t.dtype() != candle_core::DType::F32)
+            {
                 return Err(Error::BadFile {
-                    path: wp.clone(),
+                    path: wp.to_path_buf(),
                     msg: format!(
                         "{}: {:?} shape {:?}, expected {}shape {:?}",
                         s.name,
                         t.dtype(),
                         t.dims(),
-                        if in_opt { "f32 " } else { "" },
+                        if f32_only { "f32 " } else { "" },
                         s.shape
                     ),
                 });
             }
             with_f32(t, |v| master[s.offset..s.offset + s.len].copy_from_slice(v))?;
         }
+        Ok(master)
+    }
+
+    /// The AdamW moments (`exp_avg.*`, `exp_avg_sq.*`, f32) from the optimizer file `op`.
+    fn read_moments(&mut self, o: &HashMap<String, candle_core::Tensor>, op: &Path) -> Result<()> {
         let specs = self.layout().specs().to_vec();
         let opt = self.opt_mut();
         for s in &specs {
             for (key, buf) in [("exp_avg", &mut opt.m), ("exp_avg_sq", &mut opt.v)] {
                 let name = format!("{key}.{}", s.name);
                 let t = o.get(&name).ok_or_else(|| Error::BadFile {
-                    path: op.clone(),
+                    path: op.to_path_buf(),
                     msg: format!("missing tensor {name}"),
                 })?;
                 if t.dims() != s.shape.as_slice() || t.dtype() != candle_core::DType::F32 {
                     return Err(Error::BadFile {
-                        path: op.clone(),
+                        path: op.to_path_buf(),
                         msg: format!(
                             "{name}: {:?} {:?}, expected f32 {:?}",
                             t.dtype(),
@@ -367,11 +346,6 @@ impl Trainer {
                 with_f32(t, |v| buf[s.offset..s.offset + s.len].copy_from_slice(v))?;
             }
         }
-        opt.step = state.optimizer_step;
-        self.set_master(master)?;
-        self.set_step(state.step);
-        self.set_rng(state.rng.restore()?);
-        tracing::info!(dir = %dir.display(), step = state.step, "checkpoint restored");
-        Ok(state)
+        Ok(())
     }
 }

@@ -20,6 +20,7 @@
 //!   rollout.json     the current step's rollout (groups, rewards, metrics, RNG after sampling)
 //! METRICS            one JSON object per line (rewritten atomically after every update):
 //!                    one row per optimizer update ("update": u) and one per step
+//!                    (crate::row: StepStats)
 //! ```
 //!
 //! Resume: the trainer restores its checkpoint (weights, AdamW, RNG, step count); rows of
@@ -38,6 +39,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::checkpoint::{ModelFiles, RngState};
+pub use crate::row::{read_rows, StepStats};
+use crate::row::{update_row, write_rows};
 use crate::trainer::{Group, Response, StepMetrics, Trainer};
 use crate::{Error, Result};
 
@@ -103,8 +106,8 @@ pub enum Progress<'a> {
     },
     /// One optimizer update done.
     Update(&'a StepMetrics),
-    /// A step done; its row.
-    Step(&'a Value),
+    /// A step done: its row and its statistics.
+    Step(&'a Value, &'a StepStats),
 }
 
 /// The items of step `k` (0-based) of an endless seeded stream over `n` items: position
@@ -318,38 +321,6 @@ fn read_journal(path: &Path, step: u64) -> Result<Option<Journal>> {
     Ok((j.step == step).then_some(j))
 }
 
-/// The rows of `path` that belong to steps `<= upto`.
-pub fn read_rows(path: &Path, upto: u64) -> Result<Vec<Value>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut keep = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::BadFile {
-            path: path.to_path_buf(),
-            msg: format!("line {}: {e}", i + 1),
-        })?;
-        if v["step"].as_u64().is_some_and(|s| s <= upto) {
-            keep.push(v);
-        }
-    }
-    Ok(keep)
-}
-
-fn write_rows(path: &Path, rows: &[Value]) -> Result<()> {
-    let mut text = String::new();
-    for r in rows {
-        text.push_str(&serde_json::to_string(r).map_err(|e| Error::invalid(e.to_string()))?);
-        text.push('\n');
-    }
-    model::save::write_atomic(path, text.as_bytes())?;
-    Ok(())
-}
-
 /// The non-finite value of a rollout, if any (a NaN or infinite reward).
 fn bad_reward(groups: &[Group]) -> Option<String> {
     for (gi, g) in groups.iter().enumerate() {
@@ -361,42 +332,6 @@ fn bad_reward(groups: &[Group]) -> Option<String> {
     }
     None
 }
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// The metric row of one update.
-fn update_row(m: &StepMetrics, u: usize, epoch: usize, extra: &Map<String, Value>) -> Value {
-    let mut row = extra.clone();
-    row.insert("step".into(), m.step.into());
-    row.insert("update".into(), (u + 1).into());
-    row.insert("epoch".into(), (epoch + 1).into());
-    for (k, v) in obj(serde_json::to_value(m).unwrap_or(Value::Null)) {
-        if k != "step" {
-            row.insert(k, v);
-        }
-    }
-    Value::Object(row)
-}
-
-/// Update statistics averaged into the step's row.
-const MEAN_KEYS: &[&str] = &[
-    "loss",
-    "pg_loss",
-    "kl",
-    "pg_clipfrac_higher",
-    "pg_clipfrac_lower",
-    "clipfrac_ratio_upper",
-    "clipfrac_ratio_lower",
-    "ppo_kl",
-    "entropy",
-    "grad_norm",
-    "clip_coef",
-];
 
 /// Runs GRPO to `cfg.steps`, resuming from `WORK/checkpoint` (and a journaled rollout) if
 /// present. Returns the rows of the steps this call ran.
@@ -424,22 +359,7 @@ pub fn run(
         let k = trainer.step_count();
         let t0 = Instant::now();
         // 1-2. The rollout: from the journal, or sampled and journaled.
-        let (mut batch, resumed) = match read_journal(&journal, k)? {
-            Some(j) => {
-                trainer.set_rng(j.rng.restore()?);
-                (from_journal(&journal, j)?, true)
-            }
-            None => {
-                let b = {
-                    let (policy, rng) = trainer.policy_and_rng();
-                    rollout.rollout(k, policy, rng)?
-                };
-                let j = to_journal(k, &b, trainer.rng_ref());
-                let text = serde_json::to_vec(&j).map_err(|e| Error::invalid(e.to_string()))?;
-                model::save::write_atomic(&journal, &text)?;
-                (b, false)
-            }
-        };
+        let (mut batch, resumed) = step_rollout(trainer, rollout, &journal, k)?;
         let t_rollout = t0.elapsed().as_secs_f64();
         if let Some(why) = bad_reward(&batch.groups) {
             return Err(Error::Diverged(format!("step {}: {why}", k + 1)));
@@ -457,123 +377,19 @@ pub fn run(
         });
         // 4. Old and reference log-probs, once, laid out as epoch 0's mini-batches.
         //    A single update needs no old log-probs: the ratio is 1 by definition.
-        let need_old = n_updates > 1;
-        let mut groups = batch.groups;
-        if !groups.is_empty() {
-            let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
-            let mut mbs: Vec<(Vec<usize>, Vec<Group>)> = Vec::new();
-            for idx in &plans[0] {
-                let mut mb: Vec<Group> = idx
-                    .iter()
-                    .map(|&i| slots[i].take().unwrap_or_default())
-                    .collect();
-                trainer.fill_rollout_logprobs(&mut mb, need_old)?;
-                mbs.push((idx.clone(), mb));
-            }
-            for (idx, mb) in mbs {
-                for (i, g) in idx.into_iter().zip(mb) {
-                    slots[i] = Some(g);
-                }
-            }
-            groups = slots.into_iter().map(Option::unwrap_or_default).collect();
-        }
+        let groups = fill_logprobs(trainer, batch.groups, &plans[0], n_updates > 1)?;
         // 5. The updates.
-        let mut ups: Vec<StepMetrics> = Vec::with_capacity(n_updates);
-        let mut u = 0usize;
-        for (e, plan) in plans.iter().enumerate() {
-            for idx in plan {
-                let mb: Vec<Group> = idx.iter().map(|&i| groups[i].clone()).collect();
-                let m = trainer.update(&mb)?;
-                if !m.grad.loss.is_finite() {
-                    return Err(Error::Diverged(format!(
-                        "step {} update {}: loss is {}",
-                        k + 1,
-                        u + 1,
-                        m.grad.loss
-                    )));
-                }
-                on_progress(Progress::Update(&m));
-                rows.push(update_row(&m, u, e, &cfg.row_extra));
-                write_rows(&cfg.metrics_path, &rows)?;
-                ups.push(m);
-                u += 1;
-            }
-        }
+        let ups = run_updates(trainer, k, &groups, &plans, cfg, &mut rows, on_progress)?;
         // The step's row: the rollout's metrics, then means of the update statistics.
-        let mut row = cfg.row_extra.clone();
-        row.insert("step".into(), (k + 1).into());
-        for (key, v) in &batch.metrics {
-            row.insert(key.clone(), v.clone());
-        }
-        let all: Vec<&Response> = groups.iter().flat_map(|g| &g.responses).collect();
-        let nresp = all.len().max(1) as f64;
-        let rmean = all.iter().map(|r| r.reward as f64).sum::<f64>() / nresp;
-        row.entry("reward_mean").or_insert(rmean.into());
-        let adv_nonzero = groups
-            .iter()
-            .map(|g| {
-                let first = g.responses.first().map(|r| r.reward);
-                if g.responses.len() > 1 && g.responses.iter().any(|r| Some(r.reward) != first) {
-                    g.responses.len()
-                } else {
-                    0
-                }
-            })
-            .sum::<usize>() as f64
-            / nresp;
-        row.insert("adv_nonzero_frac".into(), adv_nonzero.into());
-        row.insert("updates".into(), ups.len().into());
-        row.insert("groups".into(), groups.len().into());
-        let upd_rows: Vec<Value> = ups
-            .iter()
-            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-            .collect();
-        for key in MEAN_KEYS {
-            let xs: Vec<f64> = upd_rows.iter().filter_map(|r| r[*key].as_f64()).collect();
-            if !xs.is_empty() {
-                row.insert(
-                    (*key).into(),
-                    (xs.iter().sum::<f64>() / xs.len() as f64).into(),
-                );
-            }
-        }
-        // Memory: the largest reading of the step's updates.
-        for key in [
-            "mem_rss_bytes",
-            "mem_rss_peak_bytes",
-            "mem_device_bytes",
-            "mem_device_total_bytes",
-        ] {
-            if let Some(x) = upd_rows.iter().filter_map(|r| r[key].as_u64()).max() {
-                row.insert(key.into(), x.into());
-            }
-        }
-        let ratio_min = ups
-            .iter()
-            .map(|m| m.grad.ratio_min)
-            .fold(f64::INFINITY, f64::min);
-        let ratio_max = ups
-            .iter()
-            .map(|m| m.grad.ratio_max)
-            .fold(f64::NEG_INFINITY, f64::max);
-        if ratio_min.is_finite() && ratio_max.is_finite() {
-            row.insert("ratio_min".into(), ratio_min.into());
-            row.insert("ratio_max".into(), ratio_max.into());
-        }
-        let tokens: usize = ups.iter().map(|m| m.grad.tokens).sum();
-        let t_train: f64 = ups.iter().map(|m| m.time_s).sum();
-        row.insert("response_len_mean".into(), {
-            let l: usize = all.iter().map(|r| r.ids.len()).sum();
-            (l as f64 / nresp).into()
-        });
-        row.insert("tokens".into(), tokens.into());
-        row.insert(
-            "tokens_per_s".into(),
-            (tokens as f64 / t_train.max(1e-9)).into(),
+        let responses: Vec<Vec<Response>> = groups.into_iter().map(|g| g.responses).collect();
+        let stats = StepStats::of(
+            k + 1,
+            &responses,
+            &ups,
+            t_rollout,
+            t0.elapsed().as_secs_f64(),
         );
-        row.insert("rollout_seconds".into(), t_rollout.into());
-        row.insert("seconds".into(), t0.elapsed().as_secs_f64().into());
-        let row = Value::Object(row);
+        let row = stats.row(&cfg.row_extra, &batch.metrics);
         trainer.end_step();
         rows.push(row.clone());
         write_rows(&cfg.metrics_path, &rows)?;
@@ -583,10 +399,95 @@ pub fn run(
             trainer.save_checkpoint(&ckpt, files)?;
             let _ = std::fs::remove_file(&journal);
         }
-        on_progress(Progress::Step(&row));
+        on_progress(Progress::Step(&row, &stats));
         done.push(row);
     }
     Ok(done)
+}
+
+/// The rollout of step `k`: the journaled one (and the RNG after its sampling), or a new
+/// one sampled with the current policy and journaled. Also says whether it was resumed.
+fn step_rollout(
+    trainer: &mut Trainer,
+    rollout: &mut dyn Rollout,
+    journal: &Path,
+    k: u64,
+) -> Result<(RolloutBatch, bool)> {
+    if let Some(j) = read_journal(journal, k)? {
+        trainer.set_rng(j.rng.restore()?);
+        return Ok((from_journal(journal, j)?, true));
+    }
+    let b = {
+        let (policy, rng) = trainer.policy_and_rng();
+        rollout.rollout(k, policy, rng)?
+    };
+    let j = to_journal(k, &b, trainer.rng_ref());
+    let text = serde_json::to_vec(&j).map_err(|e| Error::invalid(e.to_string()))?;
+    fsutil::write_atomic(journal, &text)?;
+    Ok((b, false))
+}
+
+/// Fills the groups' old (when `need_old`) and reference log-probs, each micro-batch laid
+/// out as the mini-batches of `plan` (epoch 0's) lay it out.
+fn fill_logprobs(
+    trainer: &mut Trainer,
+    groups: Vec<Group>,
+    plan: &[Vec<usize>],
+    need_old: bool,
+) -> Result<Vec<Group>> {
+    if groups.is_empty() {
+        return Ok(groups);
+    }
+    let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+    let mut mbs: Vec<(Vec<usize>, Vec<Group>)> = Vec::new();
+    for idx in plan {
+        let mut mb: Vec<Group> = idx
+            .iter()
+            .map(|&i| slots[i].take().unwrap_or_default())
+            .collect();
+        trainer.fill_rollout_logprobs(&mut mb, need_old)?;
+        mbs.push((idx.clone(), mb));
+    }
+    for (idx, mb) in mbs {
+        for (i, g) in idx.into_iter().zip(mb) {
+            slots[i] = Some(g);
+        }
+    }
+    Ok(slots.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Step `k`'s updates (0-based step): one AdamW update per mini-batch of every epoch's plan; each update's row is appended to
+/// `rows` and the rows file rewritten. A non-finite loss is a divergence.
+fn run_updates(
+    trainer: &mut Trainer,
+    k: u64,
+    groups: &[Group],
+    plans: &[Vec<Vec<usize>>],
+    cfg: &LoopConfig,
+    rows: &mut Vec<Value>,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Vec<StepMetrics>> {
+    let mut ups: Vec<StepMetrics> = Vec::new();
+    for (e, plan) in plans.iter().enumerate() {
+        for idx in plan {
+            let u = ups.len();
+            let mb: Vec<Group> = idx.iter().map(|&i| groups[i].clone()).collect();
+            let m = trainer.update(&mb)?;
+            if !m.grad.loss.is_finite() {
+                return Err(Error::Diverged(format!(
+                    "step {} update {}: loss is {}",
+                    k + 1,
+                    u + 1,
+                    m.grad.loss
+                )));
+            }
+            on_progress(Progress::Update(&m));
+            rows.push(update_row(&m, u, e, &cfg.row_extra));
+            write_rows(&cfg.metrics_path, rows)?;
+            ups.push(m);
+        }
+    }
+    Ok(ups)
 }
 
 #[cfg(test)]

@@ -56,6 +56,15 @@ impl Error {
     }
 }
 
+impl From<fsutil::Error> for Error {
+    fn from(e: fsutil::Error) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
         Error::Candle(e)

@@ -29,6 +29,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod loss;
+pub mod row;
 pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};
@@ -36,4 +37,5 @@ pub use config::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg};
 pub use driver::{LoopConfig, Progress, Rollout, RolloutBatch};
 pub use error::{Error, Result};
 pub use rand_chacha::ChaCha8Rng;
+pub use row::{StepStats, UpdateMeans};
 pub use trainer::{GradStats, Group, Response, StepMetrics, Trainer, UpdateStats};

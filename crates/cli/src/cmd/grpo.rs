@@ -255,7 +255,7 @@ fn print_progress(p: Progress<'_>) {
             m.tokens_per_s,
             mem_text(m)
         ),
-        Progress::Step(row) => eprintln!(
+        Progress::Step(row, _) => eprintln!(
             "step {:>4}  reward {:.3}  updates {}  adv!=0 {:.2}  len {:.0}",
             row["step"],
             row["reward_mean"].as_f64().unwrap_or(f64::NAN),
