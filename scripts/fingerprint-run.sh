@@ -6,6 +6,9 @@
 # metric rows; `diff` two fingerprints to compare a refactor with the commit before it.
 #   scripts/fingerprint-run.sh OUT_FILE [WORK_DIR]
 # MODEL=smollm2 (or any model spec) runs `tiny` on that model instead of the chain model.
+# bench/results/fingerprint-tiny.txt is main's (bc94068, this 2-core AVX-512 machine; float
+# kernels differ by CPU, so compare on one machine): a refactor keeps it; a change of numerics
+# (new kernels, shared prompts) replaces it, saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: fingerprint-run.sh OUT_FILE [WORK_DIR]}
