@@ -107,3 +107,15 @@ pub fn id_encode(vocab: usize) -> impl Fn(&str) -> engine::Result<Vec<u32>> {
             .collect())
     }
 }
+
+/// Deterministic pseudo-random token ids below `vocab` (splitmix64).
+pub fn id_stream(vocab: u64) -> impl FnMut() -> u32 {
+    let mut state = 0x1234_5678u64;
+    move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % vocab) as u32
+    }
+}

@@ -77,18 +77,6 @@ fn update(trainer: &mut Trainer, groups: &[Group]) -> anyhow::Result<(f64, f64)>
     Ok((t.elapsed().as_secs_f64(), m.grad.loss))
 }
 
-/// Deterministic pseudo-random token ids below `vocab` (splitmix64).
-fn id_stream(vocab: u64) -> impl FnMut() -> u32 {
-    let mut state = 0x1234_5678u64;
-    move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % vocab) as u32
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.group >= 2 && args.resp_len >= 1,
@@ -126,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dev = model::device::default_device();
     let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
     drop(weights);
-    let mut next = id_stream(config.vocab_size as u64);
+    let mut next = super::bench::id_stream(config.vocab_size as u64);
     let prompt: Vec<u32> = if args.prompt_len.is_some() {
         prompt.iter().map(|_| next()).collect()
     } else {

@@ -54,10 +54,7 @@ pub struct Args {
 
 /// Peak resident set size in bytes (`VmHWM`), if the platform reports it.
 fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    model::device::mem_report(&candle_core::Device::Cpu).rss_peak_bytes
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -153,15 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn synthetic_groups(args: &Args, vocab: u64) -> Vec<Group> {
     let plen = (args.seq / 8).max(1);
     let rlen = args.seq - plen;
-    // Deterministic pseudo-random ids (splitmix64).
-    let mut state = 0x1234_5678u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % vocab) as u32
-    };
+    let mut next = super::bench::id_stream(vocab);
     let g = 4.min(args.batch);
     let mut groups = Vec::new();
     let mut left = args.batch;
