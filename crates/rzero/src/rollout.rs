@@ -209,14 +209,10 @@ fn sampling_params(
         temperature: sampling.temperature as f32,
         top_p: sampling.top_p as f32,
         top_k: sampling.top_k,
-        min_p: 0.0,
         max_new_tokens: sampling.max_new_tokens,
-        stop: Vec::new(),
-        stop_token_ids: Vec::new(),
-        ignore_eos: false,
         seed,
-        logprobs: false,
         force_answer: force.cloned(),
+        ..engine::SamplingParams::default()
     }
 }
 

