@@ -45,19 +45,16 @@ fn collect(root: &Value, node: &Value, prefix: &str, out: &mut HashMap<String, S
 
 /// `# ` lines of at most about 92 columns holding `doc`.
 fn comment_lines(doc: &str, out: &mut String) {
-    let mut line = String::new();
-    for w in doc.split(' ').filter(|w| !w.is_empty()) {
-        if !line.is_empty() && line.len() + 1 + w.len() > 90 {
-            out.push_str(&format!("# {line}\n"));
+    let mut line = String::new(); // each word with the space before it
+    for w in doc.split_whitespace() {
+        if !line.is_empty() && line.len() + w.len() > 90 {
+            out.push_str(&format!("#{line}\n"));
             line.clear();
         }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(w);
+        line = line + " " + w;
     }
     if !line.is_empty() {
-        out.push_str(&format!("# {line}\n"));
+        out.push_str(&format!("#{line}\n"));
     }
 }
 

@@ -174,9 +174,7 @@ fn all_lora_targets() -> Vec<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vote {
-    /// As the reference counts in this place (Challenger reward: a missing box is the class
-    /// "None", p̂ = largest class / m; dataset: the same classes, p̂ = largest class /
-    /// non-empty answers). Both merge answers that contain "no ".
+    /// As the reference counts in this place (the `vote` keys say how).
     Reference,
     /// Only extracted answers count: p̂ = largest class / extracted answers.
     Extracted,
@@ -382,42 +380,46 @@ impl Config {
         if self.iterations == 0 {
             return bad("iterations", "must be at least 1");
         }
+        let (c, sv) = (&self.challenger, &self.solver);
         for (key, g) in [
-            ("challenger.group_size", self.challenger.group_size),
-            ("solver.group_size", self.solver.group_size),
-            (
-                "challenger.rollout_batch_size",
-                self.challenger.rollout_batch_size,
-            ),
-            ("solver.rollout_batch_size", self.solver.rollout_batch_size),
-            (
-                "challenger.optim.global_batch_size",
-                self.challenger.optim.global_batch_size,
-            ),
-            (
-                "solver.optim.global_batch_size",
-                self.solver.optim.global_batch_size,
-            ),
-            (
-                "challenger.optim.ppo_epochs",
-                self.challenger.optim.ppo_epochs,
-            ),
-            ("solver.optim.ppo_epochs", self.solver.optim.ppo_epochs),
-            ("challenger.solver_samples", self.challenger.solver_samples),
+            ("challenger.solver_samples", c.solver_samples),
             ("dataset.solver_samples", self.dataset.solver_samples),
             ("dataset.chunk", self.dataset.chunk),
-            (
-                "challenger.optim.micro_batch_size",
-                self.challenger.optim.micro_batch_size,
-            ),
-            (
-                "solver.optim.micro_batch_size",
-                self.solver.optim.micro_batch_size,
-            ),
             ("engine.max_batch_size", self.engine.max_batch_size),
         ] {
             if g == 0 {
                 return bad(key, "must be at least 1");
+            }
+        }
+        for (p, rb, g, o) in [
+            ("challenger", c.rollout_batch_size, c.group_size, &c.optim),
+            ("solver", sv.rollout_batch_size, sv.group_size, &sv.optim),
+        ] {
+            for (key, v) in [
+                ("group_size", g),
+                ("rollout_batch_size", rb),
+                ("optim.global_batch_size", o.global_batch_size),
+                ("optim.ppo_epochs", o.ppo_epochs),
+                ("optim.micro_batch_size", o.micro_batch_size),
+            ] {
+                if v == 0 {
+                    return bad(&format!("{p}.{key}"), "must be at least 1");
+                }
+            }
+            if !(o.lr > 0.0 && o.lr.is_finite()) {
+                return bad(&format!("{p}.optim.lr"), "must be a positive number");
+            }
+            if !(o.clip_dual == 0.0 || (o.clip_dual > 1.0 && o.clip_dual.is_finite())) {
+                return bad(&format!("{p}.optim.clip_dual"), "must be 0 (off) or > 1");
+            }
+            if !(o.lora_alpha >= 0.0 && o.lora_alpha.is_finite()) {
+                let why = "must be >= 0 (0 = 2 x rank)";
+                return bad(&format!("{p}.optim.lora_alpha"), why);
+            }
+            if o.lora_rank > 0 {
+                if let Err(e) = model::lora::check_targets(&o.lora_targets) {
+                    return bad(&format!("{p}.optim.lora_targets"), &e.to_string());
+                }
             }
         }
         if !(0.0..=1.0).contains(&self.dataset.min_p_hat)
@@ -430,14 +432,11 @@ impl Config {
             );
         }
         for (key, s) in [
-            ("challenger.sampling", &self.challenger.sampling),
-            (
-                "challenger.solver_sampling",
-                &self.challenger.solver_sampling,
-            ),
+            ("challenger.sampling", &c.sampling),
+            ("challenger.solver_sampling", &c.solver_sampling),
             ("dataset.sampling", &self.dataset.sampling),
             ("dataset.solver_sampling", &self.dataset.solver_sampling),
-            ("solver.sampling", &self.solver.sampling),
+            ("solver.sampling", &sv.sampling),
         ] {
             if s.temperature.is_nan()
                 || s.temperature < 0.0
@@ -448,25 +447,6 @@ impl Config {
                     key,
                     "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1",
                 );
-            }
-        }
-        for (key, o) in [
-            ("challenger.optim", &self.challenger.optim),
-            ("solver.optim", &self.solver.optim),
-        ] {
-            if !(o.lr > 0.0 && o.lr.is_finite()) {
-                return bad(&format!("{key}.lr"), "must be a positive number");
-            }
-            if !(o.clip_dual == 0.0 || (o.clip_dual > 1.0 && o.clip_dual.is_finite())) {
-                return bad(&format!("{key}.clip_dual"), "must be 0 (off) or > 1");
-            }
-            if !(o.lora_alpha >= 0.0 && o.lora_alpha.is_finite()) {
-                return bad(&format!("{key}.lora_alpha"), "must be >= 0 (0 = 2 x rank)");
-            }
-            if o.lora_rank > 0 {
-                if let Err(e) = model::lora::check_targets(&o.lora_targets) {
-                    return bad(&format!("{key}.lora_targets"), &e.to_string());
-                }
             }
         }
         if let Err(e) = self.force_answer(true).expect("on").validate() {
