@@ -156,22 +156,22 @@ impl Config {
         c
     }
 
-    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`,
-    /// one iteration: 4 of 6 questions kept and two Solver steps, but 310 CPU seconds rather
-    /// than a minute, and the 16-token Solver answers, all forced, matched no label, so those
-    /// steps had no signal; bench/results/demo.jsonl, 2026-12-07): two short steps per phase,
-    /// a handful of short generations, every labelled question kept.
+    /// The tests' size, also runnable on the embedded model (`--preset tiny --model smollm2`):
+    /// one GRPO step per phase, six questions, every labelled question kept. Measured on
+    /// SmolLM2 (bench/results/demo.jsonl, 2026-12-07, 2 cores at load ~18): 6 and 5 questions
+    /// kept, one Solver step per iteration with a non-zero advantage on 50% and 100% of its
+    /// samples, 152 and 139 CPU seconds per iteration (310 before this sizing).
     /// The loop tests run it on a tiny "chain" model (`rzero::testing`).
     pub fn tiny() -> Self {
         let mut c = Self::demo();
         c.model = String::new();
         c.iterations = 2;
         c.engine.max_batch_size = 16;
-        // Sized for about a minute of work per iteration on SmolLM2 (bench/results/demo.jsonl,
-        // 2026-12-07: ~126 CPU s, before the lr change). Training dominates: one SmolLM2
-        // sequence costs seconds, so each phase gets one step of two prompts, each prompt's
-        // group in one micro-batch (its prompt's forward once), and no KL term (no reference
-        // model, no reference forward).
+        // Sized toward a minute per iteration on two cores on SmolLM2. Training dominates (the
+        // Challenger's 4 sequences ~60 CPU s, the Solver's 8 ~50): one SmolLM2 sequence costs
+        // seconds, so each phase gets one step of two prompts, each prompt's group in one
+        // micro-batch (its prompt's forward once), and no KL term (no reference model, no
+        // reference forward).
         c.challenger.rollout_batch_size = 2;
         c.challenger.optim.global_batch_size = 1;
         c.challenger.group_size = 2;
