@@ -322,7 +322,6 @@ fn eval_for_run(cfg: &Config, model_path: &str, run: &RunDir, iter: usize) -> Re
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
             force_answer: describe_force(&cfg.force_answer(cfg.dataset.solver_force_answer)),
-            ..Default::default()
         };
         gen.force = cfg.force_answer(cfg.dataset.solver_force_answer);
         let a = eval::run_audit(&mut gen, &benches, &opts, &dir, &mut |_| {}).map_err(eval_err)?;
