@@ -303,10 +303,16 @@ fn eval_for_run(cfg: &Config, model_path: &str, run: &RunDir, iter: usize) -> Re
     if !cfg.audit.benchmarks.is_empty() {
         let benches =
             eval::Benchmark::load_list(&cfg.audit.benchmarks.join(",")).map_err(eval_err)?;
+        // The audit answers as the dataset stage labels: its Solver sampling and forced
+        // answers (only the token budget is the audit's own, `audit.max_new_tokens`).
+        let ds = &cfg.dataset.solver_sampling;
         let opts = eval::AuditOptions {
             model: recorded.clone(),
             limit: limit(cfg.audit.limit),
             m: cfg.audit.samples,
+            temperature: ds.temperature as f32,
+            top_p: ds.top_p as f32,
+            top_k: Some(ds.top_k),
             max_new_tokens: cfg.audit.max_new_tokens,
             filter: reward::vote::FilterBand {
                 low: cfg.dataset.min_p_hat,
@@ -316,9 +322,7 @@ fn eval_for_run(cfg: &Config, model_path: &str, run: &RunDir, iter: usize) -> Re
             batch_size: cfg.engine.max_batch_size,
             seed: cfg.seed,
             force_answer: describe_force(&cfg.force_answer(cfg.dataset.solver_force_answer)),
-            ..Default::default()
         };
-        // the audit answers as the dataset stage does
         gen.force = cfg.force_answer(cfg.dataset.solver_force_answer);
         let a = eval::run_audit(&mut gen, &benches, &opts, &dir, &mut |_| {}).map_err(eval_err)?;
         audits.push(serde_json::json!({
