@@ -53,8 +53,6 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::error::Result;
 use crate::svg::{esc, fmt_value};
 
@@ -69,11 +67,11 @@ mod training;
 
 use audit::{audits, section_audit};
 use bench::{bench_table, section_benchmarks, section_general};
-use charts::{figure, iter_marks, not_yet, pct, step_series};
+use charts::{figure, iter_marks, not_yet, pct, step_series, Field};
 pub use config::redact_secrets;
 use config::section_config;
 use dataset::{dataset_stats, keep_band, section_dataset, section_questions, DatasetStats};
-use run::{iter_of, num, Iter, Row, Run};
+use run::{iter_of, num, AuditFile, Band, DatasetLine, Iter, Row, Run};
 use training::{section_challenger, section_lengths, section_solver};
 
 fn header(run: &Run) -> String {
@@ -83,18 +81,12 @@ fn header(run: &Run) -> String {
         r#"<header><h1>rzero run report <span class="run">{}</span></h1>"#,
         esc(&run.name)
     );
-    let it = run
-        .state
-        .as_ref()
-        .and_then(|v| v.get("iteration"))
+    let state = run.state.as_ref();
+    let it = state
+        .and_then(|v| v.iteration)
         .map(|v| v.to_string())
         .unwrap_or_else(|| "–".into());
-    let stage = run
-        .state
-        .as_ref()
-        .and_then(|v| v.get("stage"))
-        .and_then(Value::as_str)
-        .unwrap_or("–");
+    let stage = state.and_then(|v| v.stage.as_deref()).unwrap_or("–");
     let (order, t) = bench_table(run, false);
     let avg = |first: bool| -> Option<(u64, f64)> {
         let m = t.get("average")?;
@@ -119,10 +111,7 @@ fn header(run: &Run) -> String {
         cards.push(("benchmarks", order.len().to_string()));
     }
     if let Some((_, a)) = audits(run).last() {
-        cards.push((
-            "label accuracy (kept)",
-            pct(num(a.get("kept_label_accuracy"))),
-        ));
+        cards.push(("label accuracy (kept)", pct(num(a.kept_label_accuracy))));
     }
     let total_kept: f64 = run
         .iters

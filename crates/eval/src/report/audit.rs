@@ -2,27 +2,33 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
-
-use super::{figure, iter_of, not_yet, num, pct, Run};
+use super::{figure, not_yet, num, pct, AuditFile, Band, Run};
 use crate::svg::{bar_chart, esc, Axes, BarGroup, PALETTE};
 
-/// Audit summaries per iteration: (iter, report-like Value).
-pub(super) fn audits(run: &Run) -> Vec<(u64, Value)> {
+/// Audit summaries per iteration: `audit.json`, else the iteration's last audit row.
+pub(super) fn audits(run: &Run) -> Vec<(u64, AuditFile)> {
     let mut out = Vec::new();
     for (&n, it) in &run.iters {
         if let Some(a) = &it.audit {
             out.push((n, a.clone()));
-        } else if let Some(r) = run
-            .phase("audit")
-            .into_iter()
-            .rev()
-            .find(|r| iter_of(r) == n)
-        {
-            out.push((n, Value::Object(r.clone())));
+        } else if let Some(r) = run.last_row("audit", n) {
+            out.push((n, AuditFile::from(r)));
         }
     }
     out
+}
+
+/// The band of an audit named `name`.
+fn band<'a>(a: &'a AuditFile, name: &str) -> Option<&'a Band> {
+    a.bands
+        .iter()
+        .flatten()
+        .find(|x| x.band.as_deref() == Some(name))
+}
+
+/// A count as the tables print it.
+fn count(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into())
 }
 
 pub(super) fn section_audit(run: &Run) -> String {
@@ -39,11 +45,9 @@ pub(super) fn section_audit(run: &Run) -> String {
     let band_names: Vec<String> = a
         .iter()
         .find_map(|(_, v)| {
-            v.get("bands").and_then(Value::as_array).map(|b| {
-                b.iter()
-                    .filter_map(|x| x.get("band").and_then(Value::as_str).map(String::from))
-                    .collect()
-            })
+            v.bands
+                .as_ref()
+                .map(|b| b.iter().filter_map(|x| x.band.clone()).collect())
         })
         .unwrap_or_default();
     let mut cats: Vec<String> = band_names.iter().map(|b| format!("p̂ {b}")).collect();
@@ -53,20 +57,12 @@ pub(super) fn section_audit(run: &Run) -> String {
         .iter()
         .enumerate()
         .map(|(gi, (n, v))| {
-            let bands = v.get("bands").and_then(Value::as_array);
             let mut values: Vec<Option<f64>> = band_names
                 .iter()
-                .map(|b| {
-                    bands
-                        .and_then(|bs| {
-                            bs.iter()
-                                .find(|x| x.get("band").and_then(Value::as_str) == Some(b))
-                        })
-                        .and_then(|x| num(x.get("accuracy")))
-                })
+                .map(|b| band(v, b).and_then(|x| num(x.accuracy)))
                 .collect();
-            values.push(num(v.get("label_accuracy")));
-            values.push(num(v.get("kept_label_accuracy")));
+            values.push(num(v.label_accuracy));
+            values.push(num(v.kept_label_accuracy));
             BarGroup {
                 name: if *n == 0 {
                     "base Solver".into()
@@ -107,28 +103,17 @@ pub(super) fn section_audit(run: &Run) -> String {
             } else {
                 format!("iter {n}")
             },
-            v.get("n")
-                .and_then(Value::as_u64)
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| "–".into()),
-            pct(num(v.get("label_accuracy"))),
-            v.get("kept")
-                .and_then(Value::as_u64)
-                .map(|x| x.to_string())
-                .unwrap_or_else(|| "–".into()),
-            pct(num(v.get("kept_label_accuracy")))
+            count(v.n),
+            pct(num(v.label_accuracy)),
+            count(v.kept),
+            pct(num(v.kept_label_accuracy))
         );
-        let bands = v.get("bands").and_then(Value::as_array);
         for b in &band_names {
-            let x = bands.and_then(|bs| {
-                bs.iter()
-                    .find(|x| x.get("band").and_then(Value::as_str) == Some(b))
-            });
-            let cell = match x {
+            let cell = match band(v, b) {
                 Some(x) => format!(
                     "{} <small>(n={})</small>",
-                    pct(num(x.get("accuracy"))),
-                    x.get("n").and_then(Value::as_u64).unwrap_or(0)
+                    pct(num(x.accuracy)),
+                    x.n.unwrap_or(0)
                 ),
                 None => "–".into(),
             };

@@ -4,20 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use serde_json::Value;
-
 use super::{figure, iter_of, not_yet, num, pct, Run};
 use crate::svg::{esc, line_chart, Axes, Series, PALETTE};
 
 /// Benchmark pass@1 per iteration: (bench → iter → (pass@1, maj@k)).
 pub(super) type BenchTable = BTreeMap<String, BTreeMap<u64, (Option<f64>, Option<f64>)>>;
 
-/// Whether a benchmark entry (of `results.json` or an eval metrics row) is general-domain:
-/// its `kind` is present and not `math`.
-fn is_general(v: &Value) -> bool {
-    v.get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|k| k != "math")
+/// Whether a benchmark (the `kind` of its `results.json` entry or eval metrics row) is
+/// general-domain: its `kind` is present and not `math`.
+fn is_general(kind: &Option<String>) -> bool {
+    kind.as_deref().is_some_and(|k| k != "math")
 }
 
 /// The math benchmarks (`general = false`, with `average`) or the general-domain ones
@@ -34,49 +30,30 @@ pub(super) fn bench_table(run: &Run, general: bool) -> (Vec<String>, BenchTable)
     for (&n, it) in &run.iters {
         if let Some(ev) = &it.eval {
             for b in ev
-                .get("benchmarks")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|b| is_general(b) == general)
+                .benchmarks
+                .iter()
+                .filter(|b| is_general(&b.kind) == general)
             {
-                if let Some(name) = b.get("name").and_then(Value::as_str) {
-                    add(
-                        &mut order,
-                        name,
-                        n,
-                        num(b.get("pass@1")),
-                        num(b.get("maj@k")),
-                    );
+                if let Some(name) = &b.name {
+                    let sc = &b.scores;
+                    add(&mut order, name, n, num(sc.pass_at_1), num(sc.maj_at_k));
                 }
             }
             if general {
-                if let Some(a) = num(ev.get("general_average")) {
+                if let Some(a) = num(ev.general_average) {
                     add(&mut order, "average", n, Some(a), None);
                 }
-            } else if let Some(a) = ev.get("average") {
-                add(
-                    &mut order,
-                    "average",
-                    n,
-                    num(a.get("pass@1")),
-                    num(a.get("maj@k")),
-                );
+            } else if let Some(a) = &ev.average {
+                add(&mut order, "average", n, num(a.pass_at_1), num(a.maj_at_k));
             }
         } else {
             for r in run
                 .phase("eval")
                 .into_iter()
-                .filter(|r| iter_of(r) == n && is_general(&Value::Object((*r).clone())) == general)
+                .filter(|r| iter_of(r) == n && is_general(&r.kind) == general)
             {
-                if let Some(name) = r.get("bench").and_then(Value::as_str) {
-                    add(
-                        &mut order,
-                        name,
-                        n,
-                        num(r.get("pass@1")),
-                        num(r.get("maj@k")),
-                    );
+                if let Some(name) = &r.bench {
+                    add(&mut order, name, n, num(r.pass_at_1), num(r.maj_at_k));
                 }
             }
         }
@@ -108,27 +85,13 @@ pub(super) fn section_general(run: &Run) -> String {
     let mut cats: BTreeMap<String, CategoryTable> = BTreeMap::new();
     for (&n, it) in &run.iters {
         let Some(ev) = &it.eval else { continue };
-        for b in ev
-            .get("benchmarks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|b| is_general(b))
-        {
-            let Some(name) = b.get("name").and_then(Value::as_str) else {
+        for b in ev.benchmarks.iter().filter(|b| is_general(&b.kind)) {
+            let Some(name) = &b.name else {
                 continue;
             };
             let entry = cats.entry(name.to_string()).or_default();
-            for c in b
-                .get("per_category")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(cn), Some(acc)) = (
-                    c.get("name").and_then(Value::as_str),
-                    num(c.get("accuracy")),
-                ) {
+            for c in &b.per_category {
+                if let (Some(cn), Some(acc)) = (c.name.as_deref(), num(c.accuracy)) {
                     if !entry.0.iter().any(|o| o == cn) {
                         entry.0.push(cn.to_string());
                     }

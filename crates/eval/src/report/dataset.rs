@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde_json::Value;
-
-use super::{figure, iter_of, not_yet, num, Iter, Run};
+use super::{figure, not_yet, num, DatasetLine, Iter, Run};
 use crate::svg::{bar_chart, esc, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
@@ -18,52 +16,43 @@ pub(super) struct DatasetStats {
 }
 
 pub(super) fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
-    let row = run
-        .phase("dataset")
-        .into_iter()
-        .rev()
-        .find(|r| iter_of(r) == n)
-        .cloned();
-    let from_row = |k: &str| row.as_ref().and_then(|r| num(r.get(k)));
+    let row = run.last_row("dataset", n);
     let mut st = DatasetStats {
         hist: None,
-        generated: from_row("generated"),
-        valid: from_row("valid"),
-        kept: from_row("kept"),
+        generated: row.and_then(|r| num(r.generated)),
+        valid: row.and_then(|r| num(r.valid)),
+        kept: row.and_then(|r| num(r.kept)),
     };
     if let Some(ds) = &it.dataset {
         let mut h = vec![0.0; 11];
         for d in ds {
-            if let Some(p) = num(d.get("p_hat")) {
+            if let Some(p) = num(d.p_hat) {
                 h[((p * 10.0).round().max(0.0) as usize).min(10)] += 1.0;
             }
         }
         st.hist = Some(h);
         st.valid = st.valid.or(Some(ds.len() as f64));
-        st.kept = st.kept.or(Some(
-            ds.iter()
-                .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
-                .count() as f64,
-        ));
-    } else if let Some(h) = row
-        .as_ref()
-        .and_then(|r| r.get("p_hat_hist"))
-        .and_then(Value::as_array)
-    {
-        st.hist = Some(h.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect());
+        st.kept = st
+            .kept
+            .or(Some(ds.iter().filter(|d| is_kept(d)).count() as f64));
+    } else if let Some(h) = row.and_then(|r| r.p_hat_hist.clone()) {
+        st.hist = Some(h);
     }
     st
 }
 
+fn is_kept(d: &DatasetLine) -> bool {
+    d.kept == Some(true)
+}
+
 pub(super) fn keep_band(run: &Run) -> (f64, f64) {
     for it in run.iters.values() {
-        if let Some(b) = it.audit.as_ref().and_then(|a| a.pointer("/options/filter")) {
-            if let (Some(lo), Some(hi)) = (
-                b.get("low").and_then(Value::as_f64),
-                b.get("high").and_then(Value::as_f64),
-            ) {
-                return (lo, hi);
-            }
+        let band = it
+            .audit
+            .as_ref()
+            .and_then(|a| a.options.as_ref()?.filter.as_ref());
+        if let Some((Some(lo), Some(hi))) = band.map(|b| (b.low, b.high)) {
+            return (lo, hi);
         }
     }
     (0.3, 0.8)
@@ -177,11 +166,8 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn answers_summary(answers: &[Value]) -> String {
-    let extracted: Vec<String> = answers
-        .iter()
-        .filter_map(|a| a.as_str().map(String::from))
-        .collect();
+fn answers_summary(answers: &[Option<String>]) -> String {
+    let extracted: Vec<String> = answers.iter().flatten().cloned().collect();
     let none = answers.len() - extracted.len();
     let mut classes: Vec<(String, usize)> = grade::group_answers(&extracted)
         .into_iter()
@@ -219,18 +205,10 @@ pub(super) fn section_questions(run: &Run) -> String {
         .questions
         .iter()
         .flatten()
-        .filter_map(|q| Some((q.get("question")?.as_str()?, q.get("answer")?.as_str()?)))
+        .filter_map(|q| Some((q.question.as_deref()?, q.answer.as_deref()?)))
         .collect();
-    let kept: Vec<&Value> = ds
-        .iter()
-        .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
-        .take(6)
-        .collect();
-    let dropped: Vec<&Value> = ds
-        .iter()
-        .filter(|d| d.get("kept").and_then(Value::as_bool) != Some(true))
-        .take(4)
-        .collect();
+    let kept: Vec<&DatasetLine> = ds.iter().filter(|d| is_kept(d)).take(6).collect();
+    let dropped: Vec<&DatasetLine> = ds.iter().filter(|d| !is_kept(d)).take(4).collect();
     let _ = write!(
         s,
         r#"<p class="note">Iteration {n}: {} kept and {} filtered-out questions of {} (file order). The label is the Solver's majority answer; the Challenger's own answer is shown for comparison.</p>"#,
@@ -240,15 +218,10 @@ pub(super) fn section_questions(run: &Run) -> String {
     );
     s.push_str(r#"<table data-table="questions" class="questions"><thead><tr><th>question</th><th>Challenger's answer</th><th>pseudo-label</th><th>p̂</th><th>Solver's answers</th><th>kept</th></tr></thead><tbody>"#);
     for d in kept.iter().chain(dropped.iter()) {
-        let q = d.get("question").and_then(Value::as_str).unwrap_or("");
-        let label = d.get("label").and_then(Value::as_str);
-        let p = num(d.get("p_hat"));
-        let answers = d
-            .get("answers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let k = d.get("kept").and_then(Value::as_bool) == Some(true);
+        let q = d.question.as_deref().unwrap_or("");
+        let label = d.label.as_deref();
+        let p = num(d.p_hat);
+        let k = is_kept(d);
         let _ = write!(
             s,
             r#"<tr class="{}"><td class="q">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class="ans">{}</td><td>{}</td></tr>"#,
@@ -260,7 +233,7 @@ pub(super) fn section_questions(run: &Run) -> String {
             )),
             esc(&truncate(label.unwrap_or("(none)"), 40)),
             p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
-            esc(&answers_summary(&answers)),
+            esc(&answers_summary(&d.answers)),
             if k { "✓" } else { "✗" }
         );
     }

@@ -7,21 +7,26 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use serde_json::Value;
+use serde::Deserialize;
 
-use super::{audits, bench_table, dataset_stats, esc, fmt_value, iter_of, num, Row, Run};
+use super::{audits, bench_table, dataset_stats, esc, fmt_value, iter_of, num, Field, Row, Run};
 
 /// Below this many parameters the report calls the model small.
 const SMALL_MODEL: f64 = 1e9;
 
+/// The values of a field over rows (those that have it).
+fn values(rows: &[&Row], field: Field) -> Vec<f64> {
+    rows.iter().filter_map(|r| num(field(r))).collect()
+}
+
 /// Mean of a field over rows (None when no row has it).
-fn mean(rows: &[&Row], field: &str) -> Option<f64> {
-    let xs: Vec<f64> = rows.iter().filter_map(|r| num(r.get(field))).collect();
+fn mean(rows: &[&Row], field: Field) -> Option<f64> {
+    let xs = values(rows, field);
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
-fn first_last(rows: &[&Row], field: &str) -> Option<(f64, f64)> {
-    let xs: Vec<f64> = rows.iter().filter_map(|r| num(r.get(field))).collect();
+fn first_last(rows: &[&Row], field: Field) -> Option<(f64, f64)> {
+    let xs = values(rows, field);
     Some((*xs.first()?, *xs.last()?))
 }
 
@@ -88,13 +93,17 @@ pub(crate) fn safetensors_params(path: &Path) -> Option<f64> {
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).ok()?;
-    let v: Value = serde_json::from_slice(&header).ok()?;
+    /// A tensor's entry in the header (`__metadata__` reads as one with no shape).
+    #[derive(Deserialize)]
+    struct Tensor {
+        shape: Option<Vec<f64>>,
+    }
+    let v: std::collections::BTreeMap<String, Tensor> = serde_json::from_slice(&header).ok()?;
     let total: f64 = v
-        .as_object()?
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
-        .filter_map(|(_, t)| t.get("shape")?.as_array().cloned())
-        .map(|shape| shape.iter().filter_map(Value::as_f64).product::<f64>())
+        .filter_map(|(_, t)| t.shape.as_ref())
+        .map(|shape| shape.iter().product::<f64>())
         .sum();
     (total > 0.0).then_some(total)
 }
@@ -245,31 +254,28 @@ fn figures(run: &Run, n: u64, benches: &[(String, String)]) -> Figures {
         .iters
         .get(&n)
         .and_then(|it| it.eval.as_ref())
-        .and_then(|e| e.get("benchmarks")?.as_array()?.first()?.get("n")?.as_f64())
+        .and_then(|e| e.benchmarks.first()?.n)
         .or_else(|| {
             run.phase("eval")
                 .into_iter()
                 .find(|r| iter_of(r) == n)
-                .and_then(|r| num(r.get("n")))
+                .and_then(|r| num(r.n))
         });
     Figures {
-        valid: mean(&ch, "format_valid_frac"),
-        valid_fl: first_last(&ch, "format_valid_frac"),
-        c_reward: mean(&ch, "reward_mean"),
-        c_reward_fl: first_last(&ch, "reward_mean"),
+        valid: mean(&ch, |r| r.format_valid_frac),
+        valid_fl: first_last(&ch, |r| r.format_valid_frac),
+        c_reward: mean(&ch, |r| r.reward_mean),
+        c_reward_fl: first_last(&ch, |r| r.reward_mean),
         c_steps: ch.len(),
         generated: ds.generated,
         well_formed: ds.valid,
         kept: ds.kept,
-        s_reward: mean(&so, "reward_mean"),
-        s_reward_fl: first_last(&so, "reward_mean"),
+        s_reward: mean(&so, |r| r.reward_mean),
+        s_reward_fl: first_last(&so, |r| r.reward_mean),
         s_steps: so.len(),
-        adv: so
-            .iter()
-            .filter_map(|r| num(r.get("adv_nonzero_frac")))
-            .collect(),
-        label_acc: audit.as_ref().and_then(|a| num(a.get("label_accuracy"))),
-        audit_n: audit.as_ref().and_then(|a| num(a.get("n"))),
+        adv: values(&so, |r| r.adv_nonzero_frac),
+        label_acc: audit.as_ref().and_then(|a| num(a.label_accuracy)),
+        audit_n: audit.as_ref().and_then(|a| num(a.n)),
         bench,
         bench_n,
     }
