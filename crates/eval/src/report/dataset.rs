@@ -2,10 +2,9 @@
 //! a sample of generated questions.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use super::{figure, not_yet, num, DatasetLine, Iter, Run};
-use crate::svg::{bar_chart, esc, Axes, BarGroup, PALETTE};
+use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
 pub(super) struct DatasetStats {
@@ -189,16 +188,13 @@ fn answers_summary(answers: &[Option<String>]) -> String {
 }
 
 pub(super) fn section_questions(run: &Run) -> String {
-    let mut s = String::from(r#"<section id="questions"><h2>A sample of generated questions</h2>"#);
-    let Some((n, it)) = run
+    let sample = run
         .iters
         .iter()
         .rev()
-        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()))
-    else {
-        s.push_str(&not_yet("no iter_N/dataset.jsonl yet"));
-        s.push_str("</section>");
-        return s;
+        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()));
+    let Some((n, it)) = sample else {
+        return super::html("questions.html", minijinja::context! {});
     };
     let ds = it.dataset.as_ref().expect("checked above");
     let challenger_answer: BTreeMap<&str, &str> = it
@@ -209,34 +205,24 @@ pub(super) fn section_questions(run: &Run) -> String {
         .collect();
     let kept: Vec<&DatasetLine> = ds.iter().filter(|d| is_kept(d)).take(6).collect();
     let dropped: Vec<&DatasetLine> = ds.iter().filter(|d| !is_kept(d)).take(4).collect();
-    let _ = write!(
-        s,
-        r#"<p class="note">Iteration {n}: {} kept and {} filtered-out questions of {} (file order). The label is the Solver's majority answer; the Challenger's own answer is shown for comparison.</p>"#,
-        kept.len(),
-        dropped.len(),
-        ds.len()
-    );
-    s.push_str(r#"<table data-table="questions" class="questions"><thead><tr><th>question</th><th>Challenger's answer</th><th>pseudo-label</th><th>p̂</th><th>Solver's answers</th><th>kept</th></tr></thead><tbody>"#);
-    for d in kept.iter().chain(dropped.iter()) {
-        let q = d.question.as_deref().unwrap_or("");
-        let label = d.label.as_deref();
-        let p = num(d.p_hat);
-        let k = is_kept(d);
-        let _ = write!(
-            s,
-            r#"<tr class="{}"><td class="q">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class="ans">{}</td><td>{}</td></tr>"#,
-            if k { "kept" } else { "dropped" },
-            esc(&truncate(q, 360)),
-            esc(&truncate(
-                challenger_answer.get(q).copied().unwrap_or("–"),
-                40
-            )),
-            esc(&truncate(label.unwrap_or("(none)"), 40)),
-            p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
-            esc(&answers_summary(&d.answers)),
-            if k { "✓" } else { "✗" }
-        );
-    }
-    s.push_str("</tbody></table></section>");
-    s
+    let rows: Vec<_> = kept
+        .iter()
+        .chain(dropped.iter())
+        .map(|d| {
+            let q = d.question.as_deref().unwrap_or("");
+            let answer = challenger_answer.get(q).copied().unwrap_or("–");
+            minijinja::context! {
+                kept => is_kept(d),
+                question => truncate(q, 360),
+                answer => truncate(answer, 40),
+                label => truncate(d.label.as_deref().unwrap_or("(none)"), 40),
+                p_hat => num(d.p_hat).map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
+                answers => answers_summary(&d.answers),
+            }
+        })
+        .collect();
+    let ctx = minijinja::context! {
+        n, rows, kept => kept.len(), dropped => dropped.len(), total => ds.len(),
+    };
+    super::html("questions.html", ctx)
 }
