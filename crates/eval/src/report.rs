@@ -85,6 +85,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("report/templates/questions.html"),
     ),
     ("config.html", include_str!("report/templates/config.html")),
+    (
+        "summary.html",
+        include_str!("report/templates/summary.html"),
+    ),
 ];
 
 fn join_lines(src: &str) -> String {
