@@ -76,20 +76,18 @@ use training::{section_challenger, section_lengths, section_solver};
 /// The page's templates (`report/templates/`). Line breaks and the indentation after them
 /// are dropped (`join_lines`), so the templates can be laid out and the page stays as
 /// compact as when it was written from strings.
-const TEMPLATES: &[(&str, &str)] = &[
-    ("page.html", include_str!("report/templates/page.html")),
-    ("audit.html", include_str!("report/templates/audit.html")),
-    ("bench.html", include_str!("report/templates/bench.html")),
-    (
-        "questions.html",
-        include_str!("report/templates/questions.html"),
-    ),
-    ("config.html", include_str!("report/templates/config.html")),
-    (
-        "summary.html",
-        include_str!("report/templates/summary.html"),
-    ),
-];
+macro_rules! templates {
+    ($($name:literal),*) => { &[$(($name, include_str!(concat!("report/templates/", $name)))),*] };
+}
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "page.html",
+    "section.html",
+    "summary.html",
+    "bench.html",
+    "audit.html",
+    "questions.html",
+    "config.html"
+);
 
 fn join_lines(src: &str) -> String {
     src.lines().map(str::trim_start).collect()
@@ -126,6 +124,18 @@ fn html(name: &str, ctx: impl serde::Serialize) -> String {
         .get_template(name)
         .and_then(|t| t.render(ctx))
         .unwrap_or_else(|e| panic!("report template {name}: {e:#}"))
+}
+
+/// A section of figures made in Rust: `body`, or "not yet" and what is `Err(missing)`.
+fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> String {
+    let (body, missing) = match body {
+        Ok(b) => (Some(b), None),
+        Err(m) => (None, Some(m)),
+    };
+    html(
+        "section.html",
+        minijinja::context! { id, title, body, missing },
+    )
 }
 
 /// The header's cards: iteration, stage, benchmark average, label accuracy, questions kept.

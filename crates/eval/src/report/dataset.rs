@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{figure, not_yet, num, DatasetLine, Iter, Run};
+use super::{figure, num, DatasetLine, Iter, Run};
 use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
@@ -58,8 +58,7 @@ pub(super) fn keep_band(run: &Run) -> (f64, f64) {
 }
 
 pub(super) fn section_dataset(run: &Run) -> String {
-    let mut s =
-        String::from(r#"<section id="dataset"><h2>Generated questions and the p̂ filter</h2>"#);
+    let title = "Generated questions and the p̂ filter";
     let stats: Vec<(u64, DatasetStats)> = run
         .iters
         .iter()
@@ -68,11 +67,8 @@ pub(super) fn section_dataset(run: &Run) -> String {
         .filter(|(_, st)| st.hist.is_some() || st.kept.is_some() || st.valid.is_some())
         .collect();
     if stats.is_empty() {
-        s.push_str(&not_yet(
-            "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet",
-        ));
-        s.push_str("</section>");
-        return s;
+        let missing = "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet";
+        return super::section("dataset", title, Err(missing));
     }
     let cats: Vec<String> = stats.iter().map(|(n, _)| format!("iter {n}")).collect();
     let groups = vec![
@@ -94,7 +90,7 @@ pub(super) fn section_dataset(run: &Run) -> String {
     ];
     let mut ax = Axes::new("kept-counts", "iteration", "questions");
     ax.width = 420.0;
-    s.push_str(r#"<div class="grid3">"#);
+    let mut s = String::from(r#"<div class="grid3">"#);
     s.push_str(&figure(
         "Questions per iteration",
         &bar_chart(&ax, &cats, &groups, None, true),
@@ -103,15 +99,15 @@ pub(super) fn section_dataset(run: &Run) -> String {
     let band = keep_band(run);
     let lo_bin = (band.0 * 10.0).round() as usize;
     let hi_bin = ((band.1 * 10.0).round() as usize).min(10);
-    let bins: Vec<String> = (0..=10)
-        .map(|k| {
-            if k % 2 == 0 {
-                format!("{:.1}", k as f64 / 10.0)
-            } else {
-                String::new()
-            }
-        })
-        .collect();
+    // Bin labels: every other bin's lower edge.
+    let bins = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|k| match k % 2 {
+                0 => format!("{:.1}", k as f64 / 10.0),
+                _ => String::new(),
+            })
+            .collect()
+    };
     for (n, st) in &stats {
         let Some(h) = &st.hist else { continue };
         let mut ax = Axes::new(
@@ -128,22 +124,13 @@ pub(super) fn section_dataset(run: &Run) -> String {
         // A 10-bin `p_hat_hist` row (bin k = [k/10, (k+1)/10), 1.0 in the last bin) when
         // there is no dataset.jsonl to count from.
         let (cats, shade, note) = if h.len() == 10 {
-            let c: Vec<String> = (0..10)
-                .map(|k| {
-                    if k % 2 == 0 {
-                        format!("{:.1}", k as f64 / 10.0)
-                    } else {
-                        String::new()
-                    }
-                })
-                .collect();
             (
-                c,
+                bins(10),
                 (lo_bin.min(9), hi_bin.min(9)),
                 "bins [k/10, (k+1)/10) from metrics.jsonl",
             )
         } else {
-            (bins.clone(), (lo_bin, hi_bin), "")
+            (bins(11), (lo_bin, hi_bin), "")
         };
         s.push_str(&figure(
             &format!("p̂ histogram, iteration {n}"),
@@ -151,8 +138,8 @@ pub(super) fn section_dataset(run: &Run) -> String {
             note,
         ));
     }
-    s.push_str("</div></section>");
-    s
+    s.push_str("</div>");
+    super::section("dataset", title, Ok(s))
 }
 
 fn truncate(s: &str, n: usize) -> String {

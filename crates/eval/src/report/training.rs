@@ -1,7 +1,7 @@
 //! The two training sections (Challenger, Solver) and response lengths: per-step rewards,
 //! KL, loss, and per-update clip fractions.
 
-use super::{figure, iter_marks, not_yet, step_series, Field, Row, Run};
+use super::{figure, iter_marks, step_series, Field, Row, Run};
 use crate::svg::{line_chart, Axes, Series, PALETTE};
 
 const PER_STEP: &str = "GRPO step (all iterations)";
@@ -97,18 +97,17 @@ fn section_training(
     series: &[(Field, &str, &str)],
 ) -> String {
     let rows = run.phase(phase);
-    let mut s = format!(r#"<section id="{phase}"><h2>{title} training</h2>"#);
+    let title = format!("{title} training");
     if rows.is_empty() {
-        s.push_str(&not_yet(&format!("no {phase} rows in metrics.jsonl")));
-        s.push_str("</section>");
-        return s;
+        let missing = format!("no {phase} rows in metrics.jsonl");
+        return super::section(phase, &title, Err(&missing));
     }
     let (id, fig_title, caption) = chart;
     let series: Vec<Series> = series
         .iter()
         .map(|&(field, name, color)| step_series(&rows, field, name, color))
         .collect();
-    s.push_str(r#"<div class="grid3">"#);
+    let mut s = String::from(r#"<div class="grid3">"#);
     s.push_str(&small_chart(
         id,
         PER_STEP,
@@ -142,8 +141,7 @@ fn section_training(
     ));
     s.push_str("</div>");
     s.push_str(&update_charts(phase, run));
-    s.push_str("</section>");
-    s
+    super::section(phase, &title, Ok(s))
 }
 
 pub(super) fn section_challenger(run: &Run) -> String {
@@ -186,29 +184,24 @@ pub(super) fn section_solver(run: &Run) -> String {
 pub(super) fn section_lengths(run: &Run) -> String {
     let ch = run.phase("challenger");
     let so = run.phase("solver");
-    let mut s = String::from(r#"<section id="lengths"><h2>Response lengths</h2>"#);
     let series = vec![
         step_series(&ch, |r| r.response_len_mean, "Challenger", PALETTE[1]),
         step_series(&so, |r| r.response_len_mean, "Solver", PALETTE[0]),
     ];
-    if series.iter().all(|x| x.points.is_empty()) {
-        s.push_str(&not_yet(
-            "no response_len_mean in challenger or solver rows",
-        ));
-        s.push_str("</section>");
-        return s;
-    }
-    let mut ax = Axes::new(
-        "response-lengths",
-        "GRPO step within each phase (all iterations)",
-        "tokens (mean)",
-    );
-    ax.width = 760.0;
-    s.push_str(&figure(
-        "Mean response length",
-        &line_chart(&ax, &series),
-        "each phase on its own step axis",
-    ));
-    s.push_str("</section>");
-    s
+    let body = if series.iter().all(|x| x.points.is_empty()) {
+        Err("no response_len_mean in challenger or solver rows")
+    } else {
+        let mut ax = Axes::new(
+            "response-lengths",
+            "GRPO step within each phase (all iterations)",
+            "tokens (mean)",
+        );
+        ax.width = 760.0;
+        Ok(figure(
+            "Mean response length",
+            &line_chart(&ax, &series),
+            "each phase on its own step axis",
+        ))
+    };
+    super::section("lengths", "Response lengths", body)
 }
