@@ -6,12 +6,13 @@
 //!
 //! # What the report reads
 //!
-//! All files are optional. Unknown fields are ignored; a malformed `metrics.jsonl` line is
-//! skipped (a running loop may be writing the last line), a malformed JSON file is reported
-//! in its section.
+//! All files are optional. Unknown fields are ignored, missing ones read as absent; a
+//! malformed `metrics.jsonl` line (or one with a field of the wrong type) is skipped (a
+//! running loop may be writing the last line), a malformed JSON file is reported in the
+//! header.
 //!
 //! - `config.toml`: shown verbatim.
-//! - `state.json`: any object; `iteration` and `stage` are shown in the header.
+//! - `state.json`: an object; `iteration` (an integer) and `stage` are shown in the header.
 //! - `metrics.jsonl`: one object per line, with `"iter"` (1-based iteration), `"phase"`, and
 //!   `"step"` (GRPO step within the iteration) for per-step phases:
 //!   - `phase: "challenger"` (one row per GRPO step): `reward_mean`, `r_unc_mean`,
@@ -45,10 +46,12 @@
 //!
 //! # Where each part is
 //!
-//! `report/run.rs` reads the run directory; one file per section group: `summary.rs`,
-//! `bench.rs` (benchmarks, general domain), `audit.rs`, `training.rs` (Challenger, Solver,
-//! lengths), `dataset.rs` (p̂ filter, question sample), `config.rs`; `charts.rs` holds the
-//! shared figure helpers and `style.css` the stylesheet.
+//! `report/run.rs` reads the run directory into typed views (every field optional); one file
+//! per section group computes the section's data: `summary.rs`, `bench.rs` (benchmarks,
+//! general domain), `audit.rs`, `training.rs` (Challenger, Solver, lengths), `dataset.rs`
+//! (p̂ filter, question sample), `config.rs`. The markup is in `report/templates/` (minijinja;
+//! line breaks and indentation dropped), the charts are SVG from `svg.rs` (`charts.rs` holds
+//! the figure helpers) and `style.css` the stylesheet.
 
 use std::path::Path;
 
