@@ -6,20 +6,30 @@ use crate::svg::{line_chart, Axes, Series, PALETTE};
 
 const PER_STEP: &str = "GRPO step (all iterations)";
 
-/// A 420-pixel line chart over `rows` with the iteration markers, in its figure.
-fn small_chart(
-    id: &str,
-    x: &str,
-    y: &str,
-    rows: &[&Row],
-    series: &[Series],
-    title: &str,
-    cap: &str,
-) -> String {
-    let mut ax = Axes::new(id, x, y);
-    ax.width = 420.0;
-    ax.vlines = iter_marks(rows);
-    figure(title, &line_chart(&ax, series), cap)
+/// One small chart of a phase: id suffix (`{phase}-{id}`), x label, y label, title, caption,
+/// and its lines (field, name, colour).
+type Chart<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(Field, &'a str, &'a str)],
+);
+
+/// 420-pixel line charts over `rows` with the iteration markers, each in its figure.
+fn small_charts(phase: &str, rows: &[&Row], charts: &[Chart]) -> String {
+    let chart = |&(id, x, y, title, caption, lines): &Chart| {
+        let series: Vec<Series> = lines
+            .iter()
+            .map(|&(field, name, color)| step_series(rows, field, name, color))
+            .collect();
+        let mut ax = Axes::new(&format!("{phase}-{id}"), x, y);
+        ax.width = 420.0;
+        ax.vlines = iter_marks(rows);
+        figure(title, &line_chart(&ax, &series), caption)
+    };
+    charts.iter().map(chart).collect()
 }
 
 /// Per-update charts of a phase: the clip fractions and `ppo_kl` (old vs current policy; 0
@@ -27,158 +37,113 @@ fn small_chart(
 /// per step (`{phase}-clip`, `{phase}-ppo-kl`, `{phase}-adv`).
 fn update_charts(phase: &str, run: &Run) -> String {
     let ups = run.updates(phase);
-    let steps = run.phase(phase);
     if ups.is_empty() {
         return String::new();
     }
     let per_update = "optimizer update (all iterations)";
-    let clip = [
-        step_series(
-            &ups,
-            |r| r.pg_clipfrac_higher,
-            "pg_clipfrac (clipped branch)",
-            PALETTE[0],
-        ),
-        step_series(&ups, |r| r.pg_clipfrac_lower, "dual clip", PALETTE[3]),
-    ];
-    let ppo_kl = [step_series(
-        &ups,
-        |r| r.ppo_kl,
-        "mean old − new log-prob",
-        PALETTE[4],
-    )];
-    let adv = [step_series(
-        &steps,
-        |r| r.adv_nonzero_frac,
-        "adv ≠ 0",
-        PALETTE[2],
-    )];
-    [
-        r#"<div class="grid3">"#.to_string(),
-        small_chart(
-            &format!("{phase}-clip"),
-            per_update,
-            "share of tokens",
-            &ups,
-            &clip,
-            "PPO clip fraction per update",
-            "0 on the first update of a rollout (ratio 1); the clips act on the later ones",
-        ),
-        small_chart(
-            &format!("{phase}-ppo-kl"),
-            per_update,
-            "ppo_kl",
-            &ups,
-            &ppo_kl,
-            "ppo_kl per update",
-            "how far the policy moved since the rollout was sampled",
-        ),
-        small_chart(
-            &format!("{phase}-adv"),
-            PER_STEP,
-            "share of samples",
-            &steps,
-            &adv,
-            "Samples with a non-zero advantage",
-            "a step where this is 0 teaches nothing (all rewards of each group equal)",
-        ),
-        "</div>".to_string(),
-    ]
-    .concat()
+    let clip: Chart = (
+        "clip",
+        per_update,
+        "share of tokens",
+        "PPO clip fraction per update",
+        "0 on the first update of a rollout (ratio 1); the clips act on the later ones",
+        &[
+            (
+                |r| r.pg_clipfrac_higher,
+                "pg_clipfrac (clipped branch)",
+                PALETTE[0],
+            ),
+            (|r| r.pg_clipfrac_lower, "dual clip", PALETTE[3]),
+        ],
+    );
+    let ppo_kl: Chart = (
+        "ppo-kl",
+        per_update,
+        "ppo_kl",
+        "ppo_kl per update",
+        "how far the policy moved since the rollout was sampled",
+        &[(|r| r.ppo_kl, "mean old − new log-prob", PALETTE[4])],
+    );
+    let adv: Chart = (
+        "adv",
+        PER_STEP,
+        "share of samples",
+        "Samples with a non-zero advantage",
+        "a step where this is 0 teaches nothing (all rewards of each group equal)",
+        &[(|r| r.adv_nonzero_frac, "adv ≠ 0", PALETTE[2])],
+    );
+    let steps = run.phase(phase);
+    format!(
+        r#"<div class="grid3">{}{}</div>"#,
+        small_charts(phase, &ups, &[clip, ppo_kl]),
+        small_charts(phase, &steps, &[adv])
+    )
 }
 
-/// A training section: the reward chart (`chart`, of `series`: field, name, colour), KL and
-/// loss, and the per-update charts; "not yet" without rows of `phase`.
-fn section_training(
-    run: &Run,
-    phase: &str,
-    title: &str,
-    chart: (&str, &str, &str),
-    series: &[(Field, &str, &str)],
-) -> String {
+/// A training section: the reward chart, KL and loss per step, and the per-update charts;
+/// "not yet" without rows of `phase`.
+fn section_training(run: &Run, phase: &str, title: &str, rewards: Chart) -> String {
     let rows = run.phase(phase);
     let title = format!("{title} training");
     if rows.is_empty() {
         let missing = format!("no {phase} rows in metrics.jsonl");
         return super::section(phase, &title, Err(&missing));
     }
-    let (id, fig_title, caption) = chart;
-    let series: Vec<Series> = series
-        .iter()
-        .map(|&(field, name, color)| step_series(&rows, field, name, color))
-        .collect();
-    let mut s = String::from(r#"<div class="grid3">"#);
-    s.push_str(&small_chart(
-        id,
-        PER_STEP,
-        "mean over the batch",
-        &rows,
-        &series,
-        fig_title,
-        caption,
-    ));
-    // KL to the reference policy and the GRPO loss (`{phase}-kl`, `{phase}-loss`).
-    let kl = [step_series(&rows, |r| r.kl, "KL to reference", PALETTE[4])];
-    let kl_cap = "low-variance estimator, mean per token";
-    s.push_str(&small_chart(
-        &format!("{phase}-kl"),
+    let kl: Chart = (
+        "kl",
         PER_STEP,
         "kl",
-        &rows,
-        &kl,
         "KL to reference",
-        kl_cap,
-    ));
-    let loss = [step_series(&rows, |r| r.loss, "loss", PALETTE[5])];
-    s.push_str(&small_chart(
-        &format!("{phase}-loss"),
+        "low-variance estimator, mean per token",
+        &[(|r| r.kl, "KL to reference", PALETTE[4])],
+    );
+    let loss: Chart = (
+        "loss",
         PER_STEP,
         "loss",
-        &rows,
-        &loss,
         "loss",
         "",
-    ));
-    s.push_str("</div>");
-    s.push_str(&update_charts(phase, run));
-    super::section(phase, &title, Ok(s))
+        &[(|r| r.loss, "loss", PALETTE[5])],
+    );
+    let body = format!(
+        r#"<div class="grid3">{}</div>{}"#,
+        small_charts(phase, &rows, &[rewards, kl, loss]),
+        update_charts(phase, run)
+    );
+    super::section(phase, &title, Ok(body))
 }
 
 pub(super) fn section_challenger(run: &Run) -> String {
-    section_training(
-        run,
-        "challenger",
-        "Challenger",
-        (
-            "challenger-rewards",
-            "Reward components",
-            "reward = r_unc − r_rep; malformed: −1 − r_rep",
-        ),
+    let rewards: Chart = (
+        "rewards",
+        PER_STEP,
+        "mean over the batch",
+        "Reward components",
+        "reward = r_unc − r_rep; malformed: −1 − r_rep",
         &[
             (|r| r.reward_mean, "reward", PALETTE[0]),
             (|r| r.r_unc_mean, "uncertainty r_unc", PALETTE[2]),
             (|r| r.r_rep_mean, "repetition r_rep", PALETTE[3]),
             (|r| r.format_valid_frac, "well-formed fraction", PALETTE[7]),
         ],
-    )
+    );
+    section_training(run, "challenger", "Challenger", rewards)
 }
 
 pub(super) fn section_solver(run: &Run) -> String {
-    section_training(
-        run,
-        "solver",
-        "Solver",
-        (
-            "solver-reward",
-            "Reward and accuracy vs pseudo-labels",
-            "reward = 0.9·accuracy + 0.1·format",
-        ),
+    let rewards: Chart = (
+        "reward",
+        PER_STEP,
+        "mean over the batch",
+        "Reward and accuracy vs pseudo-labels",
+        "reward = 0.9·accuracy + 0.1·format",
         &[
             (|r| r.reward_mean, "reward", PALETTE[0]),
             (|r| r.accuracy_mean, "accuracy vs pseudo-label", PALETTE[2]),
             (|r| r.format_mean, "format", PALETTE[7]),
         ],
-    )
+    );
+    section_training(run, "solver", "Solver", rewards)
 }
 
 pub(super) fn section_lengths(run: &Run) -> String {
