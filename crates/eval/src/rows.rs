@@ -5,8 +5,9 @@
 //!
 //! A GRPO step's row is the training loop's `train::StepStats` plus the rollout's
 //! [`ChallengerRollout`] or [`SolverRollout`] and the `iter`/`phase` fields; an update's row
-//! is `train::StepMetrics` with `update` and `epoch`. The report reads both through
-//! [`MetricRow`], whose fields are all optional (older runs lack some).
+//! is `train::StepMetrics` with `update` and `epoch`. The report reads every row (and the
+//! loop a stage's rows) through [`MetricRow`], whose fields are all optional (older runs
+//! lack some).
 
 use serde::{Deserialize, Serialize};
 
