@@ -6,12 +6,13 @@
 //!
 //! # What the report reads
 //!
-//! All files are optional. Unknown fields are ignored; a malformed `metrics.jsonl` line is
-//! skipped (a running loop may be writing the last line), a malformed JSON file is reported
-//! in its section.
+//! All files are optional. Unknown fields are ignored, missing ones read as absent; a
+//! malformed `metrics.jsonl` line (or one with a field of the wrong type) is skipped (a
+//! running loop may be writing the last line), a malformed JSON file is reported in the
+//! header.
 //!
 //! - `config.toml`: shown verbatim.
-//! - `state.json`: any object; `iteration` and `stage` are shown in the header.
+//! - `state.json`: an object; `iteration` (an integer) and `stage` are shown in the header.
 //! - `metrics.jsonl`: one object per line, with `"iter"` (1-based iteration), `"phase"`, and
 //!   `"step"` (GRPO step within the iteration) for per-step phases:
 //!   - `phase: "challenger"` (one row per GRPO step): `reward_mean`, `r_unc_mean`,
@@ -45,15 +46,14 @@
 //!
 //! # Where each part is
 //!
-//! `report/run.rs` reads the run directory; one file per section group: `summary.rs`,
-//! `bench.rs` (benchmarks, general domain), `audit.rs`, `training.rs` (Challenger, Solver,
-//! lengths), `dataset.rs` (p̂ filter, question sample), `config.rs`; `charts.rs` holds the
-//! shared figure helpers and `style.css` the stylesheet.
+//! `report/run.rs` reads the run directory into typed views (every field optional); one file
+//! per section group computes the section's data: `summary.rs`, `bench.rs` (benchmarks,
+//! general domain), `audit.rs`, `training.rs` (Challenger, Solver, lengths), `dataset.rs`
+//! (p̂ filter, question sample), `config.rs`. The markup is in `report/templates/` (minijinja;
+//! line breaks and indentation dropped), the charts are SVG from `svg.rs` (`charts.rs` holds
+//! the figure helpers) and `style.css` the stylesheet.
 
-use std::fmt::Write;
 use std::path::Path;
-
-use serde_json::Value;
 
 use crate::error::Result;
 use crate::svg::{esc, fmt_value};
@@ -69,32 +69,86 @@ mod training;
 
 use audit::{audits, section_audit};
 use bench::{bench_table, section_benchmarks, section_general};
-use charts::{figure, iter_marks, not_yet, pct, step_series};
+use charts::{figure, iter_marks, not_yet, pct, step_series, Field};
 pub use config::redact_secrets;
 use config::section_config;
 use dataset::{dataset_stats, keep_band, section_dataset, section_questions, DatasetStats};
-use run::{iter_of, num, Iter, Row, Run};
+use run::{iter_of, num, AuditFile, Band, DatasetLine, Iter, Row, Run};
 use training::{section_challenger, section_lengths, section_solver};
 
-fn header(run: &Run) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<header><h1>rzero run report <span class="run">{}</span></h1>"#,
-        esc(&run.name)
-    );
-    let it = run
-        .state
-        .as_ref()
-        .and_then(|v| v.get("iteration"))
+/// The page's templates (`report/templates/`). Line breaks and the indentation after them
+/// are dropped (`join_lines`), so the templates can be laid out and the page stays as
+/// compact as when it was written from strings.
+macro_rules! templates {
+    ($($name:literal),*) => { &[$(($name, include_str!(concat!("report/templates/", $name)))),*] };
+}
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "page.html",
+    "section.html",
+    "summary.html",
+    "bench.html",
+    "audit.html",
+    "questions.html",
+    "config.html"
+);
+
+fn join_lines(src: &str) -> String {
+    src.lines().map(str::trim_start).collect()
+}
+
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        // Text is escaped as `esc` does (what the report always wrote); markup made in Rust
+        // (charts) is passed as safe.
+        env.set_formatter(|out, _, v| {
+            match v.as_str() {
+                Some(s) if !v.is_safe() => out.write_str(&esc(s))?,
+                _ => write!(out, "{v}")?,
+            }
+            Ok(())
+        });
+        env.add_function("not_yet", |what: &str| {
+            minijinja::Value::from_safe_string(not_yet(what))
+        });
+        for (name, src) in TEMPLATES {
+            env.add_template_owned(*name, join_lines(src))
+                .expect("the report's templates parse");
+        }
+        env
+    })
+}
+
+/// Renders template `name` with `ctx` (the templates are part of the crate, and the tests
+/// render each: a failure is a bug, not an input error).
+fn html(name: &str, ctx: impl serde::Serialize) -> String {
+    templates()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|e| panic!("report template {name}: {e:#}"))
+}
+
+/// A section of figures made in Rust: `body`, or "not yet" and what is `Err(missing)`.
+fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> String {
+    let (body, missing) = match body {
+        Ok(b) => (Some(b), None),
+        Err(m) => (None, Some(m)),
+    };
+    html(
+        "section.html",
+        minijinja::context! { id, title, body, missing },
+    )
+}
+
+/// The header's cards: iteration, stage, benchmark average, label accuracy, questions kept.
+fn cards(run: &Run) -> Vec<(&'static str, String)> {
+    let state = run.state.as_ref();
+    let it = state
+        .and_then(|v| v.iteration)
         .map(|v| v.to_string())
         .unwrap_or_else(|| "–".into());
-    let stage = run
-        .state
-        .as_ref()
-        .and_then(|v| v.get("stage"))
-        .and_then(Value::as_str)
-        .unwrap_or("–");
+    let stage = state.and_then(|v| v.stage.as_deref()).unwrap_or("–");
     let (order, t) = bench_table(run, false);
     let avg = |first: bool| -> Option<(u64, f64)> {
         let m = t.get("average")?;
@@ -119,10 +173,7 @@ fn header(run: &Run) -> String {
         cards.push(("benchmarks", order.len().to_string()));
     }
     if let Some((_, a)) = audits(run).last() {
-        cards.push((
-            "label accuracy (kept)",
-            pct(num(a.get("kept_label_accuracy"))),
-        ));
+        cards.push(("label accuracy (kept)", pct(num(a.kept_label_accuracy))));
     }
     let total_kept: f64 = run
         .iters
@@ -132,33 +183,7 @@ fn header(run: &Run) -> String {
     if total_kept > 0.0 {
         cards.push(("questions kept", format!("{total_kept:.0}")));
     }
-    s.push_str(r#"<div class="cards">"#);
-    for (k, v) in cards {
-        let _ = write!(
-            s,
-            r#"<div class="card"><div class="k">{}</div><div class="v">{}</div></div>"#,
-            esc(k),
-            esc(&v)
-        );
-    }
-    s.push_str("</div>");
-    if !run.problems.is_empty() {
-        s.push_str(r#"<ul class="problems">"#);
-        for p in &run.problems {
-            let _ = write!(s, "<li>{}</li>", esc(p));
-        }
-        s.push_str("</ul>");
-    }
-    let general = if bench_table(run, true).0.is_empty() {
-        ""
-    } else {
-        r##"<a href="#general">general domain</a> · "##
-    };
-    let _ = write!(
-        s,
-        r##"<nav><a href="#summary">summary</a> · <a href="#benchmarks">benchmarks</a> · {general}<a href="#audit">label audit</a> · <a href="#challenger">Challenger</a> · <a href="#dataset">dataset</a> · <a href="#solver">Solver</a> · <a href="#lengths">lengths</a> · <a href="#questions">questions</a> · <a href="#config">config</a></nav></header>"##,
-    );
-    s
+    cards
 }
 
 const CSS: &str = concat!("\n", include_str!("report/style.css"));
@@ -172,26 +197,27 @@ pub fn render(run_dir: &Path) -> Result<String> {
         skipped = run.skipped_lines,
         "report data loaded"
     );
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"/><meta name="viewport" content="width=device-width, initial-scale=1"/><title>rzero report: {}</title><style>{CSS}</style></head><body><main>"#,
-        esc(&run.name)
-    );
-    s.push_str(&header(&run));
-    s.push_str(&summary::section_summary(&run, run_dir));
-    s.push_str(&section_benchmarks(&run));
-    s.push_str(&section_general(&run));
-    s.push_str(&section_audit(&run));
-    s.push_str(&section_challenger(&run));
-    s.push_str(&section_dataset(&run));
-    s.push_str(&section_solver(&run));
-    s.push_str(&section_lengths(&run));
-    s.push_str(&section_questions(&run));
-    s.push_str(&section_config(&run));
-    s.push_str("<footer><p class=\"note\">Generated by <code>rzero report</code>. Self-contained: no scripts, no network.</p></footer></main></body></html>\n");
-    Ok(s)
+    let sections = [
+        summary::section_summary(&run, run_dir),
+        section_benchmarks(&run),
+        section_general(&run),
+        section_audit(&run),
+        section_challenger(&run),
+        section_dataset(&run),
+        section_solver(&run),
+        section_lengths(&run),
+        section_questions(&run),
+        section_config(&run),
+    ];
+    let page = minijinja::context! {
+        name => run.name,
+        css => CSS,
+        cards => cards(&run),
+        problems => run.problems,
+        general => !bench_table(&run, true).0.is_empty(),
+        sections => sections,
+    };
+    Ok(html("page.html", page) + "\n")
 }
 
 /// Renders the report of `run_dir` and writes it to `out` atomically.

@@ -5,8 +5,9 @@
 //!
 //! A GRPO step's row is the training loop's `train::StepStats` plus the rollout's
 //! [`ChallengerRollout`] or [`SolverRollout`] and the `iter`/`phase` fields; an update's row
-//! is `train::StepMetrics` with `update` and `epoch`. The report reads both through
-//! [`TrainRow`], whose fields are all optional (older runs lack some).
+//! is `train::StepMetrics` with `update` and `epoch`. The report reads every row (and the
+//! loop a stage's rows) through [`MetricRow`], whose fields are all optional (older runs
+//! lack some).
 
 use serde::{Deserialize, Serialize};
 
@@ -163,15 +164,15 @@ impl AuditRow {
     }
 }
 
-/// A row of a GRPO phase as the report and the loop read it: a step's row or an update's
-/// (`update` set). Every field is optional, so rows of older runs (and the other kinds of
-/// row) read too.
+/// Any row of `metrics.jsonl` as the report and the loop read it: the fields of every kind
+/// of row above that a reader uses, all optional, so rows of older runs (and a field of
+/// another phase) read as None. A GRPO step's row has `update` None; an update's has it set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TrainRow {
-    /// Iteration.
+pub struct MetricRow {
+    /// Iteration (0 = the base model, for eval and audit rows).
     pub iter: Option<u64>,
-    /// `"challenger"` or `"solver"`.
+    /// `"challenger"`, `"solver"`, `"dataset"`, `"eval"` or `"audit"`.
     pub phase: Option<String>,
     /// Step (1-based).
     pub step: Option<u64>,
@@ -193,6 +194,44 @@ pub struct TrainRow {
     pub adv_nonzero_frac: Option<f64>,
     /// Mean response length, tokens.
     pub response_len_mean: Option<f64>,
+    /// Share of tokens clipped by the upper PPO clip (an update's).
+    pub pg_clipfrac_higher: Option<f64>,
+    /// Share of tokens clipped by the dual clip (an update's).
+    pub pg_clipfrac_lower: Option<f64>,
+    /// Challenger: mean uncertainty reward.
+    pub r_unc_mean: Option<f64>,
+    /// Challenger: mean repetition penalty.
+    pub r_rep_mean: Option<f64>,
+    /// Challenger: fraction of well-formed responses.
+    pub format_valid_frac: Option<f64>,
+    /// Solver: mean accuracy reward.
+    pub accuracy_mean: Option<f64>,
+    /// Solver: mean format reward.
+    pub format_mean: Option<f64>,
+    /// Dataset: questions sampled.
+    pub generated: Option<f64>,
+    /// Dataset: well-formed questions.
+    pub valid: Option<f64>,
+    /// Dataset: questions kept; audit: questions the filter keeps.
+    pub kept: Option<f64>,
+    /// Dataset: counts of p̂ per bin.
+    pub p_hat_hist: Option<Vec<f64>>,
+    /// Eval: benchmark name.
+    pub bench: Option<String>,
+    /// Eval: the benchmark's kind (`math`, `mmlu_pro`, …).
+    pub kind: Option<String>,
+    /// Eval: greedy pass@1.
+    #[serde(rename = "pass@1")]
+    pub pass_at_1: Option<f64>,
+    /// Eval: maj@k.
+    #[serde(rename = "maj@k")]
+    pub maj_at_k: Option<f64>,
+    /// Eval and audit: questions.
+    pub n: Option<f64>,
+    /// Audit: fraction of labels equal to the gold answer.
+    pub label_accuracy: Option<f64>,
+    /// Audit: label accuracy among the kept questions.
+    pub kept_label_accuracy: Option<f64>,
 }
 
 #[cfg(test)]
@@ -234,7 +273,7 @@ mod tests {
             r#"{"bench":"gsm8k","iter":0,"kind":"math","n":2,"pass@1":0.5,"phase":"eval"}"#
         );
         // a GRPO row of an older run (no loss, a null reward) still reads
-        let r: TrainRow =
+        let r: MetricRow =
             serde_json::from_str(r#"{"iter":1,"phase":"solver","step":2,"reward_mean":null}"#)
                 .unwrap();
         assert_eq!((r.step, r.reward_mean, r.loss), (Some(2), None, None));

@@ -600,3 +600,36 @@ fn first_screen_names_the_model_size() {
     );
     assert!(!note.contains("tiny"), "{note}");
 }
+
+/// Text from the run reaches the page escaped as the report always escaped it (`&#39;` for
+/// `'`, U+FFFD for control characters) through the templates, and older or odd rows read
+/// through the typed rows: missing fields are absent, a field of the wrong type skips its line.
+#[test]
+fn templates_escape_text_and_typed_rows_tolerate_old_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let it = dir.path().join("iter_1");
+    std::fs::create_dir_all(&it).unwrap();
+    std::fs::write(
+        it.join("dataset.jsonl"),
+        "{\"question\":\"<b>x & \\\"y\\\" 'z'\\u0001\",\"label\":null,\"p_hat\":0.5,\"answers\":[\"a<b\",null],\"kept\":true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        // an old row (no step, no loss), and one whose reward is not a number
+        "{\"iter\":1,\"phase\":\"solver\",\"reward_mean\":0.25}\n{\"iter\":1,\"phase\":\"solver\",\"step\":2,\"reward_mean\":\"high\"}\n",
+    )
+    .unwrap();
+    let html = eval::report::render(dir.path()).unwrap();
+    let els = parse(&html);
+    assert!(
+        html.contains("<td class=\"q\">&lt;b&gt;x &amp; &quot;y&quot; &#39;z&#39;\u{FFFD}</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td><code>(none)</code></td>"));
+    assert!(html.contains("<td class=\"ans\">a&lt;b ×1 · none ×1</td>"));
+    assert_eq!(series(&els, "solver-reward")["reward"], 1);
+    assert!(els
+        .iter()
+        .any(|e| e.name == "li" && e.text.contains("1 line(s) of metrics.jsonl")));
+}

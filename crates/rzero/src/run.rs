@@ -586,7 +586,7 @@ fn train_phase(
         return Err(e);
     }
     run.rebuild_metrics()?;
-    let rows: Vec<eval::rows::TrainRow> = run.stage_metrics(iter, name)?;
+    let rows: Vec<eval::rows::MetricRow> = run.stage_metrics(iter, name)?;
     crate::policy::export(&trainer, &run.model_dir(iter, phase), start)?;
     let _ = std::fs::remove_dir_all(&work);
     let reward = mean(

@@ -2,22 +2,17 @@
 //! (with a per-category table).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
-use serde_json::Value;
-
-use super::{figure, iter_of, not_yet, num, pct, Run};
-use crate::svg::{esc, line_chart, Axes, Series, PALETTE};
+use super::{figure, iter_of, num, pct, Run};
+use crate::svg::{line_chart, Axes, Series, PALETTE};
 
 /// Benchmark pass@1 per iteration: (bench → iter → (pass@1, maj@k)).
 pub(super) type BenchTable = BTreeMap<String, BTreeMap<u64, (Option<f64>, Option<f64>)>>;
 
-/// Whether a benchmark entry (of `results.json` or an eval metrics row) is general-domain:
-/// its `kind` is present and not `math`.
-fn is_general(v: &Value) -> bool {
-    v.get("kind")
-        .and_then(Value::as_str)
-        .is_some_and(|k| k != "math")
+/// Whether a benchmark (the `kind` of its `results.json` entry or eval metrics row) is
+/// general-domain: its `kind` is present and not `math`.
+fn is_general(kind: &Option<String>) -> bool {
+    kind.as_deref().is_some_and(|k| k != "math")
 }
 
 /// The math benchmarks (`general = false`, with `average`) or the general-domain ones
@@ -34,49 +29,30 @@ pub(super) fn bench_table(run: &Run, general: bool) -> (Vec<String>, BenchTable)
     for (&n, it) in &run.iters {
         if let Some(ev) = &it.eval {
             for b in ev
-                .get("benchmarks")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|b| is_general(b) == general)
+                .benchmarks
+                .iter()
+                .filter(|b| is_general(&b.kind) == general)
             {
-                if let Some(name) = b.get("name").and_then(Value::as_str) {
-                    add(
-                        &mut order,
-                        name,
-                        n,
-                        num(b.get("pass@1")),
-                        num(b.get("maj@k")),
-                    );
+                if let Some(name) = &b.name {
+                    let sc = &b.scores;
+                    add(&mut order, name, n, num(sc.pass_at_1), num(sc.maj_at_k));
                 }
             }
             if general {
-                if let Some(a) = num(ev.get("general_average")) {
+                if let Some(a) = num(ev.general_average) {
                     add(&mut order, "average", n, Some(a), None);
                 }
-            } else if let Some(a) = ev.get("average") {
-                add(
-                    &mut order,
-                    "average",
-                    n,
-                    num(a.get("pass@1")),
-                    num(a.get("maj@k")),
-                );
+            } else if let Some(a) = &ev.average {
+                add(&mut order, "average", n, num(a.pass_at_1), num(a.maj_at_k));
             }
         } else {
             for r in run
                 .phase("eval")
                 .into_iter()
-                .filter(|r| iter_of(r) == n && is_general(&Value::Object((*r).clone())) == general)
+                .filter(|r| iter_of(r) == n && is_general(&r.kind) == general)
             {
-                if let Some(name) = r.get("bench").and_then(Value::as_str) {
-                    add(
-                        &mut order,
-                        name,
-                        n,
-                        num(r.get("pass@1")),
-                        num(r.get("maj@k")),
-                    );
+                if let Some(name) = &r.bench {
+                    add(&mut order, name, n, num(r.pass_at_1), num(r.maj_at_k));
                 }
             }
         }
@@ -90,45 +66,38 @@ pub(super) fn bench_table(run: &Run, general: bool) -> (Vec<String>, BenchTable)
 }
 
 pub(super) fn section_benchmarks(run: &Run) -> String {
-    section_bench_domain(run, false)
+    section_bench_domain(run, false, Vec::new())
+}
+
+/// An iteration's column head: `base` or `iter N`.
+fn iter_head(i: u64) -> String {
+    if i == 0 {
+        "base".to_string()
+    } else {
+        format!("iter {i}")
+    }
 }
 
 /// Categories in reporting order, and category → iteration → accuracy.
 type CategoryTable = (Vec<String>, BTreeMap<String, BTreeMap<u64, f64>>);
 
-/// The general-domain section (MMLU-Pro, SuperGPQA, BBEH), beside the math one; absent when
-/// the run evaluates none of them.
+/// The general-domain section (MMLU-Pro, SuperGPQA, BBEH), beside the math one, with the
+/// per-category accuracy of each benchmark per iteration; absent when the run evaluates
+/// none of them.
 pub(super) fn section_general(run: &Run) -> String {
     if bench_table(run, true).0.is_empty() {
         return String::new();
     }
-    let mut s = section_bench_domain(run, true);
-    // Per-category accuracy of each general benchmark, per iteration.
-    s.truncate(s.len() - "</section>".len());
     let mut cats: BTreeMap<String, CategoryTable> = BTreeMap::new();
     for (&n, it) in &run.iters {
         let Some(ev) = &it.eval else { continue };
-        for b in ev
-            .get("benchmarks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|b| is_general(b))
-        {
-            let Some(name) = b.get("name").and_then(Value::as_str) else {
+        for b in ev.benchmarks.iter().filter(|b| is_general(&b.kind)) {
+            let Some(name) = &b.name else {
                 continue;
             };
             let entry = cats.entry(name.to_string()).or_default();
-            for c in b
-                .get("per_category")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(cn), Some(acc)) = (
-                    c.get("name").and_then(Value::as_str),
-                    num(c.get("accuracy")),
-                ) {
+            for c in &b.per_category {
+                if let (Some(cn), Some(acc)) = (c.name.as_deref(), num(c.accuracy)) {
                     if !entry.0.iter().any(|o| o == cn) {
                         entry.0.push(cn.to_string());
                     }
@@ -137,74 +106,77 @@ pub(super) fn section_general(run: &Run) -> String {
             }
         }
     }
-    for (bench, (order, t)) in &cats {
-        if order.is_empty() {
-            continue;
-        }
-        let iters: BTreeSet<u64> = t.values().flat_map(|m| m.keys().copied()).collect();
-        let _ = write!(
-            s,
-            r#"<h3>{} per category</h3><table data-table="categories-{}"><thead><tr><th>category</th>"#,
-            esc(bench),
-            esc(bench)
-        );
-        for i in &iters {
-            let _ = write!(
-                s,
-                "<th>{}</th>",
-                if *i == 0 {
-                    "base".to_string()
-                } else {
-                    format!("iter {i}")
-                }
-            );
-        }
-        s.push_str("</tr></thead><tbody>");
-        for c in order {
-            let _ = write!(s, "<tr><td>{}</td>", esc(c));
-            for i in &iters {
-                let _ = write!(s, "<td>{}</td>", pct(t[c].get(i).copied()));
-            }
-            s.push_str("</tr>");
-        }
-        s.push_str("</tbody></table>");
-    }
-    s.push_str("</section>");
-    s
+    let tables = cats
+        .iter()
+        .filter(|(_, (order, _))| !order.is_empty())
+        .map(|(bench, (order, t))| {
+            let iters: BTreeSet<u64> = t.values().flat_map(|m| m.keys().copied()).collect();
+            let rows: Vec<_> = order
+                .iter()
+                .map(|c| {
+                    let cells: Vec<String> =
+                        iters.iter().map(|i| pct(t[c].get(i).copied())).collect();
+                    minijinja::context! { name => c, cells }
+                })
+                .collect();
+            let iters: Vec<String> = iters.into_iter().map(iter_head).collect();
+            minijinja::context! { bench, iters, rows }
+        })
+        .collect();
+    section_bench_domain(run, true, tables)
 }
 
-fn section_bench_domain(run: &Run, general: bool) -> String {
+/// The section of one domain: the chart, and the benchmark × iteration table with the
+/// change from the first to the last iteration; then the `categories` tables.
+fn section_bench_domain(run: &Run, general: bool, categories: Vec<minijinja::Value>) -> String {
     let (order, t) = bench_table(run, general);
-    let (id, title, chart, what) = if general {
+    let (id, title, chart) = if general {
         (
             "general",
             "General-domain accuracy per iteration (MMLU-Pro, SuperGPQA, BBEH)",
             "general-accuracy",
-            "general",
         )
     } else {
         (
             "benchmarks",
             "Benchmark accuracy per iteration",
             "benchmark-accuracy",
-            "benchmarks",
         )
     };
-    let mut s = format!(r#"<section id="{id}"><h2>{title}</h2>"#);
-    if order.is_empty() {
-        s.push_str(&not_yet(
-            "no evaluation results (iter_N/eval/results.json) yet",
-        ));
-        s.push_str("</section>");
-        return s;
-    }
-    s.push_str(r#"<div class="row">"#);
-    s.push_str(&bench_chart(&order, &t, chart, general));
-    s.push_str(&bench_rows(&order, &t, what));
-    s.push_str("</div></section>");
-    s
+    let iters: BTreeSet<u64> = t.values().flat_map(|m| m.keys().copied()).collect();
+    let rows: Vec<_> = order
+        .iter()
+        .map(|name| {
+            let pass = |i: &u64| t[name].get(i).and_then(|x| x.0);
+            let cells: Vec<String> = iters.iter().map(|i| pct(pass(i))).collect();
+            let first = iters.iter().find_map(pass);
+            let last = iters.iter().rev().find_map(pass);
+            let delta = first.zip(last).map(|(a, b)| {
+                let d = (b - a) * 100.0;
+                let c = if d > 0.05 {
+                    "up"
+                } else if d < -0.05 {
+                    "down"
+                } else {
+                    "flat"
+                };
+                (c, format!("{d:+.1}"))
+            });
+            minijinja::context! { name, cells, delta }
+        })
+        .collect();
+    let chart = if order.is_empty() {
+        String::new()
+    } else {
+        bench_chart(&order, &t, chart, general)
+    };
+    let ctx = minijinja::context! {
+        id, title, chart, rows, categories,
+        delta => iters.len() > 1,
+        iters => iters.into_iter().map(iter_head).collect::<Vec<_>>(),
+    };
+    super::html("bench.html", ctx)
 }
-
 /// The accuracy chart of one domain: a line per benchmark over the iterations, the average
 /// thick and black.
 fn bench_chart(order: &[String], t: &BenchTable, chart: &str, general: bool) -> String {
@@ -259,67 +231,4 @@ fn bench_chart(order: &[String], t: &BenchTable, chart: &str, general: bool) -> 
         &line_chart(&ax, &series),
         "per benchmark; the thick black line is the unweighted average",
     )
-}
-
-/// The benchmark × iteration table of one domain, with the change from the first to the
-/// last iteration.
-fn bench_rows(order: &[String], t: &BenchTable, what: &str) -> String {
-    let iters: BTreeSet<u64> = t.values().flat_map(|m| m.keys().copied()).collect();
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<table data-table="{what}"><thead><tr><th>benchmark</th>"#
-    );
-    for i in &iters {
-        let _ = write!(
-            s,
-            "<th>{}</th>",
-            if *i == 0 {
-                "base".to_string()
-            } else {
-                format!("iter {i}")
-            }
-        );
-    }
-    if iters.len() > 1 {
-        s.push_str("<th>Δ</th>");
-    }
-    s.push_str("</tr></thead><tbody>");
-    for name in order {
-        let cls = if name == "average" {
-            r#" class="avg""#
-        } else {
-            ""
-        };
-        let _ = write!(s, "<tr{cls}><td>{}</td>", esc(name));
-        for i in &iters {
-            let v = t[name].get(i).and_then(|x| x.0);
-            let _ = write!(s, "<td>{}</td>", pct(v));
-        }
-        if iters.len() > 1 {
-            let first = iters.iter().find_map(|i| t[name].get(i).and_then(|x| x.0));
-            let last = iters
-                .iter()
-                .rev()
-                .find_map(|i| t[name].get(i).and_then(|x| x.0));
-            let d = match (first, last) {
-                (Some(a), Some(b)) => {
-                    let d = (b - a) * 100.0;
-                    let c = if d > 0.05 {
-                        "up"
-                    } else if d < -0.05 {
-                        "down"
-                    } else {
-                        "flat"
-                    };
-                    format!(r#"<span class="{c}">{d:+.1}</span>"#)
-                }
-                _ => "–".into(),
-            };
-            let _ = write!(s, "<td>{d}</td>");
-        }
-        s.push_str("</tr>");
-    }
-    s.push_str("</tbody></table>");
-    s
 }

@@ -3,12 +3,15 @@
 use super::{iter_of, num, Row};
 use crate::svg::{esc, Series};
 
+/// One figure of a metric row.
+pub(super) type Field = fn(&Row) -> Option<f64>;
+
 /// Step series over a phase's rows: x = global step (1-based, across iterations).
-pub(super) fn step_series(rows: &[&Row], field: &str, name: &str, color: &str) -> Series {
+pub(super) fn step_series(rows: &[&Row], field: Field, name: &str, color: &str) -> Series {
     let points = rows
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| num(r.get(field)).map(|y| ((i + 1) as f64, y)))
+        .filter_map(|(i, r)| num(field(r)).map(|y| ((i + 1) as f64, y)))
         .collect();
     Series {
         name: name.into(),

@@ -1,9 +1,6 @@
 //! The configuration section, with secrets redacted.
 
-use std::fmt::Write;
-
-use super::{not_yet, Run};
-use crate::svg::esc;
+use super::Run;
 
 /// `text` (TOML) with every secret-looking value replaced by `"<redacted>"`: the value of a
 /// key whose name says key/token/secret/password (but not the name of an environment
@@ -76,17 +73,6 @@ pub fn redact_secrets(text: &str) -> String {
 }
 
 pub(super) fn section_config(run: &Run) -> String {
-    let mut s = String::from(r#"<section id="config"><h2>Configuration</h2>"#);
-    match &run.config {
-        Some(c) => {
-            let _ = write!(
-                s,
-                r#"<pre class="config">{}</pre>"#,
-                esc(&redact_secrets(c))
-            );
-        }
-        None => s.push_str(&not_yet("no config.toml")),
-    }
-    s.push_str("</section>");
-    s
+    let config = run.config.as_deref().map(redact_secrets);
+    super::html("config.html", minijinja::context! { config })
 }

@@ -2,12 +2,9 @@
 //! a sample of generated questions.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use serde_json::Value;
-
-use super::{figure, iter_of, not_yet, num, Iter, Run};
-use crate::svg::{bar_chart, esc, Axes, BarGroup, PALETTE};
+use super::{figure, num, DatasetLine, Iter, Run};
+use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
 pub(super) struct DatasetStats {
@@ -18,60 +15,50 @@ pub(super) struct DatasetStats {
 }
 
 pub(super) fn dataset_stats(run: &Run, n: u64, it: &Iter) -> DatasetStats {
-    let row = run
-        .phase("dataset")
-        .into_iter()
-        .rev()
-        .find(|r| iter_of(r) == n)
-        .cloned();
-    let from_row = |k: &str| row.as_ref().and_then(|r| num(r.get(k)));
+    let row = run.last_row("dataset", n);
     let mut st = DatasetStats {
         hist: None,
-        generated: from_row("generated"),
-        valid: from_row("valid"),
-        kept: from_row("kept"),
+        generated: row.and_then(|r| num(r.generated)),
+        valid: row.and_then(|r| num(r.valid)),
+        kept: row.and_then(|r| num(r.kept)),
     };
     if let Some(ds) = &it.dataset {
         let mut h = vec![0.0; 11];
         for d in ds {
-            if let Some(p) = num(d.get("p_hat")) {
+            if let Some(p) = num(d.p_hat) {
                 h[((p * 10.0).round().max(0.0) as usize).min(10)] += 1.0;
             }
         }
         st.hist = Some(h);
         st.valid = st.valid.or(Some(ds.len() as f64));
-        st.kept = st.kept.or(Some(
-            ds.iter()
-                .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
-                .count() as f64,
-        ));
-    } else if let Some(h) = row
-        .as_ref()
-        .and_then(|r| r.get("p_hat_hist"))
-        .and_then(Value::as_array)
-    {
-        st.hist = Some(h.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect());
+        st.kept = st
+            .kept
+            .or(Some(ds.iter().filter(|d| is_kept(d)).count() as f64));
+    } else if let Some(h) = row.and_then(|r| r.p_hat_hist.clone()) {
+        st.hist = Some(h);
     }
     st
 }
 
+fn is_kept(d: &DatasetLine) -> bool {
+    d.kept == Some(true)
+}
+
 pub(super) fn keep_band(run: &Run) -> (f64, f64) {
     for it in run.iters.values() {
-        if let Some(b) = it.audit.as_ref().and_then(|a| a.pointer("/options/filter")) {
-            if let (Some(lo), Some(hi)) = (
-                b.get("low").and_then(Value::as_f64),
-                b.get("high").and_then(Value::as_f64),
-            ) {
-                return (lo, hi);
-            }
+        let band = it
+            .audit
+            .as_ref()
+            .and_then(|a| a.options.as_ref()?.filter.as_ref());
+        if let Some((Some(lo), Some(hi))) = band.map(|b| (b.low, b.high)) {
+            return (lo, hi);
         }
     }
     (0.3, 0.8)
 }
 
 pub(super) fn section_dataset(run: &Run) -> String {
-    let mut s =
-        String::from(r#"<section id="dataset"><h2>Generated questions and the p̂ filter</h2>"#);
+    let title = "Generated questions and the p̂ filter";
     let stats: Vec<(u64, DatasetStats)> = run
         .iters
         .iter()
@@ -80,11 +67,8 @@ pub(super) fn section_dataset(run: &Run) -> String {
         .filter(|(_, st)| st.hist.is_some() || st.kept.is_some() || st.valid.is_some())
         .collect();
     if stats.is_empty() {
-        s.push_str(&not_yet(
-            "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet",
-        ));
-        s.push_str("</section>");
-        return s;
+        let missing = "no dataset (iter_N/dataset.jsonl or dataset rows in metrics.jsonl) yet";
+        return super::section("dataset", title, Err(missing));
     }
     let cats: Vec<String> = stats.iter().map(|(n, _)| format!("iter {n}")).collect();
     let groups = vec![
@@ -106,7 +90,7 @@ pub(super) fn section_dataset(run: &Run) -> String {
     ];
     let mut ax = Axes::new("kept-counts", "iteration", "questions");
     ax.width = 420.0;
-    s.push_str(r#"<div class="grid3">"#);
+    let mut s = String::from(r#"<div class="grid3">"#);
     s.push_str(&figure(
         "Questions per iteration",
         &bar_chart(&ax, &cats, &groups, None, true),
@@ -115,15 +99,15 @@ pub(super) fn section_dataset(run: &Run) -> String {
     let band = keep_band(run);
     let lo_bin = (band.0 * 10.0).round() as usize;
     let hi_bin = ((band.1 * 10.0).round() as usize).min(10);
-    let bins: Vec<String> = (0..=10)
-        .map(|k| {
-            if k % 2 == 0 {
-                format!("{:.1}", k as f64 / 10.0)
-            } else {
-                String::new()
-            }
-        })
-        .collect();
+    // Bin labels: every other bin's lower edge.
+    let bins = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|k| match k % 2 {
+                0 => format!("{:.1}", k as f64 / 10.0),
+                _ => String::new(),
+            })
+            .collect()
+    };
     for (n, st) in &stats {
         let Some(h) = &st.hist else { continue };
         let mut ax = Axes::new(
@@ -140,22 +124,13 @@ pub(super) fn section_dataset(run: &Run) -> String {
         // A 10-bin `p_hat_hist` row (bin k = [k/10, (k+1)/10), 1.0 in the last bin) when
         // there is no dataset.jsonl to count from.
         let (cats, shade, note) = if h.len() == 10 {
-            let c: Vec<String> = (0..10)
-                .map(|k| {
-                    if k % 2 == 0 {
-                        format!("{:.1}", k as f64 / 10.0)
-                    } else {
-                        String::new()
-                    }
-                })
-                .collect();
             (
-                c,
+                bins(10),
                 (lo_bin.min(9), hi_bin.min(9)),
                 "bins [k/10, (k+1)/10) from metrics.jsonl",
             )
         } else {
-            (bins.clone(), (lo_bin, hi_bin), "")
+            (bins(11), (lo_bin, hi_bin), "")
         };
         s.push_str(&figure(
             &format!("p̂ histogram, iteration {n}"),
@@ -163,8 +138,8 @@ pub(super) fn section_dataset(run: &Run) -> String {
             note,
         ));
     }
-    s.push_str("</div></section>");
-    s
+    s.push_str("</div>");
+    super::section("dataset", title, Ok(s))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -177,11 +152,8 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn answers_summary(answers: &[Value]) -> String {
-    let extracted: Vec<String> = answers
-        .iter()
-        .filter_map(|a| a.as_str().map(String::from))
-        .collect();
+fn answers_summary(answers: &[Option<String>]) -> String {
+    let extracted: Vec<String> = answers.iter().flatten().cloned().collect();
     let none = answers.len() - extracted.len();
     let mut classes: Vec<(String, usize)> = grade::group_answers(&extracted)
         .into_iter()
@@ -203,67 +175,41 @@ fn answers_summary(answers: &[Value]) -> String {
 }
 
 pub(super) fn section_questions(run: &Run) -> String {
-    let mut s = String::from(r#"<section id="questions"><h2>A sample of generated questions</h2>"#);
-    let Some((n, it)) = run
+    let sample = run
         .iters
         .iter()
         .rev()
-        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()))
-    else {
-        s.push_str(&not_yet("no iter_N/dataset.jsonl yet"));
-        s.push_str("</section>");
-        return s;
+        .find(|(_, it)| it.dataset.as_ref().is_some_and(|d| !d.is_empty()));
+    let Some((n, it)) = sample else {
+        return super::html("questions.html", minijinja::context! {});
     };
     let ds = it.dataset.as_ref().expect("checked above");
     let challenger_answer: BTreeMap<&str, &str> = it
         .questions
         .iter()
         .flatten()
-        .filter_map(|q| Some((q.get("question")?.as_str()?, q.get("answer")?.as_str()?)))
+        .filter_map(|q| Some((q.question.as_deref()?, q.answer.as_deref()?)))
         .collect();
-    let kept: Vec<&Value> = ds
+    let kept: Vec<&DatasetLine> = ds.iter().filter(|d| is_kept(d)).take(6).collect();
+    let dropped: Vec<&DatasetLine> = ds.iter().filter(|d| !is_kept(d)).take(4).collect();
+    let rows: Vec<_> = kept
         .iter()
-        .filter(|d| d.get("kept").and_then(Value::as_bool) == Some(true))
-        .take(6)
+        .chain(dropped.iter())
+        .map(|d| {
+            let q = d.question.as_deref().unwrap_or("");
+            let answer = challenger_answer.get(q).copied().unwrap_or("–");
+            minijinja::context! {
+                kept => is_kept(d),
+                question => truncate(q, 360),
+                answer => truncate(answer, 40),
+                label => truncate(d.label.as_deref().unwrap_or("(none)"), 40),
+                p_hat => num(d.p_hat).map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
+                answers => answers_summary(&d.answers),
+            }
+        })
         .collect();
-    let dropped: Vec<&Value> = ds
-        .iter()
-        .filter(|d| d.get("kept").and_then(Value::as_bool) != Some(true))
-        .take(4)
-        .collect();
-    let _ = write!(
-        s,
-        r#"<p class="note">Iteration {n}: {} kept and {} filtered-out questions of {} (file order). The label is the Solver's majority answer; the Challenger's own answer is shown for comparison.</p>"#,
-        kept.len(),
-        dropped.len(),
-        ds.len()
-    );
-    s.push_str(r#"<table data-table="questions" class="questions"><thead><tr><th>question</th><th>Challenger's answer</th><th>pseudo-label</th><th>p̂</th><th>Solver's answers</th><th>kept</th></tr></thead><tbody>"#);
-    for d in kept.iter().chain(dropped.iter()) {
-        let q = d.get("question").and_then(Value::as_str).unwrap_or("");
-        let label = d.get("label").and_then(Value::as_str);
-        let p = num(d.get("p_hat"));
-        let answers = d
-            .get("answers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let k = d.get("kept").and_then(Value::as_bool) == Some(true);
-        let _ = write!(
-            s,
-            r#"<tr class="{}"><td class="q">{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td class="ans">{}</td><td>{}</td></tr>"#,
-            if k { "kept" } else { "dropped" },
-            esc(&truncate(q, 360)),
-            esc(&truncate(
-                challenger_answer.get(q).copied().unwrap_or("–"),
-                40
-            )),
-            esc(&truncate(label.unwrap_or("(none)"), 40)),
-            p.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into()),
-            esc(&answers_summary(&answers)),
-            if k { "✓" } else { "✗" }
-        );
-    }
-    s.push_str("</tbody></table></section>");
-    s
+    let ctx = minijinja::context! {
+        n, rows, kept => kept.len(), dropped => dropped.len(), total => ds.len(),
+    };
+    super::html("questions.html", ctx)
 }

@@ -4,47 +4,67 @@
 //! paragraph per iteration. A note says when the model is small (under a billion
 //! parameters): such a model is expected to stay near zero on the benchmarks.
 
-use std::fmt::Write;
 use std::path::Path;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-use super::{audits, bench_table, dataset_stats, esc, fmt_value, iter_of, num, Row, Run};
+use super::{audits, bench_table, dataset_stats, fmt_value, iter_of, num, Field, Row, Run};
 
 /// Below this many parameters the report calls the model small.
 const SMALL_MODEL: f64 = 1e9;
 
+/// The values of a field over rows (those that have it).
+fn values(rows: &[&Row], field: Field) -> Vec<f64> {
+    rows.iter().filter_map(|r| num(field(r))).collect()
+}
+
 /// Mean of a field over rows (None when no row has it).
-fn mean(rows: &[&Row], field: &str) -> Option<f64> {
-    let xs: Vec<f64> = rows.iter().filter_map(|r| num(r.get(field))).collect();
+fn mean(rows: &[&Row], field: Field) -> Option<f64> {
+    let xs = values(rows, field);
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
-fn first_last(rows: &[&Row], field: &str) -> Option<(f64, f64)> {
-    let xs: Vec<f64> = rows.iter().filter_map(|r| num(r.get(field))).collect();
+fn first_last(rows: &[&Row], field: Field) -> Option<(f64, f64)> {
+    let xs = values(rows, field);
     Some((*xs.first()?, *xs.last()?))
 }
 
 /// `↑`, `↓` or `=` (with its CSS class) for a change from `a` to `b`, compared as shown
 /// (`shown` formats a value the way the report prints it).
-fn trend(a: f64, b: f64, shown: &dyn Fn(f64) -> String) -> (&'static str, &'static str) {
-    if shown(a) == shown(b) {
+fn trend(
+    a: Option<f64>,
+    b: Option<f64>,
+    shown: fn(f64) -> String,
+) -> Option<(&'static str, &'static str)> {
+    let (a, b) = (a?, b?);
+    Some(if shown(a) == shown(b) {
         ("=", "flat")
     } else if b > a {
         ("↑", "up")
     } else {
         ("↓", "down")
+    })
+}
+
+/// A figure as printed ("–" when absent), with its trend against the column before.
+#[derive(Serialize)]
+struct Shown {
+    text: String,
+    trend: Option<(&'static str, &'static str)>,
+}
+
+fn shown(v: Option<f64>, prev: Option<f64>, fmt: fn(f64) -> String) -> Shown {
+    Shown {
+        text: v.map(fmt).unwrap_or_else(|| "–".into()),
+        trend: trend(prev, v, fmt),
     }
 }
 
-fn arrow(a: Option<f64>, b: Option<f64>, shown: &dyn Fn(f64) -> String) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            let (sym, class) = trend(a, b, shown);
-            format!(r#" <span class="{class}">{sym}</span>"#)
-        }
-        _ => String::new(),
-    }
+/// A figure at the first and at the last step, with the trend between them.
+type FromTo = Option<(String, String, Option<(&'static str, &'static str)>)>;
+
+fn from_to(fl: Option<(f64, f64)>, fmt: fn(f64) -> String) -> FromTo {
+    fl.map(|(a, b)| (fmt(a), fmt(b), trend(Some(a), Some(b), fmt)))
 }
 
 fn pct1(x: f64) -> String {
@@ -88,13 +108,17 @@ pub(crate) fn safetensors_params(path: &Path) -> Option<f64> {
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).ok()?;
-    let v: Value = serde_json::from_slice(&header).ok()?;
+    /// A tensor's entry in the header (`__metadata__` reads as one with no shape).
+    #[derive(Deserialize)]
+    struct Tensor {
+        shape: Option<Vec<f64>>,
+    }
+    let v: std::collections::BTreeMap<String, Tensor> = serde_json::from_slice(&header).ok()?;
     let total: f64 = v
-        .as_object()?
         .iter()
         .filter(|(k, _)| *k != "__metadata__")
-        .filter_map(|(_, t)| t.get("shape")?.as_array().cloned())
-        .map(|shape| shape.iter().filter_map(Value::as_f64).product::<f64>())
+        .filter_map(|(_, t)| t.shape.as_ref())
+        .map(|shape| shape.iter().product::<f64>())
         .sum();
     (total > 0.0).then_some(total)
 }
@@ -177,15 +201,15 @@ fn model_note(run: &Run, dir: &Path) -> String {
              stay near zero on the benchmarks, before and after training. What a short run can \
              show is the loop at work: the Challenger learning the question format, questions \
              kept for the Solver, and Solver steps that change its weights.",
-            esc(&shown_name),
+            shown_name,
             human_params(p)
         ),
         Some(p) => format!(
             "This run trains {} with {} parameters.",
-            esc(&shown_name),
+            shown_name,
             human_params(p)
         ),
-        None => format!("This run trains {}.", esc(&shown_name)),
+        None => format!("This run trains {}.", shown_name),
     }
 }
 
@@ -245,31 +269,28 @@ fn figures(run: &Run, n: u64, benches: &[(String, String)]) -> Figures {
         .iters
         .get(&n)
         .and_then(|it| it.eval.as_ref())
-        .and_then(|e| e.get("benchmarks")?.as_array()?.first()?.get("n")?.as_f64())
+        .and_then(|e| e.benchmarks.first()?.n)
         .or_else(|| {
             run.phase("eval")
                 .into_iter()
                 .find(|r| iter_of(r) == n)
-                .and_then(|r| num(r.get("n")))
+                .and_then(|r| num(r.n))
         });
     Figures {
-        valid: mean(&ch, "format_valid_frac"),
-        valid_fl: first_last(&ch, "format_valid_frac"),
-        c_reward: mean(&ch, "reward_mean"),
-        c_reward_fl: first_last(&ch, "reward_mean"),
+        valid: mean(&ch, |r| r.format_valid_frac),
+        valid_fl: first_last(&ch, |r| r.format_valid_frac),
+        c_reward: mean(&ch, |r| r.reward_mean),
+        c_reward_fl: first_last(&ch, |r| r.reward_mean),
         c_steps: ch.len(),
         generated: ds.generated,
         well_formed: ds.valid,
         kept: ds.kept,
-        s_reward: mean(&so, "reward_mean"),
-        s_reward_fl: first_last(&so, "reward_mean"),
+        s_reward: mean(&so, |r| r.reward_mean),
+        s_reward_fl: first_last(&so, |r| r.reward_mean),
         s_steps: so.len(),
-        adv: so
-            .iter()
-            .filter_map(|r| num(r.get("adv_nonzero_frac")))
-            .collect(),
-        label_acc: audit.as_ref().and_then(|a| num(a.get("label_accuracy"))),
-        audit_n: audit.as_ref().and_then(|a| num(a.get("n"))),
+        adv: values(&so, |r| r.adv_nonzero_frac),
+        label_acc: audit.as_ref().and_then(|a| num(a.label_accuracy)),
+        audit_n: audit.as_ref().and_then(|a| num(a.n)),
         bench,
         bench_n,
     }
@@ -292,158 +313,49 @@ fn shown_benches(run: &Run) -> Vec<(String, String)> {
     }
 }
 
-fn from_to(fl: Option<(f64, f64)>, shown: &dyn Fn(f64) -> String) -> String {
-    match fl {
-        Some((a, b)) => format!(
-            "{} at the first step → {} at the last{}",
-            shown(a),
-            shown(b),
-            arrow(Some(a), Some(b), shown)
-        ),
-        None => String::new(),
-    }
-}
-
-/// The paragraph of iteration `n` (`prev`: the figures of the column before).
-fn paragraph(n: u64, f: &Figures, prev: Option<&Figures>, band: (f64, f64)) -> String {
-    let mut s = format!(r#"<li id="summary-iter-{n}"><b>Iteration {n}.</b> "#);
-    let p = |get: &dyn Fn(&Figures) -> Option<f64>| prev.and_then(get);
-    let valid = |x: &Figures| x.valid;
-    let c_reward = |x: &Figures| x.c_reward;
-    let kept = |x: &Figures| x.kept;
-    let s_reward = |x: &Figures| x.s_reward;
-    // Challenger
-    if f.c_steps == 0 {
-        s.push_str("The Challenger (the question writer) has not trained yet. ");
-    } else {
-        let _ = write!(
-            s,
-            "The Challenger (the question writer) trained for {} GRPO step{}. {} of its samples \
-             were questions in the required format{} ({}), and its reward averaged {}{} ({}). ",
-            f.c_steps,
-            if f.c_steps == 1 { "" } else { "s" },
-            f.valid.map(pct1).unwrap_or_else(|| "–".into()),
-            arrow(p(&valid), f.valid, &pct1),
-            from_to(f.valid_fl, &pct1),
-            f.c_reward.map(plain).unwrap_or_else(|| "–".into()),
-            arrow(p(&c_reward), f.c_reward, &plain),
-            from_to(f.c_reward_fl, &plain),
-        );
-    }
-    // Dataset
-    match (f.generated, f.kept) {
-        (_, None) => s.push_str("Its questions for the Solver are not written yet. "),
-        (g, Some(k)) => {
-            let _ = write!(
-                s,
-                "It then wrote {} questions, {} well-formed; <b>{} kept</b>{} for the Solver \
-                 (those whose share p̂ of Solver answers agreeing with the majority lay between \
-                 {} and {}). ",
-                g.map(count).unwrap_or_else(|| "–".into()),
-                f.well_formed.map(count).unwrap_or_else(|| "–".into()),
-                count(k),
-                arrow(p(&kept), Some(k), &count),
-                band.0,
-                band.1,
-            );
-        }
-    }
-    s.push_str(&solver_sentences(f, p(&s_reward)));
-    s.push_str(&results_sentence(n, f, prev));
-    s.push_str("</li>");
-    s
-}
-
-/// What the Solver did in the paragraph of an iteration (`prev_reward`: its reward in the
-/// column before).
-fn solver_sentences(f: &Figures, prev_reward: Option<f64>) -> String {
-    let mut s = String::new();
-    if f.kept == Some(0.0) && f.s_steps == 0 {
-        s.push_str(
-            "No question was kept, so <b>the Solver was not trained</b> in this iteration. ",
-        );
-    } else if f.s_steps == 0 {
-        s.push_str("The Solver (the question answerer) has not trained yet. ");
-    } else {
-        let _ = write!(
-            s,
-            "The Solver (the question answerer) trained on them for {} GRPO step{}; its reward \
-             (agreement with the majority answers, plus format) averaged {}{} ({}). ",
-            f.s_steps,
-            if f.s_steps == 1 { "" } else { "s" },
-            f.s_reward.map(plain).unwrap_or_else(|| "–".into()),
-            arrow(prev_reward, f.s_reward, &plain),
-            from_to(f.s_reward_fl, &plain),
-        );
-        if !f.adv.is_empty() {
-            let list: Vec<String> = f.adv.iter().map(|&a| pct1(a)).collect();
-            let zero = f.adv.iter().filter(|&&a| a == 0.0).count();
-            if zero == 0 {
-                let _ = write!(
-                    s,
-                    "Samples with a non-zero advantage per step: {}; every step had a learning \
-                     signal. ",
-                    list.join(", ")
-                );
-            } else {
-                let _ = write!(
-                    s,
-                    "Samples with a non-zero advantage per step: {}; <b>{zero} of {} step{} \
-                     taught nothing</b> (all rewards of each group equal). ",
-                    list.join(", "),
-                    f.adv.len(),
-                    if f.adv.len() == 1 { "" } else { "s" },
-                );
-            }
-        }
-    }
-    s
-}
-
-/// The audit and benchmark results of an iteration, against the column before ("before
-/// training" for iteration 1); empty when there are none.
-fn results_sentence(n: u64, f: &Figures, prev: Option<&Figures>) -> String {
+/// What the paragraph of iteration `n` says (`prev`: the figures of the column before).
+fn paragraph(n: u64, f: &Figures, prev: &Figures) -> minijinja::Value {
     let before = if n == 1 {
         "before training".to_string()
     } else {
         format!("after iteration {}", n - 1)
     };
-    let mut after = Vec::new();
+    let mut results = Vec::new();
     if let Some(a) = f.label_acc {
-        let pa = prev.and_then(|x| x.label_acc);
-        after.push(format!(
-            "its pseudo-labels (majority answers) were right on {} of {} benchmark questions with \
-             known answers{}{}",
-            pct1(a),
-            f.audit_n.map(count).unwrap_or_else(|| "–".into()),
-            arrow(pa, Some(a), &pct1),
-            pa.map(|x| format!(" ({} {before})", pct1(x)))
-                .unwrap_or_default(),
-        ));
+        let pa = prev.label_acc;
+        results.push(minijinja::context! {
+            value => shown(Some(a), pa, pct1),
+            n => f.audit_n.map(count).unwrap_or_else(|| "–".into()),
+            before => pa.map(pct1),
+        });
     }
     for (k, (label, v)) in f.bench.iter().enumerate() {
         if let Some(v) = v {
-            let pv = prev.and_then(|x| x.bench.get(k)).and_then(|x| x.1);
-            after.push(format!(
-                "it solved {} of {} {label} problems{}{}",
-                pct1(*v),
-                f.bench_n.map(count).unwrap_or_else(|| "–".into()),
-                arrow(pv, Some(*v), &pct1),
-                pv.map(|x| format!(" ({} {before})", pct1(x)))
-                    .unwrap_or_default(),
-            ));
+            let pv = prev.bench.get(k).and_then(|x| x.1);
+            results.push(minijinja::context! {
+                bench => label,
+                value => shown(Some(*v), pv, pct1),
+                n => f.bench_n.map(count).unwrap_or_else(|| "–".into()),
+                before => pv.map(pct1),
+            });
         }
     }
-    if after.is_empty() {
-        return String::new();
-    }
-    format!("After this iteration {}.", after.join("; "))
-}
-
-fn cell(v: Option<f64>, prev: Option<f64>, shown: &dyn Fn(f64) -> String) -> String {
-    match v {
-        Some(x) => format!("<td>{}{}</td>", shown(x), arrow(prev, Some(x), shown)),
-        None => "<td>–</td>".into(),
+    minijinja::context! {
+        n, before, results,
+        c_steps => f.c_steps,
+        valid => shown(f.valid, prev.valid, pct1),
+        valid_fl => from_to(f.valid_fl, pct1),
+        c_reward => shown(f.c_reward, prev.c_reward, plain),
+        c_reward_fl => from_to(f.c_reward_fl, plain),
+        generated => f.generated.map(count).unwrap_or_else(|| "–".into()),
+        well_formed => f.well_formed.map(count).unwrap_or_else(|| "–".into()),
+        kept => f.kept.map(|k| shown(Some(k), prev.kept, count)),
+        none_kept => f.kept == Some(0.0),
+        s_steps => f.s_steps,
+        s_reward => shown(f.s_reward, prev.s_reward, plain),
+        s_reward_fl => from_to(f.s_reward_fl, plain),
+        adv => f.adv.iter().map(|&a| pct1(a)).collect::<Vec<_>>(),
+        adv_zero => f.adv.iter().filter(|&&a| a == 0.0).count(),
     }
 }
 
@@ -464,23 +376,10 @@ fn summary_row(
 
 /// The first section of the report.
 pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
-    let mut s = String::from(
-        r#"<section id="summary"><h2>What happened, in plain words</h2><p class="note" id="summary-model">"#,
-    );
-    s.push_str(&model_note(run, dir));
-    s.push_str(
-        "</p><p class=\"note\">R-Zero trains one model in two roles. Each iteration, the \
-         <b>Challenger</b> is rewarded for writing questions the Solver gets right about half \
-         the time; its questions are then answered several times by the <b>Solver</b>, the \
-         majority answer becomes the label, and the questions the Solver neither always nor \
-         almost never agrees on are kept. The Solver then trains on the kept questions against \
-         those labels. ↑ / ↓ / = compare with the column (or iteration) before.</p>",
-    );
+    let model_note = model_note(run, dir);
     let iters: Vec<u64> = run.iters.keys().copied().filter(|&n| n > 0).collect();
     if iters.is_empty() && !run.iters.contains_key(&0) {
-        s.push_str(&super::not_yet("no iteration has started"));
-        s.push_str("</section>");
-        return s;
+        return super::html("summary.html", minijinja::context! { model_note });
     }
     let benches = shown_benches(run);
     let band = super::keep_band(run);
@@ -493,13 +392,6 @@ pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
         )
         .collect();
     // The table: one row per figure, one column per iteration.
-    s.push_str(
-        r#"<div class="row"><table id="summary-table" data-table="summary"><thead><tr><th></th>"#,
-    );
-    for (name, _) in &cols {
-        let _ = write!(s, "<th>{}</th>", esc(name));
-    }
-    s.push_str("</tr></thead><tbody>");
     let mut rows: Vec<SummaryRow> = vec![
         summary_row(
             "Challenger: questions in the required format",
@@ -527,26 +419,32 @@ pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
             pct1,
         ));
     }
-    for (label, get, shown) in &rows {
-        let _ = write!(s, "<tr><td>{}</td>", esc(label));
-        let mut prev = None;
-        for (_, f) in &cols {
-            let v = get(f);
-            s.push_str(&cell(v, prev, shown));
-            if v.is_some() {
-                prev = v;
-            }
-        }
-        s.push_str("</tr>");
-    }
-    s.push_str("</tbody></table></div>");
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|(label, get, fmt)| {
+            let mut prev = None;
+            let cells: Vec<Shown> = cols
+                .iter()
+                .map(|(_, f)| {
+                    let v = get(f);
+                    let c = shown(v, prev, *fmt);
+                    prev = v.or(prev);
+                    c
+                })
+                .collect();
+            minijinja::context! { label, cells }
+        })
+        .collect();
     // One paragraph per iteration.
-    s.push_str(r#"<ol class="summary">"#);
-    for (k, &n) in iters.iter().enumerate() {
-        let f = &cols[k + 1].1;
-        let prev = &cols[k].1;
-        s.push_str(&paragraph(n, f, Some(prev), band));
-    }
-    s.push_str("</ol></section>");
-    s
+    let paragraphs: Vec<_> = iters
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| paragraph(n, &cols[k + 1].1, &cols[k].1))
+        .collect();
+    let ctx = minijinja::context! {
+        model_note, rows, paragraphs,
+        cols => cols.iter().map(|c| &c.0).collect::<Vec<_>>(),
+        band => (band.0.to_string(), band.1.to_string()),
+    };
+    super::html("summary.html", ctx)
 }
