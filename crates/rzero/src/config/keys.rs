@@ -13,6 +13,7 @@ pub(crate) fn comment(path: &str) -> &'static str {
         "engine.max_batch_size" => "sequences decoded together",
         "engine.max_kv_bytes" => "KV-cache budget in bytes (0 = automatic)",
         "engine.force_answer_cue" => "forced final answers: cue appended to a Solver response that ends without a closed \\boxed{} (must leave a brace open)",
+        "engine.policy_weights" => "\"f32\" or \"bf16\": sample from f32 matrices without a GGUF block copy (a trained policy) as they are, or rounded to bf16 once per rollout (faster; not in the reference)",
         "engine.force_answer_tokens" => "forced final answers: most tokens the model writes after the cue; then `}` is appended for it",
         "challenger.solver_force_answer" => "force a final answer on the Solver's m answers in the Challenger reward (budget forcing; not in the reference)",
         "dataset.solver_force_answer" => "force a final answer on the Solver's m answers for pseudo-labels and the audit (not in the reference)",

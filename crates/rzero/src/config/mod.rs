@@ -87,6 +87,9 @@ pub struct EngineSection {
     /// closed for it.
     #[serde(default = "default_force_tokens")]
     pub force_answer_tokens: usize,
+    /// How f32 weight matrices without a GGUF block copy (a trained policy) are sampled from.
+    #[serde(default)]
+    pub policy_weights: engine::PolicyWeights,
 }
 
 fn default_force_cue() -> String {
