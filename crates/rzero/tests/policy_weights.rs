@@ -1,6 +1,7 @@
 //! `engine.policy_weights = "bf16"`: a trained policy (f32 weights, no GGUF blocks) sampled
 //! through bf16 copies of its matrices gives the f32 policy's greedy tokens on the chain
-//! model, and its logits stay within a stated bound of the f32 ones.
+//! model up to the first near-tie (a top-2 margin within twice the rounding's logit change),
+//! and its logits stay within a stated bound of the f32 ones (2 % of their range).
 
 use candle_core::Device;
 use engine::{LocalSampler, PolicyWeights};
@@ -131,7 +132,10 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     assert!(diff > 0.0, "bf16 copies not used");
     assert!(diff <= 0.02 * range, "max |diff| {diff} vs range {range}");
 
-    // 4. Greedy rollouts through Role::local: the same tokens.
+    // 4. Greedy rollouts through Role::local: the same tokens up to the first near-tie, a
+    // position where the f32 policy's top-2 logit margin is within twice the bf16 rounding's
+    // largest logit change there (such a tie may go either way; the chain model has one
+    // late in this rollout). Before it, the bf16 argmax must be the f32 one.
     let greedy = |engine: &rzero::config::EngineSection| {
         let role = rzero::rollout::Role::local(policy, &loaded, engine).unwrap();
         role.sample(&[prompt.clone()], 1, &sampling(0.0, 48), 9, &mut |_, _| {})
@@ -141,6 +145,43 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
             .token_ids
     };
     let (t32, t16) = (greedy(&f32_engine), greedy(&bf16_engine));
-    assert!(t32.len() > 8, "too short a rollout to compare: {t32:?}");
-    assert_eq!(t16, t32);
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let mut ctx = prompt.clone();
+    let mut agree = t32.len();
+    for (i, &tok) in t32.iter().enumerate() {
+        let (a, b) = (
+            last_logits(policy, &ctx),
+            last_logits(s16.engine().model(), &ctx),
+        );
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        let top = argmax(&a);
+        let second = a
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != top)
+            .map(|(_, &x)| x)
+            .fold(f32::MIN, f32::max);
+        if a[top] - second <= 2.0 * d + 1e-4 {
+            agree = i;
+            break;
+        }
+        assert_eq!(top as u32, tok, "f32 greedy token {i}");
+        assert_eq!(
+            argmax(&b),
+            top,
+            "bf16 argmax at token {i} (margin {})",
+            a[top] - second
+        );
+        ctx.push(tok);
+    }
+    eprintln!("greedy tokens: f32 {t32:?}, bf16 {t16:?}; no near-tie before token {agree}");
+    assert!(
+        agree >= 5,
+        "a near-tie at token {agree}: too short a comparison"
+    );
+    assert_eq!(t16[..agree], t32[..agree]);
 }
