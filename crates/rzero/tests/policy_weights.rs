@@ -68,9 +68,15 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     };
     let samples = {
         let role = rzero::rollout::Role::local(trainer.policy(), &loaded, &f32_engine).unwrap();
-        role.sample(&[prompt.clone()], 4, &sampling(1.0, 12), 5, &mut |_, _| {})
-            .unwrap()
-            .remove(0)
+        role.sample(
+            std::slice::from_ref(&prompt),
+            4,
+            &sampling(1.0, 12),
+            5,
+            &mut |_, _| {},
+        )
+        .unwrap()
+        .remove(0)
     };
     let group = Group {
         prompt: prompt.clone(),
@@ -138,11 +144,17 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     // late in this rollout). Before it, the bf16 argmax must be the f32 one.
     let greedy = |engine: &rzero::config::EngineSection| {
         let role = rzero::rollout::Role::local(policy, &loaded, engine).unwrap();
-        role.sample(&[prompt.clone()], 1, &sampling(0.0, 48), 9, &mut |_, _| {})
-            .unwrap()
-            .remove(0)
-            .remove(0)
-            .token_ids
+        role.sample(
+            std::slice::from_ref(&prompt),
+            1,
+            &sampling(0.0, 48),
+            9,
+            &mut |_, _| {},
+        )
+        .unwrap()
+        .remove(0)
+        .remove(0)
+        .token_ids
     };
     let (t32, t16) = (greedy(&f32_engine), greedy(&bf16_engine));
     let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
