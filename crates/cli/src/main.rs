@@ -73,6 +73,13 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // candle's CPU thread pool spins 25 000 times before a worker parks. Next to rzero's own
+    // rayon threads (and on a shared machine) that spinning is CPU taken from the work:
+    // `bench train` at 2 x 512 used about 12 % less CPU per token with 200
+    // (bench/results/train.jsonl, "spin_limit"). An explicit setting wins.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
+    }
     let cli = Cli::parse();
     init_tracing(cli.quiet);
     // Downloads started by `--model <hub id>` draw the same bars as `rzero download`.

@@ -35,6 +35,8 @@ pub use force::ForceAnswer;
 pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
 };
-pub use sampler::{LocalSampler, OnProgress, Prompt, Sampler, TextCompletion, TextRequest};
+pub use sampler::{
+    LocalSampler, OnProgress, PolicyWeights, Prompt, Sampler, TextCompletion, TextRequest,
+};
 pub use step::{StepItem, StepModel};
 pub use stop::Detokenize;

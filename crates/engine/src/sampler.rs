@@ -4,7 +4,10 @@
 //! `remote::OpenAiClient` (OpenAI-compatible servers). The R-Zero loop, the dataset stage,
 //! the Challenger reward and evaluation sample through it only.
 
+use std::borrow::Cow;
+
 use model::{ChatMessage, ChatTemplate, Model, Tokenizer};
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
@@ -91,10 +94,41 @@ pub trait Sampler: Send + Sync {
 /// The in-process [`Engine`] over a borrowed model (the live policy during training: its
 /// `Var`s are updated in place) and its tokenizer. Text prompts are tokenized as is (no
 /// special tokens added); chat prompts are rendered with `template` (ChatML when `None`).
+///
+/// With [`PolicyWeights::Bf16`] the sampler samples from its own clone of `model` whose f32
+/// weight matrices without a GGUF block copy get bf16 copies ([`Model::attach_bf16`]), made
+/// when the sampler is built: build one per rollout, after the policy's update.
 pub struct LocalSampler<'a> {
-    engine: Engine<&'a Model, &'a Tokenizer>,
+    engine: Engine<Cow<'a, Model>, &'a Tokenizer>,
     tokenizer: &'a Tokenizer,
     template: ChatTemplate,
+}
+
+/// How the in-process engine reads f32 weight matrices that have no GGUF block copy (a
+/// trained policy, a model saved by a run): as they are, or rounded to bf16 once when the
+/// sampler is built (half the bytes per decoding step; the products see the rounded
+/// weights, so samples differ from the f32 ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyWeights {
+    /// The f32 weights.
+    #[default]
+    F32,
+    /// bf16 copies (rounded to nearest even, widened exactly in the product kernels).
+    Bf16,
+}
+
+impl std::str::FromStr for PolicyWeights {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(PolicyWeights::F32),
+            "bf16" => Ok(PolicyWeights::Bf16),
+            o => Err(Error::Config(format!(
+                "policy weights {o:?}: expected \"f32\" or \"bf16\""
+            ))),
+        }
+    }
 }
 
 impl<'a> LocalSampler<'a> {
@@ -106,6 +140,27 @@ impl<'a> LocalSampler<'a> {
         template: Option<ChatTemplate>,
         cfg: EngineConfig,
     ) -> Result<Self> {
+        Self::with_weights(model, tokenizer, template, cfg, PolicyWeights::F32)
+    }
+
+    /// [`LocalSampler::new`] reading `model`'s uncovered f32 matrices as `weights` says.
+    pub fn with_weights(
+        model: &'a Model,
+        tokenizer: &'a Tokenizer,
+        template: Option<ChatTemplate>,
+        cfg: EngineConfig,
+        weights: PolicyWeights,
+    ) -> Result<Self> {
+        let model = match weights {
+            PolicyWeights::F32 => Cow::Borrowed(model),
+            PolicyWeights::Bf16 => {
+                let mut m = model.clone();
+                match m.attach_bf16() {
+                    0 => Cow::Borrowed(model),
+                    _ => Cow::Owned(m),
+                }
+            }
+        };
         Ok(Self {
             engine: Engine::new(model, tokenizer, cfg)?,
             tokenizer,
@@ -114,7 +169,7 @@ impl<'a> LocalSampler<'a> {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine<&'a Model, &'a Tokenizer> {
+    pub fn engine(&self) -> &Engine<Cow<'a, Model>, &'a Tokenizer> {
         &self.engine
     }
 

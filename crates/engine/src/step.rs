@@ -57,6 +57,28 @@ impl<T: StepModel + ?Sized> StepModel for &T {
     }
 }
 
+impl<T: StepModel + Clone> StepModel for std::borrow::Cow<'_, T> {
+    type Cache = T::Cache;
+    fn new_cache(&self) -> Self::Cache {
+        (**self).new_cache()
+    }
+    fn cache_len(&self, cache: &Self::Cache) -> usize {
+        (**self).cache_len(cache)
+    }
+    fn kv_bytes_per_token(&self) -> usize {
+        (**self).kv_bytes_per_token()
+    }
+    fn vocab_size(&self) -> usize {
+        (**self).vocab_size()
+    }
+    fn max_positions(&self) -> usize {
+        (**self).max_positions()
+    }
+    fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>> {
+        (**self).step(items)
+    }
+}
+
 impl<T: StepModel + ?Sized> StepModel for std::sync::Arc<T> {
     type Cache = T::Cache;
     fn new_cache(&self) -> Self::Cache {

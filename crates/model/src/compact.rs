@@ -15,6 +15,14 @@
 //! id, so compact matrices must never be attached to a model whose weights are updated in
 //! place: only `LoadedModel::model()` attaches them; the trainer builds its models without.
 //!
+//! The same mechanism carries bf16 copies of f32 weights ([`BlockFormat::Bf16`],
+//! [`CompactMatrix::bf16_of`]): for a trained policy, whose f32 weights have no GGUF blocks,
+//! `Model::attach_bf16` rounds each matrix to bf16 once (round to nearest even) and the
+//! kernel widens the rows back to f32 (exact) tile by tile. Unlike the GGUF copies these are
+//! *not* bit-identical to the f32 tensor: the products see the bf16-rounded weights (a
+//! choice, `engine.policy_weights`). They are made on a clone of the policy after its update
+//! and live only while that clone does.
+//!
 //! [`Model`]: crate::Model
 
 use std::collections::HashMap;
@@ -30,6 +38,9 @@ pub enum BlockFormat {
     Q4_1,
     /// 32 weights: f16 scale `d`, 32 signed bytes; `w = q * d`.
     Q8_0,
+    /// bf16 rows (2 bytes a weight): the f32 weight rounded to nearest even, widened back
+    /// exactly. Not a GGUF block format: made from f32 weights by [`CompactMatrix::bf16_of`].
+    Bf16,
 }
 
 impl BlockFormat {
@@ -37,6 +48,7 @@ impl BlockFormat {
         match self {
             BlockFormat::Q4_1 => 20,
             BlockFormat::Q8_0 => 34,
+            BlockFormat::Bf16 => 2 * QK,
         }
     }
 }
@@ -101,6 +113,38 @@ impl CompactMatrix {
         })
     }
 
+    /// The bf16 rounding (nearest even) of `t`, a 2-D contiguous f32 tensor on the CPU, in
+    /// its row order; `None` for other tensors.
+    pub fn bf16_of(t: &Tensor) -> Option<CompactMatrix> {
+        use rayon::prelude::*;
+        let (rows, cols) = t.dims2().ok()?;
+        if t.dtype() != candle_core::DType::F32 || !t.is_contiguous() || !t.device().is_cpu() {
+            return None;
+        }
+        let (st, layout) = t.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*st else {
+            return None;
+        };
+        let o = layout.start_offset();
+        let src = cpu.as_slice::<f32>().ok()?.get(o..o + rows * cols)?;
+        let mut data = vec![0u8; rows * cols * 2];
+        data.par_chunks_mut(2 * cols.max(1) * 64)
+            .zip(src.par_chunks(cols.max(1) * 64))
+            .for_each(|(d, s)| {
+                for (d, &v) in d.chunks_exact_mut(2).zip(s) {
+                    d.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes());
+                }
+            });
+        Some(CompactMatrix {
+            format: BlockFormat::Bf16,
+            rows,
+            cols,
+            row_bytes: 2 * cols,
+            data,
+            source: t.id(),
+        })
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -127,10 +171,20 @@ impl CompactMatrix {
     }
 
     /// Expands rows `r0..r0 + nr` into `out` (`nr * cols` f32, row-major), bit-identical to
-    /// candle's dequantisation.
+    /// candle's dequantisation (GGUF blocks) or to the bf16 weights widened (bf16).
     pub fn expand_rows(&self, r0: usize, nr: usize, out: &mut [f32]) {
+        self.expand_rows_with(Widen::best(), r0, nr, out)
+    }
+
+    /// [`Self::expand_rows`] with the bf16 widening on the path `widen` (which the CPU must
+    /// support; the product kernel's own detection picks it). GGUF blocks ignore it.
+    pub(crate) fn expand_rows_with(&self, widen: Widen, r0: usize, nr: usize, out: &mut [f32]) {
         assert!(r0 + nr <= self.rows && out.len() >= nr * self.cols);
         let src = &self.data[r0 * self.row_bytes..(r0 + nr) * self.row_bytes];
+        if self.format == BlockFormat::Bf16 {
+            widen_bf16(widen, src, &mut out[..nr * self.cols]);
+            return;
+        }
         let blocks = nr * self.cols / QK;
         #[cfg(target_arch = "x86_64")]
         {
@@ -140,6 +194,7 @@ impl CompactMatrix {
                     match self.format {
                         BlockFormat::Q4_1 => expand_q4_1_avx2(src, blocks, out),
                         BlockFormat::Q8_0 => expand_q8_0_avx2(src, blocks, out),
+                        BlockFormat::Bf16 => unreachable!("widened above"),
                     }
                 }
                 return;
@@ -148,8 +203,97 @@ impl CompactMatrix {
         match self.format {
             BlockFormat::Q4_1 => expand_q4_1(src, blocks, out),
             BlockFormat::Q8_0 => expand_q8_0(src, blocks, out),
+            BlockFormat::Bf16 => unreachable!("widened above"),
         }
     }
+}
+
+/// The code path that widens bf16 rows to f32 (all exact: a 16-bit shift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Widen {
+    /// 16 weights a step with AVX-512F.
+    Avx512,
+    /// 8 weights a step with AVX2.
+    Avx2,
+    /// Portable code.
+    Scalar,
+}
+
+impl Widen {
+    /// The fastest path this CPU supports.
+    pub(crate) fn best() -> Widen {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Widen::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return Widen::Avx2;
+            }
+        }
+        Widen::Scalar
+    }
+}
+
+/// `out[i] = f32(src bf16 i)` for every bf16 (little-endian) of `src`.
+fn widen_bf16(widen: Widen, src: &[u8], out: &mut [f32]) {
+    assert!(src.len() == 2 * out.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        match widen {
+            Widen::Avx512 if std::is_x86_feature_detected!("avx512f") => {
+                // SAFETY: the CPU has AVX-512F; lengths checked above.
+                unsafe { widen_bf16_avx512(src, out) };
+                return;
+            }
+            Widen::Avx2 | Widen::Avx512 if std::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2; lengths checked above.
+                unsafe { widen_bf16_avx2(src, out) };
+                return;
+            }
+            _ => {}
+        }
+    }
+    let _ = widen;
+    widen_bf16_scalar(src, out);
+}
+
+fn widen_bf16_scalar(src: &[u8], out: &mut [f32]) {
+    for (y, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+        *y = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn widen_bf16_avx512(src: &[u8], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let (s, y) = (src.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    while i + 16 <= n {
+        let h = _mm256_loadu_si256(s.add(2 * i) as *const __m256i);
+        let w = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
+        _mm512_storeu_ps(y.add(i), _mm512_castsi512_ps(w));
+        i += 16;
+    }
+    widen_bf16_scalar(&src[2 * i..], &mut out[i..]);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_bf16_avx2(src: &[u8], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let (s, y) = (src.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm_loadu_si128(s.add(2 * i) as *const __m128i);
+        let w = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h));
+        _mm256_storeu_ps(y.add(i), _mm256_castsi256_ps(w));
+        i += 8;
+    }
+    widen_bf16_scalar(&src[2 * i..], &mut out[i..]);
 }
 
 #[inline]
@@ -318,11 +462,70 @@ mod tests {
             match c.format() {
                 BlockFormat::Q4_1 => expand_q4_1(&c.data, blocks, &mut portable),
                 BlockFormat::Q8_0 => expand_q8_0(&c.data, blocks, &mut portable),
+                BlockFormat::Bf16 => unreachable!("a GGUF format"),
             }
             assert!(portable
                 .iter()
                 .zip(&want)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
+    }
+
+    /// The bf16 copy holds each weight rounded to nearest even (ties to even, NaN kept), and
+    /// every widening path gives back exactly those values, ragged lengths included.
+    #[test]
+    fn bf16_copy_rounds_to_nearest_even_and_widens_exactly_on_every_path() {
+        let dev = Device::Cpu;
+        let (rows, cols) = (7, 37);
+        let mut data: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.47) * 3.1e-2)
+            .collect();
+        // Ties: 1 + 2^-8 lies halfway between two bf16 values (rounds down to even 1.0);
+        // 1 + 3·2^-8 halfway too (rounds up to even 1 + 2^-6).
+        data[0] = 1.0 + 2f32.powi(-8);
+        data[1] = 1.0 + 3.0 * 2f32.powi(-8);
+        data[2] = f32::NAN;
+        data[3] = -0.0;
+        let t = Tensor::from_vec(data.clone(), (rows, cols), &dev).unwrap();
+        let c = CompactMatrix::bf16_of(&t).unwrap();
+        assert!(c.mirrors(&t) && c.format() == BlockFormat::Bf16);
+        assert_eq!(c.bytes(), rows * cols * 2);
+        let want: Vec<f32> = data
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_f32())
+            .collect();
+        assert_eq!(want[0], 1.0);
+        assert_eq!(want[1], 1.0 + 2f32.powi(-6));
+        let mut paths = vec![Widen::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                paths.push(Widen::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                paths.push(Widen::Avx512);
+            }
+        }
+        eprintln!("bf16 widening paths tested: {paths:?}");
+        for w in paths {
+            let mut got = vec![0f32; rows * cols];
+            c.expand_rows_with(w, 0, rows, &mut got);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{w:?}"
+            );
+            let mut part = vec![0f32; 3 * cols];
+            c.expand_rows_with(w, 2, 3, &mut part);
+            assert!(part
+                .iter()
+                .zip(&want[2 * cols..5 * cols])
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        // Not for other dtypes or shapes.
+        assert!(CompactMatrix::bf16_of(&t.to_dtype(candle_core::DType::BF16).unwrap()).is_none());
+        assert!(CompactMatrix::bf16_of(&t.flatten_all().unwrap()).is_none());
+        assert!(CompactMatrix::bf16_of(&t.t().unwrap()).is_none());
     }
 }

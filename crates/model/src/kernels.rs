@@ -3,13 +3,14 @@
 //! task streams a block of `w` rows once and multiplies it with all rows of `x`, which is
 //! what small-batch decoding needs. AVX2+FMA when the CPU has it, portable code otherwise.
 //! The weight rows come from an f32 matrix or, tile by tile, from a [`CompactMatrix`]
-//! expanded into a small buffer.
+//! expanded into a small buffer (GGUF blocks dequantized, or bf16 rows widened: each
+//! kernel widens bf16 with its own CPU features, AVX-512F, AVX2 or portable code).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
-use crate::compact::CompactMatrix;
+use crate::compact::{CompactMatrix, Widen};
 
 /// The AVX-512 product of the training path's fused ops.
 pub(crate) mod gemm;
@@ -143,7 +144,7 @@ unsafe fn block(
         let wt: &[f32] = match w {
             WSrc::F32(w) => &w[j * k..(j + nr) * k],
             WSrc::Compact(c) => {
-                c.expand_rows(j, nr, &mut buf[..nr * k]);
+                c.expand_rows_with(kern.widen(), j, nr, &mut buf[..nr * k]);
                 &buf[..nr * k]
             }
         };
@@ -227,6 +228,15 @@ impl Kernel {
         };
         SELECTED.store(code, Ordering::Relaxed);
         true
+    }
+
+    /// The bf16 widening path that goes with this kernel (the same CPU features).
+    fn widen(self) -> Widen {
+        match self {
+            Kernel::Avx512Vl => Widen::Avx512,
+            Kernel::Avx2 => Widen::Avx2,
+            Kernel::Generic => Widen::Scalar,
+        }
     }
 
     /// Weight rows per tile (and per expansion of a compact matrix).

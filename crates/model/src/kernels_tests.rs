@@ -72,6 +72,68 @@ fn ragged_sizes_match_naive(kern: Kernel) {
     }
 }
 
+/// Products with bf16 weight rows, on every kernel path (each widens bf16 with its own CPU
+/// features), against a float64 product of the bf16-rounded weights; several products in
+/// one pass, mixed with f32 weights, on ragged shapes.
+#[test]
+fn every_kernel_multiplies_bf16_rows_like_the_rounded_weights() {
+    use candle_core::{Device, Tensor};
+    for kern in kernels() {
+        for &(m, k, n) in &[
+            (1, 8, 1),
+            (3, 13, 5),
+            (7, 64, 37),
+            (33, 40, 70),
+            (65, 129, 97),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            // Weights with more mantissa than bf16 keeps, so the rounding matters.
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0 + (i % 7) as f32 * 1.37e-4)
+                .collect();
+            let t = Tensor::from_slice(&w, (n, k), &Device::Cpu).unwrap();
+            let c = CompactMatrix::bf16_of(&t).unwrap();
+            let wr: Vec<f64> = w
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32() as f64)
+                .collect();
+            assert!(wr.iter().zip(&w).any(|(a, &b)| *a != b as f64));
+            // Whether some product tells the rounded weights from the f32 ones.
+            let mut told_apart = false;
+            let got = matmul_nt_multi_with(
+                kern,
+                &x,
+                m,
+                k,
+                &[(WSrc::Compact(&c), n), (WSrc::F32(&w), n)],
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|cc| x[i * k + cc] as f64 * wr[j * k + cc]).sum();
+                    let g = got[0][i * n + j] as f64;
+                    assert!(
+                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{kern:?} ({m},{k},{n}) [{i},{j}]: {g} vs {want}"
+                    );
+                    let exact: f64 = (0..k)
+                        .map(|cc| x[i * k + cc] as f64 * w[j * k + cc] as f64)
+                        .sum();
+                    told_apart |=
+                        (got[0][i * n + j] as f64 - exact).abs() > 1e-4 * (1.0 + exact.abs());
+                    let g = got[1][i * n + j] as f64;
+                    assert!((g - exact).abs() <= 1e-4 * (1.0 + exact.abs()));
+                }
+            }
+            assert!(
+                told_apart || k < 64,
+                "{kern:?} ({m},{k},{n}): bf16 rounding not seen"
+            );
+        }
+    }
+}
+
 #[test]
 fn kernels_agree_with_each_other_closely() {
     let (m, k, n) = (9, 300, 53);

@@ -72,9 +72,16 @@ impl<'a> Role<'a> {
         engine: &EngineSection,
     ) -> Result<Self> {
         let cfg = engine_config(loaded.eos_token_ids(), engine);
-        let sampler =
-            engine::LocalSampler::new(model, &loaded.tokenizer, loaded.chat_template.clone(), cfg)
-                .map_err(|e| Error::Stage(e.to_string()))?;
+        // With `engine.policy_weights = "bf16"` the sampler rounds the f32 matrices now, after
+        // the policy's last update (the role borrows the policy, so none runs meanwhile).
+        let sampler = engine::LocalSampler::with_weights(
+            model,
+            &loaded.tokenizer,
+            loaded.chat_template.clone(),
+            cfg,
+            engine.policy_weights,
+        )
+        .map_err(|e| Error::Stage(e.to_string()))?;
         Ok(Self::with_sampler(loaded, Box::new(sampler)))
     }
 

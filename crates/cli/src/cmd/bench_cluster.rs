@@ -390,7 +390,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// CPU time (user + system) of this process so far, from `/proc/self/stat` (Linux, 100
 /// ticks per second); `None` elsewhere. Shows the work done when other jobs share the cores.
-fn cpu_seconds() -> Option<f64> {
+pub(super) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -399,7 +399,7 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 /// The 1-minute load average (Linux), recorded because the timings are wall-clock.
-fn load_average() -> Option<f64> {
+pub(super) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -6,6 +6,10 @@
 //! decode tokens/s. `--json` prints one object per batch size. `bench/llamacpp_peer.py`
 //! measures llama.cpp the same way.
 //!
+//! `--weights f32|bf16` measures a trained policy's case: the model's GGUF block copies
+//! dropped (a policy's f32 weights have none), then read as f32 or through bf16 copies
+//! (`engine.policy_weights`); `gguf` (the default) as loaded.
+//!
 //! `--random-init CONFIG.json` measures a model of that shape with random weights (no
 //! tokenizer: prompts are their bytes as ids) on the process's `--device` and `--dtype`.
 
@@ -40,6 +44,10 @@ pub struct Args {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Weights read by the products: `gguf` (as loaded, GGUF block copies kept), `f32` (block
+    /// copies dropped: a trained policy) or `bf16` (block copies dropped, bf16 copies made).
+    #[arg(long, default_value = "gguf", value_parser = ["gguf", "f32", "bf16"])]
+    pub weights: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -63,7 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let loaded = model::load(&args.model, &LoadOptions::default())
         .with_context(|| format!("loading model {}", args.model))?;
-    let m = loaded.model().context("building the model")?;
+    let mut m = loaded.model().context("building the model")?;
+    if args.weights != "gguf" {
+        m.attach_compact(&Default::default());
+    }
     let encode = |s: &str| -> engine::Result<Vec<u32>> { Ok(loaded.tokenizer.encode(s, false)?) };
     let eos = loaded.generation.eos_token_ids.clone();
     measure(&args, &m, &loaded.tokenizer, &encode, eos, &args.model)
@@ -78,6 +89,22 @@ fn measure(
     label: &str,
 ) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t0 = std::time::Instant::now();
+    let weights: engine::PolicyWeights = match args.weights.as_str() {
+        "bf16" => engine::PolicyWeights::Bf16,
+        _ => engine::PolicyWeights::F32,
+    };
+    // What `engine::LocalSampler` does for a rollout (the conversion timed once).
+    let owned;
+    let m = if weights == engine::PolicyWeights::Bf16 {
+        let mut c = m.clone();
+        c.attach_bf16();
+        owned = c;
+        &owned
+    } else {
+        m
+    };
+    let convert_s = t0.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     for &b in &args.batch {
         anyhow::ensure!(b > 0, "batch sizes must be positive");
@@ -87,13 +114,24 @@ fn measure(
             prefill_chunk: args.prefill_chunk,
             eos_token_ids: eos.clone(),
         };
+        let cpu0 = super::bench_cluster::cpu_seconds();
         let r = bench_batch(m, detok, encode, cfg, b, args.new_tokens)
             .with_context(|| format!("batch {b}"))?;
+        // CPU seconds of this process per generated token: comparable under load, where
+        // wall-clock figures are not.
+        let cpu_per_token = cpu0
+            .zip(super::bench_cluster::cpu_seconds())
+            .map(|(a, z)| (z - a) / (b * args.new_tokens) as f64);
         let mut row = serde_json::to_value(&r)?;
         row["engine"] = json!("rzero");
         row["model"] = json!(label);
         super::bench::device_fields(&mut row, m.dtype());
         row["threads"] = json!(threads);
+        row["weights"] = json!(args.weights);
+        row["compact_matrices"] = json!(m.compact_count());
+        row["convert_s"] = json!(convert_s);
+        row["cpu_s_per_token"] = json!(cpu_per_token);
+        row["load_avg_1m"] = json!(super::bench_cluster::load_average());
         if let Some((free, total)) = model::device::cuda_mem_info(m.device()) {
             row["gpu_mem_used_bytes"] = json!(total - free);
         }

@@ -113,6 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "step_s": timing.mean,
         "warmup_step_s": timing.warm,
         "tokens_per_s": tokens as f64 / timing.mean,
+        // CPU seconds (all threads) per token of the measured steps: comparable under load,
+        // where the wall-clock figures are not; and the load when the run ended.
+        "cpu_s_per_token": timing.cpu_mean.map(|c| c / tokens as f64),
+        "load_avg_1m": super::bench_cluster::load_average(),
         "peak_rss_bytes": peak_rss(),
         // The first (warm-up) step's loss and gradient norm: the same on every device up to
         // rounding (scripts/gpu-check.sh compares CUDA with the CPU).
@@ -177,14 +181,18 @@ struct Timing {
     first: train::StepMetrics,
     warm: f64,
     mean: f64,
+    /// CPU seconds of the process per measured step (the warm-up's when there are none).
+    cpu_mean: Option<f64>,
     gpu_mem: Option<u64>,
 }
 
 /// One warm-up step, then `steps` measured ones.
 fn measure(trainer: &mut Trainer, groups: &[Group], steps: usize) -> anyhow::Result<Timing> {
-    let t0 = Instant::now();
+    let cpu = super::bench_cluster::cpu_seconds;
+    let (t0, c0) = (Instant::now(), cpu());
     let first = trainer.step(groups)?;
     let warm = t0.elapsed().as_secs_f64();
+    let c1 = cpu();
     let mut times = Vec::new();
     let mut gpu_mem = first.mem_device_bytes;
     for _ in 0..steps {
@@ -193,6 +201,11 @@ fn measure(trainer: &mut Trainer, groups: &[Group], steps: usize) -> anyhow::Res
         times.push(t.elapsed().as_secs_f64());
         gpu_mem = gpu_mem.max(m.mem_device_bytes);
     }
+    let cpu_mean = match (c0, c1, cpu()) {
+        (Some(a), Some(b), _) if times.is_empty() => Some(b - a),
+        (_, Some(b), Some(z)) if !times.is_empty() => Some((z - b) / times.len() as f64),
+        _ => None,
+    };
     let mean = if times.is_empty() {
         warm
     } else {
@@ -202,6 +215,7 @@ fn measure(trainer: &mut Trainer, groups: &[Group], steps: usize) -> anyhow::Res
         first,
         warm,
         mean,
+        cpu_mean,
         gpu_mem,
     })
 }

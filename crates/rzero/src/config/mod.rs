@@ -88,6 +88,11 @@ pub struct EngineSection {
     /// appended for it.
     #[serde(default = "default_force_tokens")]
     pub force_answer_tokens: usize,
+    /// "f32" or "bf16": sample from f32 matrices without a GGUF block copy (a trained
+    /// policy) as they are, or rounded to bf16 once per rollout (faster; not in the reference).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub policy_weights: engine::PolicyWeights,
 }
 
 fn default_force_cue() -> String {

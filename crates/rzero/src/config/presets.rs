@@ -16,6 +16,7 @@ impl Config {
                 max_kv_bytes: 0,
                 force_answer_cue: default_force_cue(),
                 force_answer_tokens: default_force_tokens(),
+                policy_weights: engine::PolicyWeights::F32,
             },
             challenger: ChallengerSection {
                 rollout_batch_size: 512,
