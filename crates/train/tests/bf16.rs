@@ -10,7 +10,7 @@
 //! the f32 one ≥ 0.999 and its largest difference ≤ 5% of the largest f32 component.
 
 use candle_core::{DType, Device};
-use train::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, ModelFiles, Trainer};
+use train::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, Trainer};
 
 mod common;
 use common::*;

@@ -4,8 +4,6 @@
 //! checkpoint saves a PEFT adapter that loads merged with the policy's logits and resumes
 //! bit for bit.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use model::{Config, Weights};
 use train::config::LoraConfig;

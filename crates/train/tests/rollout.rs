@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::Device;
 use serde_json::Value;
 use train::driver::{minibatches, run, LoopConfig};
-use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, ModelFiles, RolloutBatch, Trainer};
+use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, RolloutBatch, Trainer};
 
 mod common;
 use common::*;

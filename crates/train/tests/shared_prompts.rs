@@ -4,9 +4,7 @@
 //! recomputation; log-probs filled by `fill_rollout_logprobs` give a first-update ratio of
 //! exactly 1 in both layouts.
 
-use std::path::Path;
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use model::{Config, Weights};
 use train::config::LoraConfig;
 use train::{Group, GrpoConfig, LossAgg, Trainer};

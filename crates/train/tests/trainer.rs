@@ -2,7 +2,7 @@
 //! micro-batch invariance, save → load → identical logits, and bit-identical resume.
 
 use candle_core::{Device, Tensor};
-use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
+use train::{Group, GrpoConfig, LossAgg, Trainer};
 
 mod common;
 use common::*;
