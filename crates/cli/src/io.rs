@@ -13,6 +13,17 @@ use serde_json::{Map, Value};
 /// Blank lines are skipped; a line that is not a JSON object is an error naming
 /// the file and the line number.
 pub fn read_jsonl(path: Option<&Path>) -> anyhow::Result<Vec<Map<String, Value>>> {
+    Ok(read_jsonl_numbered(path)?
+        .1
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
+}
+
+/// [`read_jsonl`] with the input's name for messages and each object's 1-based line number.
+pub fn read_jsonl_numbered(
+    path: Option<&Path>,
+) -> anyhow::Result<(String, Vec<(usize, Map<String, Value>)>)> {
     let (name, reader): (String, Box<dyn Read>) = match path {
         None => ("<stdin>".into(), Box::new(std::io::stdin())),
         Some(p) if p.as_os_str() == "-" => ("<stdin>".into(), Box::new(std::io::stdin())),
@@ -30,11 +41,11 @@ pub fn read_jsonl(path: Option<&Path>) -> anyhow::Result<Vec<Map<String, Value>>
         let v: Value = serde_json::from_str(&line)
             .with_context(|| format!("{name}:{}: line is not valid JSON", i + 1))?;
         match v {
-            Value::Object(m) => out.push(m),
+            Value::Object(m) => out.push((i + 1, m)),
             _ => bail!("{name}:{}: line is not a JSON object", i + 1),
         }
     }
-    Ok(out)
+    Ok((name, out))
 }
 
 /// Where output goes: a file written atomically on `finish`, or stdout.

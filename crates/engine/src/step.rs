@@ -35,71 +35,37 @@ pub trait StepModel: Send + Sync {
     fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>>;
 }
 
-impl<T: StepModel + ?Sized> StepModel for &T {
-    type Cache = T::Cache;
-    fn new_cache(&self) -> Self::Cache {
-        (**self).new_cache()
-    }
-    fn cache_len(&self, cache: &Self::Cache) -> usize {
-        (**self).cache_len(cache)
-    }
-    fn kv_bytes_per_token(&self) -> usize {
-        (**self).kv_bytes_per_token()
-    }
-    fn vocab_size(&self) -> usize {
-        (**self).vocab_size()
-    }
-    fn max_positions(&self) -> usize {
-        (**self).max_positions()
-    }
-    fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>> {
-        (**self).step(items)
-    }
+/// `StepModel` for references, `Arc`s and `Cow`s of one, forwarding every method.
+macro_rules! forward_step_model {
+    ($([$($bounds:tt)*] $ptr:ty),*) => {$(
+        impl<$($bounds)*> StepModel for $ptr {
+            type Cache = T::Cache;
+            fn new_cache(&self) -> Self::Cache {
+                (**self).new_cache()
+            }
+            fn cache_len(&self, cache: &Self::Cache) -> usize {
+                (**self).cache_len(cache)
+            }
+            fn kv_bytes_per_token(&self) -> usize {
+                (**self).kv_bytes_per_token()
+            }
+            fn vocab_size(&self) -> usize {
+                (**self).vocab_size()
+            }
+            fn max_positions(&self) -> usize {
+                (**self).max_positions()
+            }
+            fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>> {
+                (**self).step(items)
+            }
+        }
+    )*};
 }
-
-impl<T: StepModel + Clone> StepModel for std::borrow::Cow<'_, T> {
-    type Cache = T::Cache;
-    fn new_cache(&self) -> Self::Cache {
-        (**self).new_cache()
-    }
-    fn cache_len(&self, cache: &Self::Cache) -> usize {
-        (**self).cache_len(cache)
-    }
-    fn kv_bytes_per_token(&self) -> usize {
-        (**self).kv_bytes_per_token()
-    }
-    fn vocab_size(&self) -> usize {
-        (**self).vocab_size()
-    }
-    fn max_positions(&self) -> usize {
-        (**self).max_positions()
-    }
-    fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>> {
-        (**self).step(items)
-    }
-}
-
-impl<T: StepModel + ?Sized> StepModel for std::sync::Arc<T> {
-    type Cache = T::Cache;
-    fn new_cache(&self) -> Self::Cache {
-        (**self).new_cache()
-    }
-    fn cache_len(&self, cache: &Self::Cache) -> usize {
-        (**self).cache_len(cache)
-    }
-    fn kv_bytes_per_token(&self) -> usize {
-        (**self).kv_bytes_per_token()
-    }
-    fn vocab_size(&self) -> usize {
-        (**self).vocab_size()
-    }
-    fn max_positions(&self) -> usize {
-        (**self).max_positions()
-    }
-    fn step(&self, items: &mut [StepItem<'_, Self::Cache>]) -> Result<Vec<f32>> {
-        (**self).step(items)
-    }
-}
+forward_step_model!(
+    [T: StepModel + ?Sized] &T,
+    [T: StepModel + ?Sized] std::sync::Arc<T>,
+    ['a, T: StepModel + Clone] std::borrow::Cow<'a, T>
+);
 
 impl crate::stop::Detokenize for model::tokenizer::Tokenizer {
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {

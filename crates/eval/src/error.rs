@@ -7,14 +7,8 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] fsutil::Error),
     /// A JSONL/JSON input is malformed: names the file, the line (1-based, 0 for a whole
     /// file) and what is wrong.
     #[error("{path}:{line}: {msg}")]
@@ -58,15 +52,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
+        Error::Io(fsutil::Error {
             path: path.into(),
             source,
-        }
-    }
-}
-
-impl From<fsutil::Error> for Error {
-    fn from(e: fsutil::Error) -> Self {
-        Error::io(e.path, e.source)
+        })
     }
 }

@@ -29,7 +29,8 @@ pub struct Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+/// The [`Error`] of an I/O failure on `path`, for `map_err`.
+pub fn at(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error {
         path: path.to_path_buf(),
         source,

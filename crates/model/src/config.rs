@@ -238,10 +238,7 @@ fn parse_rope_scaling(v: &Value, origin: &Path) -> Result<Option<RopeScaling>> {
 impl Config {
     /// Reads an HF `config.json`.
     pub fn from_hf_json(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(fsutil::at(path))?;
         let v: Value =
             serde_json::from_str(&text).map_err(|e| bad(path, format!("not valid JSON: {e}")))?;
         Self::from_hf_value(&v, path)

@@ -10,14 +10,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] fsutil::Error),
     /// A file exists but its contents are wrong (bad JSON, bad GGUF, missing key...).
     #[error("{path}: {msg}")]
     BadFile {
@@ -85,15 +79,6 @@ pub fn brief(e: &candle_core::Error) -> String {
             .find(|l| !l.is_empty())
             .unwrap_or("")
             .to_string(),
-    }
-}
-
-impl From<fsutil::Error> for Error {
-    fn from(e: fsutil::Error) -> Self {
-        Error::Io {
-            path: e.path,
-            source: e.source,
-        }
     }
 }
 

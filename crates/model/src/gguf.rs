@@ -51,16 +51,10 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 
 /// Read the GGUF header (metadata and tensor table) of `path`.
 pub fn read_content(path: &Path) -> Result<(memmap2::Mmap, Content)> {
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(fsutil::at(path))?;
     // SAFETY: the map is read-only; like every mmap reader we assume nobody truncates the file
     // while we read it.
-    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(fsutil::at(path))?;
     precheck(&mmap).map_err(|e| bad(path, format!("not a valid GGUF file: {e}")))?;
     let content = Content::read(&mut std::io::Cursor::new(&mmap[..]))
         .map_err(|e| bad(path, format!("not a valid GGUF file: {}", brief(&e))))?;

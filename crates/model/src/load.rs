@@ -99,10 +99,7 @@ impl LoadedModel {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| fsutil::at(path)(source).into()
 }
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {

@@ -356,10 +356,7 @@ impl Adapter {
     /// Reads an adapter folder; tensors in f32 on `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let cfg_path = dir.join(ADAPTER_CONFIG);
-        let text = std::fs::read_to_string(&cfg_path).map_err(|source| Error::Io {
-            path: cfg_path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(fsutil::at(&cfg_path))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| bad(&cfg_path, format!("not valid JSON: {e}")))?;
         let config = AdapterConfig::from_peft_json(&v, &cfg_path)?;

@@ -9,10 +9,7 @@ use crate::error::{brief, Error, Result};
 
 /// The tensors of the safetensors file `path`, converted to `dtype` on `device`.
 pub(crate) fn read(path: &Path, dtype: DType, device: &Device) -> Result<Vec<(String, Tensor)>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::from(fsutil::at(path)(source));
     let bad = |msg: String| Error::BadFile {
         path: path.to_path_buf(),
         msg,

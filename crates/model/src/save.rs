@@ -11,10 +11,7 @@ use crate::tokenizer::Tokenizer;
 use crate::Weights;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| fsutil::at(path)(source).into()
 }
 
 pub use fsutil::{parent_dir, sync_dir, write_folder_atomic};

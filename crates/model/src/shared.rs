@@ -16,7 +16,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
-use crate::transformer::{rms_norm, rope, softmax_last_dim, Model, MASK_NEG};
+use crate::transformer::{rope, Model, MASK_NEG};
 
 /// What every decoder layer of one shared-prefix batch needs ([`Model::shared_inputs`]).
 #[derive(Debug, Clone)]
@@ -90,20 +90,8 @@ impl Model {
         if prefix.dtype() != DType::U32 || branches.dtype() != DType::U32 {
             return Err(Error::Invalid("prefix and branch ids must be u32".into()));
         }
-        if p + r > self.cfg.max_position_embeddings {
-            return Err(Error::TooLong {
-                len: p + r,
-                max: self.cfg.max_position_embeddings,
-            });
-        }
         let ids = Tensor::cat(&[&prefix, &branches.flatten_all()?], 0)?;
-        let host = ids.to_vec1::<u32>()?;
-        if let Some(&bad) = host.iter().find(|&&x| x as usize >= self.cfg.vocab_size) {
-            return Err(Error::Invalid(format!(
-                "token id {bad} out of range (vocab_size {})",
-                self.cfg.vocab_size
-            )));
-        }
+        self.check_ids(&ids.to_vec1::<u32>()?, p + r)?;
         let mask: Vec<Vec<u32>> = match branch_mask {
             None => vec![vec![1; r]; g],
             Some(m) => {
@@ -173,30 +161,20 @@ impl Model {
     /// Decoder layer `l` on the shared-prefix stream `x` [P + G·R, H] (activation dtype).
     /// Differentiable.
     pub fn layer_forward_shared(&self, l: usize, x: &Tensor, inp: &SharedInputs) -> Result<Tensor> {
-        let layer = self.layers.get(l).ok_or_else(|| {
-            Error::Invalid(format!("layer {l} out of range ({})", self.layers.len()))
-        })?;
+        let layer = self.layer(l)?;
         let cfg = &self.cfg;
         let d = cfg.head_dim;
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let (p, g, r) = (inp.p, inp.g, inp.r);
-        let eps = cfg.rms_norm_eps;
         let fused = self.fused(x);
-        let norm = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
-            if fused {
-                Ok(crate::ops::rms_norm(x, w, eps)?)
-            } else {
-                rms_norm(x, w, eps)
-            }
-        };
         // 1. Attention block: q/k/v of all rows at once.
-        let hn = norm(x, &layer.in_norm)?;
+        let hn = self.rms(x, &layer.in_norm, fused)?;
         let mut q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [N, nh*D]
         let mut k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [N, nkv*D]
         let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = norm(&q.reshape((q.dim(0)?, nh, d))?, qn)?;
-            k = norm(&k.reshape((k.dim(0)?, nkv, d))?, kn)?;
+            q = self.rms(&q.reshape((q.dim(0)?, nh, d))?, qn, fused)?;
+            k = self.rms(&k.reshape((k.dim(0)?, nkv, d))?, kn, fused)?;
         }
         // [rows, heads*D] of one part -> [B, heads, T, D], RoPE'd for q and k.
         let heads = |t: &Tensor, start: usize, b: usize, len: usize, n: usize| -> Result<Tensor> {
@@ -228,59 +206,6 @@ impl Model {
         let ob = self.attend(&qb, &kall, &vall, &inp.branch_mask, g, r, p + r, fused)?;
         let o = Tensor::cat(&[&op, &ob], 0)?;
         let o = self.linear(&o, &layer.o_w, None)?;
-        let x = (x + o)?;
-        // 2. MLP block: down(silu(gate(x)) * up(x)).
-        let ad = self.act_dtype();
-        if fused {
-            let hn = norm(&x, &layer.post_norm)?;
-            let gt = crate::ops::linear(&hn, &layer.gate_w)?;
-            let u = crate::ops::linear(&hn, &layer.up_w)?;
-            let a = crate::ops::silu_mul(&gt, &u)?;
-            let y = crate::ops::linear(&a, &layer.down_w)?;
-            return Ok((x + y)?);
-        }
-        let hn = rms_norm(&x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
-        let gt = hn.matmul(&layer.gate_w.t()?)?;
-        let u = hn.matmul(&layer.up_w.t()?)?;
-        let a = (gt.silu()? * u)?;
-        let y = a.matmul(&layer.down_w.t()?)?.to_dtype(ad)?;
-        Ok((x + y)?)
-    }
-
-    /// Attention of queries `q` [B,nh,Q,D] (activation dtype) over keys and values
-    /// [B,nkv,T,D] (model dtype) with the additive mask [B,1,1,Q,T]; rows [B·Q, nh·D].
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: &Tensor,
-        b: usize,
-        nq: usize,
-        t: usize,
-        fused: bool,
-    ) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let d = cfg.head_dim;
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rep = nh / nkv;
-        let scale = 1.0 / (d as f64).sqrt();
-        // GQA without copying k/v: query heads of one kv group stacked along Q.
-        let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * nq, d))?;
-        let probs = if fused {
-            let raw = q.matmul(&k.t()?)?;
-            crate::ops::masked_softmax(&raw, mask, scale, b, nq, t)?
-        } else {
-            let scores = (q.matmul(&k.t()?)?.to_dtype(self.act_dtype())? * scale)?;
-            let scores = scores.reshape((b, nkv, rep, nq, t))?.broadcast_add(mask)?;
-            softmax_last_dim(&scores)?
-                .reshape((b, nkv, rep * nq, t))?
-                .to_dtype(self.dtype)?
-        };
-        let o = probs.matmul(v)?; // [B,nkv,rep*Q,D] = [B,nh,Q,D]
-        Ok(o.reshape((b, nh, nq, d))?
-            .transpose(1, 2)?
-            .reshape((b * nq, nh * d))?)
+        self.mlp_block(layer, &(x + o)?, fused)
     }
 }

@@ -64,10 +64,7 @@ impl Tokenizer {
     /// [`Tokenizer::set_special_ids`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(fsutil::at(path))?;
         let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::BadFile {
             path: path.to_path_buf(),
             msg: format!("not a valid tokenizer.json: {e}"),

@@ -275,19 +275,7 @@ impl Model {
                 input_ids.dtype()
             )));
         }
-        if t > self.cfg.max_position_embeddings {
-            return Err(Error::TooLong {
-                len: t,
-                max: self.cfg.max_position_embeddings,
-            });
-        }
-        let ids = input_ids.flatten_all()?.to_vec1::<u32>()?;
-        if let Some(&bad) = ids.iter().find(|&&x| x as usize >= self.cfg.vocab_size) {
-            return Err(Error::Invalid(format!(
-                "token id {bad} out of range (vocab_size {})",
-                self.cfg.vocab_size
-            )));
-        }
+        self.check_ids(&input_ids.flatten_all()?.to_vec1::<u32>()?, t)?;
         let mask = match attention_mask {
             None => None,
             Some(m) => {
@@ -405,38 +393,57 @@ impl Model {
             .to_dtype(self.act_dtype())?)
     }
 
+    /// An error unless sequences of `len` tokens fit the context and every id of `ids` is
+    /// below the vocabulary size.
+    pub(crate) fn check_ids(&self, ids: &[u32], len: usize) -> Result<()> {
+        let (max, vocab) = (self.cfg.max_position_embeddings, self.cfg.vocab_size);
+        if len > max {
+            return Err(Error::TooLong { len, max });
+        }
+        match ids.iter().find(|&&x| x as usize >= vocab) {
+            Some(bad) => Err(Error::Invalid(format!(
+                "token id {bad} out of range (vocab_size {vocab})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Decoder layer `l` (an error naming it when out of range).
+    pub(crate) fn layer(&self, l: usize) -> Result<&Layer> {
+        self.layers.get(l).ok_or_else(|| {
+            Error::Invalid(format!("layer {l} out of range ({})", self.layers.len()))
+        })
+    }
+
+    /// RMSNorm of `x` by `w`: the fused op when `fused`, else from differentiable ops.
+    pub(crate) fn rms(&self, x: &Tensor, w: &Tensor, fused: bool) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps;
+        if fused {
+            Ok(crate::ops::rms_norm(x, w, eps)?)
+        } else {
+            rms_norm(x, w, eps)
+        }
+    }
+
     /// Decoder layer `l` on the residual stream `x` [B*T, H] (activation dtype), returning
     /// the stream after it. Differentiable.
     pub fn layer_forward(&self, l: usize, x: &Tensor, inp: &DecoderInputs) -> Result<Tensor> {
-        let layer = self.layers.get(l).ok_or_else(|| {
-            Error::Invalid(format!("layer {l} out of range ({})", self.layers.len()))
-        })?;
+        let layer = self.layer(l)?;
         let cfg = &self.cfg;
         let d = cfg.head_dim;
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let rep = nh / nkv;
-        let ad = self.act_dtype();
         let (b, t) = (inp.b, inp.t);
-        let eps = cfg.rms_norm_eps;
-        let scale = 1.0 / (d as f64).sqrt();
         let fused = self.fused(x);
-        let norm = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
-            if fused {
-                Ok(crate::ops::rms_norm(x, w, eps)?)
-            } else {
-                rms_norm(x, w, eps)
-            }
-        };
         // 1. Attention block.
-        let hn = norm(x, &layer.in_norm)?;
+        let hn = self.rms(x, &layer.in_norm, fused)?;
         let q = self.linear(&hn, &layer.q_w, layer.q_b.as_ref())?; // [BT, nh*D]
         let k = self.linear(&hn, &layer.k_w, layer.k_b.as_ref())?; // [BT, nkv*D]
         let v = self.linear(&hn, &layer.v_w, layer.v_b.as_ref())?;
         let mut q = q.reshape((b, t, nh, d))?;
         let mut k = k.reshape((b, t, nkv, d))?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = norm(&q, qn)?;
-            k = norm(&k, kn)?;
+            q = self.rms(&q, qn, fused)?;
+            k = self.rms(&k, kn, fused)?;
         }
         // [B,T,nh,D] -> [B,nh,T,D], then RoPE.
         let (q, k) = if fused {
@@ -453,43 +460,62 @@ impl Model {
         let v = v.reshape((b, t, nkv, d))?.transpose(1, 2)?.contiguous()?;
         if fused && t > 0 && crate::ops::attention_available() {
             // [B,T,nh*D] straight from the fused op (no [T,T] tensor kept for backward).
+            let scale = 1.0 / (d as f64).sqrt();
             let o = crate::ops::attention(&q, &k, &v, &inp.add_mask, scale)?;
             let o = self.linear(&o.reshape((b * t, nh * d))?, &layer.o_w, None)?;
             return self.mlp_block(layer, &(x + o)?, fused);
         }
-        // GQA without copying k/v: query heads of one kv group stacked along T.
-        let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * t, d))?;
-        let k = k.to_dtype(self.dtype)?;
-        let v = v.to_dtype(self.dtype)?;
-        let probs = if fused && t > 0 {
-            // [B,nkv,rep*T,T] = [B,nh,T,T] planes, each masked by its batch's [T,T].
-            let raw = q.matmul(&k.t()?)?;
-            crate::ops::masked_softmax(&raw, &inp.add_mask, scale, b, t, t)?
-        } else {
-            let scores = (q.matmul(&k.t()?)?.to_dtype(ad)? * scale)?; // [B,nkv,rep*T,T]
-            let scores = scores
-                .reshape((b, nkv, rep, t, t))?
-                .broadcast_add(&inp.add_mask)?;
-            softmax_last_dim(&scores)?
-                .reshape((b, nkv, rep * t, t))?
-                .to_dtype(self.dtype)?
-        };
-        let o = probs.matmul(&v)?; // [B,nkv,rep*T,D] = [B,nh,T,D]
-        let o = o
-            .reshape((b, nh, t, d))?
-            .transpose(1, 2)?
-            .reshape((b * t, nh * d))?;
+        let (k, v) = (k.to_dtype(self.dtype)?, v.to_dtype(self.dtype)?);
+        let o = self.attend(&q, &k, &v, &inp.add_mask, b, t, t, fused && t > 0)?;
         let o = self.linear(&o, &layer.o_w, None)?;
         self.mlp_block(layer, &(x + o)?, fused)
     }
 
+    /// Attention of queries `q` [B,nh,Q,D] (activation dtype) over keys and values
+    /// [B,nkv,T,D] (model dtype) with the additive mask [B,1,1,Q,T]; rows [B·Q, nh·D].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        b: usize,
+        nq: usize,
+        t: usize,
+        fused: bool,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let d = cfg.head_dim;
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let scale = 1.0 / (d as f64).sqrt();
+        // GQA without copying k/v: query heads of one kv group stacked along Q.
+        let q = q.to_dtype(self.dtype)?.reshape((b, nkv, rep * nq, d))?;
+        let probs = if fused {
+            // [B,nkv,rep*Q,T] = [B,nh,Q,T] planes, each masked by its batch's [Q,T].
+            let raw = q.matmul(&k.t()?)?;
+            crate::ops::masked_softmax(&raw, mask, scale, b, nq, t)?
+        } else {
+            let scores = (q.matmul(&k.t()?)?.to_dtype(self.act_dtype())? * scale)?;
+            let scores = scores.reshape((b, nkv, rep, nq, t))?.broadcast_add(mask)?;
+            softmax_last_dim(&scores)?
+                .reshape((b, nkv, rep * nq, t))?
+                .to_dtype(self.dtype)?
+        };
+        let o = probs.matmul(v)?; // [B,nkv,rep*Q,D] = [B,nh,Q,D]
+        Ok(o.reshape((b, nh, nq, d))?
+            .transpose(1, 2)?
+            .reshape((b * nq, nh * d))?)
+    }
+
     /// The MLP block on the residual stream `x` [B*T, H]: `x + down(silu(gate(n)) * up(n))`
     /// for `n` the post-attention RMSNorm of `x`. Differentiable.
-    fn mlp_block(&self, layer: &Layer, x: &Tensor, fused: bool) -> Result<Tensor> {
+    pub(crate) fn mlp_block(&self, layer: &Layer, x: &Tensor, fused: bool) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps;
         let ad = self.act_dtype();
         if fused {
-            let hn = crate::ops::rms_norm(x, &layer.post_norm, eps)?;
+            let hn = self.rms(x, &layer.post_norm, true)?;
             let g = crate::ops::linear(&hn, &layer.gate_w)?;
             let u = crate::ops::linear(&hn, &layer.up_w)?;
             let a = crate::ops::silu_mul(&g, &u)?;
@@ -506,10 +532,7 @@ impl Model {
 
     /// The final RMSNorm on rows [N, H] of the residual stream. Differentiable.
     pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
-        if self.fused(x) {
-            return Ok(crate::ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps)?);
-        }
-        rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
+        self.rms(x, &self.norm, self.fused(x))
     }
 
     /// Logits [B,T,V] f32. Differentiable.

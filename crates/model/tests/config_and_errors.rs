@@ -192,7 +192,7 @@ fn missing_key_names_file_and_key() {
     ));
     assert!(matches!(
         Config::from_hf_json(&dir.path().join("absent.json")),
-        Err(Error::Io { .. })
+        Err(Error::Io(_))
     ));
 }
 

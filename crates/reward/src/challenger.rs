@@ -214,20 +214,7 @@ pub fn challenger_rewards_with_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn last_boxed(text: &str) -> Option<String> {
-        let start = text.rfind("\\boxed{")? + "\\boxed{".len();
-        let mut depth = 0i32;
-        for (k, c) in text[start..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => return Some(text[start..start + k].trim().to_string()),
-                '}' => depth -= 1,
-                _ => {}
-            }
-        }
-        None
-    }
+    use crate::solver::tests::last_boxed;
 
     fn parse(t: &str) -> Option<(String, String)> {
         parse_challenger_output_with(t, last_boxed)

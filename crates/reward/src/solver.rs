@@ -133,11 +133,12 @@ fn format_ok_normalised(text: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Last `\boxed{...}` with balanced braces, for tests independent of `grade`.
-    fn last_boxed(text: &str) -> Option<String> {
+    /// Last `\boxed{...}` with balanced braces, for tests independent of `grade` (also
+    /// used by the Challenger's tests).
+    pub(crate) fn last_boxed(text: &str) -> Option<String> {
         let start = text.rfind("\\boxed{")? + "\\boxed{".len();
         let mut depth = 0i32;
         for (k, c) in text[start..].char_indices() {

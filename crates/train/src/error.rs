@@ -10,14 +10,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] fsutil::Error),
     /// A file exists but its contents are wrong (bad JSON, missing tensor, wrong shape...).
     #[error("{path}: {msg}")]
     BadFile {
@@ -49,19 +43,10 @@ impl Error {
 
     /// Shorthand for [`Error::Io`].
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
+        Error::Io(fsutil::Error {
             path: path.into(),
             source,
-        }
-    }
-}
-
-impl From<fsutil::Error> for Error {
-    fn from(e: fsutil::Error) -> Self {
-        Error::Io {
-            path: e.path,
-            source: e.source,
-        }
+        })
     }
 }
 

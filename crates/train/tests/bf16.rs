@@ -10,18 +10,10 @@
 //! the f32 one ≥ 0.999 and its largest difference ≤ 5% of the largest f32 component.
 
 use candle_core::{DType, Device};
-use train::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, ModelFiles, Trainer};
+use train::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, Trainer};
 
 mod common;
 use common::*;
-
-fn all_grads(t: &Trainer) -> Vec<f32> {
-    t.layout()
-        .specs()
-        .iter()
-        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
-        .collect()
-}
 
 /// (cosine, max |a − b| / max |b|).
 fn compare(a: &[f32], b: &[f32]) -> (f64, f64) {
@@ -142,12 +134,7 @@ fn bf16_state_is_f32_and_checkpoints_are_bf16() {
 
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");
-    let files = ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    };
+    let files = model_files(&m);
     a.save_checkpoint(&ck, &files).unwrap();
     let w = candle_core::safetensors::load(ck.join("model/model.safetensors"), &dev).unwrap();
     assert!(!w.is_empty());

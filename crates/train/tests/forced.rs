@@ -18,14 +18,6 @@ fn cfg() -> GrpoConfig {
     }
 }
 
-fn all_grads(t: &Trainer) -> Vec<f32> {
-    t.layout()
-        .specs()
-        .iter()
-        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
-        .collect()
-}
-
 /// The groups with the behaviour and reference log-probs of the current policy filled in,
 /// and a "cue" at positions 1..3 of every response of length >= 4 (its own tokens first,
 /// then the cue, then the model's answer).

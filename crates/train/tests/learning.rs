@@ -4,13 +4,15 @@
 //! (`train::driver::run`) with the naive sampler as the rollout, so metrics.jsonl and
 //! checkpoints are exercised too.
 
+mod common;
 mod naive;
 
 use candle_core::Device;
+use common::model_files;
 use naive::{sample_naive, SampleParams};
 use rand_chacha::ChaCha8Rng;
 use train::driver::{run, LoopConfig};
-use train::{Group, GrpoConfig, ModelFiles, Response, Trainer};
+use train::{Group, GrpoConfig, Response, Trainer};
 
 /// Target tokens: ids 100..164 (1/8 of the 512-token vocabulary).
 fn reward(ids: &[u32]) -> f32 {
@@ -101,12 +103,7 @@ fn learn(cfg: GrpoConfig) {
         seed: 3,
         row_extra: Default::default(),
     };
-    let files = ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    };
+    let files = model_files(&m);
     let rows = run(&mut trainer, &mut rollout, &lc, &files, &mut |_| {}).unwrap();
     let r: Vec<f64> = rows
         .iter()

@@ -4,8 +4,6 @@
 //! checkpoint saves a PEFT adapter that loads merged with the policy's logits and resumes
 //! bit for bit.
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{DType, Device, Tensor};
 use model::{Config, Weights};
 use train::config::LoraConfig;
@@ -13,48 +11,6 @@ use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
 
 mod common;
 use common::*;
-
-fn fixture(name: &str) -> (PathBuf, model::LoadedModel) {
-    fixture_model(name)
-}
-
-/// A tiny random Qwen2 (q/k/v biases, untied lm_head), deterministic.
-fn random_qwen2() -> (Config, Weights) {
-    let v = serde_json::json!({
-        "architectures": ["Qwen2ForCausalLM"], "vocab_size": 97, "hidden_size": 24,
-        "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": false, "max_position_embeddings": 64
-    });
-    let cfg = Config::from_hf_value(&v, Path::new("random-qwen2")).unwrap();
-    assert!(cfg.attention_bias && !cfg.tie_word_embeddings);
-    let mut state = 12345u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 * 2.0 - 1.0
-    };
-    let mut w = Weights::new();
-    for (name, shape) in model::load::expected_shapes(&cfg) {
-        let n: usize = shape.iter().product();
-        let norm = name.ends_with("norm.weight");
-        let vals: Vec<f32> = (0..n)
-            .map(|_| {
-                if norm {
-                    1.0 + 0.2 * next()
-                } else {
-                    0.3 * next()
-                }
-            })
-            .collect();
-        w.insert(
-            name,
-            Tensor::from_vec(vals, shape.as_slice(), &Device::Cpu).unwrap(),
-        );
-    }
-    (cfg, w)
-}
 
 fn groups(shift: u32) -> Vec<Group> {
     groups_from(shift, 10)
@@ -67,29 +23,6 @@ fn lora(rank: usize, targets: &[&str]) -> Option<LoraConfig> {
         target_modules: targets.iter().map(|s| s.to_string()).collect(),
         merge_on_save: false,
     })
-}
-
-fn all_grads(t: &Trainer) -> Vec<f32> {
-    t.layout()
-        .specs()
-        .iter()
-        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
-        .collect()
-}
-
-/// max |a − b| / max |b|.
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b
-        .iter()
-        .map(|x| x.abs() as f64)
-        .fold(0.0, f64::max)
-        .max(1e-30);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
-        / scale
 }
 
 /// A reference 5% off the policy, so the KL term has a gradient too.
@@ -150,10 +83,10 @@ const ALL: [&str; 7] = [
 
 #[test]
 fn recompute_gives_the_same_gradients() {
-    let (cfg, w) = random_qwen2();
+    let (cfg, w) = random_qwen2(12345);
     check_recompute("random qwen2, full", &cfg, &w, None);
     check_recompute("random qwen2, lora", &cfg, &w, lora(4, &ALL));
-    let (_, m) = fixture("qwen3-tiny");
+    let (_, m) = fixture_model("qwen3-tiny");
     check_recompute("qwen3-tiny, full", &m.config, &m.weights, None);
     check_recompute(
         "qwen3-tiny, lora q,v,down",
@@ -167,7 +100,7 @@ fn recompute_gives_the_same_gradients() {
 /// weights (same reference policy, same batch).
 #[test]
 fn lora_gradients_are_the_chain_rule_of_the_full_gradient() {
-    let (cfg, w) = random_qwen2();
+    let (cfg, w) = random_qwen2(12345);
     let c = GrpoConfig {
         lr: 1e-2,
         micro_batch_size: 2,
@@ -259,7 +192,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn lora_checkpoint_is_a_peft_adapter_that_loads_merged_and_resumes_bit_identically() {
-    let (dir, m) = fixture("qwen3-tiny");
+    let (dir, m) = fixture_model("qwen3-tiny");
     let dev = Device::Cpu;
     let mut lc = lora(4, &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]).unwrap();
     lc.merge_on_save = true;

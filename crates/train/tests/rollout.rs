@@ -7,24 +7,13 @@ use std::path::Path;
 use candle_core::Device;
 use serde_json::Value;
 use train::driver::{minibatches, run, LoopConfig};
-use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, ModelFiles, RolloutBatch, Trainer};
+use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, RolloutBatch, Trainer};
 
 mod common;
 use common::*;
 
 fn load(name: &str) -> model::LoadedModel {
-    let dir = testdata::model_dir(name);
-    model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap()
-}
-
-/// The checkpoint's files of the fixture model `m`.
-fn files(m: &model::LoadedModel) -> ModelFiles<'_> {
-    ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    }
+    fixture_model(name).1
 }
 
 /// Four prompts × three responses: two mini-batches of two prompts.
@@ -63,7 +52,7 @@ fn update_rows(path: &Path) -> Vec<Value> {
 #[test]
 fn minibatch_updates_freeze_old_logprobs_and_equal_a_hand_written_reference() {
     let m = load("qwen3-tiny");
-    let files = files(&m);
+    let files = model_files(&m);
     for mode in ["full", "recompute", "lora"] {
         let tmp = tempfile::tempdir().unwrap();
         let lc = LoopConfig {
@@ -166,7 +155,7 @@ fn minibatch_updates_freeze_old_logprobs_and_equal_a_hand_written_reference() {
 #[test]
 fn a_nan_reward_stops_the_loop_with_diverged_and_keeps_the_last_checkpoint() {
     let m = load("llama-tiny");
-    let files = files(&m);
+    let files = model_files(&m);
     let tmp = tempfile::tempdir().unwrap();
     let lc = LoopConfig {
         steps: 3,

@@ -4,52 +4,13 @@
 //! recomputation; log-probs filled by `fill_rollout_logprobs` give a first-update ratio of
 //! exactly 1 in both layouts.
 
-use std::path::Path;
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use model::{Config, Weights};
 use train::config::LoraConfig;
 use train::{Group, GrpoConfig, LossAgg, Trainer};
 
 mod common;
 use common::*;
-
-/// A tiny random Qwen2 (q/k/v biases, untied lm_head), deterministic.
-fn random_qwen2() -> (Config, Weights) {
-    let v = serde_json::json!({
-        "architectures": ["Qwen2ForCausalLM"], "vocab_size": 97, "hidden_size": 24,
-        "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": false, "max_position_embeddings": 64
-    });
-    let cfg = Config::from_hf_value(&v, Path::new("random-qwen2")).unwrap();
-    let mut state = 777u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 * 2.0 - 1.0
-    };
-    let mut w = Weights::new();
-    for (name, shape) in model::load::expected_shapes(&cfg) {
-        let n: usize = shape.iter().product();
-        let norm = name.ends_with("norm.weight");
-        let vals: Vec<f32> = (0..n)
-            .map(|_| {
-                if norm {
-                    1.0 + 0.2 * next()
-                } else {
-                    0.3 * next()
-                }
-            })
-            .collect();
-        w.insert(
-            name,
-            Tensor::from_vec(vals, shape.as_slice(), &Device::Cpu).unwrap(),
-        );
-    }
-    (cfg, w)
-}
 
 /// Three groups of 4: two share their prompt (as every Challenger group of a rollout does),
 /// responses of different lengths, one with forced tokens.
@@ -86,29 +47,6 @@ fn groups(shift: u32) -> Vec<Group> {
             ],
         },
     ]
-}
-
-fn all_grads(t: &Trainer) -> Vec<f32> {
-    t.layout()
-        .specs()
-        .iter()
-        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
-        .collect()
-}
-
-/// max |a − b| / max |b|.
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b
-        .iter()
-        .map(|x| x.abs() as f64)
-        .fold(0.0, f64::max)
-        .max(1e-30);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
-        / scale
 }
 
 /// A reference 5% off the policy, so the KL term has a gradient too.
@@ -199,7 +137,7 @@ fn lora(rank: usize) -> Option<LoraConfig> {
 
 #[test]
 fn shared_prompts_give_the_unshared_gradients_full() {
-    let (cfg, w) = random_qwen2();
+    let (cfg, w) = random_qwen2(777);
     check("random qwen2, full", &cfg, &w, None, false);
     let (_, m) = fixture_model("qwen3-tiny");
     check("qwen3-tiny, full", &m.config, &m.weights, None, false);
@@ -209,7 +147,7 @@ fn shared_prompts_give_the_unshared_gradients_full() {
 
 #[test]
 fn shared_prompts_give_the_unshared_gradients_recompute() {
-    let (cfg, w) = random_qwen2();
+    let (cfg, w) = random_qwen2(777);
     check("random qwen2, full, recompute", &cfg, &w, None, true);
     let (_, m) = fixture_model("qwen3-tiny");
     check(
@@ -223,7 +161,7 @@ fn shared_prompts_give_the_unshared_gradients_recompute() {
 
 #[test]
 fn shared_prompts_give_the_unshared_gradients_lora() {
-    let (cfg, w) = random_qwen2();
+    let (cfg, w) = random_qwen2(777);
     check("random qwen2, lora", &cfg, &w, lora(4), false);
     check("random qwen2, lora, recompute", &cfg, &w, lora(4), true);
 }

@@ -2,7 +2,7 @@
 //! micro-batch invariance, save → load → identical logits, and bit-identical resume.
 
 use candle_core::{Device, Tensor};
-use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
+use train::{Group, GrpoConfig, LossAgg, Trainer};
 
 mod common;
 use common::*;
@@ -21,27 +21,6 @@ fn cfg(mbs: usize) -> GrpoConfig {
         micro_batch_size: mbs,
         ..Default::default()
     }
-}
-
-fn all_grads(t: &Trainer) -> Vec<f32> {
-    t.layout()
-        .specs()
-        .iter()
-        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
-        .collect()
-}
-
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b
-        .iter()
-        .map(|x| x.abs() as f64)
-        .fold(0.0, f64::max)
-        .max(1e-30);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
-        / scale
 }
 
 #[test]
@@ -131,12 +110,7 @@ fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
     a.step(&groups(1)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");
-    let files = ModelFiles {
-        tokenizer: &m.tokenizer,
-        chat_template: m.chat_template.as_ref(),
-        generation: &m.generation,
-        base_model: None,
-    };
+    let files = model_files(&m);
     a.save_checkpoint(&ck, &files).unwrap();
     // Saving again replaces the folder atomically and leaves no temporaries.
     a.save_checkpoint(&ck, &files).unwrap();

@@ -28,6 +28,57 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The model flags of the benchmarks that load one.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// Model: HF folder, .gguf file or hub id (in the local cache).
+    #[arg(long, required_unless_present = "random_init", default_value = "")]
+    pub model: String,
+    /// Instead of --model: random weights in the shape of this Hugging Face config.json.
+    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
+    pub random_init: Option<std::path::PathBuf>,
+}
+
+/// The GRPO flags `bench train` and `bench shared-prompts` share.
+#[derive(clap::Args, Debug)]
+pub struct GrpoArgs {
+    /// Measured steps (rounds for shared-prompts), after one warm-up.
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// KL coefficient (0 skips the reference forward).
+    #[arg(long, default_value_t = 1e-2)]
+    pub kl_coef: f64,
+    /// LoRA rank (0: full fine-tuning).
+    #[arg(long, default_value_t = 0)]
+    pub lora_rank: usize,
+    /// Activation recomputation.
+    #[arg(long)]
+    pub recompute: bool,
+    /// Print JSON (one object per row) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GrpoArgs {
+    /// The trainer's configuration: these flags, `micro_batch` sequences per pass, the
+    /// process's compute dtype, the rest defaults.
+    pub fn grpo_config(&self, micro_batch: usize) -> anyhow::Result<train::GrpoConfig> {
+        use anyhow::Context;
+        Ok(train::GrpoConfig {
+            micro_batch_size: micro_batch,
+            kl_coef: self.kl_coef,
+            lora: (self.lora_rank > 0).then(|| train::config::LoraConfig {
+                rank: self.lora_rank,
+                ..Default::default()
+            }),
+            recompute: self.recompute,
+            compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
+                .context("--dtype")?,
+            ..Default::default()
+        })
+    }
+}
+
 /// The device and dtype fields every benchmark row carries.
 pub fn device_fields(row: &mut serde_json::Value, dtype: candle_core::DType) {
     row["device"] = serde_json::json!(model::device::active_spec().to_string());

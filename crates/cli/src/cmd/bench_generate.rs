@@ -23,12 +23,8 @@ use model::LoadOptions;
 /// Arguments of `rzero bench generate`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: HF folder, .gguf file or hub id in the local cache.
-    #[arg(long, required_unless_present = "random_init", default_value = "")]
-    pub model: String,
-    /// Instead of --model: random weights in the shape of this Hugging Face config.json.
-    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
-    pub random_init: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub model: super::bench::ModelArgs,
     /// Batch sizes (concurrent requests).
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     pub batch: Vec<usize>,
@@ -51,7 +47,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(cfg) = &args.random_init {
+    if let Some(cfg) = &args.model.random_init {
         let (config, weights) = super::bench::random_init(cfg)?;
         let dtype = model::device::default_dtype();
         let dev = model::device::default_device();
@@ -69,15 +65,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &label,
         );
     }
-    let loaded = model::load(&args.model, &LoadOptions::default())
-        .with_context(|| format!("loading model {}", args.model))?;
+    let spec = &args.model.model;
+    let loaded = model::load(spec, &LoadOptions::default())
+        .with_context(|| format!("loading model {spec}"))?;
     let mut m = loaded.model().context("building the model")?;
     if args.weights != "gguf" {
         m.attach_compact(&Default::default());
     }
     let encode = |s: &str| -> engine::Result<Vec<u32>> { Ok(loaded.tokenizer.encode(s, false)?) };
     let eos = loaded.generation.eos_token_ids.clone();
-    measure(&args, &m, &loaded.tokenizer, &encode, eos, &args.model)
+    measure(&args, &m, &loaded.tokenizer, &encode, eos, spec)
 }
 
 fn measure(

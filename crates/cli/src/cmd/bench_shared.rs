@@ -17,14 +17,10 @@ use train::{Group, GrpoConfig, Response, Trainer};
 /// Arguments of `rzero bench shared-prompts`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: HF folder, .gguf file or hub id.
-    #[arg(long, required_unless_present = "random_init", default_value = "")]
-    pub model: String,
-    /// Instead of --model: random weights in the shape of this Hugging Face config.json
-    /// (needs --prompt-len).
-    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
-    pub random_init: Option<std::path::PathBuf>,
-    /// Prompt length (random ids) instead of the rendered Challenger prompt.
+    #[command(flatten)]
+    pub model: super::bench::ModelArgs,
+    /// Prompt length (random ids) instead of the rendered Challenger prompt (needed with
+    /// --random-init).
     #[arg(long)]
     pub prompt_len: Option<usize>,
     /// Responses of the prompt (the group size).
@@ -37,21 +33,8 @@ pub struct Args {
     /// responses as fit the same number of rows.
     #[arg(long, default_value_t = 2)]
     pub micro_batch: usize,
-    /// Measured rounds (after one warm-up round).
-    #[arg(long, default_value_t = 2)]
-    pub steps: usize,
-    /// KL coefficient (0 skips the reference forward).
-    #[arg(long, default_value_t = 1e-2)]
-    pub kl_coef: f64,
-    /// LoRA rank (0: full fine-tuning).
-    #[arg(long, default_value_t = 0)]
-    pub lora_rank: usize,
-    /// Activation recomputation.
-    #[arg(long)]
-    pub recompute: bool,
-    /// Print JSON rows (one per setting) instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub grpo: super::bench::GrpoArgs,
 }
 
 /// The Challenger prompt of the demo preset, tokenized with the model's tokenizer.
@@ -82,34 +65,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.group >= 2 && args.resp_len >= 1,
         "--group >= 2 and --resp-len >= 1"
     );
-    let (config, weights, label, prompt) = match (&args.random_init, args.prompt_len) {
+    let (config, weights, label, prompt) = match (&args.model.random_init, args.prompt_len) {
         (Some(c), Some(p)) => {
             let (config, weights) = super::bench::random_init(c)?;
             (config, weights, c.display().to_string(), vec![1u32; p])
         }
         (Some(_), None) => anyhow::bail!("--random-init needs --prompt-len"),
         (None, p) => {
-            let (config, weights, ids) = challenger_prompt_ids(&args.model)?;
+            let (config, weights, ids) = challenger_prompt_ids(&args.model.model)?;
             let ids = match p {
                 Some(p) => vec![1u32; p],
                 None => ids,
             };
-            (config, weights, args.model.clone(), ids)
+            (config, weights, args.model.model.clone(), ids)
         }
     };
     let cfg = GrpoConfig {
-        micro_batch_size: args.micro_batch,
-        kl_coef: args.kl_coef,
-        lora: (args.lora_rank > 0).then(|| train::config::LoraConfig {
-            rank: args.lora_rank,
-            ..Default::default()
-        }),
-        recompute: args.recompute,
         loss_agg: train::LossAgg::MicrobatchTokenMean,
-        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
-            .context("--dtype")?,
         shared_prompts: true,
-        ..Default::default()
+        ..args.grpo.grpo_config(args.micro_batch)?
     };
     let dev = model::device::default_device();
     let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
@@ -132,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }];
     let mut times = [Vec::new(), Vec::new()];
     let mut losses = [0f64; 2];
-    for round in 0..=args.steps {
+    for round in 0..=args.grpo.steps {
         for (k, shared) in [true, false].into_iter().enumerate() {
             trainer.set_shared_prompts(shared);
             let (t, loss) = update(&mut trainer, &groups)?;
@@ -157,9 +131,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "group": args.group,
             "resp_len": args.resp_len,
             "micro_batch": args.micro_batch,
-            "kl_coef": args.kl_coef,
-            "lora_rank": args.lora_rank,
-            "recompute": args.recompute,
+            "kl_coef": args.grpo.kl_coef,
+            "lora_rank": args.grpo.lora_rank,
+            "recompute": args.grpo.recompute,
             "tokens_per_update": tokens,
             "update_s": t,
             "update_times_s": times[k],
@@ -171,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         super::bench::device_fields(&mut out, trainer.compute_dtype());
         rows.push(out);
     }
-    if args.json {
+    if args.grpo.json {
         for r in rows {
             println!("{r}");
         }

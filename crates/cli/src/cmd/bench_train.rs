@@ -20,12 +20,8 @@ use train::{Group, GrpoConfig, Response, Trainer};
 /// Arguments of `rzero bench train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: HF folder, .gguf file or hub id.
-    #[arg(long, required_unless_present = "random_init", default_value = "")]
-    pub model: String,
-    /// Instead of --model: random weights in the shape of this Hugging Face config.json.
-    #[arg(long, value_name = "CONFIG.json", conflicts_with = "model")]
-    pub random_init: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub model: super::bench::ModelArgs,
     /// Sequences per step.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -35,21 +31,8 @@ pub struct Args {
     /// Sequences per forward/backward pass.
     #[arg(long, default_value_t = 1)]
     pub micro_batch: usize,
-    /// Measured steps (after one warm-up step).
-    #[arg(long, default_value_t = 2)]
-    pub steps: usize,
-    /// KL coefficient (0 skips the reference forward).
-    #[arg(long, default_value_t = 1e-2)]
-    pub kl_coef: f64,
-    /// LoRA rank (0: full fine-tuning).
-    #[arg(long, default_value_t = 0)]
-    pub lora_rank: usize,
-    /// Activation recomputation.
-    #[arg(long)]
-    pub recompute: bool,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub grpo: super::bench::GrpoArgs,
 }
 
 /// Peak resident set size in bytes (`VmHWM`), if the platform reports it.
@@ -62,30 +45,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.batch >= 2 && args.seq >= 16,
         "--batch >= 2 and --seq >= 16"
     );
-    let (config, weights, label) = match &args.random_init {
+    let (config, weights, label) = match &args.model.random_init {
         Some(c) => {
             let (config, weights) = super::bench::random_init(c)?;
             (config, weights, c.display().to_string())
         }
         None => {
-            let loaded = model::load(&args.model, &model::LoadOptions::default())
-                .with_context(|| format!("loading {}", args.model))?;
-            (loaded.config, loaded.weights, args.model.clone())
+            let spec = &args.model.model;
+            let loaded = model::load(spec, &model::LoadOptions::default())
+                .with_context(|| format!("loading {spec}"))?;
+            (loaded.config, loaded.weights, spec.clone())
         }
     };
     let cfg = GrpoConfig {
-        micro_batch_size: args.micro_batch,
-        kl_coef: args.kl_coef,
-        lora: (args.lora_rank > 0).then(|| train::config::LoraConfig {
-            rank: args.lora_rank,
-            ..Default::default()
-        }),
-        recompute: args.recompute,
         // every sequence computed in full, as the peers do (`bench shared-prompts` measures sharing)
         shared_prompts: false,
-        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
-            .context("--dtype")?,
-        ..Default::default()
+        ..args.grpo.grpo_config(args.micro_batch)?
     };
     let params: usize = weights
         .iter()
@@ -97,18 +72,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(weights);
     let groups = synthetic_groups(&args, config.vocab_size as u64);
     let tokens: usize = groups.iter().map(|g| g.responses.len() * args.seq).sum();
-    let timing = measure(&mut trainer, &groups, args.steps)?;
+    let timing = measure(&mut trainer, &groups, args.grpo.steps)?;
     let mut out = serde_json::json!({
         "bench": "train",
         "model": label,
         "params": params,
         "trainable_params": trainer.layout().total(),
-        "lora_rank": args.lora_rank,
-        "recompute": args.recompute,
+        "lora_rank": args.grpo.lora_rank,
+        "recompute": args.grpo.recompute,
         "batch": args.batch,
         "seq": args.seq,
         "micro_batch": args.micro_batch,
-        "kl_coef": args.kl_coef,
+        "kl_coef": args.grpo.kl_coef,
         "tokens_per_step": tokens,
         "step_s": timing.mean,
         "warmup_step_s": timing.warm,
@@ -129,15 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(used) = timing.gpu_mem {
         out["gpu_mem_used_bytes"] = serde_json::json!(used);
     }
-    if args.json {
+    if args.grpo.json {
         println!("{out}");
     } else {
         println!(
             "train: {} params ({} trained{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
             params,
             trainer.layout().total(),
-            if args.lora_rank > 0 { format!(", LoRA r={}", args.lora_rank) } else { String::new() },
-            if args.recompute { ", recompute" } else { "" },
+            if args.grpo.lora_rank > 0 { format!(", LoRA r={}", args.grpo.lora_rank) } else { String::new() },
+            if args.grpo.recompute { ", recompute" } else { "" },
             args.batch,
             args.seq,
             args.micro_batch,

@@ -5,11 +5,10 @@
 //! object plus `completion_ids` and `logprobs` (log p of each completion token given
 //! everything before it), and `logprob_sum`.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::io::JsonlOut;
 
@@ -30,37 +29,6 @@ pub struct Args {
     pub batch_size: usize,
 }
 
-/// Reads the input as (line number, object) pairs; errors name the line.
-/// (file name for messages, numbered JSON objects)
-type Lines = (String, Vec<(usize, Map<String, Value>)>);
-
-fn read_lines(path: &PathBuf) -> anyhow::Result<Lines> {
-    let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
-        ("<stdin>".into(), Box::new(std::io::stdin()))
-    } else {
-        (
-            path.display().to_string(),
-            Box::new(
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-            ),
-        )
-    };
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {name}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{name}:{}: line is not valid JSON", i + 1))?;
-        match v {
-            Value::Object(m) => out.push((i + 1, m)),
-            _ => bail!("{name}:{}: line is not a JSON object", i + 1),
-        }
-    }
-    Ok((name, out))
-}
-
 fn id_array(v: &Value, field: &str, at: &str) -> anyhow::Result<Vec<u32>> {
     let arr = v
         .as_array()
@@ -76,7 +44,7 @@ fn id_array(v: &Value, field: &str, at: &str) -> anyhow::Result<Vec<u32>> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (name, lines) = read_lines(&args.input)?;
+    let (name, lines) = crate::io::read_jsonl_numbered(Some(&args.input))?;
     let loaded = model::load(&args.model, &model::LoadOptions::default())
         .with_context(|| format!("loading {}", args.model))?;
     let m = loaded

@@ -204,16 +204,7 @@ impl Trainer {
                 } else {
                     None
                 };
-                let refs = if need_ref {
-                    let refm = self
-                        .reference
-                        .as_ref()
-                        .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
-                    let (lp, _) = self.logprobs_in(refm, &rows, &targets, r)?;
-                    Some(lp.detach().to_vec2::<f32>()?)
-                } else {
-                    None
-                };
+                let refs = self.ref_logprobs(need_ref, &rows, &targets, r)?;
                 for (i, s) in mb.iter().enumerate() {
                     let n = s.resp.len();
                     filled.push((
@@ -337,16 +328,7 @@ impl Trainer {
         // 3. Reference log-probs without a graph, where not given.
         let beta = self.cfg.kl_coef as f32;
         let need_ref = beta > 0.0 && mb.iter().any(|s| s.refl.is_none());
-        let ref_v = if need_ref {
-            let refm = self
-                .reference
-                .as_ref()
-                .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
-            let (lp, _) = self.logprobs_in(refm, &rows, &targets, r)?;
-            Some(lp.detach().to_vec2::<f32>()?)
-        } else {
-            None
-        };
+        let ref_v = self.ref_logprobs(need_ref, &rows, &targets, r)?;
         // 4. Loss terms and d(loss)/d(logp) per token.
         let mut coef = vec![0f32; b * r];
         let mut wsum = 0f64;
@@ -415,6 +397,25 @@ impl Trainer {
         let pk = self.pack(mb);
         let (ids, mask, targets) = pk.tensors(&self.device)?;
         Ok((Rows::Padded { ids, mask, p: pk.p }, targets, pk.b, pk.r))
+    }
+
+    /// The reference model's log-probs of `targets` [B,R] without a graph, when `need`.
+    fn ref_logprobs(
+        &self,
+        need: bool,
+        rows: &Rows,
+        targets: &Tensor,
+        r: usize,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        if !need {
+            return Ok(None);
+        }
+        let refm = self
+            .reference
+            .as_ref()
+            .ok_or_else(|| Error::invalid("kl_coef > 0 but no reference model"))?;
+        let (lp, _) = self.logprobs_in(refm, rows, targets, r)?;
+        Ok(Some(lp.detach().to_vec2::<f32>()?))
     }
 
     /// Log-probs (and entropies) of `targets` [B,R] under `m` in either layout.

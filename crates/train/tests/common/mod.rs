@@ -1,9 +1,11 @@
 //! Inputs shared by the trainer's integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use train::{Group, Response};
+use candle_core::{Device, Tensor};
+use model::{Config, Weights};
+use train::{Group, ModelFiles, Response, Trainer};
 
 /// A tiny model fixture (`tests/fixtures/models/<name>`, found by the `testdata` crate) and the
 /// model loaded from it. A missing fixture panics naming the path.
@@ -47,4 +49,76 @@ pub fn groups_from(shift: u32, second: u32) -> Vec<Group> {
             ],
         },
     ]
+}
+
+/// A tiny random Qwen2 (q/k/v biases, untied lm_head), deterministic for `seed`.
+pub fn random_qwen2(seed: u64) -> (Config, Weights) {
+    let v = serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"], "vocab_size": 97, "hidden_size": 24,
+        "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": false, "max_position_embeddings": 64
+    });
+    let cfg = Config::from_hf_value(&v, Path::new("random-qwen2")).unwrap();
+    assert!(cfg.attention_bias && !cfg.tie_word_embeddings);
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 * 2.0 - 1.0
+    };
+    let mut w = Weights::new();
+    for (name, shape) in model::load::expected_shapes(&cfg) {
+        let n: usize = shape.iter().product();
+        let norm = name.ends_with("norm.weight");
+        let vals: Vec<f32> = (0..n)
+            .map(|_| {
+                if norm {
+                    1.0 + 0.2 * next()
+                } else {
+                    0.3 * next()
+                }
+            })
+            .collect();
+        w.insert(
+            name,
+            Tensor::from_vec(vals, shape.as_slice(), &Device::Cpu).unwrap(),
+        );
+    }
+    (cfg, w)
+}
+
+/// Every parameter gradient of `t`, concatenated in layout order.
+pub fn all_grads(t: &Trainer) -> Vec<f32> {
+    t.layout()
+        .specs()
+        .iter()
+        .flat_map(|s| t.grad(&s.name).unwrap().to_vec())
+        .collect()
+}
+
+/// max |a − b| / max |b|.
+pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b
+        .iter()
+        .map(|x| x.abs() as f64)
+        .fold(0.0, f64::max)
+        .max(1e-30);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// The checkpoint's files of the fixture model `m`.
+pub fn model_files(m: &model::LoadedModel) -> ModelFiles<'_> {
+    ModelFiles {
+        tokenizer: &m.tokenizer,
+        chat_template: m.chat_template.as_ref(),
+        generation: &m.generation,
+        base_model: None,
+    }
 }
