@@ -20,10 +20,11 @@ pub fn read_jsonl(path: Option<&Path>) -> anyhow::Result<Vec<Map<String, Value>>
         .collect())
 }
 
+/// JSON objects with their 1-based line numbers.
+pub type NumberedRows = Vec<(usize, Map<String, Value>)>;
+
 /// [`read_jsonl`] with the input's name for messages and each object's 1-based line number.
-pub fn read_jsonl_numbered(
-    path: Option<&Path>,
-) -> anyhow::Result<(String, Vec<(usize, Map<String, Value>)>)> {
+pub fn read_jsonl_numbered(path: Option<&Path>) -> anyhow::Result<(String, NumberedRows)> {
     let (name, reader): (String, Box<dyn Read>) = match path {
         None => ("<stdin>".into(), Box::new(std::io::stdin())),
         Some(p) if p.as_os_str() == "-" => ("<stdin>".into(), Box::new(std::io::stdin())),

@@ -42,9 +42,12 @@ pub fn group_masked(
     }
 }
 
-/// The trainer's configuration for a phase.
-pub fn grpo_config(optim: &Optim, seed: u64) -> train::GrpoConfig {
+/// The trainer's configuration for a phase whose rollouts sample at `temperature`: the
+/// log-probs are computed at that temperature (`logits / T`), as the reference's actor does
+/// with its rollout temperature; 0 (greedy rollouts) trains at 1.
+pub fn grpo_config(optim: &Optim, temperature: f64, seed: u64) -> train::GrpoConfig {
     train::GrpoConfig {
+        temperature: if temperature > 0.0 { temperature } else { 1.0 },
         lr: optim.lr,
         weight_decay: optim.weight_decay,
         kl_coef: optim.kl_coef,
@@ -79,9 +82,14 @@ fn terr(what: &'static str) -> impl Fn(train::Error) -> Error {
 }
 
 /// A fresh trainer from the phase's starting model (also the KL reference).
-pub fn trainer(start: &model::LoadedModel, optim: &Optim, seed: u64) -> Result<train::Trainer> {
+pub fn trainer(
+    start: &model::LoadedModel,
+    optim: &Optim,
+    temperature: f64,
+    seed: u64,
+) -> Result<train::Trainer> {
     train::Trainer::new(
-        grpo_config(optim, seed),
+        grpo_config(optim, temperature, seed),
         &start.config,
         &start.weights,
         None,
@@ -101,16 +109,18 @@ pub struct PhaseFiles {
     pub row_extra: Map<String, Value>,
 }
 
-/// Runs (or resumes) one GRPO phase to `optim.steps` and returns its trainer.
+/// Runs (or resumes) one GRPO phase to `optim.steps` and returns its trainer; its rollouts
+/// sample at `temperature`.
 pub fn run_phase(
     start: &model::LoadedModel,
     optim: &Optim,
+    temperature: f64,
     seed: u64,
     files: &PhaseFiles,
     rollout: &mut dyn train::Rollout,
     on_progress: &mut dyn FnMut(train::Progress<'_>),
 ) -> Result<train::Trainer> {
-    let mut t = trainer(start, optim, seed)?;
+    let mut t = trainer(start, optim, temperature, seed)?;
     let lc = train::LoopConfig {
         steps: optim.steps as u64,
         global_batch_size: optim.global_batch_size,
@@ -159,6 +169,16 @@ mod tests {
             .unwrap()
     }
 
+    /// A phase's log-probs use its rollouts' temperature (the reference's actor divides the
+    /// logits by the rollout temperature); greedy rollouts train at 1.
+    #[test]
+    fn log_probs_use_the_rollout_temperature() {
+        let optim = crate::config::Config::demo().solver.optim;
+        assert_eq!(grpo_config(&optim, 0.6, 1).temperature, 0.6);
+        assert_eq!(grpo_config(&optim, 1.0, 1).temperature, 1.0);
+        assert_eq!(grpo_config(&optim, 0.0, 1).temperature, 1.0);
+    }
+
     /// A LoRA phase: it trains, a rerun resumes the finished checkpoint to the same policy,
     /// and its export (the merged model, what the next stage loads) gives the policy's logits.
     #[test]
@@ -188,7 +208,7 @@ mod tests {
                 metrics: Map::new(),
             })
         };
-        let t = run_phase(&start, &optim, 3, &files, &mut rollout, &mut |_| {}).unwrap();
+        let t = run_phase(&start, &optim, 1.0, 3, &files, &mut rollout, &mut |_| {}).unwrap();
         let after = logits(t.policy());
         assert!(before != after, "the LoRA phase changed nothing");
         assert!(files
@@ -207,7 +227,7 @@ mod tests {
                 "no rollout after the last step".into(),
             ))
         };
-        let r = run_phase(&start, &optim, 3, &files, &mut never, &mut |_| {}).unwrap();
+        let r = run_phase(&start, &optim, 1.0, 3, &files, &mut never, &mut |_| {}).unwrap();
         assert_eq!(r.step_count(), 1);
         assert!(logits(r.policy()) == after, "the resumed policy differs");
         let out = tmp.path().join("export");

@@ -525,6 +525,11 @@ fn train_phase(
     let name = phase.name();
     let work = run.train_work_dir(iter, phase);
     let seed = crate::rollout::derive_seed(cfg.seed, &[iter as u64, phase_seed_tag(phase)]);
+    // the temperature the phase's rollouts sample at, which its log-probs use
+    let temperature = match phase {
+        Phase::Challenger => cfg.challenger.sampling.temperature,
+        Phase::Solver => cfg.solver.sampling.temperature,
+    };
     let mut extra = serde_json::Map::new();
     extra.insert("iter".into(), json!(iter));
     extra.insert("phase".into(), json!(name));
@@ -552,8 +557,14 @@ fn train_phase(
         Ok(train::RolloutBatch { groups, metrics })
     };
     let mut state_err: Option<Error> = None;
-    let trainer =
-        crate::policy::run_phase(start, optim, seed, &files, &mut rollout, &mut |p| match p {
+    let trainer = crate::policy::run_phase(
+        start,
+        optim,
+        temperature,
+        seed,
+        &files,
+        &mut rollout,
+        &mut |p| match p {
             train::Progress::Rollout { step, .. } => {
                 if let Err(e) = set_stage(run, state, iter, name, step as usize - 1) {
                     state_err.get_or_insert(e);
@@ -574,14 +585,15 @@ fn train_phase(
                     done: stats.step as usize,
                 });
             }
-        })
-        .map_err(|e| match e {
-            Error::Diverged(m) => Error::Diverged(format!(
-                "iteration {iter} {name}: {m}; the last good checkpoint is {}",
-                work.join("checkpoint").display()
-            )),
-            e => e,
-        })?;
+        },
+    )
+    .map_err(|e| match e {
+        Error::Diverged(m) => Error::Diverged(format!(
+            "iteration {iter} {name}: {m}; the last good checkpoint is {}",
+            work.join("checkpoint").display()
+        )),
+        e => e,
+    })?;
     if let Some(e) = state_err {
         return Err(e);
     }
