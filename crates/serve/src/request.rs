@@ -178,7 +178,8 @@ pub(crate) fn sampling(
     }
     let seed = match s.seed {
         Some(x) => x as u64,
-        None => random_seed(st.next()),
+        // 63 bits: a proxy passes it on, and servers (this one too) take a signed 64-bit seed.
+        None => random_seed(st.next()) & i64::MAX as u64,
     };
     let p = SamplingParams {
         n,

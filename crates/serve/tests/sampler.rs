@@ -378,7 +378,8 @@ fn rzero_serve_proxies_another_server_as_the_local_engine_samples() {
     assert!(upstream.stats().steps.load(Ordering::Relaxed) > 0);
     assert_eq!(upstream.stats().completions.load(Ordering::Relaxed), 4);
     assert_eq!(proxy.stats().completions.load(Ordering::Relaxed), 4);
-    // A token prompt goes through the proxy as token ids (exact on rzero serve).
+    // A token prompt goes through the proxy as token ids (exact on rzero serve). Without a
+    // `seed` the proxy draws one that the upstream accepts (a signed 64-bit integer).
     let ids = loaded.tokenizer.encode("1 2 3", false).unwrap();
     let (st, v) = post(
         proxy.addr(),
@@ -388,4 +389,12 @@ fn rzero_serve_proxies_another_server_as_the_local_engine_samples() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["choices"][0]["token_ids"], json!(full[0][0].token_ids));
     assert_eq!(v["usage"]["prompt_tokens"], json!(ids.len()));
+    for _ in 0..8 {
+        let (st, v) = post(
+            proxy.addr(),
+            "/v1/completions",
+            json!({"model": "front", "prompt": "1 2 3", "max_tokens": 2}),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
 }
