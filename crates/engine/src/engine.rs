@@ -106,6 +106,11 @@ impl<M: StepModel, D: Detokenize> Engine<M, D> {
         &self.model
     }
 
+    /// The detokenizer.
+    pub fn detok(&self) -> &D {
+        &self.detok
+    }
+
     /// KV bytes one token costs.
     pub fn kv_bytes_per_token(&self) -> usize {
         self.model.kv_bytes_per_token()

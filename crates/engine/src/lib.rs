@@ -7,6 +7,8 @@
 //!   ([`Engine::cancel_flag`]).
 //! - [`Sampler`] ([`sampler`]): the one rollout seam, prompts in, `n` completions out;
 //!   [`LocalSampler`] is this engine's, `remote::OpenAiClient` the servers'.
+//!   [`Sampler::serve`] runs a server's queue ([`SampleFeed`]); the local engine batches it
+//!   continuously.
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p (vLLM's order) on per-sequence
 //!   ChaCha streams keyed by `(seed, sample index)`, so samples do not depend on the batch.
 //! - [`force`]: forced final answers (a cue and a few more tokens when a completion ends
@@ -36,7 +38,8 @@ pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
 };
 pub use sampler::{
-    LocalSampler, OnProgress, PolicyWeights, Prompt, Sampler, TextCompletion, TextRequest,
+    LocalSampler, ModelInfo, OnProgress, PolicyWeights, Prompt, SampleFeed, Sampler, ServeEvent,
+    TextCompletion, TextRequest,
 };
 pub use step::{StepItem, StepModel};
 pub use stop::Detokenize;

@@ -2,16 +2,26 @@
 //! per prompt out (text, token ids, log-probs, forced-answer mask). Two implementations:
 //! [`LocalSampler`] (the batched [`Engine`] over a [`model::Model`] in this process) and
 //! `remote::OpenAiClient` (OpenAI-compatible servers). The R-Zero loop, the dataset stage,
-//! the Challenger reward and evaluation sample through it only.
+//! the Challenger reward, evaluation and `rzero serve` sample through it only.
+//!
+//! A server also needs requests that arrive while others run: [`Sampler::serve`] runs a
+//! [`SampleFeed`] (requests in as they arrive, cancellations, answers out). The local engine
+//! batches them continuously; other samplers default to whole batches through
+//! [`Sampler::generate`] (`serve.rs`).
 
 use std::borrow::Cow;
 
-use model::{ChatMessage, ChatTemplate, Model, Tokenizer};
+use model::{ChatMessage, ChatTemplate, LoadedModel, Model, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result};
-use crate::params::{Completion, Event, FinishReason, Request, SamplingParams};
+use crate::params::{Completion, Event, FinishReason, Request, RequestOutput, SamplingParams};
+use crate::step::StepModel;
+
+mod serve;
+
+pub use serve::{ModelInfo, SampleFeed, ServeEvent};
 
 /// What to complete.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +79,9 @@ pub struct TextCompletion {
     pub forced: Vec<bool>,
     /// Byte offset in `text` where the forced answer's cue starts; `None` when not forced.
     pub forced_from: Option<usize>,
+    /// The stop string that ended it, when the sampler reports it (the local engine; servers
+    /// that return vLLM's `stop_reason` as a string).
+    pub stop_string: Option<String>,
 }
 
 /// Progress callback: (samples done, samples total).
@@ -89,6 +102,41 @@ pub trait Sampler: Send + Sync {
         requests: &[TextRequest],
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<TextCompletion>>>;
+
+    /// Runs the requests of `feed` as they arrive until it closes (a server's sampling
+    /// thread), reporting steps and finished completions to `on_event`. Requests are numbered
+    /// by arrival (`seq`, from 0); each is answered once through [`SampleFeed::finished`],
+    /// unless the feed cancels it first. An `Err` return abandons the requests not yet
+    /// answered: the caller answers them.
+    ///
+    /// The default takes what is queued, drops what the feed cancelled, and runs it through
+    /// [`Sampler::generate`] as one batch (one [`ServeEvent::Step`] per batch; requests that
+    /// arrive meanwhile wait for the next batch; a failed batch is retried one request at a
+    /// time, so a request's error is its own). [`LocalSampler`] batches continuously: a
+    /// request joins the running batch at the next model step and a cancelled one is dropped
+    /// mid-generation.
+    fn serve(&self, feed: &mut dyn SampleFeed, on_event: &mut dyn FnMut(ServeEvent)) -> Result<()> {
+        serve::in_batches(self, feed, on_event)
+    }
+
+    /// The model's context length and vocabulary size, when this sampler knows them (a
+    /// server checks prompts against them before queueing). `None` by default.
+    fn model_info(&self) -> Option<ModelInfo> {
+        None
+    }
+
+    /// The token ids of `prompt`, when this sampler tokenizes in this process (a server then
+    /// tokenizes on its own threads, checks the ids and sends [`Prompt::Tokens`]). `None` by
+    /// default: prompts are sent as they are.
+    fn tokenize(&self, _prompt: &Prompt) -> Option<Result<Vec<u32>>> {
+        None
+    }
+
+    /// The text of one token (as log-prob listings show it), when this sampler has the
+    /// tokenizer. `None` by default.
+    fn token_text(&self, _id: u32) -> Option<String> {
+        None
+    }
 }
 
 /// The in-process [`Engine`] over a borrowed model (the live policy during training: its
@@ -99,8 +147,7 @@ pub trait Sampler: Send + Sync {
 /// weight matrices without a GGUF block copy get bf16 copies ([`Model::attach_bf16`]), made
 /// when the sampler is built: build one per rollout, after the policy's update.
 pub struct LocalSampler<'a> {
-    engine: Engine<Cow<'a, Model>, &'a Tokenizer>,
-    tokenizer: &'a Tokenizer,
+    engine: Engine<Cow<'a, Model>, Cow<'a, Tokenizer>>,
     template: ChatTemplate,
 }
 
@@ -162,20 +209,64 @@ impl<'a> LocalSampler<'a> {
             }
         };
         Ok(Self {
-            engine: Engine::new(model, tokenizer, cfg)?,
-            tokenizer,
+            engine: Engine::new(model, Cow::Borrowed(tokenizer), cfg)?,
             template: template.unwrap_or_else(ChatTemplate::chatml),
         })
     }
 
+    /// A sampler that owns its model, built from `loaded` (with its chat template, ChatML
+    /// when it has none), for a server's thread. Empty `cfg.eos_token_ids` are filled with
+    /// the model's EOS ids.
+    pub fn from_loaded(
+        loaded: &LoadedModel,
+        mut cfg: EngineConfig,
+    ) -> Result<LocalSampler<'static>> {
+        if cfg.eos_token_ids.is_empty() {
+            cfg.eos_token_ids = loaded.eos_token_ids();
+        }
+        Ok(LocalSampler {
+            engine: Engine::new(
+                Cow::Owned(loaded.model()?),
+                Cow::Owned(loaded.tokenizer.clone()),
+                cfg,
+            )?,
+            template: loaded.chat_template_or_chatml(),
+        })
+    }
+
     /// The engine.
-    pub fn engine(&self) -> &Engine<Cow<'a, Model>, &'a Tokenizer> {
+    pub fn engine(&self) -> &Engine<Cow<'a, Model>, Cow<'a, Tokenizer>> {
         &self.engine
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        self.engine.detok()
     }
 
     /// Token ids of a prompt: text as is, chats rendered with the template.
     pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>> {
-        prompt_ids(self.tokenizer, &self.template, prompt)
+        prompt_ids(self.tokenizer(), &self.template, prompt)
+    }
+
+    /// The completions of one engine output, ordered by sample index.
+    fn texts(&self, o: RequestOutput) -> Result<Vec<TextCompletion>> {
+        let mut c = o.completions;
+        c.sort_by_key(|c| c.index);
+        c.into_iter()
+            .map(|c| {
+                let forced_from = forced_from(self.tokenizer(), &c)?;
+                Ok(TextCompletion {
+                    text: c.text,
+                    finish_reason: c.finish_reason,
+                    token_ids: Some(c.token_ids),
+                    logprobs: c.logprobs,
+                    forced: c.forced,
+                    forced_from,
+                    stop_string: c.stop_string,
+                })
+            })
+            .collect()
     }
 }
 
@@ -217,26 +308,27 @@ impl Sampler for LocalSampler<'_> {
                 on_progress(p.samples_done, p.samples_total);
             }
         })?;
-        outputs
-            .into_iter()
-            .map(|o| {
-                let mut c = o.completions;
-                c.sort_by_key(|c| c.index);
-                c.into_iter()
-                    .map(|c| {
-                        let forced_from = forced_from(self.tokenizer, &c)?;
-                        Ok(TextCompletion {
-                            text: c.text,
-                            finish_reason: c.finish_reason,
-                            token_ids: Some(c.token_ids),
-                            logprobs: c.logprobs,
-                            forced: c.forced,
-                            forced_from,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect()
+        outputs.into_iter().map(|o| self.texts(o)).collect()
+    }
+
+    fn serve(&self, feed: &mut dyn SampleFeed, on_event: &mut dyn FnMut(ServeEvent)) -> Result<()> {
+        serve::continuously(self, feed, on_event)
+    }
+
+    fn model_info(&self) -> Option<ModelInfo> {
+        let m = self.engine.model();
+        Some(ModelInfo {
+            context: m.max_positions(),
+            vocab_size: m.vocab_size(),
+        })
+    }
+
+    fn tokenize(&self, prompt: &Prompt) -> Option<Result<Vec<u32>>> {
+        Some(self.prompt_ids(prompt))
+    }
+
+    fn token_text(&self, id: u32) -> Option<String> {
+        Some(self.tokenizer().decode(&[id], false).unwrap_or_default())
     }
 }
 
@@ -255,5 +347,21 @@ impl<S: Sampler + ?Sized> Sampler for &S {
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<TextCompletion>>> {
         (**self).generate_with_progress(requests, on_progress)
+    }
+
+    fn serve(&self, feed: &mut dyn SampleFeed, on_event: &mut dyn FnMut(ServeEvent)) -> Result<()> {
+        (**self).serve(feed, on_event)
+    }
+
+    fn model_info(&self) -> Option<ModelInfo> {
+        (**self).model_info()
+    }
+
+    fn tokenize(&self, prompt: &Prompt) -> Option<Result<Vec<u32>>> {
+        (**self).tokenize(prompt)
+    }
+
+    fn token_text(&self, id: u32) -> Option<String> {
+        (**self).token_text(id)
     }
 }

@@ -31,6 +31,15 @@ impl<T: Detokenize + ?Sized> Detokenize for &T {
     }
 }
 
+impl<T: Detokenize + Clone> Detokenize for std::borrow::Cow<'_, T> {
+    fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        (**self).decode(ids, skip_special)
+    }
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        (**self).encode(text)
+    }
+}
+
 impl<T: Detokenize + ?Sized> Detokenize for std::sync::Arc<T> {
     fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         (**self).decode(ids, skip_special)

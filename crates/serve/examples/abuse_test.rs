@@ -135,7 +135,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..rzero_serve::ServeOptions::default()
     };
     let (max_prompt_bytes, max_body_bytes) = (opts.max_prompt_bytes, opts.max_body_bytes);
-    let server = rzero_serve::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
+    let cfg = engine::EngineConfig {
+        max_batch_size: rzero_serve::DEFAULT_MAX_BATCH_SIZE,
+        ..engine::EngineConfig::default()
+    };
+    let sampler = std::sync::Arc::new(engine::LocalSampler::from_loaded(&loaded, cfg)?);
+    let server = rzero_serve::spawn(sampler, "127.0.0.1:0".parse()?, opts)?;
     let addr = server.addr();
     drop(loaded);
     let rss_start = rss_bytes();

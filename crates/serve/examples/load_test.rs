@@ -48,12 +48,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => {
             let loaded = model::load(&spec, &model::LoadOptions::default())?;
-            let mut opts = rzero_serve::ServeOptions {
+            let opts = rzero_serve::ServeOptions {
                 served_model_name: "load-test".into(),
                 ..rzero_serve::ServeOptions::default()
             };
-            opts.engine.max_batch_size = max_batch;
-            let h = rzero_serve::spawn(&loaded, "127.0.0.1:0".parse()?, opts)?;
+            let cfg = engine::EngineConfig {
+                max_batch_size: max_batch,
+                ..engine::EngineConfig::default()
+            };
+            let sampler = Arc::new(engine::LocalSampler::from_loaded(&loaded, cfg)?);
+            let h = rzero_serve::spawn(sampler, "127.0.0.1:0".parse()?, opts)?;
             let u = h.base_url();
             (Some(h), u, "load-test".to_string())
         }

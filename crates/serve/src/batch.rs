@@ -1,13 +1,15 @@
-//! Batching: the engine thread's [`Feed`] (jobs from the handlers in, answers out, requests
-//! of gone clients dropped) and the handlers' side of the queue (reservations, 429, 504).
+//! Batching: the sampling thread's [`SampleFeed`] (jobs from the handlers in, answers out,
+//! requests of gone clients dropped) and the handlers' side of the queue (reservations, 429,
+//! 504).
 
 use super::*;
 
-pub(crate) type Reply = std::result::Result<Vec<RequestOutput>, ApiError>;
+/// Per request of a job, its `n` completions by sample index.
+pub(crate) type Reply = std::result::Result<Vec<Vec<TextCompletion>>, ApiError>;
 
 /// Requests of one HTTP call, answered together.
 pub(crate) struct Job {
-    pub(crate) requests: Vec<engine::Request>,
+    pub(crate) requests: Vec<TextRequest>,
     pub(crate) reply: oneshot::Sender<Reply>,
 }
 
@@ -22,24 +24,24 @@ pub(crate) enum Msg {
 pub(crate) struct Pending {
     /// `None` once answered (an error): its other requests are then dropped.
     pub(crate) reply: Option<oneshot::Sender<Reply>>,
-    pub(crate) outs: Vec<Option<RequestOutput>>,
+    pub(crate) outs: Vec<Option<Vec<TextCompletion>>>,
     pub(crate) left: usize,
 }
 
-/// The engine's [`Feed`]: jobs from the handlers in, answers out.
+/// The sampler's [`SampleFeed`]: jobs from the handlers in, answers out.
 pub(crate) struct ServerFeed<'a> {
     pub(crate) rx: &'a mut mpsc::UnboundedReceiver<Msg>,
     pub(crate) window: Duration,
     pub(crate) stats: &'a ServerStats,
     pub(crate) jobs: HashMap<u64, Pending>,
-    /// Engine arrival index -> (job, position in the job).
+    /// Arrival index -> (job, position in the job).
     pub(crate) seqs: HashMap<usize, (u64, usize)>,
     pub(crate) next_seq: usize,
     pub(crate) next_job: u64,
 }
 
 impl ServerFeed<'_> {
-    pub(crate) fn take(&mut self, msg: Msg, out: &mut Vec<engine::Request>) {
+    pub(crate) fn take(&mut self, msg: Msg, out: &mut Vec<TextRequest>) {
         let job = match msg {
             Msg::Job(j) => j,
             Msg::Crash => panic!("engine thread crashed on purpose (test hook)"),
@@ -88,8 +90,8 @@ impl ServerFeed<'_> {
     }
 }
 
-impl Feed for ServerFeed<'_> {
-    fn poll(&mut self, idle: bool) -> Option<Vec<engine::Request>> {
+impl SampleFeed for ServerFeed<'_> {
+    fn poll(&mut self, idle: bool) -> Option<Vec<TextRequest>> {
         let mut out = Vec::new();
         if idle {
             let first = self.rx.blocking_recv()?;
@@ -134,7 +136,7 @@ impl Feed for ServerFeed<'_> {
         gone
     }
 
-    fn finished(&mut self, seq: usize, output: engine::Result<RequestOutput>) {
+    fn finished(&mut self, seq: usize, output: engine::Result<Vec<TextCompletion>>) {
         let Some(&(id, i)) = self.seqs.get(&seq) else {
             return;
         };
@@ -157,12 +159,8 @@ impl Feed for ServerFeed<'_> {
                 }
             }
             Err(e) => {
-                let msg = match e {
-                    engine::Error::InvalidRequest { msg, .. } => msg,
-                    other => other.to_string(),
-                };
                 if let Some(r) = p.reply.take() {
-                    let _ = r.send(Err(ApiError::bad(msg, None)));
+                    let _ = r.send(Err(request_error(e)));
                 }
             }
         }
@@ -170,10 +168,26 @@ impl Feed for ServerFeed<'_> {
     }
 }
 
-/// The engine thread: runs the engine on the jobs as they come; a failed run answers its
-/// jobs with a 500 and the engine goes on with the next ones.
+/// The answer to a request the sampler could not serve: 400 for a bad request, 502 when
+/// the sampler is a client of other servers and they failed, else the error as a 400 (the
+/// engine refuses a request that cannot fit with another error).
+pub(crate) fn request_error(e: engine::Error) -> ApiError {
+    match e {
+        engine::Error::InvalidRequest { msg, .. } => ApiError::bad(msg, None),
+        engine::Error::Sampler(e) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the upstream sampler failed: {e}"),
+            None,
+            "BadGatewayError",
+        ),
+        other => ApiError::bad(other.to_string(), None),
+    }
+}
+
+/// The sampling thread: runs the sampler on the jobs as they come; a failed run answers its
+/// jobs with a 500 and the sampler goes on with the next ones.
 pub(crate) fn engine_loop(
-    engine: Engine<Model, Arc<Tokenizer>>,
+    sampler: &dyn Sampler,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     window: Duration,
     stats: &ServerStats,
@@ -188,14 +202,14 @@ pub(crate) fn engine_loop(
             next_seq: 0,
             next_job: 0,
         };
-        let result = engine.run(&mut feed, |ev| match ev {
-            Event::Progress(p) => {
+        let result = sampler.serve(&mut feed, &mut |ev| match ev {
+            ServeEvent::Step { running } => {
                 stats.steps.fetch_add(1, Ordering::Relaxed);
                 stats
                     .peak_running
-                    .fetch_max(p.running as u64, Ordering::Relaxed);
+                    .fetch_max(running as u64, Ordering::Relaxed);
             }
-            Event::Completion(_) => {
+            ServeEvent::Completion { .. } => {
                 stats.completions.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -265,9 +279,9 @@ impl Drop for Reservation<'_> {
 /// channel closes and the engine drops the requests at its next step.
 pub(crate) async fn submit(
     st: &AppState,
-    prompts: Vec<Vec<u32>>,
+    prompts: Vec<Prompt>,
     params: &SamplingParams,
-) -> std::result::Result<Vec<RequestOutput>, ApiError> {
+) -> std::result::Result<Vec<Vec<TextCompletion>>, ApiError> {
     let samples = prompts.len() * params.n;
     let q = &st.stats.queued_samples;
     let mut cur = q.load(Ordering::SeqCst);
@@ -295,9 +309,8 @@ pub(crate) async fn submit(
     };
     let requests = prompts
         .into_iter()
-        .map(|ids| engine::Request {
-            id: 0,
-            prompt_ids: ids,
+        .map(|prompt| TextRequest {
+            prompt,
             params: params.clone(),
         })
         .collect();

@@ -11,12 +11,17 @@
 //! Streaming, `echo`, `suffix` and penalties are refused with a 400 that names the
 //! field; unknown fields are ignored (as vLLM does).
 //!
-//! Batching: handlers parse and tokenize (on tokio's blocking pool, after a byte cap), then
-//! queue a job; one engine thread runs [`engine::Engine::run`], which takes new requests
-//! before every model step, so a request that arrives while others generate joins their
-//! batch at the next step (continuous batching across requests). A request whose client
-//! disconnects, or that passes its deadline, is dropped from the running batch at the next
-//! step and its KV cache freed.
+//! Sampling: the server holds an [`engine::Sampler`] built by the binary and uses nothing
+//! else of the engine. Handlers parse and, when the sampler tokenizes in process
+//! ([`engine::Sampler::tokenize`]), tokenize and check the prompts (on tokio's blocking
+//! pool, after a byte cap), then queue a job; one sampling thread runs
+//! [`engine::Sampler::serve`] over the queue. The local engine ([`engine::LocalSampler`])
+//! takes new requests before every model step, so a request that arrives while others
+//! generate joins their batch at the next step (continuous batching across requests), and a
+//! request whose client disconnects, or that passes its deadline, is dropped from the running
+//! batch at the next step and its KV cache freed. Any other sampler (e.g.
+//! `remote::OpenAiClient`: `rzero serve` as a proxy in front of other servers) runs what is
+//! queued in whole batches through [`engine::Sampler::generate`].
 //!
 //! Hardening: an API key (`Authorization: Bearer KEY`, as vLLM's `--api-key`) guards the
 //! `/v1` routes, and a non-loopback address is refused without one unless `insecure` is
@@ -27,7 +32,7 @@
 //! Text prompts are tokenized as is (no special tokens added), like the local engine.
 //!
 //! Files: this one (options, start and stop), `routes.rs` (router, API key, handlers),
-//! `request.rs` (parsing and caps), `batch.rs` (the engine thread's feed and the queue),
+//! `request.rs` (parsing and caps), `batch.rs` (the sampling thread's feed and the queue),
 //! `error.rs` (OpenAI-style errors).
 
 use std::collections::HashMap;
@@ -43,14 +48,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::{Engine, EngineConfig, Event, Feed, RequestOutput, SamplingParams};
-use model::{ChatMessage, ChatTemplate, LoadedModel, Model, Tokenizer};
+use engine::{
+    ModelInfo, Prompt, SampleFeed, Sampler, SamplingParams, ServeEvent, TextCompletion, TextRequest,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use remote::{Error, Result};
+use remote::{ChatMessage, Error, Result};
 
 mod batch;
 mod error;
@@ -70,10 +76,9 @@ pub const MAX_SAMPLES_PER_REQUEST: usize = 1024;
 pub struct ServeOptions {
     /// The model id clients name (`model` field); requests naming another model get 404.
     pub served_model_name: String,
-    /// Engine limits. Empty `eos_token_ids` are filled from the model.
-    pub engine: EngineConfig,
-    /// When the engine is idle, how long it waits after the first request for others to
-    /// join its first step (later requests join the running batch at any step).
+    /// When the sampler is idle, how long it waits after the first request for others to
+    /// join its first step (with the local engine, later requests join the running batch at
+    /// any step).
     pub batch_window: Duration,
     /// Required `Authorization: Bearer` key of the `/v1` routes (None = open).
     pub api_key: Option<String>,
@@ -98,10 +103,6 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             served_model_name: "rzero".into(),
-            engine: EngineConfig {
-                max_batch_size: 64,
-                ..EngineConfig::default()
-            },
             batch_window: Duration::from_millis(3),
             api_key: None,
             insecure: false,
@@ -117,7 +118,7 @@ impl Default for ServeOptions {
 /// Counters of a running server.
 #[derive(Debug, Default)]
 pub struct ServerStats {
-    /// Engine steps run.
+    /// Sampler steps run (model steps of the local engine; batches of other samplers).
     pub steps: AtomicU64,
     /// Most sequences in one engine step so far.
     pub peak_running: AtomicU64,
@@ -190,9 +191,12 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Serves `loaded` on `addr` until Ctrl-C.
-pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
-    let (listener, state) = prepare(loaded, addr, opts)?;
+/// Most sequences the local engine of `rzero serve` decodes together by default.
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 64;
+
+/// Serves `sampler` on `addr` until Ctrl-C.
+pub fn serve(sampler: Arc<dyn Sampler>, addr: SocketAddr, opts: ServeOptions) -> Result<()> {
+    let (listener, state) = prepare(sampler, addr, opts)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let shutdown = async {
@@ -203,10 +207,14 @@ pub fn serve(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Resu
     })
 }
 
-/// Starts serving `loaded` on `addr` in background threads and returns once the socket is
+/// Starts serving `sampler` on `addr` in background threads and returns once the socket is
 /// bound (use port 0 for an ephemeral port; [`ServerHandle::addr`] tells which).
-pub fn spawn(loaded: &LoadedModel, addr: SocketAddr, opts: ServeOptions) -> Result<ServerHandle> {
-    let (listener, state) = prepare(loaded, addr, opts)?;
+pub fn spawn(
+    sampler: Arc<dyn Sampler>,
+    addr: SocketAddr,
+    opts: ServeOptions,
+) -> Result<ServerHandle> {
+    let (listener, state) = prepare(sampler, addr, opts)?;
     let stats = state.stats.clone();
     let jobs = Some(state.jobs.clone());
     let addr = listener
@@ -240,9 +248,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(Error::io("starting the tokio runtime"))
 }
 
-/// Binds the socket, builds the model and starts the engine thread.
+/// Binds the socket and starts the sampling thread.
 fn prepare(
-    loaded: &LoadedModel,
+    sampler: Arc<dyn Sampler>,
     addr: SocketAddr,
     opts: ServeOptions,
 ) -> Result<(std::net::TcpListener, Arc<AppState>)> {
@@ -263,20 +271,12 @@ fn prepare(
     listener
         .set_nonblocking(true)
         .map_err(Error::io("configuring the socket"))?;
-    let model = loaded.model()?;
-    let tokenizer = Arc::new(loaded.tokenizer.clone());
-    let mut cfg = opts.engine.clone();
-    if cfg.eos_token_ids.is_empty() {
-        cfg.eos_token_ids = loaded.eos_token_ids();
-    }
-    let ctx = model.config().max_position_embeddings;
-    let vocab = model.config().vocab_size;
-    let engine = Engine::new(model, tokenizer.clone(), cfg)?;
+    let info = sampler.model_info();
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let window = opts.batch_window;
     let stats = Arc::new(ServerStats::default());
     let alive = Arc::new(AtomicBool::new(true));
-    let (st2, alive2) = (stats.clone(), alive.clone());
+    let (st2, alive2, sampler2) = (stats.clone(), alive.clone(), sampler.clone());
     std::thread::Builder::new()
         .name("rzero-engine".into())
         .spawn(move || {
@@ -288,7 +288,7 @@ fn prepare(
                 }
             }
             let _alive = Alive(alive2);
-            engine_loop(engine, rx, window, &st2)
+            engine_loop(&*sampler2, rx, window, &st2)
         })
         .map_err(Error::io("starting the engine thread"))?;
     let created = SystemTime::now()
@@ -298,10 +298,8 @@ fn prepare(
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = Arc::new(AppState {
         name: opts.served_model_name,
-        tokenizer,
-        template: loaded.chat_template_or_chatml(),
-        ctx,
-        vocab,
+        sampler,
+        info,
         created,
         counter: AtomicU64::new(0),
         jobs: tx,
@@ -316,8 +314,7 @@ fn prepare(
         prep_slots: tokio::sync::Semaphore::new(cpus),
     });
     tracing::info!(
-        "serving {} as `{}` on http://{}{}",
-        loaded.source.display(),
+        "serving `{}` on http://{}{}",
         state.name,
         listener
             .local_addr()

@@ -163,20 +163,23 @@ pub(crate) fn sampling(
             ))
         }
     };
-    if let Some(bad) = s
-        .stop_token_ids
-        .iter()
-        .flatten()
-        .find(|&&t| t as usize >= st.vocab)
-    {
-        return Err(ApiError::bad(
-            format!("stop token id {bad} >= vocabulary size {}", st.vocab),
-            Some("stop_token_ids"),
-        ));
+    if let Some(info) = st.info {
+        if let Some(bad) = s
+            .stop_token_ids
+            .iter()
+            .flatten()
+            .find(|&&t| t as usize >= info.vocab_size)
+        {
+            return Err(ApiError::bad(
+                format!("stop token id {bad} >= vocabulary size {}", info.vocab_size),
+                Some("stop_token_ids"),
+            ));
+        }
     }
     let seed = match s.seed {
         Some(x) => x as u64,
-        None => random_seed(st.next()),
+        // 63 bits: a proxy passes it on, and servers (this one too) take a signed 64-bit seed.
+        None => random_seed(st.next()) & i64::MAX as u64,
     };
     let p = SamplingParams {
         n,
@@ -234,7 +237,7 @@ pub(crate) fn random_seed(counter: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Checks one prompt's ids against the model.
+/// Checks one prompt's ids against the model (when the sampler knows it).
 pub(crate) fn check_prompt(
     st: &AppState,
     ids: &[u32],
@@ -243,71 +246,107 @@ pub(crate) fn check_prompt(
     if ids.is_empty() {
         return Err(ApiError::bad("the prompt is empty", Some(param)));
     }
-    if ids.len() >= st.ctx {
+    let Some(info) = st.info else {
+        return Ok(());
+    };
+    if ids.len() >= info.context {
         return Err(ApiError::bad(
             format!(
                 "the prompt has {} tokens; the model's context is {} tokens",
                 ids.len(),
-                st.ctx
+                info.context
             ),
             Some(param),
         ));
     }
-    if let Some(t) = ids.iter().find(|&&t| t as usize >= st.vocab) {
+    if let Some(t) = ids.iter().find(|&&t| t as usize >= info.vocab_size) {
         return Err(ApiError::bad(
-            format!("prompt token id {t} >= vocabulary size {}", st.vocab),
+            format!("prompt token id {t} >= vocabulary size {}", info.vocab_size),
             Some(param),
         ));
     }
     Ok(())
 }
 
-pub(crate) fn prompt_list(
+/// A prompt as the sampler will get it: token ids, checked, when the sampler tokenizes in
+/// this process; else as sent (token ids checked as far as the server knows the model).
+pub(crate) fn tokenized(
     st: &AppState,
-    v: &Value,
-) -> std::result::Result<Vec<Vec<u32>>, ApiError> {
+    prompt: Prompt,
+    param: &str,
+) -> std::result::Result<Prompt, ApiError> {
+    let ids = match prompt {
+        Prompt::Tokens(ids) => ids,
+        p => match st.sampler.tokenize(&p) {
+            Some(Ok(ids)) => ids,
+            Some(Err(e)) => {
+                let what = if param == "prompt" { "prompt" } else { "chat" };
+                return Err(ApiError::bad(
+                    format!("tokenizing the {what}: {e}"),
+                    Some(param),
+                ));
+            }
+            None if matches!(&p, Prompt::Text(t) if t.is_empty()) => {
+                return Err(ApiError::bad("the prompt is empty", Some(param)))
+            }
+            None => return Ok(p),
+        },
+    };
+    check_prompt(st, &ids, param)?;
+    Ok(Prompt::Tokens(ids))
+}
+
+/// Prompt length in tokens, when known (token prompts).
+pub(crate) fn prompt_len(p: &Prompt) -> Option<usize> {
+    match p {
+        Prompt::Tokens(ids) => Some(ids.len()),
+        _ => None,
+    }
+}
+
+pub(crate) fn prompt_list(st: &AppState, v: &Value) -> std::result::Result<Vec<Prompt>, ApiError> {
     const SHAPE: &str =
         "prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids";
-    let encode = |s: &str| {
-        st.tokenizer
-            .encode(s, false)
-            .map_err(|e| ApiError::bad(format!("tokenizing the prompt: {e}"), Some("prompt")))
-    };
+    let text = |s: &str| Prompt::Text(s.to_string());
     let ids = |a: &[Value]| -> Option<Vec<u32>> {
         a.iter()
             .map(|x| x.as_u64().and_then(|t| u32::try_from(t).ok()))
             .collect()
     };
-    let prompts = match v {
-        Value::String(s) => vec![encode(s)?],
+    let prompts: Vec<Prompt> = match v {
+        Value::String(s) => vec![text(s)],
         Value::Array(a) if a.is_empty() => return Err(ApiError::bad(SHAPE, Some("prompt"))),
         Value::Array(a) if a.iter().all(Value::is_string) => a
             .iter()
-            .map(|s| encode(s.as_str().unwrap_or_default()))
-            .collect::<std::result::Result<_, _>>()?,
+            .map(|s| text(s.as_str().unwrap_or_default()))
+            .collect(),
         Value::Array(a) if a.iter().all(Value::is_number) => {
-            vec![ids(a).ok_or_else(|| ApiError::bad(SHAPE, Some("prompt")))?]
+            vec![Prompt::Tokens(
+                ids(a).ok_or_else(|| ApiError::bad(SHAPE, Some("prompt")))?,
+            )]
         }
         Value::Array(a) if a.iter().all(Value::is_array) => a
             .iter()
             .map(|x| {
                 x.as_array()
                     .and_then(|x| ids(x))
+                    .map(Prompt::Tokens)
                     .ok_or_else(|| ApiError::bad(SHAPE, Some("prompt")))
             })
             .collect::<std::result::Result<_, _>>()?,
         _ => return Err(ApiError::bad(SHAPE, Some("prompt"))),
     };
-    for p in &prompts {
-        check_prompt(st, p, "prompt")?;
-    }
-    Ok(prompts)
+    prompts
+        .into_iter()
+        .map(|p| tokenized(st, p, "prompt"))
+        .collect()
 }
 
-/// Checks the per-request caps: completions (`n` × prompts) and generated tokens.
+/// Checks the per-request caps: completions (`n` × prompts) and generated tokens (capped by
+/// the context when the server knows it and the prompt's length).
 pub(crate) fn check_caps(
     st: &AppState,
-    prompts: &[Vec<u32>],
+    prompts: &[Prompt],
     params: &SamplingParams,
 ) -> std::result::Result<(), ApiError> {
     if prompts.len().saturating_mul(params.n) > MAX_SAMPLES_PER_REQUEST {
@@ -319,9 +358,11 @@ pub(crate) fn check_caps(
     let tokens: usize = prompts
         .iter()
         .map(|p| {
-            params
-                .n
-                .saturating_mul(params.max_new_tokens.min(st.ctx.saturating_sub(p.len())))
+            let room = match (st.info, prompt_len(p)) {
+                (Some(info), Some(len)) => info.context.saturating_sub(len),
+                _ => usize::MAX,
+            };
+            params.n.saturating_mul(params.max_new_tokens.min(room))
         })
         .fold(0usize, usize::saturating_add);
     if tokens > st.max_request_tokens {

@@ -63,10 +63,10 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 
 pub(crate) struct AppState {
     pub(crate) name: String,
-    pub(crate) tokenizer: Arc<Tokenizer>,
-    pub(crate) template: ChatTemplate,
-    pub(crate) ctx: usize,
-    pub(crate) vocab: usize,
+    /// Tokenizes prompts here when it can; its sampling runs on the sampling thread.
+    pub(crate) sampler: Arc<dyn Sampler>,
+    /// The model's context and vocabulary, when the sampler knows them.
+    pub(crate) info: Option<ModelInfo>,
     pub(crate) created: u64,
     pub(crate) counter: AtomicU64,
     pub(crate) jobs: mpsc::UnboundedSender<Msg>,
@@ -88,18 +88,25 @@ impl AppState {
     }
 }
 
-pub(crate) fn token_text(st: &AppState, id: u32) -> String {
-    st.tokenizer.decode(&[id], false).unwrap_or_default()
+/// The text of each generated token, when the sampler has the tokenizer and reported ids.
+pub(crate) fn token_texts(st: &AppState, c: &TextCompletion) -> Option<Vec<String>> {
+    c.token_ids
+        .as_ref()?
+        .iter()
+        .map(|&t| st.sampler.token_text(t))
+        .collect()
 }
 
-pub(crate) fn usage(outs: &[RequestOutput]) -> Value {
-    let prompt: usize = outs.iter().map(|o| o.prompt_len).sum();
-    let completion: usize = outs
+/// Token counts; a count the server does not know (a proxied text prompt) is null.
+pub(crate) fn usage(prompt_lens: &[Option<usize>], outs: &[Vec<TextCompletion>]) -> Value {
+    let prompt: Option<usize> = prompt_lens.iter().copied().sum();
+    let completion: Option<usize> = outs
         .iter()
-        .flat_map(|o| &o.completions)
-        .map(|c| c.token_ids.len())
+        .flatten()
+        .map(|c| c.token_ids.as_ref().map(Vec::len))
         .sum();
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+    let total = prompt.zip(completion).map(|(p, c)| p + c);
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total})
 }
 
 pub(crate) fn now_s() -> u64 {
@@ -131,7 +138,7 @@ pub(crate) async fn completions(State(st): State<Arc<AppState>>, body: Body) -> 
 pub(crate) fn completions_prep(
     st: &AppState,
     body: &[u8],
-) -> std::result::Result<(Vec<Vec<u32>>, SamplingParams), ApiError> {
+) -> std::result::Result<(Vec<Prompt>, SamplingParams), ApiError> {
     let mut f = Fields::parse(body)?;
     check_model(st, &f.take("model")?)?;
     let prompt: Value = f
@@ -165,26 +172,29 @@ pub(crate) async fn completions_inner(
     let st2 = st.clone();
     let (prompts, params) = off_worker(&st, move || completions_prep(&st2, &body)).await?;
     let st = &*st;
+    let lens: Vec<Option<usize>> = prompts.iter().map(prompt_len).collect();
     let outs = submit(st, prompts, &params).await?;
     let mut choices = Vec::new();
     for (pi, o) in outs.iter().enumerate() {
-        for c in &o.completions {
+        for (k, c) in o.iter().enumerate() {
             let logprobs = c.logprobs.as_ref().map(|lp| {
-                let tokens: Vec<String> = c.token_ids.iter().map(|&t| token_text(st, t)).collect();
-                let mut offset = 0usize;
-                let offsets: Vec<usize> = tokens
-                    .iter()
-                    .map(|t| {
-                        let o = offset;
-                        offset += t.len();
-                        o
-                    })
-                    .collect();
+                let tokens = token_texts(st, c);
+                let offsets: Option<Vec<usize>> = tokens.as_ref().map(|tokens| {
+                    let mut offset = 0usize;
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            let o = offset;
+                            offset += t.len();
+                            o
+                        })
+                        .collect()
+                });
                 json!({"tokens": tokens, "token_logprobs": lp, "top_logprobs": null, "text_offset": offsets})
             });
             choices.push(with_forced(
                 json!({
-                    "index": pi * params.n + c.index,
+                    "index": pi * params.n + k,
                     "text": c.text,
                     "finish_reason": c.finish_reason.as_str(),
                     "stop_reason": c.stop_string,
@@ -201,7 +211,7 @@ pub(crate) async fn completions_inner(
         "created": now_s(),
         "model": st.name,
         "choices": choices,
-        "usage": usage(&outs),
+        "usage": usage(&lens, &outs),
     }))
 }
 
@@ -220,7 +230,7 @@ pub(crate) async fn chat_completions(State(st): State<Arc<AppState>>, body: Body
 pub(crate) fn chat_prep(
     st: &AppState,
     body: &[u8],
-) -> std::result::Result<(Vec<u32>, SamplingParams), ApiError> {
+) -> std::result::Result<(Prompt, SamplingParams), ApiError> {
     let mut f = Fields::parse(body)?;
     check_model(st, &f.take("model")?)?;
     let msgs: Vec<ChatMessageBody> = f
@@ -252,51 +262,51 @@ pub(crate) fn chat_prep(
         .map(|m| m.content.len() + m.role.len())
         .fold(0usize, usize::saturating_add);
     check_bytes(st, bytes, "messages")?;
-    let text = st
-        .template
-        .render(&msgs, true)
-        .map_err(|e| ApiError::bad(format!("chat template: {e}"), Some("messages")))?;
-    check_bytes(st, text.len(), "messages")?;
-    let ids = st
-        .tokenizer
-        .encode(&text, false)
-        .map_err(|e| ApiError::bad(format!("tokenizing the chat: {e}"), Some("messages")))?;
-    check_prompt(st, &ids, "messages")?;
+    // Rendered with the model's chat template and tokenized by the sampler when it can.
+    let prompt = tokenized(st, Prompt::Chat(msgs), "messages")?;
     if s.max_tokens.is_none() {
         s.max_tokens = max_completion_tokens;
     }
-    let default_max = st.ctx - ids.len();
+    let default_max = match (st.info, prompt_len(&prompt)) {
+        (Some(info), Some(len)) => info.context - len,
+        _ => DEFAULT_CHAT_MAX_TOKENS,
+    };
     let want_lp = logprobs == Some(true) || top_logprobs.is_some_and(|k| k > 0);
     let params = sampling(st, &s, default_max, want_lp)?;
-    check_caps(st, std::slice::from_ref(&ids), &params)?;
-    Ok((ids, params))
+    check_caps(st, std::slice::from_ref(&prompt), &params)?;
+    Ok((prompt, params))
 }
+
+/// A chat's `max_tokens` when the request has none and the server does not know the context
+/// (a proxy): the rest of the context otherwise.
+pub(crate) const DEFAULT_CHAT_MAX_TOKENS: usize = 1024;
 
 pub(crate) async fn chat_inner(
     st: Arc<AppState>,
     body: Bytes,
 ) -> std::result::Result<Value, ApiError> {
     let st2 = st.clone();
-    let (ids, params) = off_worker(&st, move || chat_prep(&st2, &body)).await?;
+    let (prompt, params) = off_worker(&st, move || chat_prep(&st2, &body)).await?;
     let st = &*st;
-    let outs = submit(st, vec![ids], &params).await?;
+    let lens = [prompt_len(&prompt)];
+    let outs = submit(st, vec![prompt], &params).await?;
     let mut choices = Vec::new();
-    for c in outs.iter().flat_map(|o| &o.completions) {
+    for (k, c) in outs.iter().flatten().enumerate() {
         let logprobs = c.logprobs.as_ref().map(|lp| {
-            let content: Vec<Value> = c
-                .token_ids
+            let tokens = token_texts(st, c);
+            let content: Vec<Value> = lp
                 .iter()
-                .zip(lp)
-                .map(|(&t, &l)| {
-                    let tok = token_text(st, t);
-                    json!({"token": tok, "logprob": l, "bytes": tok.as_bytes(), "top_logprobs": []})
+                .enumerate()
+                .map(|(j, &l)| {
+                    let tok = tokens.as_ref().and_then(|t| t.get(j));
+                    json!({"token": tok, "logprob": l, "bytes": tok.map(|t| t.as_bytes()), "top_logprobs": []})
                 })
                 .collect();
             json!({ "content": content })
         });
         choices.push(with_forced(
             json!({
-                "index": c.index,
+                "index": k,
                 "message": {"role": "assistant", "content": c.text},
                 "finish_reason": c.finish_reason.as_str(),
                 "stop_reason": c.stop_string,
@@ -312,13 +322,13 @@ pub(crate) async fn chat_inner(
         "created": now_s(),
         "model": st.name,
         "choices": choices,
-        "usage": usage(&outs),
+        "usage": usage(&lens, &outs),
     }))
 }
 
 /// A choice with `forced` (per token of `token_ids`: written by the engine's forced answer)
 /// when anything was forced.
-pub(crate) fn with_forced(mut choice: Value, c: &engine::Completion) -> Value {
+pub(crate) fn with_forced(mut choice: Value, c: &TextCompletion) -> Value {
     if !c.forced.is_empty() {
         choice["forced"] = json!(c.forced);
     }
@@ -335,7 +345,7 @@ pub(crate) async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
             "created": st.created,
             "owned_by": "rzero",
             "root": st.name,
-            "max_model_len": st.ctx,
+            "max_model_len": st.info.map(|i| i.context),
         }]
     }))
 }
@@ -344,6 +354,6 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     if st.alive.load(Ordering::SeqCst) {
         StatusCode::OK.into_response()
     } else {
-        unavailable("the engine thread has stopped").into_response()
+        unavailable("the sampling thread has stopped").into_response()
     }
 }

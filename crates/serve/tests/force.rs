@@ -4,6 +4,7 @@
 
 #[path = "../../remote/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 
@@ -106,7 +107,7 @@ fn rzero_serve_forces_answers_as_the_engine_does() {
     let m = loaded.model().unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = rzero_serve::spawn(
-        &loaded,
+        support::local(&loaded),
         addr,
         ServeOptions {
             served_model_name: "tiny".into(),

@@ -5,6 +5,7 @@
 
 #[path = "../../remote/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +31,12 @@ fn start(tweak: impl FnOnce(&mut ServeOptions)) -> ServerHandle {
         ..ServeOptions::default()
     };
     tweak(&mut opts);
-    rzero_serve::spawn(&loaded(), "127.0.0.1:0".parse().unwrap(), opts).unwrap()
+    rzero_serve::spawn(
+        support::local(&loaded()),
+        "127.0.0.1:0".parse().unwrap(),
+        opts,
+    )
+    .unwrap()
 }
 
 /// One HTTP/1.1 call: (status, lower-case headers, body).
@@ -149,7 +155,7 @@ fn a_public_address_needs_a_key_or_insecure() {
     let m = loaded();
     let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
     let opts = ServeOptions::default();
-    let e = rzero_serve::spawn(&m, public, opts.clone())
+    let e = rzero_serve::spawn(support::local(&m), public, opts.clone())
         .err()
         .expect("refused");
     assert!(e.to_string().contains("API key"), "{e}");
@@ -157,7 +163,7 @@ fn a_public_address_needs_a_key_or_insecure() {
         api_key: Some("k".into()),
         ..opts.clone()
     };
-    rzero_serve::spawn(&m, public, with_key)
+    rzero_serve::spawn(support::local(&m), public, with_key)
         .unwrap()
         .shutdown()
         .unwrap();
@@ -165,7 +171,7 @@ fn a_public_address_needs_a_key_or_insecure() {
         insecure: true,
         ..opts
     };
-    rzero_serve::spawn(&m, public, insecure)
+    rzero_serve::spawn(support::local(&m), public, insecure)
         .unwrap()
         .shutdown()
         .unwrap();

@@ -7,6 +7,7 @@
 
 #[path = "../../remote/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 
@@ -35,7 +36,7 @@ impl Setup {
             ..ServeOptions::default()
         };
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let server = rzero_serve::spawn(&loaded, addr, opts).unwrap();
+        let server = rzero_serve::spawn(support::local(&loaded), addr, opts).unwrap();
         Self {
             loaded,
             model,

@@ -275,6 +275,117 @@ fn only_remote_and_serve_use_the_http_stack() {
     }
 }
 
+/// The engine items `rzero serve` may name: the sampling seam (`engine::Sampler` and what
+/// its methods take and return). No `Engine`, `Feed`, `Request`, `LocalSampler`: the binary
+/// builds the sampler.
+const SERVE_MAY_NAME: &[&str] = &[
+    "Sampler",
+    "SampleFeed",
+    "ServeEvent",
+    "ModelInfo",
+    "Prompt",
+    "TextRequest",
+    "TextCompletion",
+    "SamplingParams",
+    "FinishReason",
+    "ForceAnswer",
+    "Error",
+    "Result",
+];
+
+/// The names a source file reaches through `engine::` (comments left out): `engine::X` and
+/// the top-level names of `engine::{X, Y::Z}` groups (a glob counts as `*`).
+fn engine_names(src: &str) -> BTreeSet<String> {
+    let code: String = src
+        .lines()
+        .map(|l| l.find("//").map_or(l, |i| &l[..i]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        let id: String = s
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if id.is_empty() && s.starts_with('*') {
+            "*".into()
+        } else {
+            id
+        }
+    };
+    let mut out = BTreeSet::new();
+    for (i, _) in code.match_indices("engine::") {
+        let before = code[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue; // `my_engine::`
+        }
+        let rest = &code[i + "engine::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            out.insert(ident(rest));
+            continue;
+        };
+        let (mut depth, mut start) = (0, true);
+        for (j, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => start = true,
+                c if start && depth == 0 && !c.is_whitespace() => {
+                    out.insert(ident(&group[j..]));
+                    start = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_engine_name_scanner_sees_paths_and_groups() {
+    let src = "use engine::{Sampler, SampleFeed as F,\n    params::{Request}};\n\
+               fn f(e: engine::Engine<M>) { my_engine::x(); } // engine::Feed\nuse engine::*;";
+    assert_eq!(
+        engine_names(src),
+        set(&["*", "Engine", "SampleFeed", "Sampler", "params"])
+    );
+}
+
+/// `rzero serve` samples through `engine::Sampler` only: it does not use `model` directly,
+/// and its source names no engine item outside the sampling seam.
+#[test]
+fn serve_uses_the_engine_only_through_the_sampler() {
+    let g = graph();
+    let uses = g.uses("rzero-serve");
+    assert!(uses.contains("engine"), "rzero-serve no longer uses engine");
+    assert!(
+        !uses.contains("model"),
+        "rzero-serve uses model directly: it samples through engine::Sampler"
+    );
+    let dir = testdata::repo_root().join("crates/serve/src");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "rs") {
+            files += 1;
+            let src = std::fs::read_to_string(&path).unwrap();
+            for name in engine_names(&src) {
+                assert!(
+                    SERVE_MAY_NAME.contains(&name.as_str()),
+                    "{} names engine::{name}: the server uses the engine only through \
+                     engine::Sampler ({SERVE_MAY_NAME:?})",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(
+        files >= 4,
+        "the server's sources are not in {}",
+        dir.display()
+    );
+}
+
 /// Binary-only crates (anyhow, clap, indicatif, tracing-subscriber) stay out of the
 /// libraries: libraries return thiserror enums, log through `tracing`, take callbacks.
 #[test]

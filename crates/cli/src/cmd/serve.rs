@@ -1,20 +1,30 @@
 //! `rzero serve`: a model behind an OpenAI-compatible HTTP API (`/v1/completions`,
 //! `/v1/chat/completions`, `/v1/models`, `/health`), so any OpenAI client, and rzero on
 //! other machines (`[remote]` rollouts), can sample from it. Concurrent requests are batched
-//! into the engine. Runs until Ctrl-C.
+//! into the engine. With `--upstream URL` it serves no model of its own but fronts other
+//! OpenAI-compatible servers (a proxy: one key, caps and queue in front of them). Runs until
+//! Ctrl-C.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use engine::{EngineConfig, LocalSampler, Sampler};
 use model::LoadOptions;
 
 /// Arguments of `rzero serve`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model: a Hugging Face folder, a .gguf file, a hub id, or `smollm2`.
+    /// Model: a Hugging Face folder, a .gguf file, a hub id, or `smollm2`. With --upstream:
+    /// the model name the upstream servers serve.
     #[arg(long)]
     pub model: String,
+    /// Serve no model here: send the requests to these OpenAI-compatible servers (base
+    /// URLs, e.g. http://gpu1:8000; repeat the flag for several). Their key, if any, comes
+    /// from RZERO_UPSTREAM_API_KEY.
+    #[arg(long)]
+    pub upstream: Vec<String>,
     /// Address to listen on. Another address than loopback (e.g. 0.0.0.0 to accept other
     /// machines) needs an API key, or --insecure.
     #[arg(long, default_value = "127.0.0.1")]
@@ -26,7 +36,7 @@ pub struct Args {
     #[arg(long)]
     pub served_model_name: Option<String>,
     /// Most sequences decoded together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = rzero_serve::DEFAULT_MAX_BATCH_SIZE)]
     pub max_batch_size: usize,
     /// Milliseconds an idle engine waits after a request for others to join its first
     /// step (requests arriving later join the running batch at its next step).
@@ -54,7 +64,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let spec = super::resolve_model(&args.model)?;
     let addr: SocketAddr = (args.host.as_str(), args.port)
         .to_socket_addrs()
         .with_context(|| format!("resolving --host {}", args.host))?
@@ -80,9 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.request_timeout_s
             )
         })?;
-    let loaded = model::load(&spec, &LoadOptions::default())
-        .with_context(|| format!("loading model {spec}"))?;
-    let mut opts = rzero_serve::ServeOptions {
+    let sampler = sampler(&args)?;
+    let opts = rzero_serve::ServeOptions {
         served_model_name: args.served_model_name.unwrap_or_else(|| args.model.clone()),
         batch_window: Duration::from_millis(args.batch_window_ms),
         api_key,
@@ -93,10 +101,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         request_timeout,
         ..rzero_serve::ServeOptions::default()
     };
-    opts.engine.max_batch_size = args.max_batch_size;
     eprintln!(
         "rzero serve: `{}` on http://{addr} (Ctrl-C to stop)",
         opts.served_model_name
     );
-    rzero_serve::serve(&loaded, addr, opts).with_context(|| format!("serving on {addr}"))
+    rzero_serve::serve(sampler, addr, opts).with_context(|| format!("serving on {addr}"))
+}
+
+/// The sampler behind the server: the local engine over --model, or a client of the
+/// --upstream servers.
+fn sampler(args: &Args) -> anyhow::Result<Arc<dyn Sampler>> {
+    if !args.upstream.is_empty() {
+        let cfg = remote::RemoteConfig {
+            base_urls: args.upstream.clone(),
+            model: args.model.clone(),
+            api_key: std::env::var("RZERO_UPSTREAM_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            ..remote::RemoteConfig::default()
+        };
+        let client = remote::OpenAiClient::new(cfg).context("--upstream")?;
+        return Ok(Arc::new(client));
+    }
+    let spec = super::resolve_model(&args.model)?;
+    let loaded = model::load(&spec, &LoadOptions::default())
+        .with_context(|| format!("loading model {spec}"))?;
+    let cfg = EngineConfig {
+        max_batch_size: args.max_batch_size,
+        ..EngineConfig::default()
+    };
+    let sampler = LocalSampler::from_loaded(&loaded, cfg)
+        .with_context(|| format!("starting the engine on {spec}"))?;
+    Ok(Arc::new(sampler))
 }

@@ -83,6 +83,11 @@ pub(super) fn parse_choices(
                 logprobs,
                 forced: Vec::new(),
                 forced_from: None,
+                // vLLM's `stop_reason`: the stop string, or a stop token id (not kept).
+                stop_string: c
+                    .get("stop_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
         ));
     }
