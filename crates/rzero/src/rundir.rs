@@ -339,6 +339,24 @@ mod tests {
         assert_eq!(rows[2]["phase"], "solver");
     }
 
+    /// `metrics.jsonl` is rebuilt by reading the stage files back: their floats must come
+    /// back as written (serde_json's `float_roundtrip`), so it holds the stage files' lines.
+    #[test]
+    fn rebuilt_metrics_hold_the_stage_rows_byte_for_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path().join("run")).unwrap();
+        std::fs::create_dir_all(run.iter_dir(1)).unwrap();
+        let rows = [
+            json!({"step": 1, "grad_norm": 1.8870880944326507e-7}),
+            json!({"step": 2, "loss": 1.490116141589226e-9, "kl": 2.9168327507216497e-10}),
+        ];
+        run.set_stage_metrics(1, "challenger", &rows).unwrap();
+        let stage = std::fs::read_to_string(run.stage_metrics_path(1, "challenger")).unwrap();
+        assert!(stage.contains("1.8870880944326507e-7"), "{stage}");
+        let top = std::fs::read_to_string(run.metrics_path()).unwrap();
+        assert_eq!(top, stage);
+    }
+
     /// Run files are ordinary files: the mode of any new file (0644 under umask 022), not
     /// the 0600 of a temporary file.
     #[cfg(unix)]
