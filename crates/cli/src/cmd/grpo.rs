@@ -140,8 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eos_token_ids: loaded.generation.eos_token_ids.clone(),
         group_size: args.group_size,
         rollout_batch_size: args.rollout_batch_size,
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
+        sampling: engine::SamplingKnobs {
+            temperature: args.temperature,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: args.max_new_tokens,
+        },
         data_seed: args.seed,
     };
     let lc = LoopConfig {
@@ -272,5 +276,74 @@ fn print_progress(p: Progress<'_>) {
             row["adv_nonzero_frac"].as_f64().unwrap_or(f64::NAN),
             row["response_len_mean"].as_f64().unwrap_or(f64::NAN),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["rzero", "--model", "m", "--data", "d.jsonl", "--out", "o"];
+        Cli::parse_from(base.iter().chain(extra)).args
+    }
+
+    /// Without flags: the reference's GRPO settings with 20 steps and the whole rollout in
+    /// one update, through the function the R-Zero phases use.
+    #[test]
+    fn defaults_go_through_the_phases_function() {
+        let a = args(&[]);
+        let k = knobs(&a).unwrap();
+        let want = OptimKnobs {
+            steps: 20,
+            global_batch_size: 0,
+            ..OptimKnobs::default()
+        };
+        assert_eq!(k, want);
+        let c = grpo_config(&a, &k).unwrap();
+        assert_eq!(c, k.grpo_config(1.0, 0, train::ComputeDtype::F32));
+        assert_eq!((c.lr, c.clip_ratio_dual, c.lora), (1e-6, Some(3.0), None));
+    }
+
+    /// `--config` holds `[solver.optim]` keys over the defaults; flags win; a wrong key is
+    /// named with the file.
+    #[test]
+    fn config_file_then_flags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "lr = 1e-5\nsteps = 3\nclip_dual = 0.0\nppo_epochs = 2\n",
+        )
+        .unwrap();
+        let file = p.to_str().unwrap();
+        let a = args(&[
+            "--config",
+            file,
+            "--steps",
+            "4",
+            "--lora-rank",
+            "2",
+            "--merge-on-save",
+        ]);
+        let k = knobs(&a).unwrap();
+        assert_eq!(
+            (k.steps, k.lr, k.ppo_epochs, k.global_batch_size),
+            (4, 1e-5, 2, 0)
+        );
+        let c = grpo_config(&a, &k).unwrap();
+        assert_eq!(c.clip_ratio_dual, None);
+        let l = c.lora.unwrap();
+        assert_eq!((l.rank, l.alpha(), l.merge_on_save), (2, 4.0, true));
+        std::fs::write(&p, "learning_rate = 1e-5\n").unwrap();
+        let e = format!("{:#}", knobs(&args(&["--config", file])).unwrap_err());
+        assert!(e.contains("learning_rate") && e.contains("g.toml"), "{e}");
     }
 }
