@@ -120,7 +120,7 @@ fn two_iterations_write_every_artifact() {
                 .count()
         };
         let per_step =
-            |rb: usize, o: &rzero::config::Optim| rb.div_ceil(o.global_batch_size) * o.ppo_epochs;
+            |rb: usize, o: &train::OptimKnobs| rb.div_ceil(o.global_batch_size) * o.ppo_epochs;
         let c = &cfg.challenger;
         assert_eq!(rows("challenger", false), c.optim.steps);
         assert_eq!(

@@ -11,6 +11,8 @@
 //!   continuously.
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p (vLLM's order) on per-sequence
 //!   ChaCha streams keyed by `(seed, sample index)`, so samples do not depend on the batch.
+//! - [`knobs`]: [`SamplingKnobs`] and [`EngineKnobs`], the knobs a run configuration holds
+//!   (and documents), turned into [`SamplingParams`] and [`EngineConfig`] here.
 //! - [`force`]: forced final answers (a cue and a few more tokens when a completion ends
 //!   without a closed `\boxed{}`), a generation option for small models.
 //! - [`stop`]: incremental detokenisation and stop strings.
@@ -25,6 +27,7 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod force;
+pub mod knobs;
 pub mod params;
 pub mod sampler;
 pub mod sampling;
@@ -34,6 +37,7 @@ pub mod stop;
 pub use engine::{Engine, EngineConfig, Feed};
 pub use error::{Error, Result};
 pub use force::ForceAnswer;
+pub use knobs::{EngineKnobs, SamplingKnobs};
 pub use params::{
     Completion, Event, FinishReason, Progress, Request, RequestOutput, SamplingParams,
 };

@@ -225,7 +225,7 @@ pub fn solver_answers(
     solver: &Role<'_>,
     questions: &[&str],
     m: usize,
-    sampling: &crate::config::Sampling,
+    sampling: &engine::SamplingKnobs,
     force: bool,
     seed: u64,
     cfg: &Config,

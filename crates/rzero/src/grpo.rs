@@ -3,7 +3,7 @@
 //! Rollouts come from the one sampling seam ([`engine::Sampler`], here the in-process
 //! [`engine::LocalSampler`] on the trainer's policy); training from `train::driver::run`.
 
-use engine::{EngineConfig, LocalSampler, Prompt, Sampler, SamplingParams, TextRequest};
+use engine::{EngineKnobs, LocalSampler, Prompt, Sampler, SamplingKnobs, TextRequest};
 use model::{ChatMessage, ChatTemplate, Model, Tokenizer};
 use serde_json::{Map, Value};
 use train::{ChaCha8Rng, Group, Response, RolloutBatch};
@@ -80,10 +80,8 @@ pub struct SolverRollout<'a> {
     pub group_size: usize,
     /// Items per step.
     pub rollout_batch_size: usize,
-    /// Most new tokens per response.
-    pub max_new_tokens: usize,
-    /// Sampling temperature.
-    pub temperature: f64,
+    /// Sampling of the responses.
+    pub sampling: SamplingKnobs,
     /// Seed of the data order.
     pub data_seed: u64,
 }
@@ -108,22 +106,15 @@ impl train::Rollout for SolverRollout<'_> {
         .into_iter()
         .map(|i| &self.items[i])
         .collect();
-        let ecfg = EngineConfig {
-            eos_token_ids: self.eos_token_ids.clone(),
-            ..Default::default()
-        };
+        let ecfg = EngineKnobs::default().engine_config(self.eos_token_ids.clone());
         let sampler = LocalSampler::new(policy, self.tokenizer, None, ecfg).map_err(engine_err)?;
         let reqs: Vec<TextRequest> = batch
             .iter()
             .map(|it| TextRequest {
                 prompt: Prompt::Tokens(it.prompt.clone()),
-                params: SamplingParams {
-                    n: self.group_size,
-                    temperature: self.temperature as f32,
-                    max_new_tokens: self.max_new_tokens,
-                    seed: train::driver::next_seed(rng),
-                    ..Default::default()
-                },
+                params: self
+                    .sampling
+                    .params(self.group_size, train::driver::next_seed(rng), None),
             })
             .collect();
         let outs = sampler.generate(&reqs).map_err(engine_err)?;

@@ -1,12 +1,13 @@
-//! A trainable role: the `train` crate's trainer configured from a phase's [`Optim`]
-//! section, run through the one GRPO loop ([`train::driver::run`]), and exported as a
+//! A trainable role: the `train` crate's trainer configured from a phase's `optim` section
+//! ([`train::OptimKnobs::grpo_config`]), run through the one GRPO loop ([`train::driver::run`]), and exported as a
 //! Hugging Face folder.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::config::Optim;
+use train::OptimKnobs;
+
 use crate::error::{Error, Result};
 
 /// A prompt with its G sampled responses and their rewards: the trainer's group.
@@ -42,38 +43,6 @@ pub fn group_masked(
     }
 }
 
-/// The trainer's configuration for a phase whose rollouts sample at `temperature`: the
-/// log-probs are computed at that temperature (`logits / T`), as the reference's actor does
-/// with its rollout temperature; 0 (greedy rollouts) trains at 1.
-pub fn grpo_config(optim: &Optim, temperature: f64, seed: u64) -> train::GrpoConfig {
-    train::GrpoConfig {
-        temperature: if temperature > 0.0 { temperature } else { 1.0 },
-        lr: optim.lr,
-        weight_decay: optim.weight_decay,
-        kl_coef: optim.kl_coef,
-        max_grad_norm: optim.max_grad_norm,
-        clip_ratio_low: optim.clip_low,
-        clip_ratio_high: optim.clip_high,
-        clip_ratio_dual: (optim.clip_dual > 0.0).then_some(optim.clip_dual),
-        micro_batch_size: optim.micro_batch_size,
-        lora: (optim.lora_rank > 0).then(|| train::config::LoraConfig {
-            rank: optim.lora_rank,
-            alpha: (optim.lora_alpha > 0.0).then_some(optim.lora_alpha),
-            target_modules: optim.lora_targets.clone(),
-            merge_on_save: false,
-        }),
-        recompute: optim.recompute,
-        shared_prompts: optim.shared_prompts,
-        // the reference's literal aggregation: token mean per micro-batch, averaged
-        loss_agg: train::LossAgg::MicrobatchTokenMean,
-        seed,
-        // `--dtype bf16` trains with bf16 compute (f32 master weights and AdamW state).
-        compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
-            .unwrap_or_default(),
-        ..train::GrpoConfig::default()
-    }
-}
-
 fn terr(what: &'static str) -> impl Fn(train::Error) -> Error {
     move |e| match e {
         train::Error::Diverged(m) => Error::Diverged(format!("{what}: {m}")),
@@ -81,15 +50,18 @@ fn terr(what: &'static str) -> impl Fn(train::Error) -> Error {
     }
 }
 
-/// A fresh trainer from the phase's starting model (also the KL reference).
+/// A fresh trainer from the phase's starting model (also the KL reference); its rollouts
+/// sample at `temperature`. `--dtype bf16` trains with bf16 compute (f32 master weights and
+/// AdamW state).
 pub fn trainer(
     start: &model::LoadedModel,
-    optim: &Optim,
+    optim: &OptimKnobs,
     temperature: f64,
     seed: u64,
 ) -> Result<train::Trainer> {
+    let dtype = train::ComputeDtype::from_dtype(model::device::default_dtype()).unwrap_or_default();
     train::Trainer::new(
-        grpo_config(optim, temperature, seed),
+        optim.grpo_config(temperature, seed, dtype),
         &start.config,
         &start.weights,
         None,
@@ -113,7 +85,7 @@ pub struct PhaseFiles {
 /// sample at `temperature`.
 pub fn run_phase(
     start: &model::LoadedModel,
-    optim: &Optim,
+    optim: &OptimKnobs,
     temperature: f64,
     seed: u64,
     files: &PhaseFiles,
@@ -122,14 +94,12 @@ pub fn run_phase(
 ) -> Result<train::Trainer> {
     let mut t = trainer(start, optim, temperature, seed)?;
     let lc = train::LoopConfig {
-        steps: optim.steps as u64,
-        global_batch_size: optim.global_batch_size,
-        ppo_epochs: optim.ppo_epochs,
-        save_every: 1,
-        work_dir: files.work.clone(),
-        metrics_path: files.metrics.clone(),
-        seed: crate::rollout::derive_seed(seed, &[7]),
         row_extra: files.row_extra.clone(),
+        ..optim.loop_config(
+            files.work.clone(),
+            files.metrics.clone(),
+            crate::rollout::derive_seed(seed, &[7]),
+        )
     };
     let mf = train::ModelFiles {
         tokenizer: &start.tokenizer,
@@ -167,16 +137,6 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
-    }
-
-    /// A phase's log-probs use its rollouts' temperature (the reference's actor divides the
-    /// logits by the rollout temperature); greedy rollouts train at 1.
-    #[test]
-    fn log_probs_use_the_rollout_temperature() {
-        let optim = crate::config::Config::demo().solver.optim;
-        assert_eq!(grpo_config(&optim, 0.6, 1).temperature, 0.6);
-        assert_eq!(grpo_config(&optim, 1.0, 1).temperature, 1.0);
-        assert_eq!(grpo_config(&optim, 0.0, 1).temperature, 1.0);
     }
 
     /// A LoRA phase: it trains, a rerun resumes the finished checkpoint to the same policy,

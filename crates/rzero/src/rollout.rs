@@ -3,7 +3,8 @@
 //! resumable. The sampler is the in-process engine ([`Role::local`]) or remote servers
 //! ([`Role::with_sampler`] over a `remote::OpenAiClient`); a role never looks at which.
 
-use crate::config::{EngineSection, Sampling};
+use engine::{EngineKnobs, SamplingKnobs};
+
 use crate::error::{Error, Result};
 
 /// A model in one of the two roles, ready to sample.
@@ -50,28 +51,15 @@ pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
     x & 0x7FFF_FFFF
 }
 
-/// The in-process engine's configuration for a loaded model under `[engine]`.
-pub fn engine_config(eos_token_ids: Vec<u32>, engine: &EngineSection) -> engine::EngineConfig {
-    let mut cfg = engine::EngineConfig {
-        max_batch_size: engine.max_batch_size,
-        eos_token_ids,
-        ..engine::EngineConfig::default()
-    };
-    if engine.max_kv_bytes > 0 {
-        cfg.max_kv_bytes = engine.max_kv_bytes as usize;
-    }
-    cfg
-}
-
 impl<'a> Role<'a> {
     /// `model` (the weights of `loaded`, or the live policy during training: its `Var`s are
     /// updated in place) on the in-process engine.
     pub fn local(
         model: &'a model::Model,
         loaded: &'a model::LoadedModel,
-        engine: &EngineSection,
+        engine: &EngineKnobs,
     ) -> Result<Self> {
-        let cfg = engine_config(loaded.eos_token_ids(), engine);
+        let cfg = engine.engine_config(loaded.eos_token_ids());
         // With `engine.policy_weights = "bf16"` the sampler rounds the f32 matrices now, after
         // the policy's last update (the role borrows the policy, so none runs meanwhile).
         let sampler = engine::LocalSampler::with_weights(
@@ -109,7 +97,7 @@ impl<'a> Role<'a> {
         &self,
         prompts: &[String],
         n: usize,
-        sampling: &Sampling,
+        sampling: &SamplingKnobs,
         seed: u64,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
@@ -121,7 +109,7 @@ impl<'a> Role<'a> {
         &self,
         prompts: &[String],
         n: usize,
-        sampling: &Sampling,
+        sampling: &SamplingKnobs,
         force: Option<&engine::ForceAnswer>,
         seed: u64,
         on_progress: OnProgress<'_>,
@@ -140,7 +128,7 @@ impl<'a> Role<'a> {
         &self,
         prompts: &[Vec<u32>],
         n: usize,
-        sampling: &Sampling,
+        sampling: &SamplingKnobs,
         seed: u64,
         on_progress: OnProgress<'_>,
     ) -> Result<Vec<Vec<Sample>>> {
@@ -153,7 +141,7 @@ impl<'a> Role<'a> {
         &self,
         prompts: &[Vec<u32>],
         n: usize,
-        sampling: &Sampling,
+        sampling: &SamplingKnobs,
         force: Option<&engine::ForceAnswer>,
         seed: u64,
         on_progress: OnProgress<'_>,
@@ -169,7 +157,7 @@ impl<'a> Role<'a> {
         &self,
         prompts: Vec<engine::Prompt>,
         n: usize,
-        sampling: &Sampling,
+        sampling: &SamplingKnobs,
         force: Option<&engine::ForceAnswer>,
         seed: u64,
         on_progress: OnProgress<'_>,
@@ -182,7 +170,7 @@ impl<'a> Role<'a> {
             .enumerate()
             .map(|(i, prompt)| engine::TextRequest {
                 prompt,
-                params: sampling_params(n, sampling, force, derive_seed(seed, &[i as u64])),
+                params: sampling.params(n, derive_seed(seed, &[i as u64]), force),
             })
             .collect();
         let out = self
@@ -202,24 +190,6 @@ impl<'a> Role<'a> {
                     .collect()
             })
             .collect())
-    }
-}
-
-fn sampling_params(
-    n: usize,
-    sampling: &Sampling,
-    force: Option<&engine::ForceAnswer>,
-    seed: u64,
-) -> engine::SamplingParams {
-    engine::SamplingParams {
-        n,
-        temperature: sampling.temperature as f32,
-        top_p: sampling.top_p as f32,
-        top_k: sampling.top_k,
-        max_new_tokens: sampling.max_new_tokens,
-        seed,
-        force_answer: force.cloned(),
-        ..engine::SamplingParams::default()
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tracing::{info, info_span, warn};
 
-use crate::config::{Config, Optim};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::policy::Group;
 use crate::rollout::Role;
@@ -517,7 +517,7 @@ fn train_phase(
     iter: usize,
     phase: Phase,
     start: &model::LoadedModel,
-    optim: &Optim,
+    optim: &train::OptimKnobs,
     state: &mut State,
     on_event: &mut dyn FnMut(Event),
     make_groups: MakeGroups<'_>,

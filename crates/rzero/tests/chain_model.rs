@@ -8,7 +8,7 @@ fn chain_model_writes_well_formed_responses() {
     let loaded = model::load(&dir.to_string_lossy(), &model::LoadOptions::default()).unwrap();
     let m = loaded.model().unwrap();
     assert_eq!(loaded.eos_token_ids(), vec![2]);
-    let engine = rzero::config::EngineSection {
+    let engine = engine::EngineKnobs {
         max_batch_size: 8,
         max_kv_bytes: 0,
         ..rzero::Config::tiny().engine
@@ -16,7 +16,7 @@ fn chain_model_writes_well_formed_responses() {
     let role = rzero::rollout::Role::local(&m, &loaded, &engine).unwrap();
     let prompt = rzero::prompts::challenger_prompt(role.template, false, "").unwrap();
     let ids = role.encode(&prompt).unwrap();
-    let sampling = rzero::config::Sampling {
+    let sampling = engine::SamplingKnobs {
         temperature: 1.0,
         top_p: 1.0,
         top_k: 0,
@@ -58,7 +58,7 @@ fn forced_answers_let_the_model_close_the_box() {
     let role = rzero::rollout::Role::local(&m, &loaded, &cfg.engine).unwrap();
     let prompt = rzero::prompts::solver_prompt(role.template, "What is 2 + 3?", false).unwrap();
     let ids = role.encode(&prompt).unwrap();
-    let sampling = rzero::config::Sampling {
+    let sampling = engine::SamplingKnobs {
         temperature: 1.0,
         top_p: 1.0,
         top_k: 0,

@@ -94,7 +94,7 @@ fn the_label_audit_samples_with_the_dataset_solver_sampling() {
     cfg.audit.limit = 3;
     cfg.audit.samples = 4;
     cfg.audit.max_new_tokens = 12;
-    cfg.dataset.solver_sampling = rzero::config::Sampling {
+    cfg.dataset.solver_sampling = engine::SamplingKnobs {
         temperature: 0.0,
         top_p: 0.9,
         top_k: 7,

@@ -8,8 +8,8 @@ use engine::{LocalSampler, PolicyWeights};
 use model::SeqInput;
 use train::{Group, GrpoConfig, Response, Trainer};
 
-fn sampling(temperature: f64, max_new_tokens: usize) -> rzero::config::Sampling {
-    rzero::config::Sampling {
+fn sampling(temperature: f64, max_new_tokens: usize) -> engine::SamplingKnobs {
+    engine::SamplingKnobs {
         temperature,
         top_p: 1.0,
         top_k: 0,
@@ -39,11 +39,11 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     rzero::testing::write_chain_model(&dir).unwrap();
     let loaded = model::load(&dir.to_string_lossy(), &model::LoadOptions::default()).unwrap();
     let base = rzero::Config::tiny().engine;
-    let f32_engine = rzero::config::EngineSection {
+    let f32_engine = engine::EngineKnobs {
         policy_weights: PolicyWeights::F32,
         ..base.clone()
     };
-    let bf16_engine = rzero::config::EngineSection {
+    let bf16_engine = engine::EngineKnobs {
         policy_weights: PolicyWeights::Bf16,
         ..base
     };
@@ -102,7 +102,7 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     );
 
     // 2. The bf16 sampler reads every matrix from a bf16 copy; the f32 one none.
-    let cfg = rzero::rollout::engine_config(loaded.eos_token_ids(), &f32_engine);
+    let cfg = f32_engine.engine_config(loaded.eos_token_ids());
     let s16 = LocalSampler::with_weights(
         policy,
         &loaded.tokenizer,
@@ -142,7 +142,7 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     // position where the f32 policy's top-2 logit margin is within twice the bf16 rounding's
     // largest logit change there (such a tie may go either way; the chain model has one
     // late in this rollout). Before it, the bf16 argmax must be the f32 one.
-    let greedy = |engine: &rzero::config::EngineSection| {
+    let greedy = |engine: &engine::EngineKnobs| {
         let role = rzero::rollout::Role::local(policy, &loaded, engine).unwrap();
         role.sample(
             std::slice::from_ref(&prompt),

@@ -3,6 +3,9 @@
 //! The defaults follow R-Zero commit 5699329 (its EasyR1 copy): see
 //! `tests/fixtures/grpo/README.md`, section "Defaults".
 
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -293,6 +296,176 @@ impl GrpoConfig {
     }
 }
 
+/// The GRPO settings a run chooses per phase: the keys of `rzero`'s `[challenger.optim]` and
+/// `[solver.optim]` sections, which embed this struct (its `///` field docs are the keys'
+/// documentation, printed by `rzero config`), and of `rzero grpo --config`. The rest of
+/// [`GrpoConfig`] keeps the reference's values. [`OptimKnobs::grpo_config`] and
+/// [`OptimKnobs::loop_config`] are the one place a trainer's and a loop's configuration are
+/// built from them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimKnobs {
+    /// GRPO steps (rollouts) per iteration (reference: Challenger 5, Solver 15).
+    pub steps: usize,
+    /// AdamW learning rate, constant (reference: 1e-6).
+    pub lr: f64,
+    /// AdamW weight decay (reference: 1e-2).
+    pub weight_decay: f64,
+    /// Coefficient of the low-variance KL to the reference policy (reference: 1e-2).
+    pub kl_coef: f64,
+    /// Gradient-norm clip (reference: 1.0).
+    pub max_grad_norm: f64,
+    /// PPO clip epsilon low (reference: 0.2).
+    pub clip_low: f64,
+    /// PPO clip epsilon high, clip-higher (reference: 0.3).
+    pub clip_high: f64,
+    /// Prompts per AdamW update, veRL `worker.actor.global_batch_size`: each rollout is
+    /// shuffled and spent in mini-batches of this many prompts, one update each (reference:
+    /// Challenger 16, so 32 updates per step; Solver 128, so 4).
+    pub global_batch_size: usize,
+    /// Passes over each rollout, veRL `worker.actor.ppo_epochs` (reference: 1).
+    pub ppo_epochs: usize,
+    /// Sequences per forward/backward pass inside an update (gradient accumulation), veRL
+    /// `micro_batch_size_per_device_for_update` (reference: Challenger 2, Solver 1).
+    pub micro_batch_size: usize,
+    /// Dual-clip constant c: the loss of a negative advantage is capped at -c·A; 0 = off
+    /// (reference: 3).
+    pub clip_dual: f64,
+    /// LoRA rank; 0 = full fine-tuning (the reference). With LoRA the phase's checkpoints
+    /// hold the adapter and its export is the merged model.
+    #[serde(default)]
+    pub lora_rank: usize,
+    /// LoRA alpha: the update is scaled by alpha / rank; 0 = 2 x rank.
+    #[serde(default)]
+    pub lora_alpha: f64,
+    /// Modules LoRA adapts in each decoder layer.
+    #[serde(default = "all_lora_targets")]
+    pub lora_targets: Vec<String>,
+    /// Activation recomputation: less memory, about one more forward pass of time.
+    #[serde(default)]
+    pub recompute: bool,
+    /// Shared prompts: each distinct prompt's forward once per micro-batch, its responses
+    /// attending to its keys and values (same loss, float reassociation only); false: every
+    /// sequence in full.
+    #[serde(default = "yes")]
+    pub shared_prompts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn all_lora_targets() -> Vec<String> {
+    model::lora::ALL_TARGETS.map(String::from).to_vec()
+}
+
+/// The reference's values ([`GrpoConfig::default`]) with the Solver's steps and batch sizes.
+impl Default for OptimKnobs {
+    fn default() -> Self {
+        let g = GrpoConfig::default();
+        Self {
+            steps: 15,
+            lr: g.lr,
+            weight_decay: g.weight_decay,
+            kl_coef: g.kl_coef,
+            max_grad_norm: g.max_grad_norm,
+            clip_low: g.clip_ratio_low,
+            clip_high: g.clip_ratio_high,
+            global_batch_size: 128,
+            ppo_epochs: 1,
+            micro_batch_size: g.micro_batch_size,
+            clip_dual: g.clip_ratio_dual.unwrap_or(0.0),
+            lora_rank: 0,
+            lora_alpha: 0.0,
+            lora_targets: all_lora_targets(),
+            recompute: g.recompute,
+            shared_prompts: g.shared_prompts,
+        }
+    }
+}
+
+impl OptimKnobs {
+    /// The trainer's configuration for a phase whose rollouts sample at `temperature`: the
+    /// log-probs are computed at that temperature (`logits / T`), as the reference's actor
+    /// does with its rollout temperature; 0 (greedy rollouts) trains at 1. The loss is
+    /// aggregated as the reference code does ([`LossAgg::MicrobatchTokenMean`]); every other
+    /// field keeps [`GrpoConfig::default`].
+    pub fn grpo_config(&self, temperature: f64, seed: u64, dtype: ComputeDtype) -> GrpoConfig {
+        GrpoConfig {
+            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            kl_coef: self.kl_coef,
+            max_grad_norm: self.max_grad_norm,
+            clip_ratio_low: self.clip_low,
+            clip_ratio_high: self.clip_high,
+            clip_ratio_dual: (self.clip_dual > 0.0).then_some(self.clip_dual),
+            micro_batch_size: self.micro_batch_size,
+            lora: (self.lora_rank > 0).then(|| LoraConfig {
+                rank: self.lora_rank,
+                alpha: (self.lora_alpha > 0.0).then_some(self.lora_alpha),
+                target_modules: self.lora_targets.clone(),
+                merge_on_save: false,
+            }),
+            recompute: self.recompute,
+            shared_prompts: self.shared_prompts,
+            loss_agg: LossAgg::MicrobatchTokenMean,
+            seed,
+            compute_dtype: dtype,
+            ..GrpoConfig::default()
+        }
+    }
+
+    /// The loop's configuration: `steps`, `global_batch_size` and `ppo_epochs` from the
+    /// knobs, a checkpoint every step, no extra row fields; `seed` shuffles the mini-batches.
+    pub fn loop_config(
+        &self,
+        work_dir: PathBuf,
+        metrics_path: PathBuf,
+        seed: u64,
+    ) -> crate::LoopConfig {
+        crate::LoopConfig {
+            steps: self.steps as u64,
+            global_batch_size: self.global_batch_size,
+            ppo_epochs: self.ppo_epochs,
+            save_every: 1,
+            work_dir,
+            metrics_path,
+            seed,
+            row_extra: Default::default(),
+        }
+    }
+
+    /// Checks the ranges a run needs (`global_batch_size`, `ppo_epochs` and
+    /// `micro_batch_size` at least 1, a positive `lr`, ...); the message starts with the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, v) in [
+            ("global_batch_size", self.global_batch_size),
+            ("ppo_epochs", self.ppo_epochs),
+            ("micro_batch_size", self.micro_batch_size),
+        ] {
+            if v == 0 {
+                return Err(format!("{key}: must be at least 1"));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err("lr: must be a positive number".into());
+        }
+        if !(self.clip_dual == 0.0 || (self.clip_dual > 1.0 && self.clip_dual.is_finite())) {
+            return Err("clip_dual: must be 0 (off) or > 1".into());
+        }
+        if !(self.lora_alpha >= 0.0 && self.lora_alpha.is_finite()) {
+            return Err("lora_alpha: must be >= 0 (0 = 2 x rank)".into());
+        }
+        if self.lora_rank > 0 {
+            if let Err(e) = model::lora::check_targets(&self.lora_targets) {
+                return Err(format!("lora_targets: {e}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +512,156 @@ mod tests {
             "{e}"
         );
         assert!(toml::from_str::<GrpoConfig>("[lora]\nrnak = 4\n").is_err());
+    }
+
+    /// The knobs of a run build the trainer's configuration: the reference's values
+    /// elsewhere, the reference code's loss aggregation, the log-probs at the rollout
+    /// temperature (1 for greedy rollouts), `clip_dual = 0` and `lora_alpha = 0` as "off"
+    /// and "2 x rank".
+    #[test]
+    fn knobs_build_the_trainer_and_loop_configs() {
+        let k = OptimKnobs::default();
+        let c = k.grpo_config(0.6, 7, ComputeDtype::Bf16);
+        let want = GrpoConfig {
+            temperature: 0.6,
+            seed: 7,
+            compute_dtype: ComputeDtype::Bf16,
+            loss_agg: LossAgg::MicrobatchTokenMean,
+            ..GrpoConfig::default()
+        };
+        assert_eq!(c, want);
+        assert_eq!(k.grpo_config(1.0, 1, ComputeDtype::F32).temperature, 1.0);
+        assert_eq!(k.grpo_config(0.0, 1, ComputeDtype::F32).temperature, 1.0);
+        let k = OptimKnobs {
+            lr: 2e-5,
+            weight_decay: 0.5,
+            kl_coef: 0.0,
+            max_grad_norm: 0.25,
+            clip_low: 0.1,
+            clip_high: 0.4,
+            micro_batch_size: 3,
+            clip_dual: 0.0,
+            lora_rank: 4,
+            lora_targets: vec!["q_proj".into()],
+            recompute: true,
+            shared_prompts: false,
+            ..OptimKnobs::default()
+        };
+        let c = k.grpo_config(1.0, 0, ComputeDtype::F32);
+        assert_eq!((c.lr, c.weight_decay, c.kl_coef), (2e-5, 0.5, 0.0));
+        assert_eq!(
+            (c.max_grad_norm, c.clip_ratio_low, c.clip_ratio_high),
+            (0.25, 0.1, 0.4)
+        );
+        assert_eq!((c.micro_batch_size, c.clip_ratio_dual), (3, None));
+        assert!(c.recompute && !c.shared_prompts);
+        let l = c.lora.unwrap();
+        assert_eq!((l.rank, l.alpha, l.alpha()), (4, None, 8.0));
+        assert_eq!(
+            (l.target_modules, l.merge_on_save),
+            (vec!["q_proj".to_string()], false)
+        );
+        let alpha = OptimKnobs {
+            lora_alpha: 3.0,
+            ..k
+        };
+        assert_eq!(
+            alpha
+                .grpo_config(1.0, 0, ComputeDtype::F32)
+                .lora
+                .unwrap()
+                .alpha,
+            Some(3.0)
+        );
+        let k = OptimKnobs {
+            steps: 5,
+            global_batch_size: 16,
+            ppo_epochs: 2,
+            ..OptimKnobs::default()
+        };
+        let lc = k.loop_config("w".into(), "m.jsonl".into(), 11);
+        assert_eq!((lc.steps, lc.global_batch_size, lc.ppo_epochs), (5, 16, 2));
+        assert_eq!((lc.save_every, lc.seed), (1, 11));
+        assert_eq!(
+            (lc.work_dir, lc.metrics_path),
+            ("w".into(), "m.jsonl".into())
+        );
+        assert!(lc.row_extra.is_empty());
+    }
+
+    /// The ranges a run needs; each message starts with the key.
+    #[test]
+    fn knobs_are_checked_by_key() {
+        let ok = OptimKnobs::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let cases = [
+            (
+                OptimKnobs {
+                    global_batch_size: 0,
+                    ..ok.clone()
+                },
+                "global_batch_size:",
+            ),
+            (
+                OptimKnobs {
+                    ppo_epochs: 0,
+                    ..ok.clone()
+                },
+                "ppo_epochs:",
+            ),
+            (
+                OptimKnobs {
+                    micro_batch_size: 0,
+                    ..ok.clone()
+                },
+                "micro_batch_size:",
+            ),
+            (
+                OptimKnobs {
+                    lr: 0.0,
+                    ..ok.clone()
+                },
+                "lr:",
+            ),
+            (
+                OptimKnobs {
+                    lr: f64::INFINITY,
+                    ..ok.clone()
+                },
+                "lr:",
+            ),
+            (
+                OptimKnobs {
+                    clip_dual: 1.0,
+                    ..ok.clone()
+                },
+                "clip_dual:",
+            ),
+            (
+                OptimKnobs {
+                    lora_alpha: -1.0,
+                    ..ok.clone()
+                },
+                "lora_alpha:",
+            ),
+            (
+                OptimKnobs {
+                    lora_rank: 2,
+                    lora_targets: vec!["lm_head".into()],
+                    ..ok.clone()
+                },
+                "lora_targets:",
+            ),
+        ];
+        for (k, key) in cases {
+            let e = k.validate().unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        }
+        // LoRA targets are only checked when LoRA is on
+        let off = OptimKnobs {
+            lora_targets: vec!["lm_head".into()],
+            ..ok
+        };
+        assert_eq!(off.validate(), Ok(()));
     }
 }

@@ -7,7 +7,9 @@ micro-batched gradient accumulation, a fused AdamW over f32 master weights, and 
 The crate never names the Challenger or the Solver: a step takes groups of
 (prompt ids, completion ids, reward). Sampling comes from the caller.
 
-- [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values.
+- [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values; [`OptimKnobs`]: the
+  part a run chooses (the keys of a run configuration), from which the trainer's and the
+  loop's configurations are built.
 - [`advantages`], [`loss`]: the math, per group and per token.
 - [`adamw`]: flat-buffer AdamW and gradient clipping.
 - [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step. Full fine-tuning, or
@@ -33,7 +35,7 @@ pub mod row;
 pub mod trainer;
 
 pub use checkpoint::{ModelFiles, TrainerState};
-pub use config::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg};
+pub use config::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, OptimKnobs};
 pub use driver::{LoopConfig, Progress, Rollout, RolloutBatch};
 pub use error::{Error, Result};
 pub use rand_chacha::ChaCha8Rng;

@@ -3,7 +3,9 @@
 //!
 //! Rollouts come from the inference engine (`engine::Engine` on the trainer's no-graph
 //! policy); training, metrics and checkpoints from `train::driver::run`, the same loop the
-//! R-Zero phases call. Writes `OUT/checkpoint/` (HF folder + optimizer + RNG state) and
+//! R-Zero phases call, configured the same way: the flags (and `--config`) set a
+//! `train::OptimKnobs`, the keys of a run's `[solver.optim]`, and
+//! `OptimKnobs::grpo_config` / `loop_config` build the trainer's and the loop's configuration. Writes `OUT/checkpoint/` (HF folder + optimizer + RNG state) and
 //! `OUT/metrics.jsonl`; rerunning with the same `--out` resumes.
 //!
 //! With `--lora-rank` the checkpoint holds a PEFT adapter (`checkpoint/adapter/`, with
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use rzero::grpo::{items_from_rows, SolverRollout};
-use train::{GrpoConfig, LoopConfig, ModelFiles, Progress, Trainer};
+use train::{GrpoConfig, LoopConfig, ModelFiles, OptimKnobs, Progress, Trainer};
 
 /// Arguments of `rzero grpo`.
 #[derive(clap::Args, Debug)]
@@ -29,9 +31,9 @@ pub struct Args {
     /// Output folder (checkpoint/ and metrics.jsonl); an existing checkpoint is resumed.
     #[arg(long)]
     pub out: PathBuf,
-    /// Total training steps.
-    #[arg(long, default_value_t = 20)]
-    pub steps: u64,
+    /// Total training steps [default: 20].
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Responses sampled per question (G).
     #[arg(long, default_value_t = 5)]
     pub group_size: usize,
@@ -41,12 +43,12 @@ pub struct Args {
     /// Questions per optimizer update (veRL `worker.actor.global_batch_size`): the rollout is
     /// shuffled and spent in mini-batches of this many questions, one AdamW update each; old
     /// log-probs are computed once per rollout, so later updates are clipped PPO updates.
-    /// 0 = the whole rollout in one update.
-    #[arg(long, default_value_t = 0)]
-    pub global_batch_size: usize,
-    /// Passes over each rollout (veRL `worker.actor.ppo_epochs`).
-    #[arg(long, default_value_t = 1)]
-    pub ppo_epochs: usize,
+    /// 0 = the whole rollout in one update [default: 0].
+    #[arg(long)]
+    pub global_batch_size: Option<usize>,
+    /// Passes over each rollout (veRL `worker.actor.ppo_epochs`) [default: 1].
+    #[arg(long)]
+    pub ppo_epochs: Option<usize>,
     /// Learning rate (reference 1e-6).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -69,7 +71,8 @@ pub struct Args {
     /// Seed (data order and sampling).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Full GrpoConfig overrides as a TOML file (flags above win).
+    /// GRPO settings as a TOML file with the keys of a run's `[solver.optim]` section
+    /// (`rzero config` documents them; flags win, unset keys keep the defaults).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Train LoRA adapters of this rank instead of the full weights (base frozen; the KL
@@ -100,10 +103,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.rollout_batch_size == 0 {
         bail!("--rollout-batch-size must be at least 1");
     }
-    if args.ppo_epochs == 0 {
+    let knobs = knobs(&args)?;
+    if knobs.ppo_epochs == 0 {
         bail!("--ppo-epochs must be at least 1");
     }
-    let cfg = grpo_config(&args)?;
+    let cfg = grpo_config(&args, &knobs)?;
 
     let loaded = model::load(&args.model, &model::LoadOptions::default())
         .with_context(|| format!("loading {}", args.model))?;
@@ -136,19 +140,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eos_token_ids: loaded.generation.eos_token_ids.clone(),
         group_size: args.group_size,
         rollout_batch_size: args.rollout_batch_size,
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
+        sampling: engine::SamplingKnobs {
+            temperature: args.temperature,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: args.max_new_tokens,
+        },
         data_seed: args.seed,
     };
     let lc = LoopConfig {
-        steps: args.steps,
-        global_batch_size: args.global_batch_size,
-        ppo_epochs: args.ppo_epochs,
         save_every: args.save_every,
-        work_dir: args.out.clone(),
-        metrics_path: args.out.join("metrics.jsonl"),
-        seed: args.seed ^ 0x6d69_6e69_6261_7463,
-        row_extra: Default::default(),
+        ..knobs.loop_config(
+            args.out.clone(),
+            args.out.join("metrics.jsonl"),
+            args.seed ^ 0x6d69_6e69_6261_7463,
+        )
     };
     // The adapter's base_model_name_or_path: an absolute path when --model is one.
     let base_model = std::fs::canonicalize(&args.model)
@@ -189,44 +195,51 @@ fn mem_text(m: &train::StepMetrics) -> String {
     s
 }
 
-/// The flags over the defaults (or `--config`), checked.
-fn grpo_config(args: &Args) -> anyhow::Result<GrpoConfig> {
-    let mut cfg: GrpoConfig = match &args.config {
-        Some(p) => toml::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
-        None => GrpoConfig::default(),
+/// The GRPO knobs: `--config` over the defaults (the reference's, with 20 steps and the
+/// whole rollout in one update), then the flags.
+fn knobs(args: &Args) -> anyhow::Result<OptimKnobs> {
+    let mut k = OptimKnobs {
+        steps: 20,
+        global_batch_size: 0,
+        ..OptimKnobs::default()
     };
-    if let Some(lr) = args.lr {
-        cfg.lr = lr;
+    if let Some(p) = &args.config {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let file: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+        let mut table = toml::Table::try_from(&k)?;
+        table.extend(file);
+        k = table
+            .try_into()
+            .with_context(|| format!("parsing {}", p.display()))?;
     }
-    if let Some(b) = args.kl_coef {
-        cfg.kl_coef = b;
-    }
-    if let Some(m) = args.micro_batch_size {
-        cfg.micro_batch_size = m;
-    }
-    cfg.temperature = args.temperature;
-    cfg.seed = args.seed;
+    let set = |v: &mut usize, flag: Option<usize>| *v = flag.unwrap_or(*v);
+    set(&mut k.steps, args.steps);
+    set(&mut k.global_batch_size, args.global_batch_size);
+    set(&mut k.ppo_epochs, args.ppo_epochs);
+    set(&mut k.micro_batch_size, args.micro_batch_size);
+    k.lr = args.lr.unwrap_or(k.lr);
+    k.kl_coef = args.kl_coef.unwrap_or(k.kl_coef);
     if let Some(rank) = args.lora_rank {
-        let mut l = cfg.lora.take().unwrap_or_default();
-        l.rank = rank;
-        if args.lora_alpha.is_some() {
-            l.alpha = args.lora_alpha;
-        }
+        k.lora_rank = rank;
+        k.lora_alpha = args.lora_alpha.unwrap_or(k.lora_alpha);
         if let Some(t) = &args.lora_targets {
-            l.target_modules = t.iter().map(|s| s.trim().to_string()).collect();
+            k.lora_targets = t.iter().map(|s| s.trim().to_string()).collect();
         }
-        l.merge_on_save |= args.merge_on_save;
-        cfg.lora = Some(l);
     }
-    cfg.recompute |= args.recompute;
-    // A global `--dtype` other than f32 sets the training compute dtype (f32 leaves the
-    // config's `compute_dtype`).
-    let dtype = model::device::default_dtype();
-    if dtype != candle_core::DType::F32 {
-        cfg.compute_dtype = train::ComputeDtype::from_dtype(dtype).context("--dtype")?;
+    k.recompute |= args.recompute;
+    Ok(k)
+}
+
+/// The trainer's configuration: the knobs through the function the R-Zero phases use, at
+/// the rollouts' temperature, with the global `--dtype` as the compute dtype; checked.
+fn grpo_config(args: &Args, knobs: &OptimKnobs) -> anyhow::Result<GrpoConfig> {
+    let dtype =
+        train::ComputeDtype::from_dtype(model::device::default_dtype()).context("--dtype")?;
+    let mut cfg = knobs.grpo_config(args.temperature, args.seed, dtype);
+    if let Some(l) = cfg.lora.as_mut() {
+        l.merge_on_save = args.merge_on_save;
     }
     cfg.validate()?;
     Ok(cfg)
@@ -263,5 +276,74 @@ fn print_progress(p: Progress<'_>) {
             row["adv_nonzero_frac"].as_f64().unwrap_or(f64::NAN),
             row["response_len_mean"].as_f64().unwrap_or(f64::NAN),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["rzero", "--model", "m", "--data", "d.jsonl", "--out", "o"];
+        Cli::parse_from(base.iter().chain(extra)).args
+    }
+
+    /// Without flags: the reference's GRPO settings with 20 steps and the whole rollout in
+    /// one update, through the function the R-Zero phases use.
+    #[test]
+    fn defaults_go_through_the_phases_function() {
+        let a = args(&[]);
+        let k = knobs(&a).unwrap();
+        let want = OptimKnobs {
+            steps: 20,
+            global_batch_size: 0,
+            ..OptimKnobs::default()
+        };
+        assert_eq!(k, want);
+        let c = grpo_config(&a, &k).unwrap();
+        assert_eq!(c, k.grpo_config(1.0, 0, train::ComputeDtype::F32));
+        assert_eq!((c.lr, c.clip_ratio_dual, c.lora), (1e-6, Some(3.0), None));
+    }
+
+    /// `--config` holds `[solver.optim]` keys over the defaults; flags win; a wrong key is
+    /// named with the file.
+    #[test]
+    fn config_file_then_flags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "lr = 1e-5\nsteps = 3\nclip_dual = 0.0\nppo_epochs = 2\n",
+        )
+        .unwrap();
+        let file = p.to_str().unwrap();
+        let a = args(&[
+            "--config",
+            file,
+            "--steps",
+            "4",
+            "--lora-rank",
+            "2",
+            "--merge-on-save",
+        ]);
+        let k = knobs(&a).unwrap();
+        assert_eq!(
+            (k.steps, k.lr, k.ppo_epochs, k.global_batch_size),
+            (4, 1e-5, 2, 0)
+        );
+        let c = grpo_config(&a, &k).unwrap();
+        assert_eq!(c.clip_ratio_dual, None);
+        let l = c.lora.unwrap();
+        assert_eq!((l.rank, l.alpha(), l.merge_on_save), (2, 4.0, true));
+        std::fs::write(&p, "learning_rate = 1e-5\n").unwrap();
+        let e = format!("{:#}", knobs(&args(&["--config", file])).unwrap_err());
+        assert!(e.contains("learning_rate") && e.contains("g.toml"), "{e}");
     }
 }

@@ -16,7 +16,10 @@ mod presets;
 
 /// Everything `rzero run` needs. The `///` documentation of each field is the documentation
 /// of its key: `rzero config` and `RUN/config.toml` print it above the key (through the
-/// [`schemars::JsonSchema`] derive), so it is written only here.
+/// [`schemars::JsonSchema`] derive), so it is written once: here, or in the library that owns
+/// an embedded section (`[engine]` is [`engine::EngineKnobs`], each `sampling` and
+/// `solver_sampling` an [`engine::SamplingKnobs`], each `optim` a [`train::OptimKnobs`]),
+/// which also turns it into its own configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -32,7 +35,7 @@ pub struct Config {
     /// stays strict). Not in the reference; on in `demo` because SmolLM2-135M rarely boxes.
     pub answer_fallbacks: bool,
     /// Generation engine limits, shared by every generation stage.
-    pub engine: EngineSection,
+    pub engine: engine::EngineKnobs,
     /// Challenger phase: GRPO against the frozen Solver.
     pub challenger: ChallengerSection,
     /// Dataset construction with the trained Challenger.
@@ -72,109 +75,6 @@ pub struct RemoteSection {
     pub reload_command: String,
 }
 
-/// Engine limits shared by every generation stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSection {
-    /// Sequences decoded together.
-    pub max_batch_size: usize,
-    /// KV-cache budget in bytes (0 = automatic).
-    pub max_kv_bytes: u64,
-    /// Forced final answers (where a stage turns them on): the cue appended to a Solver
-    /// response that ends without a closed `\boxed{}`; it must leave a brace open.
-    #[serde(default = "default_force_cue")]
-    pub force_answer_cue: String,
-    /// Forced final answers: most tokens the model writes after the cue; then `}` is
-    /// appended for it.
-    #[serde(default = "default_force_tokens")]
-    pub force_answer_tokens: usize,
-    /// "f32" or "bf16": sample from f32 matrices without a GGUF block copy (a trained
-    /// policy) as they are, or rounded to bf16 once per rollout (faster; not in the reference).
-    #[serde(default)]
-    #[schemars(with = "String")]
-    pub policy_weights: engine::PolicyWeights,
-}
-
-fn default_force_cue() -> String {
-    engine::force::DEFAULT_CUE.into()
-}
-
-fn default_force_tokens() -> usize {
-    engine::force::DEFAULT_MAX_TOKENS
-}
-
-/// Sampling parameters of one generation stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Sampling {
-    /// Sampling temperature (0 = greedy).
-    pub temperature: f64,
-    /// Nucleus sampling mass (1 = off).
-    pub top_p: f64,
-    /// Top-k (0 = off).
-    pub top_k: usize,
-    /// Maximum new tokens per response.
-    pub max_new_tokens: usize,
-}
-
-/// GRPO optimisation settings of one phase.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Optim {
-    /// GRPO steps (rollouts) per iteration (reference: Challenger 5, Solver 15).
-    pub steps: usize,
-    /// AdamW learning rate, constant (reference: 1e-6).
-    pub lr: f64,
-    /// AdamW weight decay (reference: 1e-2).
-    pub weight_decay: f64,
-    /// Coefficient of the low-variance KL to the reference policy (reference: 1e-2).
-    pub kl_coef: f64,
-    /// Gradient-norm clip (reference: 1.0).
-    pub max_grad_norm: f64,
-    /// PPO clip epsilon low (reference: 0.2).
-    pub clip_low: f64,
-    /// PPO clip epsilon high, clip-higher (reference: 0.3).
-    pub clip_high: f64,
-    /// Prompts per AdamW update, veRL `worker.actor.global_batch_size`: each rollout is
-    /// shuffled and spent in mini-batches of this many prompts, one update each (reference:
-    /// Challenger 16, so 32 updates per step; Solver 128, so 4).
-    pub global_batch_size: usize,
-    /// Passes over each rollout, veRL `worker.actor.ppo_epochs` (reference: 1).
-    pub ppo_epochs: usize,
-    /// Sequences per forward/backward pass inside an update (gradient accumulation), veRL
-    /// `micro_batch_size_per_device_for_update` (reference: Challenger 2, Solver 1).
-    pub micro_batch_size: usize,
-    /// Dual-clip constant c: the loss of a negative advantage is capped at -c·A; 0 = off
-    /// (reference: 3).
-    pub clip_dual: f64,
-    /// LoRA rank; 0 = full fine-tuning (the reference). With LoRA the phase's checkpoints
-    /// hold the adapter and its export is the merged model.
-    #[serde(default)]
-    pub lora_rank: usize,
-    /// LoRA alpha: the update is scaled by alpha / rank; 0 = 2 x rank.
-    #[serde(default)]
-    pub lora_alpha: f64,
-    /// Modules LoRA adapts in each decoder layer.
-    #[serde(default = "all_lora_targets")]
-    pub lora_targets: Vec<String>,
-    /// Activation recomputation: less memory, about one more forward pass of time.
-    #[serde(default)]
-    pub recompute: bool,
-    /// Shared prompts: each distinct prompt's forward once per micro-batch, its responses
-    /// attending to its keys and values (same loss, float reassociation only); false: every
-    /// sequence in full.
-    #[serde(default = "yes")]
-    pub shared_prompts: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn all_lora_targets() -> Vec<String> {
-    model::lora::ALL_TARGETS.map(String::from).to_vec()
-}
-
 /// How the m Solver answers of a question are counted into p̂.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -195,7 +95,7 @@ pub struct ChallengerSection {
     /// Samples per prompt, G (reference: 4).
     pub group_size: usize,
     /// Challenger sampling.
-    pub sampling: Sampling,
+    pub sampling: engine::SamplingKnobs,
     /// Solver answers per generated question in the reward, m (reference: 10).
     pub solver_samples: usize,
     /// How the m answers are counted into p-hat: "reference" (a missing `\boxed{}` is the
@@ -203,7 +103,7 @@ pub struct ChallengerSection {
     /// (largest class / extracted answers).
     pub vote: Vote,
     /// Solver sampling when scoring the Challenger's questions (reference: T 1.0, top-k 40).
-    pub solver_sampling: Sampling,
+    pub solver_sampling: engine::SamplingKnobs,
     /// Force a final answer on the Solver's m answers in the Challenger reward (budget
     /// forcing, see `engine::force`; not in the reference).
     #[serde(default)]
@@ -221,7 +121,7 @@ pub struct ChallengerSection {
     /// reference).
     pub response_prefix: String,
     /// GRPO optimisation.
-    pub optim: Optim,
+    pub optim: train::OptimKnobs,
 }
 
 /// Dataset construction.
@@ -231,7 +131,7 @@ pub struct DatasetSection {
     /// Questions generated per iteration (reference: 8 x 1,000).
     pub num_questions: usize,
     /// Challenger sampling when generating the dataset.
-    pub sampling: Sampling,
+    pub sampling: engine::SamplingKnobs,
     /// Solver answers per question, m (reference HEAD `evaluate.py`: 9).
     pub solver_samples: usize,
     /// How the m answers are counted into p-hat (and the label chosen): "reference" ("None"
@@ -239,7 +139,7 @@ pub struct DatasetSection {
     /// content filter) or "extracted".
     pub vote: Vote,
     /// Solver sampling for the pseudo-labels (reference: T 1.0, top-k 40).
-    pub solver_sampling: Sampling,
+    pub solver_sampling: engine::SamplingKnobs,
     /// Force a final answer on the Solver's m answers for the pseudo-labels and the audit
     /// (not in the reference).
     #[serde(default)]
@@ -262,7 +162,7 @@ pub struct SolverSection {
     /// Samples per question, G (reference: 5).
     pub group_size: usize,
     /// Solver sampling during training.
-    pub sampling: Sampling,
+    pub sampling: engine::SamplingKnobs,
     /// Reward weight of accuracy against the pseudo-label (reference: 0.9).
     pub accuracy_weight: f64,
     /// Reward weight of the `<think>...</think> ... \boxed{}` format (reference: 0.1).
@@ -278,7 +178,7 @@ pub struct SolverSection {
     #[serde(default)]
     pub force_answer: bool,
     /// GRPO optimisation.
-    pub optim: Optim,
+    pub optim: train::OptimKnobs,
 }
 
 /// Benchmark evaluation.
@@ -360,10 +260,7 @@ impl Config {
 
     /// The engine's forced-answer option when `on` (the cue and budget of `[engine]`).
     pub fn force_answer(&self, on: bool) -> Option<engine::ForceAnswer> {
-        on.then(|| engine::ForceAnswer {
-            cue: self.engine.force_answer_cue.clone(),
-            max_tokens: self.engine.force_answer_tokens,
-        })
+        self.engine.force_answer(on)
     }
 
     /// A preset by name.
@@ -400,31 +297,13 @@ impl Config {
             ("challenger", c.rollout_batch_size, c.group_size, &c.optim),
             ("solver", sv.rollout_batch_size, sv.group_size, &sv.optim),
         ] {
-            for (key, v) in [
-                ("group_size", g),
-                ("rollout_batch_size", rb),
-                ("optim.global_batch_size", o.global_batch_size),
-                ("optim.ppo_epochs", o.ppo_epochs),
-                ("optim.micro_batch_size", o.micro_batch_size),
-            ] {
+            for (key, v) in [("group_size", g), ("rollout_batch_size", rb)] {
                 if v == 0 {
                     return bad(&format!("{p}.{key}"), "must be at least 1");
                 }
             }
-            if !(o.lr > 0.0 && o.lr.is_finite()) {
-                return bad(&format!("{p}.optim.lr"), "must be a positive number");
-            }
-            if !(o.clip_dual == 0.0 || (o.clip_dual > 1.0 && o.clip_dual.is_finite())) {
-                return bad(&format!("{p}.optim.clip_dual"), "must be 0 (off) or > 1");
-            }
-            if !(o.lora_alpha >= 0.0 && o.lora_alpha.is_finite()) {
-                let why = "must be >= 0 (0 = 2 x rank)";
-                return bad(&format!("{p}.optim.lora_alpha"), why);
-            }
-            if o.lora_rank > 0 {
-                if let Err(e) = model::lora::check_targets(&o.lora_targets) {
-                    return bad(&format!("{p}.optim.lora_targets"), &e.to_string());
-                }
+            if let Err(e) = o.validate() {
+                return Err(Error::Config(format!("{p}.optim.{e}")));
             }
         }
         if !(0.0..=1.0).contains(&self.dataset.min_p_hat)
@@ -443,15 +322,8 @@ impl Config {
             ("dataset.solver_sampling", &self.dataset.solver_sampling),
             ("solver.sampling", &sv.sampling),
         ] {
-            if s.temperature.is_nan()
-                || s.temperature < 0.0
-                || !(s.top_p > 0.0 && s.top_p <= 1.0)
-                || s.max_new_tokens == 0
-            {
-                return bad(
-                    key,
-                    "need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1",
-                );
+            if let Err(e) = s.validate() {
+                return bad(key, &e);
             }
         }
         if let Err(e) = self.force_answer(true).expect("on").validate() {

@@ -11,17 +11,14 @@ impl Config {
             iterations: 3,
             seed: 1,
             answer_fallbacks: false,
-            engine: EngineSection {
+            engine: engine::EngineKnobs {
                 max_batch_size: 256,
-                max_kv_bytes: 0,
-                force_answer_cue: default_force_cue(),
-                force_answer_tokens: default_force_tokens(),
-                policy_weights: engine::PolicyWeights::F32,
+                ..Default::default()
             },
             challenger: ChallengerSection {
                 rollout_batch_size: 512,
                 group_size: 4,
-                sampling: Sampling {
+                sampling: engine::SamplingKnobs {
                     temperature: 1.0,
                     top_p: 0.99,
                     top_k: 0,
@@ -29,7 +26,7 @@ impl Config {
                 },
                 solver_samples: 10,
                 vote: Vote::Reference,
-                solver_sampling: Sampling {
+                solver_sampling: engine::SamplingKnobs {
                     temperature: 1.0,
                     top_p: 1.0,
                     top_k: 40,
@@ -44,7 +41,7 @@ impl Config {
             },
             dataset: DatasetSection {
                 num_questions: 8000,
-                sampling: Sampling {
+                sampling: engine::SamplingKnobs {
                     temperature: 1.0,
                     top_p: 0.95,
                     top_k: 0,
@@ -52,7 +49,7 @@ impl Config {
                 },
                 solver_samples: 9,
                 vote: Vote::Reference,
-                solver_sampling: Sampling {
+                solver_sampling: engine::SamplingKnobs {
                     temperature: 1.0,
                     top_p: 1.0,
                     top_k: 40,
@@ -66,7 +63,7 @@ impl Config {
             solver: SolverSection {
                 rollout_batch_size: 512,
                 group_size: 5,
-                sampling: Sampling {
+                sampling: engine::SamplingKnobs {
                     temperature: 1.0,
                     top_p: 0.99,
                     top_k: 0,
@@ -224,24 +221,16 @@ impl Config {
 }
 
 /// The GRPO settings of a `paper` phase (the reference's, with its batch sizes).
-fn paper_optim(steps: usize, global_batch_size: usize, micro_batch_size: usize) -> Optim {
-    Optim {
+fn paper_optim(
+    steps: usize,
+    global_batch_size: usize,
+    micro_batch_size: usize,
+) -> train::OptimKnobs {
+    train::OptimKnobs {
         steps,
-        lr: 1e-6,
-        weight_decay: 1e-2,
-        kl_coef: 1e-2,
-        max_grad_norm: 1.0,
-        clip_low: 0.2,
-        clip_high: 0.3,
         global_batch_size,
-        ppo_epochs: 1,
         micro_batch_size,
-        clip_dual: 3.0,
-        lora_rank: 0,
-        lora_alpha: 0.0,
-        lora_targets: all_lora_targets(),
-        recompute: false,
-        shared_prompts: true,
+        ..Default::default()
     }
 }
 

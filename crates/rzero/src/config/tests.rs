@@ -223,3 +223,22 @@ fn every_key_is_documented_and_round_trips_through_set() {
         assert_eq!(at(&back, path), at(&tiny, path), "--set {set}");
     }
 }
+
+/// `RUN/config.toml` of a `paper` run started at 6e8f9c7, before `[engine]`, the `sampling`
+/// sections and the `optim` sections became the libraries' knobs (`engine::EngineKnobs`,
+/// `engine::SamplingKnobs`, `train::OptimKnobs`): it loads to the same config, and every line
+/// of it (keys, values, their documentation) is still printed, in order; keys added since
+/// may come between.
+#[test]
+fn a_config_toml_of_6e8f9c7_loads_and_prints_the_same() {
+    let old = std::fs::read_to_string(testdata::path("config/paper-6e8f9c7.toml")).unwrap();
+    assert_eq!(Config::from_toml(&old).unwrap(), Config::paper());
+    let new = Config::paper().to_commented_toml();
+    let mut lines = new.lines();
+    for l in old.lines() {
+        assert!(
+            lines.any(|n| n == l),
+            "no longer printed, or out of order: {l:?}"
+        );
+    }
+}
