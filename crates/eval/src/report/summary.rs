@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{audits, bench_table, dataset_stats, fmt_value, iter_of, num, Field, Row, Run};
+use crate::error::Result;
 
 /// Below this many parameters the report calls the model small.
 const SMALL_MODEL: f64 = 1e9;
@@ -375,7 +376,7 @@ fn summary_row(
 }
 
 /// The first section of the report.
-pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
+pub(super) fn section_summary(run: &Run, dir: &Path) -> Result<String> {
     let model_note = model_note(run, dir);
     let iters: Vec<u64> = run.iters.keys().copied().filter(|&n| n > 0).collect();
     if iters.is_empty() && !run.iters.contains_key(&0) {
