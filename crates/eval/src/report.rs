@@ -156,7 +156,9 @@ fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> Re
     )
 }
 
-/// The header's cards: iteration, stage, benchmark average, label accuracy, questions kept.
+/// The header's cards: iteration, stage, benchmark average, the last audit's label accuracy
+/// of the kept questions (the summary's audit row is over all audited questions), questions
+/// kept.
 fn cards(run: &Run) -> Vec<(&'static str, String)> {
     let state = run.state.as_ref();
     let it = state
@@ -188,7 +190,10 @@ fn cards(run: &Run) -> Vec<(&'static str, String)> {
         cards.push(("benchmarks", order.len().to_string()));
     }
     if let Some((_, a)) = audits(run).last() {
-        cards.push(("label accuracy (kept)", pct(num(a.kept_label_accuracy))));
+        cards.push((
+            "label accuracy of kept questions (audit)",
+            pct(num(a.kept_label_accuracy)),
+        ));
     }
     let total_kept: f64 = run
         .iters

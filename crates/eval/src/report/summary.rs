@@ -411,7 +411,11 @@ pub(super) fn section_summary(run: &Run, dir: &Path) -> Result<String> {
             |f| f.adv.iter().copied().reduce(f64::min),
             pct1,
         ),
-        summary_row("label accuracy (audit)", |f| f.label_acc, pct1),
+        summary_row(
+            "label accuracy of all audited questions",
+            |f| f.label_acc,
+            pct1,
+        ),
     ];
     for (k, (_, label)) in benches.iter().enumerate() {
         rows.push(summary_row(
