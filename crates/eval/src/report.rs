@@ -243,7 +243,7 @@ pub fn render(run_dir: &Path) -> Result<String> {
 /// Renders the report of `run_dir` and writes it to `out` atomically.
 pub fn write(run_dir: &Path, out: &Path) -> Result<()> {
     let html = render(run_dir)?;
-    crate::io::write_atomic(out, html.as_bytes())
+    Ok(fsutil::write_atomic(out, html.as_bytes())?)
 }
 
 #[cfg(test)]
