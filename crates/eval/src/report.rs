@@ -72,7 +72,7 @@ use bench::{bench_table, section_benchmarks, section_general};
 use charts::{figure, iter_marks, not_yet, pct, step_series, Field};
 pub use config::redact_secrets;
 use config::section_config;
-use dataset::{dataset_stats, keep_band, section_dataset, section_questions, DatasetStats};
+use dataset::{dataset_stats, keep_band, section_dataset, section_questions};
 use run::{iter_of, num, AuditFile, Band, DatasetLine, Iter, Row, Run};
 use training::{section_challenger, section_lengths, section_solver};
 

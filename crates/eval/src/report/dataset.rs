@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
+#[derive(Default)]
 pub(super) struct DatasetStats {
     pub(super) hist: Option<Vec<f64>>,
     pub(super) generated: Option<f64>,

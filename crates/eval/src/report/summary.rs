@@ -235,26 +235,16 @@ struct Figures {
 }
 
 fn figures(run: &Run, n: u64, benches: &[(String, String)]) -> Figures {
-    let ch: Vec<&Row> = run
-        .phase("challenger")
-        .into_iter()
-        .filter(|r| iter_of(r) == n)
-        .collect();
-    let so: Vec<&Row> = run
-        .phase("solver")
-        .into_iter()
-        .filter(|r| iter_of(r) == n)
-        .collect();
+    let of_iter = |phase| -> Vec<&Row> {
+        let rows = run.phase(phase).into_iter();
+        rows.filter(|r| iter_of(r) == n).collect()
+    };
+    let (ch, so) = (of_iter("challenger"), of_iter("solver"));
     let ds = run
         .iters
         .get(&n)
         .map(|it| dataset_stats(run, n, it))
-        .unwrap_or(super::DatasetStats {
-            hist: None,
-            generated: None,
-            valid: None,
-            kept: None,
-        });
+        .unwrap_or_default();
     let audit = audits(run).into_iter().find(|(i, _)| *i == n).map(|x| x.1);
     let (_, table) = bench_table(run, false);
     let bench = benches
