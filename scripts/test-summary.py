@@ -16,6 +16,16 @@ import sys
 from collections import OrderedDict
 
 
+def package_name(pkg):
+    """The package name of a cargo package id: "path+file:///.../crates/serve#rzero-serve@0.1.0"
+    (name after `#`), "path+file:///.../crates/model#0.1.0" (name = the folder) or the old
+    "model 0.1.0 (path+...)". Doc-tests are named by the package's library (`rzero_serve`),
+    so the package name, not the folder, keeps a crate's tests on one row."""
+    m = re.search(r"#([A-Za-z0-9_.-]+)@", pkg) or re.search(r"/([A-Za-z0-9_.-]+)#", pkg)
+    m = m or re.match(r"(\S+) ", pkg)
+    return m.group(1) if m else pkg
+
+
 def main():
     artifacts, log = sys.argv[1], sys.argv[2]
     skip_log = sys.argv[3] if len(sys.argv) > 3 else None
@@ -27,12 +37,7 @@ def main():
                 continue
             m = json.loads(line)
             if m.get("reason") == "compiler-artifact" and m.get("executable"):
-                pkg = m["package_id"]
-                # package_id: "path+file:///.../crates/model#0.1.0" or "model 0.1.0 (path+...)"
-                name = m.get("target", {}).get("name")
-                mm = re.search(r"/([A-Za-z0-9_.-]+)#", pkg) or re.match(r"(\S+) ", pkg)
-                pname = mm.group(1) if mm else pkg
-                exe_pkg[os.path.basename(m["executable"])] = pname
+                exe_pkg[os.path.basename(m["executable"])] = package_name(m["package_id"])
     counts = OrderedDict()
     current = None
     result = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")

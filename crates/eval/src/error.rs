@@ -45,6 +45,15 @@ pub enum Error {
     /// Invalid options (e.g. zero samples for an audit).
     #[error("invalid options: {0}")]
     Options(String),
+    /// A report template is missing, does not parse or fails to render (a bug of the
+    /// report, not of its input).
+    #[error("report template {name}: {source:#}")]
+    Template {
+        /// The template's file name (`page.html`).
+        name: String,
+        /// What minijinja says (with the template line).
+        source: minijinja::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -8,11 +8,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically ([`fsutil::write_atomic`]).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    Ok(fsutil::write_atomic(path, bytes)?)
-}
-
 /// Serialises `value` as pretty JSON to `path`, atomically.
 pub(crate) fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut s = serde_json::to_string_pretty(value).map_err(|e| Error::Parse {
@@ -21,7 +16,7 @@ pub(crate) fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> 
         msg: format!("cannot serialise: {e}"),
     })?;
     s.push('\n');
-    write_atomic(path, s.as_bytes())
+    Ok(fsutil::write_atomic(path, s.as_bytes())?)
 }
 
 /// Reads the rows of an append-only journal. A final line without a newline is the trace

@@ -1,5 +1,5 @@
 //! The optional LLM re-check of wrong answers, as the reference's
-//! `evaluation/results_recheck.py` does it for its published scores.
+//! `evaluation/results_recheck.py` does it for its published scores (with `gpt-4o`).
 //!
 //! After grading, every greedy response graded wrong (no answer included) is sent to a judge
 //! model with the reference's exact prompt ([`judge_prompt`]); a reply containing "yes"
@@ -23,9 +23,6 @@ pub const JUDGE_SYSTEM_PROMPT: &str = "You are a math answer checker.";
 
 /// The judge's sampling temperature (`results_recheck.py`: `"temperature": 0.1`).
 pub const JUDGE_TEMPERATURE: f32 = 0.1;
-
-/// The model the reference's judge uses (`"model": "gpt-4o"`).
-pub const REFERENCE_JUDGE_MODEL: &str = "gpt-4o";
 
 /// One question to the judge: a system and a user message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,7 +72,7 @@ use bench::{bench_table, section_benchmarks, section_general};
 use charts::{figure, iter_marks, not_yet, pct, step_series, Field};
 pub use config::redact_secrets;
 use config::section_config;
-use dataset::{dataset_stats, keep_band, section_dataset, section_questions, DatasetStats};
+use dataset::{dataset_stats, keep_band, section_dataset, section_questions};
 use run::{iter_of, num, AuditFile, Band, DatasetLine, Iter, Row, Run};
 use training::{section_challenger, section_lengths, section_solver};
 
@@ -96,41 +96,56 @@ fn join_lines(src: &str) -> String {
     src.lines().map(str::trim_start).collect()
 }
 
-fn templates() -> &'static minijinja::Environment<'static> {
-    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = minijinja::Environment::new();
-        // Text is escaped as `esc` does (what the report always wrote); markup made in Rust
-        // (charts) is passed as safe.
-        env.set_formatter(|out, _, v| {
-            match v.as_str() {
-                Some(s) if !v.is_safe() => out.write_str(&esc(s))?,
-                _ => write!(out, "{v}")?,
-            }
-            Ok(())
-        });
-        env.add_function("not_yet", |what: &str| {
-            minijinja::Value::from_safe_string(not_yet(what))
-        });
-        for (name, src) in TEMPLATES {
-            env.add_template_owned(*name, join_lines(src))
-                .expect("the report's templates parse");
+/// An environment whose templates are `sources` (loaded, hence parsed, when first asked
+/// for: a template that does not parse is an error of [`html_in`], not a panic).
+fn environment(
+    sources: &'static [(&'static str, &'static str)],
+) -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    // Text is escaped as `esc` does (what the report always wrote); markup made in Rust
+    // (charts) is passed as safe.
+    env.set_formatter(|out, _, v| {
+        match v.as_str() {
+            Some(s) if !v.is_safe() => out.write_str(&esc(s))?,
+            _ => write!(out, "{v}")?,
         }
-        env
-    })
+        Ok(())
+    });
+    env.add_function("not_yet", |what: &str| {
+        minijinja::Value::from_safe_string(not_yet(what))
+    });
+    env.set_loader(move |name| {
+        Ok(sources
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, src)| join_lines(src)))
+    });
+    env
 }
 
-/// Renders template `name` with `ctx` (the templates are part of the crate, and the tests
-/// render each: a failure is a bug, not an input error).
-fn html(name: &str, ctx: impl serde::Serialize) -> String {
-    templates()
-        .get_template(name)
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| environment(TEMPLATES))
+}
+
+/// Renders template `name` of `env` with `ctx`; a template that is missing, does not parse
+/// or fails to render is [`Error::Template`](crate::Error::Template).
+fn html_in(env: &minijinja::Environment, name: &str, ctx: impl serde::Serialize) -> Result<String> {
+    env.get_template(name)
         .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|e| panic!("report template {name}: {e:#}"))
+        .map_err(|source| crate::Error::Template {
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// Renders the report's template `name` with `ctx`.
+fn html(name: &str, ctx: impl serde::Serialize) -> Result<String> {
+    html_in(templates(), name, ctx)
 }
 
 /// A section of figures made in Rust: `body`, or "not yet" and what is `Err(missing)`.
-fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> String {
+fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> Result<String> {
     let (body, missing) = match body {
         Ok(b) => (Some(b), None),
         Err(m) => (None, Some(m)),
@@ -141,7 +156,9 @@ fn section(id: &str, title: &str, body: std::result::Result<String, &str>) -> St
     )
 }
 
-/// The header's cards: iteration, stage, benchmark average, label accuracy, questions kept.
+/// The header's cards: iteration, stage, benchmark average, the last audit's label accuracy
+/// of the kept questions (the summary's audit row is over all audited questions), questions
+/// kept.
 fn cards(run: &Run) -> Vec<(&'static str, String)> {
     let state = run.state.as_ref();
     let it = state
@@ -173,7 +190,10 @@ fn cards(run: &Run) -> Vec<(&'static str, String)> {
         cards.push(("benchmarks", order.len().to_string()));
     }
     if let Some((_, a)) = audits(run).last() {
-        cards.push(("label accuracy (kept)", pct(num(a.kept_label_accuracy))));
+        cards.push((
+            "label accuracy of kept questions (audit)",
+            pct(num(a.kept_label_accuracy)),
+        ));
     }
     let total_kept: f64 = run
         .iters
@@ -198,16 +218,16 @@ pub fn render(run_dir: &Path) -> Result<String> {
         "report data loaded"
     );
     let sections = [
-        summary::section_summary(&run, run_dir),
-        section_benchmarks(&run),
-        section_general(&run),
-        section_audit(&run),
-        section_challenger(&run),
-        section_dataset(&run),
-        section_solver(&run),
-        section_lengths(&run),
-        section_questions(&run),
-        section_config(&run),
+        summary::section_summary(&run, run_dir)?,
+        section_benchmarks(&run)?,
+        section_general(&run)?,
+        section_audit(&run)?,
+        section_challenger(&run)?,
+        section_dataset(&run)?,
+        section_solver(&run)?,
+        section_lengths(&run)?,
+        section_questions(&run)?,
+        section_config(&run)?,
     ];
     let page = minijinja::context! {
         name => run.name,
@@ -217,11 +237,43 @@ pub fn render(run_dir: &Path) -> Result<String> {
         general => !bench_table(&run, true).0.is_empty(),
         sections => sections,
     };
-    Ok(html("page.html", page) + "\n")
+    Ok(html("page.html", page)? + "\n")
 }
 
 /// Renders the report of `run_dir` and writes it to `out` atomically.
 pub fn write(run_dir: &Path, out: &Path) -> Result<()> {
     let html = render(run_dir)?;
-    crate::io::write_atomic(out, html.as_bytes())
+    Ok(fsutil::write_atomic(out, html.as_bytes())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_fails_is_an_error_naming_it() {
+        static SOURCES: &[(&str, &str)] = &[
+            ("ok.html", "<p>\n  {{ x }}</p>"),
+            ("broken.html", "<p>{% if %}</p>"),
+            ("fails.html", "<p>{{ no_such_function() }}</p>"),
+        ];
+        let env = environment(SOURCES);
+        let ok = html_in(&env, "ok.html", minijinja::context! { x => "a<b" }).unwrap();
+        assert_eq!(ok, "<p>a&lt;b</p>");
+        for name in ["broken.html", "fails.html", "missing.html"] {
+            match html_in(&env, name, minijinja::context! {}) {
+                Err(e @ crate::Error::Template { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.starts_with(&format!("report template {name}: ")),
+                        "{text}"
+                    );
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        for (name, _) in TEMPLATES {
+            assert!(templates().get_template(name).is_ok(), "{name}");
+        }
+    }
 }

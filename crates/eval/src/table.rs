@@ -35,16 +35,8 @@ pub fn format_table(r: &EvalResults) -> String {
             pct(b.guessed_frac),
         ]
     };
-    let math: Vec<&BenchResult> = r
-        .benchmarks
-        .iter()
-        .filter(|b| !b.kind.is_general())
-        .collect();
-    let general: Vec<&BenchResult> = r
-        .benchmarks
-        .iter()
-        .filter(|b| b.kind.is_general())
-        .collect();
+    let (general, math): (Vec<&BenchResult>, Vec<_>) =
+        r.benchmarks.iter().partition(|b| b.kind.is_general());
     if !math.is_empty() {
         rows.extend(math.iter().map(|b| row_of(b)));
         rules.push(rows.len() - 1);

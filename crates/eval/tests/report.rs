@@ -524,10 +524,20 @@ fn first_screen_says_what_happened_per_iteration() {
         ["–", "50.0%", "0.0% ↓"]
     );
     assert_eq!(
-        row("label accuracy (audit)")[1..],
+        row("label accuracy of all audited questions")[1..],
         ["20.0%", "30.0% ↑", "30.0% ="]
     );
     assert_eq!(row("GSM8K pass@1")[1..], ["10.0%", "13.3% ↑", "10.0% ↓"]);
+    // The header card is the last audit's kept questions, not the summary's all questions.
+    let cards: Vec<&str> = els
+        .iter()
+        .filter(|e| attr(e, "class") == Some("card"))
+        .map(|e| e.text.as_str())
+        .collect();
+    assert!(
+        cards.contains(&"label accuracy of kept questions (audit)50.0%"),
+        "{cards:?}"
+    );
     let it1 = &els[find(&els, "li", "id", "summary-iter-1")].text;
     for want in [
         "trained for 2 GRPO steps",

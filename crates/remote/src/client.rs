@@ -104,11 +104,6 @@ impl OpenAiClient {
         &self.cfg
     }
 
-    /// Changes the model id sent in requests.
-    pub fn set_model(&mut self, model: impl Into<String>) {
-        self.cfg.model = model.into();
-    }
-
     /// Puts every server on the weights in `checkpoint` and makes requests use them:
     /// with `reload_command`, runs it and waits until each server lists
     /// `reload_model_name` (then the new model id); else with `lora_name`, (re)registers the

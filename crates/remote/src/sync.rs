@@ -4,7 +4,7 @@
 //!   `POST /v1/load_lora_adapter` / `/v1/unload_lora_adapter` (the server must run with
 //!   `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`); requests then name the
 //!   adapter as their `model`. llama.cpp's `llama-server` only re-weights adapters loaded at
-//!   start (`--lora FILE`): [`set_llamacpp_lora_scales`] posts `/lora-adapters`.
+//!   start (`--lora FILE`; its `POST /lora-adapters` only changes their scales): use (b).
 //! - (b) A user command that restarts or reloads the server with a checkpoint folder:
 //!   [`reload_command`] runs it (`{checkpoint}` replaced by the shell-quoted folder), then
 //!   polls every server's `/v1/models` until the expected model id is listed.
@@ -92,18 +92,6 @@ pub fn replace_lora_adapter(base_url: &str, name: &str, path: &Path) -> Result<(
         tracing::debug!("unloading `{name}` before reloading it: {e}");
     }
     load_lora_adapter(base_url, name, path)
-}
-
-/// Sets the scales of the adapters a llama.cpp `llama-server` loaded at start
-/// (`--lora FILE`, ids in command-line order): `POST /lora-adapters`.
-pub fn set_llamacpp_lora_scales(base_url: &str, scales: &[(usize, f32)]) -> Result<()> {
-    let url = format!("{}/lora-adapters", root_url(base_url));
-    let body: Vec<Value> = scales
-        .iter()
-        .map(|&(id, scale)| json!({"id": id, "scale": scale}))
-        .collect();
-    post(&url, &Value::Array(body), Duration::from_secs(60))?;
-    Ok(())
 }
 
 /// Quotes `s` for a POSIX shell.

@@ -273,16 +273,6 @@ impl NgramCounts {
         }
     }
 
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the sentence has no tokens.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// BLEU with `self` as the hypothesis and `reference` as the only reference.
     pub fn bleu_against(&self, reference: &NgramCounts) -> f64 {
         let mut num = [0u32; MAX_ORDER];

@@ -175,17 +175,8 @@ pub fn challenger_rewards(
 }
 
 /// [`challenger_rewards`] from the Solver's sampled answers: `answers[i]` holds the
-/// extracted answers of item i (empty for format failures); p̂ from [`crate::vote::majority_vote`].
-pub fn challenger_rewards_from_answers(
-    items: &[Option<(String, String)>],
-    answers: &[Vec<Option<String>>],
-    cfg: &ChallengerRewardConfig,
-) -> Result<(Vec<ChallengerReward>, Vec<Option<Vote>>)> {
-    challenger_rewards_with_rule(items, answers, cfg, crate::vote::VoteRule::Extracted)
-}
-
-/// [`challenger_rewards_from_answers`] with p̂ counted by `rule` (the reference's server
-/// counts a missing box as the answer "None" and divides by m).
+/// extracted answers of item i (empty for format failures); p̂ counted by `rule` (the
+/// reference's server counts a missing box as the answer "None" and divides by m).
 pub fn challenger_rewards_with_rule(
     items: &[Option<(String, String)>],
     answers: &[Vec<Option<String>>],
@@ -215,6 +206,7 @@ pub fn challenger_rewards_with_rule(
 mod tests {
     use super::*;
     use crate::solver::tests::last_boxed;
+    use crate::vote::VoteRule;
 
     fn parse(t: &str) -> Option<(String, String)> {
         parse_challenger_output_with(t, last_boxed)
@@ -322,9 +314,9 @@ mod tests {
             ],
             vec![],
         ];
+        let cfg = ChallengerRewardConfig::default();
         let (r, votes) =
-            challenger_rewards_from_answers(&items, &answers, &ChallengerRewardConfig::default())
-                .unwrap();
+            challenger_rewards_with_rule(&items, &answers, &cfg, VoteRule::Extracted).unwrap();
         let v = votes[0].as_ref().unwrap();
         assert_eq!((v.n_extracted, v.p_hat), (3, 2.0 / 3.0));
         assert!(votes[1].is_none());
@@ -332,10 +324,11 @@ mod tests {
         assert!((r[0].total - (1.0 / 3.0 - 0.5)).abs() < 1e-15);
         assert_eq!(r[1].total, -1.5);
         // A well-formed question whose Solver answers all lack a box: p̂ = 0, r_unc = 0.
-        let (r, _) = challenger_rewards_from_answers(
+        let (r, _) = challenger_rewards_with_rule(
             &items[..1],
             &[vec![None, None]],
-            &ChallengerRewardConfig::default(),
+            &cfg,
+            VoteRule::Extracted,
         )
         .unwrap();
         assert_eq!(

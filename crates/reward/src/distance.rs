@@ -40,11 +40,6 @@ impl CondensedMatrix {
         }
     }
 
-    /// Wraps condensed data; `None` when its length is not `n(n−1)/2`.
-    pub fn from_condensed(n: usize, data: Vec<f64>) -> Option<Self> {
-        (data.len() == n * n.saturating_sub(1) / 2).then_some(Self { n, data })
-    }
-
     /// Number of points.
     pub fn n(&self) -> usize {
         self.n

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use engine::{EngineConfig, LocalSampler, Prompt, Sampler, SamplingParams, TextRequest};
+use eval::rows::{AuditRow, EvalRow};
 use model::{ChatMessage, ChatTemplate, LoadOptions, LoadedModel, Model};
 
 use crate::error::{Error, Result};
@@ -291,13 +292,7 @@ fn eval_for_run(cfg: &Config, model_path: &str, run: &RunDir, iter: usize) -> Re
         let r = eval::run_eval_judged(&mut gen, judge_ref, &benches, &opts, &dir, &mut |_| {})
             .map_err(eval_err)?;
         tracing::info!(iter, "{}", eval::format_table(&r));
-        for b in &r.benchmarks {
-            let mut row = serde_json::json!({"iter": iter, "phase": "eval", "bench": b.name, "pass@1": b.pass_at_1, "n": b.n, "kind": b.kind});
-            if let Some(j) = b.pass_at_1_judged {
-                row["pass@1+judge"] = serde_json::json!(j);
-            }
-            evals.push(row);
-        }
+        evals.extend(r.benchmarks.iter().map(|b| EvalRow::of(iter, b)));
     }
     let mut audits = Vec::new();
     if !cfg.audit.benchmarks.is_empty() {
@@ -325,10 +320,7 @@ fn eval_for_run(cfg: &Config, model_path: &str, run: &RunDir, iter: usize) -> Re
         };
         gen.force = cfg.force_answer(cfg.dataset.solver_force_answer);
         let a = eval::run_audit(&mut gen, &benches, &opts, &dir, &mut |_| {}).map_err(eval_err)?;
-        audits.push(serde_json::json!({
-            "iter": iter, "phase": "audit", "n": a.n, "label_accuracy": a.label_accuracy,
-            "kept": a.kept, "kept_label_accuracy": a.kept_label_accuracy,
-        }));
+        audits.push(AuditRow::of(iter, &a));
     }
     run.set_stage_metrics(iter, "eval", &evals)?;
     run.set_stage_metrics(iter, "audit", &audits)?;

@@ -1,6 +1,7 @@
 //! The pseudo-label audit section: majority-vote labels against known answers.
 
 use super::{figure, num, pct, AuditFile, Band, Run};
+use crate::error::Result;
 use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// Audit summaries per iteration: `audit.json`, else the iteration's last audit row.
@@ -29,7 +30,7 @@ fn count(x: Option<f64>) -> String {
     x.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into())
 }
 
-pub(super) fn section_audit(run: &Run) -> String {
+pub(super) fn section_audit(run: &Run) -> Result<String> {
     let a = audits(run);
     // Categories: the bands of the first report that has them, then "all" and "kept".
     let band_names: Vec<String> = a

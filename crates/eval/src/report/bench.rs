@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{figure, iter_of, num, pct, Run};
+use crate::error::Result;
 use crate::svg::{line_chart, Axes, Series, PALETTE};
 
 /// Benchmark pass@1 per iteration: (bench → iter → (pass@1, maj@k)).
@@ -65,7 +66,7 @@ pub(super) fn bench_table(run: &Run, general: bool) -> (Vec<String>, BenchTable)
     (order, t)
 }
 
-pub(super) fn section_benchmarks(run: &Run) -> String {
+pub(super) fn section_benchmarks(run: &Run) -> Result<String> {
     section_bench_domain(run, false, Vec::new())
 }
 
@@ -84,9 +85,9 @@ type CategoryTable = (Vec<String>, BTreeMap<String, BTreeMap<u64, f64>>);
 /// The general-domain section (MMLU-Pro, SuperGPQA, BBEH), beside the math one, with the
 /// per-category accuracy of each benchmark per iteration; absent when the run evaluates
 /// none of them.
-pub(super) fn section_general(run: &Run) -> String {
+pub(super) fn section_general(run: &Run) -> Result<String> {
     if bench_table(run, true).0.is_empty() {
-        return String::new();
+        return Ok(String::new());
     }
     let mut cats: BTreeMap<String, CategoryTable> = BTreeMap::new();
     for (&n, it) in &run.iters {
@@ -128,7 +129,11 @@ pub(super) fn section_general(run: &Run) -> String {
 
 /// The section of one domain: the chart, and the benchmark × iteration table with the
 /// change from the first to the last iteration; then the `categories` tables.
-fn section_bench_domain(run: &Run, general: bool, categories: Vec<minijinja::Value>) -> String {
+fn section_bench_domain(
+    run: &Run,
+    general: bool,
+    categories: Vec<minijinja::Value>,
+) -> Result<String> {
     let (order, t) = bench_table(run, general);
     let (id, title, chart) = if general {
         (

@@ -1,6 +1,7 @@
 //! The configuration section, with secrets redacted.
 
 use super::Run;
+use crate::error::Result;
 
 /// `text` (TOML) with every secret-looking value replaced by `"<redacted>"`: the value of a
 /// key whose name says key/token/secret/password (but not the name of an environment
@@ -72,7 +73,7 @@ pub fn redact_secrets(text: &str) -> String {
     out
 }
 
-pub(super) fn section_config(run: &Run) -> String {
+pub(super) fn section_config(run: &Run) -> Result<String> {
     let config = run.config.as_deref().map(redact_secrets);
     super::html("config.html", minijinja::context! { config })
 }

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::{figure, num, DatasetLine, Iter, Run};
+use crate::error::Result;
 use crate::svg::{bar_chart, Axes, BarGroup, PALETTE};
 
 /// p̂ histogram (11 bins, bin k = round(10·p̂)) and counts of one iteration.
+#[derive(Default)]
 pub(super) struct DatasetStats {
     pub(super) hist: Option<Vec<f64>>,
     pub(super) generated: Option<f64>,
@@ -57,7 +59,7 @@ pub(super) fn keep_band(run: &Run) -> (f64, f64) {
     (0.3, 0.8)
 }
 
-pub(super) fn section_dataset(run: &Run) -> String {
+pub(super) fn section_dataset(run: &Run) -> Result<String> {
     let title = "Generated questions and the p̂ filter";
     let stats: Vec<(u64, DatasetStats)> = run
         .iters
@@ -174,7 +176,7 @@ fn answers_summary(answers: &[Option<String>]) -> String {
     parts.join(" · ")
 }
 
-pub(super) fn section_questions(run: &Run) -> String {
+pub(super) fn section_questions(run: &Run) -> Result<String> {
     let sample = run
         .iters
         .iter()

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{audits, bench_table, dataset_stats, fmt_value, iter_of, num, Field, Row, Run};
+use crate::error::Result;
 
 /// Below this many parameters the report calls the model small.
 const SMALL_MODEL: f64 = 1e9;
@@ -234,26 +235,16 @@ struct Figures {
 }
 
 fn figures(run: &Run, n: u64, benches: &[(String, String)]) -> Figures {
-    let ch: Vec<&Row> = run
-        .phase("challenger")
-        .into_iter()
-        .filter(|r| iter_of(r) == n)
-        .collect();
-    let so: Vec<&Row> = run
-        .phase("solver")
-        .into_iter()
-        .filter(|r| iter_of(r) == n)
-        .collect();
+    let of_iter = |phase| -> Vec<&Row> {
+        let rows = run.phase(phase).into_iter();
+        rows.filter(|r| iter_of(r) == n).collect()
+    };
+    let (ch, so) = (of_iter("challenger"), of_iter("solver"));
     let ds = run
         .iters
         .get(&n)
         .map(|it| dataset_stats(run, n, it))
-        .unwrap_or(super::DatasetStats {
-            hist: None,
-            generated: None,
-            valid: None,
-            kept: None,
-        });
+        .unwrap_or_default();
     let audit = audits(run).into_iter().find(|(i, _)| *i == n).map(|x| x.1);
     let (_, table) = bench_table(run, false);
     let bench = benches
@@ -375,7 +366,7 @@ fn summary_row(
 }
 
 /// The first section of the report.
-pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
+pub(super) fn section_summary(run: &Run, dir: &Path) -> Result<String> {
     let model_note = model_note(run, dir);
     let iters: Vec<u64> = run.iters.keys().copied().filter(|&n| n > 0).collect();
     if iters.is_empty() && !run.iters.contains_key(&0) {
@@ -410,7 +401,11 @@ pub(super) fn section_summary(run: &Run, dir: &Path) -> String {
             |f| f.adv.iter().copied().reduce(f64::min),
             pct1,
         ),
-        summary_row("label accuracy (audit)", |f| f.label_acc, pct1),
+        summary_row(
+            "label accuracy of all audited questions",
+            |f| f.label_acc,
+            pct1,
+        ),
     ];
     for (k, (_, label)) in benches.iter().enumerate() {
         rows.push(summary_row(

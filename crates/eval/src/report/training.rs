@@ -2,6 +2,7 @@
 //! KL, loss, and per-update clip fractions.
 
 use super::{figure, iter_marks, step_series, Field, Row, Run};
+use crate::error::Result;
 use crate::svg::{line_chart, Axes, Series, PALETTE};
 
 const PER_STEP: &str = "GRPO step (all iterations)";
@@ -82,7 +83,7 @@ fn update_charts(phase: &str, run: &Run) -> String {
 
 /// A training section: the reward chart, KL and loss per step, and the per-update charts;
 /// "not yet" without rows of `phase`.
-fn section_training(run: &Run, phase: &str, title: &str, rewards: Chart) -> String {
+fn section_training(run: &Run, phase: &str, title: &str, rewards: Chart) -> Result<String> {
     let rows = run.phase(phase);
     let title = format!("{title} training");
     if rows.is_empty() {
@@ -113,7 +114,7 @@ fn section_training(run: &Run, phase: &str, title: &str, rewards: Chart) -> Stri
     super::section(phase, &title, Ok(body))
 }
 
-pub(super) fn section_challenger(run: &Run) -> String {
+pub(super) fn section_challenger(run: &Run) -> Result<String> {
     let rewards: Chart = (
         "rewards",
         PER_STEP,
@@ -130,7 +131,7 @@ pub(super) fn section_challenger(run: &Run) -> String {
     section_training(run, "challenger", "Challenger", rewards)
 }
 
-pub(super) fn section_solver(run: &Run) -> String {
+pub(super) fn section_solver(run: &Run) -> Result<String> {
     let rewards: Chart = (
         "reward",
         PER_STEP,
@@ -146,7 +147,7 @@ pub(super) fn section_solver(run: &Run) -> String {
     section_training(run, "solver", "Solver", rewards)
 }
 
-pub(super) fn section_lengths(run: &Run) -> String {
+pub(super) fn section_lengths(run: &Run) -> Result<String> {
     let ch = run.phase("challenger");
     let so = run.phase("solver");
     let series = vec![
