@@ -3,7 +3,7 @@
 //! time, so `x`, `g` and `gᵀ` need no copy) and `B` read at any row stride, or as the
 //! transpose of a row-major weight ([`gemm_nt`]). Tiles of 8 rows × 48 columns (24 zmm
 //! accumulators, 3 B vectors, one broadcast), `p` in blocks of [`KC`]; parallel over blocks
-//! of [`MB`] rows × 48-column panels. Each task copies its panel of B, one `KC` block at a
+//! of rows × 48-column panels (as few row blocks as keep both threads busy). Each task copies its panel of B, one `KC` block at a
 //! time, into a contiguous buffer (48 KiB, L1-sized) that its tiles stream linearly: rows of B
 //! at a large stride would otherwise fall into a few cache sets.
 //!
@@ -15,8 +15,12 @@ use rayon::prelude::*;
 const MR: usize = 8;
 /// Columns per panel (3 vectors of 16).
 const NR: usize = 48;
-/// Rows of A per parallel task.
+/// Fewest rows of A per parallel task.
 const MB: usize = 64;
+/// Most rows of A per parallel task (a `KC` block of them stays in L2).
+const MB_MAX: usize = 512;
+/// Tasks per pool thread that the split into row blocks aims for.
+const TASKS: usize = 4;
 /// Reduction block.
 const KC: usize = 256;
 
@@ -75,7 +79,8 @@ pub(crate) fn gemm_nt(
     })
 }
 
-/// The product over tasks of [`MB`] rows × one [`NR`]-column panel of B; for each block of
+/// The product over tasks of `mb` rows (a multiple of [`MR`], so the tiles and their
+/// arithmetic are those of any other split) × one [`NR`]-column panel of B; for each block of
 /// [`KC`] rows of B, `pack` copies rows `p0..p1`, columns `j0..j1` into a contiguous
 /// `[p1 − p0][NR]` buffer, which the task's tiles then stream.
 fn run(
@@ -96,15 +101,23 @@ fn run(
         (m - 1) * rsa + (k - 1) * csa < a.len(),
         "gemm: operand sizes"
     );
-    let tasks: Vec<(usize, usize)> = (0..m.div_ceil(MB))
-        .flat_map(|bi| (0..n.div_ceil(NR)).map(move |bj| (bi * MB, bj * NR)))
+    // Tasks of `mb` rows × one panel: as many rows as the pool's balance allows (at most
+    // MB_MAX), so that each panel of B is packed once per `mb` rows, not once per MB.
+    let np = n.div_ceil(NR);
+    let splits = (TASKS * rayon::current_num_threads())
+        .div_ceil(np)
+        .max(m.div_ceil(MB_MAX))
+        .clamp(1, m.div_ceil(MB));
+    let mb = m.div_ceil(splits).next_multiple_of(MR);
+    let tasks: Vec<(usize, usize)> = (0..m.div_ceil(mb))
+        .flat_map(|bi| (0..np).map(move |bj| (bi * mb, bj * NR)))
         .collect();
     let cp = SendPtr(c.as_mut_ptr());
     let cp = &cp;
     tasks
         .par_iter()
         .for_each_init(Vec::new, |panel, &(i0, j0)| {
-            let i1 = (i0 + MB).min(m);
+            let i1 = (i0 + mb).min(m);
             let j1 = (j0 + NR).min(n);
             let mut p0 = 0;
             while p0 < k {
@@ -279,6 +292,46 @@ unsafe fn tile<const R: usize, const V: usize>(
         for v in 0..V {
             let m = if v == V - 1 { mask } else { 0xFFFF };
             _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), m, acc[i][v]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product of many rows (split into several row blocks per panel) equals, bit for
+    /// bit, the products of its 8-row slices computed on their own (one task each): the
+    /// split into tasks changes which task packs a panel, never the arithmetic.
+    #[test]
+    fn row_split_does_not_change_a_bit() {
+        assert!(
+            available(),
+            "the gemm needs AVX-512F, which this machine must have"
+        );
+        let mut s = 7u32;
+        let mut next = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        // m rows over 2-3 row blocks (MB_MAX 512), ragged panels and k over two KC blocks.
+        let (m, n, k) = (1100, 101, 300);
+        let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
+        let full_nt = gemm_nt(&a, k, 1, &w, m, n, k);
+        // B as a row-major [k, n] for `gemm`, read with A transposed (csa = m).
+        let b: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let full = gemm(&at, 1, m, &b, n, m, n, k);
+        assert_eq!(full, full_nt, "gemm and gemm_nt of the same product");
+        for i0 in (0..m).step_by(MR) {
+            let r = MR.min(m - i0);
+            let part = gemm_nt(&a[i0 * k..], k, 1, &w, r, n, k);
+            assert!(
+                part == full[i0 * n..(i0 + r) * n],
+                "rows {i0}..{} differ from the full product's",
+                i0 + r
+            );
         }
     }
 }
