@@ -64,6 +64,7 @@ pub fn grpo_config(optim: &Optim, temperature: f64, seed: u64) -> train::GrpoCon
         }),
         recompute: optim.recompute,
         shared_prompts: optim.shared_prompts,
+        matmul_precision: optim.matmul_precision,
         // the reference's literal aggregation: token mean per micro-batch, averaged
         loss_agg: train::LossAgg::MicrobatchTokenMean,
         seed,

@@ -165,6 +165,12 @@ pub struct Optim {
     /// sequence in full.
     #[serde(default = "yes")]
     pub shared_prompts: bool,
+    /// Operands of the training matrix products: "f32" (the reference) or "bf16" (rounded
+    /// to bf16, summed in f32, as torch's "medium" float32 matmul precision; AMX tiles on
+    /// CPUs that have them; weights, gradients and optimizer state stay f32).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub matmul_precision: model::ops::MatmulPrecision,
 }
 
 fn yes() -> bool {

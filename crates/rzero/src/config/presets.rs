@@ -242,6 +242,7 @@ fn paper_optim(steps: usize, global_batch_size: usize, micro_batch_size: usize) 
         lora_targets: all_lora_targets(),
         recompute: false,
         shared_prompts: true,
+        matmul_precision: model::ops::MatmulPrecision::F32,
     }
 }
 
