@@ -9,11 +9,17 @@ random token ids. One step = forward over every token, the response tokens' log-
 update of every parameter (full fine-tuning), as rzero's GRPO step without KL.
 `--micro-batch` sequences per forward/backward (gradients accumulate).
 
-Prints one JSON line: tokens/s (mean of the measured steps after one warm-up step) and the
+`--matmul-precision bf16` sets torch.set_float32_matmul_precision("medium") (on CPU:
+oneDNN float32 matmuls with bf16 operands, AMX where the CPU has it), the like-for-like peer
+of `rzero bench train --matmul-precision bf16`; the default stays f32 ("highest").
+
+Prints one JSON line: tokens/s (mean of the measured steps after one warm-up step), the
+process's CPU seconds per token of the measured steps (all threads; comparable on a busy
+machine where wall-clock figures are not), the 1-minute load average when it ended, and the
 process's peak RSS (VmHWM).
 
     python bench/hf_train.py [--config bench/gpu/configs/smollm2-135m.json] [--batch 8]
-        [--seq 512] [--micro-batch 8] [--steps 1] [--threads N]
+        [--seq 512] [--micro-batch 8] [--steps 1] [--threads N] [--matmul-precision bf16]
 """
 
 import argparse
@@ -41,6 +47,8 @@ def main():
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--matmul-precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: torch.set_float32_matmul_precision('medium')")
     args = ap.parse_args()
 
     import torch
@@ -49,6 +57,7 @@ def main():
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision("medium" if args.matmul_precision == "bf16" else "highest")
     torch.manual_seed(0)
     cfg = AutoConfig.from_pretrained(args.config)
     cfg.use_cache = False
@@ -83,11 +92,14 @@ def main():
     step()
     warm = time.perf_counter() - t0
     times = []
+    c0 = time.process_time()
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / len(times) if times else None
     mean = sum(times) / len(times) if times else warm
+    mkldnn = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
     params = sum(x.numel() for x in model.parameters())
     print(json.dumps({
         "bench": "train",
@@ -107,6 +119,11 @@ def main():
         "step_s": mean,
         "warmup_step_s": warm,
         "tokens_per_s": b * t / mean,
+        "cpu_s_per_token": cpu / (b * t) if cpu is not None else None,
+        "load_avg_1m": os.getloadavg()[0],
+        "matmul_precision": args.matmul_precision,
+        "torch_float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "mkldnn_matmul_fp32_precision": getattr(mkldnn, "fp32_precision", None),
         "peak_rss_bytes": peak_rss(),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),

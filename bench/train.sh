@@ -6,6 +6,8 @@
 #   bench/train.sh [BATCH] [SEQ] [STEPS] [NOTE]
 # Extra rzero settings: RZERO_ARGS="--lora-rank 16" / "--recompute" (the peer stays full
 # fine-tuning without KL, so only the default rows compare the same work).
+# MATMUL_PRECISION=bf16: bf16 operands in the matrix products on both sides (rzero
+# --matmul-precision bf16; torch.set_float32_matmul_precision("medium")).
 # Needs torch + transformers: scripts/py-venv.sh (or PYTHON=... with both installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +23,10 @@ trap 'rm -f "$TMP"' EXIT
 cargo build --release -q -p rzero-cli
 # shellcheck disable=SC2086
 ./target/release/rzero bench train --random-init "$CONFIG" --batch "$BATCH" --seq "$SEQ" \
-  --steps "$STEPS" --kl-coef 0 ${RZERO_ARGS:-} --json | tee -a "$TMP"
+  --steps "$STEPS" --kl-coef 0 --matmul-precision "${MATMUL_PRECISION:-f32}" ${RZERO_ARGS:-} \
+  --json | tee -a "$TMP"
 "$PY" bench/hf_train.py --config "$CONFIG" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
-  --micro-batch 1 2>/dev/null | tee -a "$TMP"
+  --micro-batch 1 --matmul-precision "${MATMUL_PRECISION:-f32}" 2>/dev/null | tee -a "$TMP"
 "$PY" - "$TMP" "$NOTE" "$(date -u +%F)" <<'PY'
 import json, sys
 path, note, date = sys.argv[1:4]

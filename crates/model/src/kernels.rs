@@ -12,6 +12,9 @@ use rayon::prelude::*;
 
 use crate::compact::{CompactMatrix, Widen};
 
+/// bf16-operand products (AMX, else rounded operands on `gemm`) for the training path's
+/// opt-in bf16 matmul precision.
+pub(crate) mod amx;
 /// The AVX-512 product of the training path's fused ops.
 pub(crate) mod gemm;
 #[cfg(target_arch = "x86_64")]

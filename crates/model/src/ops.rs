@@ -4,7 +4,9 @@
 //!
 //! - [`linear`]: `x · wᵀ`, forward and both backward products on an AVX-512 kernel
 //!   (`kernels/gemm.rs`) where the CPU has it (runtime detection), else on the packed path's
-//!   AVX2 / portable dot-product kernel (`kernels.rs`);
+//!   AVX2 / portable dot-product kernel (`kernels.rs`); with [`MatmulPrecision::Bf16`]
+//!   ([`linear_with`]) the three products take bf16-rounded operands and sum in f32
+//!   (`kernels/amx.rs`: AMX tiles where the CPU and OS have them);
 //! - [`attention`]: masked grouped-query attention, `softmax(q · kᵀ · scale + mask) · v`
 //!   (`ops/attention.rs`; with AVX-512F);
 //! - [`masked_softmax`]: `softmax(scores · scale + mask)` over the last dim (the attention
@@ -23,6 +25,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::amx::{self, Mat};
 use crate::kernels::{self, gemm};
 
 mod attention;
@@ -92,8 +95,50 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 // ---------------------------------------------------------------------------------------
 // linear
 
+/// The operands of the training path's matrix products ([`linear_with`]), as
+/// `torch.set_float32_matmul_precision` sets them: `"f32"` (the default) or `"bf16"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// f32 operands (the default).
+    #[default]
+    F32,
+    /// Operands rounded to bf16 (to nearest, ties to even; subnormals to zero), products
+    /// summed in f32: weights, activations, gradients and outputs stay f32. AMX tiles where
+    /// the CPU and OS have them (see [`bf16_products_on_amx`]), else the f32 kernel on the
+    /// rounded operands (same products, summed in another order).
+    Bf16,
+}
+
+impl MatmulPrecision {
+    /// `"f32"` or `"bf16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for MatmulPrecision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(MatmulPrecision::F32),
+            "bf16" => Ok(MatmulPrecision::Bf16),
+            other => Err(format!("matmul precision is f32 or bf16, not {other:?}")),
+        }
+    }
+}
+
+/// Whether [`MatmulPrecision::Bf16`] products run on AMX tiles on this machine.
+pub fn bf16_products_on_amx() -> bool {
+    kernels::amx::amx_usable()
+}
+
 /// `x[.., K] · w[M, K]ᵀ` → `[.., M]`.
-struct Linear;
+struct Linear(MatmulPrecision);
 
 impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
@@ -115,7 +160,16 @@ impl CustomOp2 for Linear {
             return Err(err(format!("linear: x {dims:?} against w [{m}, {k}]")));
         }
         let n = x.len() / k.max(1);
-        let out = if gemm::available() {
+        let out = if self.0 == MatmulPrecision::Bf16 {
+            // A = x [N, K], B = wᵀ: B(p, j) = w[j·K + p].
+            amx::gemm_bf16(
+                Mat { d: x, rs: k, cs: 1 },
+                Mat { d: w, rs: 1, cs: k },
+                n,
+                m,
+                k,
+            )
+        } else if gemm::available() {
             // x · wᵀ: B = wᵀ, packed panel by panel from the rows of w.
             gemm::gemm_nt(x, k, 1, w, n, m, k)
         } else {
@@ -135,6 +189,51 @@ impl CustomOp2 for Linear {
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         let (m, k) = w.dims2()?;
         let n = x.elem_count() / k.max(1);
+        if self.0 == MatmulPrecision::Bf16 {
+            return with_data(g, |g_| {
+                with_data(w, |w_| {
+                    with_data(x, |x_| {
+                        // dx[N, K] = g[N, M] · w[M, K].
+                        let dx = if x.track_op() {
+                            let (a, b) = (
+                                Mat {
+                                    d: g_,
+                                    rs: m,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    d: w_,
+                                    rs: k,
+                                    cs: 1,
+                                },
+                            );
+                            Some(tensor(amx::gemm_bf16(a, b, n, k, m), x.shape(), x)?)
+                        } else {
+                            None
+                        };
+                        // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
+                        let dw = if w.track_op() {
+                            let (a, b) = (
+                                Mat {
+                                    d: g_,
+                                    rs: 1,
+                                    cs: m,
+                                },
+                                Mat {
+                                    d: x_,
+                                    rs: k,
+                                    cs: 1,
+                                },
+                            );
+                            Some(tensor(amx::gemm_bf16(a, b, m, k, n), (m, k), w)?)
+                        } else {
+                            None
+                        };
+                        Ok((dx, dw))
+                    })
+                })
+            });
+        }
         if gemm::available() {
             return with_data(g, |g_| {
                 with_data(w, |w_| {
@@ -184,7 +283,17 @@ impl CustomOp2 for Linear {
 /// `x[.., K] · w[M, K]ᵀ` → `[.., M]` on the packed product kernels, differentiable in both.
 /// CPU f32 only ([`fused_ok`]); `w` is made contiguous.
 pub fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Linear)
+    linear_with(x, w, MatmulPrecision::F32)
+}
+
+/// [`linear`] with the operands of its forward and backward products at `precision`.
+pub fn linear_with(
+    x: &Tensor,
+    w: &Tensor,
+    precision: MatmulPrecision,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, Linear(precision))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -84,6 +84,8 @@ pub struct Model {
     /// Whether the differentiable path uses the fused CPU ops of [`crate::ops`] (f32 on the
     /// CPU only); see [`Model::set_fused_ops`].
     pub(crate) fused_ops: bool,
+    /// The operands of the fused ops' matrix products; see [`Model::set_matmul_precision`].
+    pub(crate) matmul_precision: crate::ops::MatmulPrecision,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -197,6 +199,7 @@ impl Model {
                 cfg.max_position_embeddings,
             ),
             fused_ops: true,
+            matmul_precision: crate::ops::MatmulPrecision::F32,
         })
     }
 
@@ -216,6 +219,20 @@ impl Model {
     /// Whether the fused ops are on ([`Model::set_fused_ops`]).
     pub fn fused_ops(&self) -> bool {
         self.fused_ops
+    }
+
+    /// The operands of the differentiable path's weight products (`x · wᵀ` and both of its
+    /// backward products) when they run on the fused ops (an f32 model on the CPU):
+    /// [`crate::ops::MatmulPrecision::F32`] (the default) or `Bf16` (operands rounded to
+    /// bf16, sums in f32; AMX tiles where the CPU has them). Attention's products and every
+    /// other path (bf16 models, candle ops, GPUs, the packed inference path) are unaffected.
+    pub fn set_matmul_precision(&mut self, p: crate::ops::MatmulPrecision) {
+        self.matmul_precision = p;
+    }
+
+    /// The weight products' operand precision ([`Model::set_matmul_precision`]).
+    pub fn matmul_precision(&self) -> crate::ops::MatmulPrecision {
+        self.matmul_precision
     }
 
     /// Whether `x` goes through the fused ops: on, an f32 model, and `x` f32 on the CPU.
@@ -516,10 +533,11 @@ impl Model {
         let ad = self.act_dtype();
         if fused {
             let hn = self.rms(x, &layer.post_norm, true)?;
-            let g = crate::ops::linear(&hn, &layer.gate_w)?;
-            let u = crate::ops::linear(&hn, &layer.up_w)?;
+            let p = self.matmul_precision;
+            let g = crate::ops::linear_with(&hn, &layer.gate_w, p)?;
+            let u = crate::ops::linear_with(&hn, &layer.up_w, p)?;
             let a = crate::ops::silu_mul(&g, &u)?;
-            let y = crate::ops::linear(&a, &layer.down_w)?;
+            let y = crate::ops::linear_with(&a, &layer.down_w, p)?;
             return Ok((x + y)?);
         }
         let hn = rms_norm(x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
@@ -546,7 +564,11 @@ impl Model {
     /// Logits [N,V] (f32, or f64 for an f64 model) of hidden rows [N,H]. Differentiable.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         if self.fused(hidden) {
-            return Ok(crate::ops::linear(hidden, &self.lm_head)?);
+            return Ok(crate::ops::linear_with(
+                hidden,
+                &self.lm_head,
+                self.matmul_precision,
+            )?);
         }
         let ad = self.act_dtype();
         Ok(hidden
@@ -558,7 +580,7 @@ impl Model {
     /// x [N,in] (activation dtype) · wᵀ (+ b), in the model dtype, back to the activation dtype.
     pub(crate) fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if self.fused(x) {
-            let y = crate::ops::linear(x, w)?;
+            let y = crate::ops::linear_with(x, w, self.matmul_precision)?;
             return Ok(match b {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,

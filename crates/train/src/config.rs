@@ -145,6 +145,14 @@ pub struct GrpoConfig {
     /// copies, and checkpoints are saved in bf16 (the f32 master weights go to
     /// `optimizer.safetensors`). Default `f32`.
     pub compute_dtype: ComputeDtype,
+    /// Operands of the training matrix products with f32 compute (`f32` or `bf16`), as
+    /// `torch.set_float32_matmul_precision("medium")` sets them: with `bf16` the forward
+    /// `x·Wᵀ` and backward `dY·W`, `dYᵀ·X` products of every linear layer and the head round
+    /// their operands to bf16 and sum in f32 (AMX tiles where the CPU has them); weights,
+    /// activations, gradients, master weights and AdamW state stay f32, attention's
+    /// products too. A departure from the reference's f32 numerics, opt-in; CPU only (other
+    /// devices keep f32 products). Default `f32`.
+    pub matmul_precision: model::ops::MatmulPrecision,
     /// Shared prompts: the sequences of a mini-batch that share a prompt run as one
     /// micro-batch of `P + G·R` rows (up to `micro_batch_size` responses each; the prompt's
     /// forward once, the responses attending to its keys and values) instead of `G` padded
@@ -211,6 +219,7 @@ impl Default for GrpoConfig {
             lora: None,
             recompute: false,
             compute_dtype: ComputeDtype::F32,
+            matmul_precision: model::ops::MatmulPrecision::F32,
             shared_prompts: true,
         }
     }
@@ -278,6 +287,14 @@ impl GrpoConfig {
         }
         if !gt(self.temperature, 0.0) {
             return bad("temperature", "must be > 0");
+        }
+        if self.matmul_precision != model::ops::MatmulPrecision::F32
+            && self.compute_dtype != ComputeDtype::F32
+        {
+            return bad(
+                "matmul_precision",
+                "bf16 operands apply to f32 compute (with compute_dtype bf16 the products are bf16 already)",
+            );
         }
         if let Some(l) = &self.lora {
             if l.rank == 0 {
@@ -349,6 +366,12 @@ pub struct OptimKnobs {
     /// sequence in full.
     #[serde(default = "yes")]
     pub shared_prompts: bool,
+    /// Operands of the training matrix products: "f32" (the reference) or "bf16" (rounded
+    /// to bf16, summed in f32, as torch's "medium" float32 matmul precision; AMX tiles on
+    /// CPUs that have them; weights, gradients and optimizer state stay f32).
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub matmul_precision: model::ops::MatmulPrecision,
 }
 
 fn yes() -> bool {
@@ -380,6 +403,7 @@ impl Default for OptimKnobs {
             lora_targets: all_lora_targets(),
             recompute: g.recompute,
             shared_prompts: g.shared_prompts,
+            matmul_precision: g.matmul_precision,
         }
     }
 }
@@ -409,6 +433,7 @@ impl OptimKnobs {
             }),
             recompute: self.recompute,
             shared_prompts: self.shared_prompts,
+            matmul_precision: self.matmul_precision,
             loss_agg: LossAgg::MicrobatchTokenMean,
             seed,
             compute_dtype: dtype,
@@ -488,6 +513,22 @@ mod tests {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("micro_batch_size"), "{err}");
         assert!(GrpoConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn matmul_precision_is_read_and_checked() {
+        use model::ops::MatmulPrecision;
+        let c: GrpoConfig = toml::from_str("matmul_precision = \"bf16\"\n").unwrap();
+        assert_eq!(c.matmul_precision, MatmulPrecision::Bf16);
+        assert!(c.validate().is_ok());
+        assert_eq!(GrpoConfig::default().matmul_precision, MatmulPrecision::F32);
+        assert!(toml::from_str::<GrpoConfig>("matmul_precision = \"f16\"\n").is_err());
+        let both = GrpoConfig {
+            compute_dtype: ComputeDtype::Bf16,
+            ..c
+        };
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("grpo.matmul_precision"), "{err}");
     }
 
     #[test]

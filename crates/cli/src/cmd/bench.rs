@@ -54,6 +54,10 @@ pub struct GrpoArgs {
     /// Activation recomputation.
     #[arg(long)]
     pub recompute: bool,
+    /// Operands of the training matrix products: f32, or bf16 (rounded, summed in f32;
+    /// AMX tiles where the CPU has them).
+    #[arg(long, default_value = "f32")]
+    pub matmul_precision: model::ops::MatmulPrecision,
     /// Print JSON (one object per row) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -72,6 +76,7 @@ impl GrpoArgs {
                 ..Default::default()
             }),
             recompute: self.recompute,
+            matmul_precision: self.matmul_precision,
             compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
                 .context("--dtype")?,
             ..Default::default()

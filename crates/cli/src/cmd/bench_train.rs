@@ -8,7 +8,8 @@
 //! `--recompute` turns activation recomputation on. Peak RSS is the process's high-water
 //! mark, so compare settings in separate runs. On a GPU the row also has the device memory
 //! in use (`gpu_mem_used_bytes`: the most seen during the measured steps, from the driver).
-//! `--dtype bf16` trains with bf16 compute (f32 master weights and AdamW state).
+//! `--dtype bf16` trains with bf16 compute (f32 master weights and AdamW state);
+//! `--matmul-precision bf16` keeps f32 compute with bf16 operands in the matrix products.
 //!
 //! `--random-init CONFIG.json` trains a model of that shape with random weights.
 
@@ -80,6 +81,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "trainable_params": trainer.layout().total(),
         "lora_rank": args.grpo.lora_rank,
         "recompute": args.grpo.recompute,
+        "matmul_precision": args.grpo.matmul_precision.name(),
+        "matmul_on_amx": model::ops::bf16_products_on_amx(),
         "batch": args.batch,
         "seq": args.seq,
         "micro_batch": args.micro_batch,
@@ -108,11 +111,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{out}");
     } else {
         println!(
-            "train: {} params ({} trained{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
+            "train: {} params ({} trained{}{}{}), {}x{} tokens, micro-batch {}: {:.2} s/step, {:.1} tokens/s, peak RSS {:.2} GiB",
             params,
             trainer.layout().total(),
             if args.grpo.lora_rank > 0 { format!(", LoRA r={}", args.grpo.lora_rank) } else { String::new() },
             if args.grpo.recompute { ", recompute" } else { "" },
+            if args.grpo.matmul_precision == model::ops::MatmulPrecision::Bf16 { ", bf16 products" } else { "" },
             args.batch,
             args.seq,
             args.micro_batch,

@@ -98,6 +98,12 @@ impl Trainer {
     /// the policy's bf16 weights with those of `part` replaced by differentiable casts of the
     /// `Var`s (LoRA: of `W + s·B·A`), so gradients come back to the f32 `Var`s.
     pub(super) fn graph_model(&self, part: Part) -> Result<Model> {
+        let mut m = self.graph_model_of(part)?;
+        m.set_matmul_precision(self.cfg.matmul_precision);
+        Ok(m)
+    }
+
+    fn graph_model_of(&self, part: Part) -> Result<Model> {
         if let Some(m) = &self.train_model {
             return Ok(m.clone());
         }

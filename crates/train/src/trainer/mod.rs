@@ -180,6 +180,12 @@ impl Trainer {
             half = Some(h);
             policy = p;
         }
+        // Operand precision of the fused products (f32 models on the CPU).
+        let mp = cfg.matmul_precision;
+        policy.set_matmul_precision(mp);
+        if let Some(m) = train_model.as_mut() {
+            m.set_matmul_precision(mp);
+        }
         let mut master = vec![0f32; layout.total()];
         for (spec, var) in layout.specs().iter().zip(&vars) {
             with_f32(var.as_tensor(), |s| {
@@ -205,7 +211,11 @@ impl Trainer {
             }
         } else {
             None
-        };
+        }
+        .map(|mut r: Model| {
+            r.set_matmul_precision(mp);
+            r
+        });
         let n = layout.total();
         let pad_id = model_cfg
             .pad_token_id
