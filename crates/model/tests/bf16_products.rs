@@ -18,25 +18,7 @@ use model::ops::{self, MatmulPrecision};
 use model::Model;
 
 mod common;
-
-/// Deterministic uniform(-1, 1) values.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
+use common::{host, named_grads, Lcg};
 
 fn bf(x: f32) -> f64 {
     f64::from(half::bf16::from_f32(x).to_f32())
@@ -158,18 +140,7 @@ fn run(name: &'static str, p: MatmulPrecision) -> (Vec<f32>, Vec<(String, Vec<f3
     }
     let wt = Tensor::from_vec(wv, (2, 12), &Device::Cpu).unwrap();
     let grads = (&lp * &wt).unwrap().sum_all().unwrap().backward().unwrap();
-    let data = vm.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let gs = names
-        .into_iter()
-        .map(|n| {
-            let g = grads
-                .get(data[n].as_tensor())
-                .unwrap_or_else(|| panic!("{p:?}: no gradient for {n}"));
-            (n.clone(), host(g))
-        })
-        .collect();
+    let gs = named_grads(&vm, &grads, &format!("{p:?}"));
     let mut lp = host(&lp);
     lp.drain(12..15); // pad positions
     (lp, gs)

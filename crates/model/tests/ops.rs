@@ -9,27 +9,11 @@ use candle_nn::{VarBuilder, VarMap};
 use model::{ops, Config, Model};
 use serde_json::json;
 
-/// Deterministic uniform(-1, 1) values.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
+mod common;
+use common::{host, named_grads, Lcg};
 
 fn t(v: Vec<f32>, shape: &[usize]) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
 /// max |a - b| / (1 + |b|) with the index of the worst element.
@@ -542,18 +526,7 @@ fn model_logits_and_gradients_equal_with_fused_ops_on_and_off() {
         )
         .unwrap();
         let grads = (&lp * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let data = vm.data().lock().unwrap();
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        let gs = names
-            .into_iter()
-            .map(|n| {
-                let g = grads
-                    .get(data[n].as_tensor())
-                    .unwrap_or_else(|| panic!("fused={fused}: no gradient for {n}"));
-                (n.clone(), host(g))
-            })
-            .collect();
+        let gs = named_grads(&vm, &grads, &format!("fused={fused}"));
         // Logits of real positions only (pad rows attend to nothing real).
         let lg = host(&logits);
         let v = 37;

@@ -16,23 +16,6 @@ use train::{GrpoConfig, LoraConfig, LossAgg, Trainer};
 mod common;
 use common::*;
 
-/// (cosine, max |a − b| / max |b|).
-fn compare(a: &[f32], b: &[f32]) -> (f64, f64) {
-    let (mut ab, mut aa, mut bb, mut dmax, mut bmax) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-        dmax = dmax.max((x - y).abs());
-        bmax = bmax.max(y.abs());
-    }
-    (
-        ab / (aa.sqrt() * bb.sqrt()).max(1e-300),
-        dmax / bmax.max(1e-300),
-    )
-}
-
 fn cfg(p: MatmulPrecision) -> GrpoConfig {
     GrpoConfig {
         lr: 1e-3,

@@ -112,3 +112,44 @@ pub fn assert_close_to(what: &str, got: &[f32], want: &[f32], key: &str) {
 pub fn vocab(fx: &Fixture) -> usize {
     fx.expected["shape"]["vocab_size"].as_u64().unwrap() as usize
 }
+
+/// Deterministic uniform(-1, 1) values.
+pub struct Lcg(pub u64);
+impl Lcg {
+    pub fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// A tensor's values as a flat f32 vector.
+pub fn host(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Every variable of `vm` with its gradient in `grads`, sorted by name; panics naming `tag`
+/// and the variable when one has none.
+pub fn named_grads(
+    vm: &candle_nn::VarMap,
+    grads: &candle_core::backprop::GradStore,
+    tag: &str,
+) -> Vec<(String, Vec<f32>)> {
+    let data = vm.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let g = grads
+                .get(data[n].as_tensor())
+                .unwrap_or_else(|| panic!("{tag}: no gradient for {n}"));
+            (n.clone(), host(g))
+        })
+        .collect()
+}

@@ -122,3 +122,20 @@ pub fn model_files(m: &model::LoadedModel) -> ModelFiles<'_> {
         base_model: None,
     }
 }
+
+/// (cosine, max |a − b| / max |b|).
+pub fn compare(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let (mut ab, mut aa, mut bb, mut dmax, mut bmax) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+        dmax = dmax.max((x - y).abs());
+        bmax = bmax.max(y.abs());
+    }
+    (
+        ab / (aa.sqrt() * bb.sqrt()).max(1e-300),
+        dmax / bmax.max(1e-300),
+    )
+}
