@@ -42,6 +42,13 @@ pub mod smollm2;
 pub mod tokenizer;
 pub mod transformer;
 
+/// The training path's f32 product kernel, exposed for `examples/gemm_bench.rs` only (not
+/// an API: it panics without AVX-512F).
+#[doc(hidden)]
+pub mod gemm_bench {
+    pub use crate::kernels::gemm::{available, gemm, gemm_nt};
+}
+
 pub use config::{Arch, Config, RopeScaling};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
