@@ -6,7 +6,7 @@
 //! per CPU second of the whole process, and per wall second) and a step-weighted total
 //! (each shape counted as often as the step runs it). Run it with `RAYON_NUM_THREADS=1` on a
 //! busy machine: CPU seconds then count no spinning pool thread.
-//!     RAYON_NUM_THREADS=1 cargo run --release -p model --example gemm_bench [FILTER]
+//!     RAYON_NUM_THREADS=1 cargo run --release -p model --features bench-kernels --example gemm_bench [FILTER]
 use std::time::Instant;
 
 use model::gemm_bench::{available, gemm, gemm_nt};

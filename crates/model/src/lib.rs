@@ -42,8 +42,10 @@ pub mod smollm2;
 pub mod tokenizer;
 pub mod transformer;
 
-/// The training path's f32 product kernel, exposed for `examples/gemm_bench.rs` only (not
-/// an API: it panics without AVX-512F).
+/// The training path's f32 product kernel, for `examples/gemm_bench.rs` only: compiled with
+/// the `bench-kernels` feature, never in a default build (not an API: it panics without
+/// AVX-512F).
+#[cfg(feature = "bench-kernels")]
 #[doc(hidden)]
 pub mod gemm_bench {
     pub use crate::kernels::gemm::{available, gemm, gemm_nt};
