@@ -38,6 +38,12 @@ mod py;
 mod rule;
 pub mod solution;
 
+/// The property and adversarial tests, which count the evaluator's work (a crate-internal
+/// counter) instead of timing it.
+#[cfg(test)]
+#[path = "../tests/unit/bounds.rs"]
+mod bounds_tests;
+
 use std::collections::HashMap;
 
 pub use extract::{extract_answer, extract_boxed, ExtractOptions};

@@ -59,6 +59,25 @@ impl Budget {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    static NODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one node visited by the evaluator (exactly or numerically); test builds only.
+#[inline]
+pub(crate) fn count_node() {
+    #[cfg(test)]
+    NODES.with(|n| n.set(n.get() + 1));
+}
+
+/// Nodes the evaluator has visited on this thread (test builds): the bounds tests hold a
+/// comparison's work to the budget with it, a count that does not depend on the machine.
+#[cfg(test)]
+pub(crate) fn nodes_visited() -> u64 {
+    NODES.with(|n| n.get())
+}
+
 /// Elementary functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fun {
