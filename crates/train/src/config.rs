@@ -546,65 +546,6 @@ mod tests {
         assert!(e.contains("lora_targets") && e.contains("lm_head"), "{e}");
     }
 
-    /// A format-1 `config` (the JSON eae0885 wrote) reads into today's layout: renamed
-    /// knobs, the `lora` section as knobs, missing keys at their defaults, unknown keys
-    /// still errors.
-    #[test]
-    fn a_format_1_config_reads_into_the_knobs() {
-        let old = serde_json::json!({
-            "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
-            "warmup_steps": 2, "max_grad_norm": 0.5, "clip_ratio_low": 0.1,
-            "clip_ratio_high": 0.4, "clip_ratio_dual": null, "kl_coef": 0.0, "kl_clamp": 10.0,
-            "adv_eps": 1e-6, "scale_adv_by_std": true, "drop_equal_reward_groups": false,
-            "loss_agg": "microbatch-token-mean", "loss_norm_len": null, "micro_batch_size": 2,
-            "logprob_chunk_rows": 256, "temperature": 0.7, "seed": 3,
-            "lora": {"rank": 2, "alpha": null, "target_modules": ["q_proj", "v_proj"],
-                     "merge_on_save": true},
-            "recompute": true, "compute_dtype": "f32", "matmul_precision": "bf16",
-            "shared_prompts": false
-        });
-        let c = GrpoConfig::from_format1(old.clone()).unwrap();
-        let want = GrpoConfig {
-            optim: OptimKnobs {
-                lr: 0.01,
-                max_grad_norm: 0.5,
-                clip_low: 0.1,
-                clip_high: 0.4,
-                clip_dual: 0.0,
-                kl_coef: 0.0,
-                micro_batch_size: 2,
-                lora_rank: 2,
-                lora_targets: vec!["q_proj".into(), "v_proj".into()],
-                recompute: true,
-                matmul_precision: model::ops::MatmulPrecision::Bf16,
-                shared_prompts: false,
-                ..OptimKnobs::default()
-            },
-            warmup_steps: 2,
-            loss_agg: LossAgg::MicrobatchTokenMean,
-            temperature: 0.7,
-            seed: 3,
-            merge_lora_on_save: true,
-            ..GrpoConfig::default()
-        };
-        assert_eq!(c, want);
-        // an older file without the later keys; `lora` null; a dual clip and an alpha
-        let c = GrpoConfig::from_format1(serde_json::json!({"lr": 0.5, "clip_ratio_dual": 2.0,
-            "lora": null}))
-        .unwrap();
-        assert_eq!((c.optim.lr, c.optim.clip_dual, c.lora()), (0.5, 2.0, None));
-        let c = GrpoConfig::from_format1(serde_json::json!({"lora": {"alpha": 4.0}})).unwrap();
-        let l = c.lora().unwrap();
-        assert_eq!((l.rank, l.alpha, l.target_modules.len()), (8, Some(4.0), 7));
-        for bad in [
-            serde_json::json!({"learning_rate": 1}),
-            serde_json::json!({"lora": {"rnak": 4}}),
-            serde_json::json!([1]),
-        ] {
-            assert!(GrpoConfig::from_format1(bad.clone()).is_err(), "{bad}");
-        }
-    }
-
     /// The knobs of a run build the trainer's configuration: the reference's values
     /// elsewhere, the reference code's loss aggregation, the log-probs at the rollout
     /// temperature (1 for greedy rollouts), `clip_dual = 0` and `lora_alpha = 0` as "off"
