@@ -38,11 +38,9 @@ mod py;
 mod rule;
 pub mod solution;
 
-/// The property and adversarial tests, which count the evaluator's work (a crate-internal
-/// counter) instead of timing it.
 #[cfg(test)]
 #[path = "../tests/unit/bounds.rs"]
-mod bounds_tests;
+mod bounds_tests; // counts the evaluator's work (crate-internal), so a unit test
 
 use std::collections::HashMap;
 

@@ -1,11 +1,11 @@
 //! Property and adversarial tests: no call panics, and each comparison's work stays within
-//! its budget (counted as evaluator nodes, [`crate::expr::nodes_visited`], not timed: a
+//! its budget (counted as evaluator nodes, [`crate::expr::work::nodes_visited`], not timed: a
 //! count does not depend on the machine's load), on random strings and on hostile ones
 //! (deep nesting, 100k-character inputs, unbalanced braces, huge exponents, `\frac`
 //! chains, long lists). Compiled into the crate's unit tests (`lib.rs`), where the counter
 //! is visible.
 
-use crate::expr::nodes_visited;
+use crate::expr::work::nodes_visited;
 use crate::{
     equivalent, extract_answer, extract_boxed, extract_free, group_answers, ExtractOptions, BUDGET,
 };
