@@ -4,10 +4,12 @@ over 120 lines in crates/*/src, excluding `#[cfg(test)]` modules (tests; also wh
 their own `*_tests.rs` file) and files under tests/ or benches/. Prints the offenders and the totals.
 
 usage: python3 scripts/code-size.py [--max-file 700] [--max-fn 120] [ROOT]
+       python3 scripts/code-size.py --per-commit A..B [ROOT]   (non-test delta per commit and crate)
 """
 import argparse
 import pathlib
 import re
+import subprocess
 import sys
 
 
@@ -108,24 +110,77 @@ def functions(text: str):
     return res
 
 
+def count(name: str, src: str):
+    """(lines, test lines, blanked text, test ranges) of one source file named `name`."""
+    text = blank_strings_and_comments(src)
+    lines = src.count("\n") + (0 if src.endswith("\n") else 1)
+    tr = test_ranges(text)
+    if name == "tests.rs" or name.endswith("_tests.rs"):
+        tr = [(0, len(text))]  # a test module in its own file
+    test_lines = min(lines, sum(text.count("\n", s, e) + 1 for s, e in tr))
+    return lines, test_lines, text, tr
+
+
+SRC = re.compile(r"^crates/([^/]+)/src/.*\.rs$")
+
+
+def git(root, *args):
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def per_commit(root, rev_range):
+    """Non-test line delta per crate of each non-merge commit in `rev_range` against its
+    first parent (files under crates/*/src, counted as above), as TSV: commit, crate deltas,
+    total, subject; then the sum and what the merges added (range total minus the sum)."""
+    def nontest(rev, path):
+        r = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"],
+                           capture_output=True, text=True)
+        if r.returncode:
+            return 0  # absent at rev
+        lines, test_lines, _, _ = count(pathlib.PurePath(path).name, r.stdout)
+        return lines - test_lines
+
+    def delta(a, b):
+        d = {}
+        for path in git(root, "diff", "--no-renames", "--name-only", a, b, "--", "crates").split():
+            m = SRC.match(path)
+            if m:
+                d[m.group(1)] = d.get(m.group(1), 0) + nontest(b, path) - nontest(a, path)
+        return d
+
+    total = {}
+    print("commit\tdelta\tper crate\tsubject")
+    for c in git(root, "rev-list", "--reverse", "--no-merges", rev_range).split():
+        d = delta(f"{c}^", c)
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+        crates = " ".join(f"{k}{v:+d}" for k, v in sorted(d.items()) if v)
+        subject = git(root, "log", "-1", "--format=%s", c).strip()
+        print(f"{c[:7]}\t{sum(d.values()):+d}\t{crates}\t{subject}")
+    a, b = rev_range.split("..")
+    whole = delta(a, b)
+    print(f"sum of commits\t{sum(total.values()):+d}")
+    print(f"merges (range minus sum)\t{sum(whole.values()) - sum(total.values()):+d}")
+    print(f"range {rev_range}\t{sum(whole.values()):+d}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-file", type=int, default=700)
     ap.add_argument("--max-fn", type=int, default=120)
+    ap.add_argument("--per-commit", metavar="A..B",
+                    help="instead: each non-merge commit's non-test line delta per crate")
     ap.add_argument("root", nargs="?", default=".")
     a = ap.parse_args()
     root = pathlib.Path(a.root)
+    if a.per_commit:
+        return per_commit(root, a.per_commit)
     files = sorted(p for p in root.glob("crates/*/src/**/*.rs"))
     total = total_nontest = 0
     big_files, big_fns = [], []
     for p in files:
-        src = p.read_text()
-        text = blank_strings_and_comments(src)
-        lines = src.count("\n") + (0 if src.endswith("\n") else 1)
-        tr = test_ranges(text)
-        if p.name == "tests.rs" or p.name.endswith("_tests.rs"):
-            tr = [(0, len(text))]  # a test module in its own file
-        test_lines = min(lines, sum(text.count("\n", s, e) + 1 for s, e in tr))
+        lines, test_lines, text, tr = count(p.name, p.read_text())
         total += lines
         total_nontest += lines - test_lines
         rel = p.relative_to(root)

@@ -1,8 +1,6 @@
 //! JSONL input/output shared by the subcommands: line-numbered parse errors,
 //! stdin/stdout defaults, and atomic output files (temp file + rename).
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 

@@ -256,9 +256,16 @@ fn lora_with_recompute_saves_a_peft_adapter_and_resumes() {
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(ck.join("trainer_state.json")).unwrap())
             .unwrap();
-    assert_eq!(state["step"], 2);
-    assert_eq!(state["config"]["recompute"], true);
-    assert_eq!(state["config"]["lora"]["rank"], 2);
+    assert_eq!(
+        (state["format"].clone(), state["step"].clone()),
+        (2.into(), 2.into())
+    );
+    let optim = &state["config"]["optim"];
+    assert_eq!(
+        (optim["recompute"].clone(), optim["lora_rank"].clone()),
+        (true.into(), 2.into())
+    );
+    assert_eq!(state["config"]["merge_lora_on_save"], true);
     assert_eq!(metrics_lines(&out), 2);
 
     // The adapter folder is a model for every command (base + adapter, merged on load).
@@ -304,4 +311,53 @@ fn lora_with_recompute_saves_a_peft_adapter_and_resumes() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("lm_head"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The output folder of main's (eae0885) `rzero grpo`, whose `trainer_state.json` is format
+/// 1 (the config before it held the knobs), resumes: the run ends as an uninterrupted run of
+/// this build does, and the new checkpoint is format 2.
+#[test]
+fn a_run_of_eae0885_resumes_as_an_uninterrupted_one() {
+    let model = fixture();
+    let fx = testdata::path("checkpoint-eae0885");
+    let data = fx.join("data.jsonl");
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = [
+        "--lora-rank",
+        "2",
+        "--lora-targets",
+        "q_proj,v_proj",
+        "--seed",
+        "3",
+    ];
+    let resumed = tmp.path().join("resumed");
+    copy_dir(&fx.join("grpo-lora"), &resumed);
+    let o = grpo(&model, &data, &resumed, 2, &extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fresh = tmp.path().join("fresh");
+    let o = grpo(&model, &data, &fresh, 2, &extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(metrics_lines(&resumed), 2);
+    assert_eq!(rows_untimed(&resumed), rows_untimed(&fresh));
+    let state = testdata::read_json(&resumed.join("checkpoint/trainer_state.json"));
+    assert_eq!(
+        (state["format"].clone(), state["step"].clone()),
+        (2.into(), 2.into())
+    );
+    assert_eq!(
+        state,
+        testdata::read_json(&fresh.join("checkpoint/trainer_state.json"))
+    );
 }

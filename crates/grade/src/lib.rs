@@ -38,6 +38,10 @@ mod py;
 mod rule;
 pub mod solution;
 
+#[cfg(test)]
+#[path = "../tests/unit/bounds.rs"]
+mod bounds_tests; // counts the evaluator's work (crate-internal), so a unit test
+
 use std::collections::HashMap;
 
 pub use extract::{extract_answer, extract_boxed, ExtractOptions};

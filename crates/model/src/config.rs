@@ -468,11 +468,6 @@ impl Config {
         n
     }
 
-    /// Query heads per key/value head.
-    pub fn gqa_groups(&self) -> usize {
-        self.num_attention_heads / self.num_key_value_heads
-    }
-
     /// RoPE inverse frequencies (length `head_dim / 2`) with `rope_scaling` applied, and the
     /// attention factor that multiplies cos/sin (1 except for yarn).
     pub fn rope_inv_freq(&self) -> (Vec<f32>, f32) {

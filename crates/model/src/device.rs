@@ -185,15 +185,6 @@ pub fn default_device() -> Device {
         .map_or(Device::Cpu, |(_, d)| d.clone())
 }
 
-/// A short name of a candle device for reports: `cpu` or `cuda:N`.
-pub fn device_name(dev: &Device) -> String {
-    match dev.location() {
-        candle_core::DeviceLocation::Cpu => "cpu".into(),
-        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}
-
 /// Free and total memory of a CUDA device in bytes (`None` on the CPU or when unknown).
 pub fn cuda_mem_info(dev: &Device) -> Option<(usize, usize)> {
     #[cfg(feature = "cuda")]

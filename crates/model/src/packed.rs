@@ -102,15 +102,6 @@ impl KvCache {
         self.dev.is_some()
     }
 
-    /// Bytes one position costs, all layers, in the packed CPU path's cache (K/V are stored in
-    /// f32 whatever `dtype`; [`Model::kv_bytes_per_token`] is exact for both paths).
-    pub fn bytes_per_token(cfg: &Config, _dtype: DType) -> usize {
-        2 * cfg.num_hidden_layers
-            * cfg.num_key_value_heads
-            * cfg.head_dim
-            * std::mem::size_of::<f32>()
-    }
-
     /// Keeps the first `len` positions (no-op when `len >= self.len()`).
     pub fn truncate(&mut self, len: usize) {
         if len >= self.len {

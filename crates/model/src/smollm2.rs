@@ -6,10 +6,6 @@ use std::path::PathBuf;
 
 /// File name of the embedded default model.
 pub const GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// Its size in bytes.
-pub const GGUF_SIZE: u64 = 98_362_432;
-/// Its sha256 (verified by the fetch script).
-pub const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
 /// The cache folder for downloaded models: `RZERO_CACHE`, else `~/.cache/rzero`.
 pub fn cache_dir() -> PathBuf {

@@ -239,7 +239,7 @@ pub fn solver_answers(
         .collect::<Result<Vec<_>>>()?;
     let force = cfg.force_answer(force);
     let samples =
-        solver.sample_texts_with(&prompts, m, sampling, force.as_ref(), seed, &mut |_, _| {})?;
+        solver.sample_texts(&prompts, m, sampling, force.as_ref(), seed, &mut |_, _| {})?;
     Ok(samples
         .into_iter()
         .map(|s| s.into_iter().map(|r| cfg.extract_answer(&r.text)).collect())

@@ -92,20 +92,10 @@ impl<'a> Role<'a> {
             .map_err(|e| Error::Stage(e.to_string()))
     }
 
-    /// Samples `n` responses for each prompt text (sent as text: chat-templated already).
+    /// Samples `n` responses for each prompt text (sent as text: chat-templated already), with
+    /// forced final answers when `force` is given (see `engine::force`); seeds as
+    /// [`Role::sample`].
     pub fn sample_texts(
-        &self,
-        prompts: &[String],
-        n: usize,
-        sampling: &SamplingKnobs,
-        seed: u64,
-        on_progress: OnProgress<'_>,
-    ) -> Result<Vec<Vec<Sample>>> {
-        self.sample_texts_with(prompts, n, sampling, None, seed, on_progress)
-    }
-
-    /// [`Role::sample_texts`] with forced final answers (`force`; see `engine::force`).
-    pub fn sample_texts_with(
         &self,
         prompts: &[String],
         n: usize,

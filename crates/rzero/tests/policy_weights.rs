@@ -51,7 +51,10 @@ fn trained_policy_samples_the_same_greedy_tokens_through_bf16_weights() {
     // 1. A trained policy: one GRPO step on responses sampled from it.
     let mut trainer = Trainer::new(
         GrpoConfig {
-            lr: 1e-2,
+            optim: train::OptimKnobs {
+                lr: 1e-2,
+                ..Default::default()
+            },
             seed: 3,
             ..Default::default()
         },

@@ -233,28 +233,6 @@ pub fn python() -> PathBuf {
     .clone()
 }
 
-/// Runs `python -c <code> <args...>` with the peer interpreter ([`python`]) on one thread and
-/// returns its stdout. Panics with the script's stderr if it fails.
-pub fn run_python(code: &str, args: &[&str]) -> String {
-    let py = python();
-    let out = Command::new(&py)
-        .arg("-c")
-        .arg(code)
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .env("TOKENIZERS_PARALLELISM", "false")
-        .env("CUDA_VISIBLE_DEVICES", "")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
-    assert!(
-        out.status.success(),
-        "python peer ({}) failed:\n{}",
-        py.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("python peer printed UTF-8")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 //!                            tokenizer.json, tokenizer_config.json with the chat template,
 //!                            generation_config.json): loadable by transformers and `rzero`.
 //!                            With LoRA: the merged weights W + s·B·A, written only when
-//!                            `lora.merge_on_save` is set.
+//!                            `merge_lora_on_save` is set.
 //!   adapter/                 LoRA only: the PEFT adapter (adapter_config.json,
 //!                            adapter_model.safetensors with A and B in f32), loadable by PEFT,
 //!                            vLLM (`--lora-modules`) and `rzero` (`model::load` merges it
@@ -15,7 +15,8 @@
 //!   optimizer.safetensors    exp_avg.<name>, exp_avg_sq.<name> (f32); with bf16 full
 //!                            fine-tuning also master.<name> (the f32 master weights);
 //!                            metadata: format
-//!   trainer_state.json       step, optimizer step, RNG state, the GrpoConfig
+//!   trainer_state.json       format (2), step, optimizer step, RNG state, the GrpoConfig
+//!                            (format 1, to eae0885, still reads)
 //! ```
 //!
 //! The whole folder is written under a temporary sibling name and renamed over `DIR`
@@ -92,7 +93,8 @@ impl RngState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainerState {
-    /// Format version (1).
+    /// Format version: 2 (format 1, to eae0885, held the config in its old layout:
+    /// [`GrpoConfig::from_format1`] reads it).
     pub format: u32,
     /// Training steps taken.
     pub step: u64,
@@ -153,7 +155,7 @@ impl Trainer {
             }
             self.write_optimizer(&tmp.join("optimizer.safetensors"))?;
             let state = TrainerState {
-                format: 1,
+                format: 2,
                 step: self.step_count(),
                 optimizer_step: self.optimizer().step,
                 rng: RngState::capture(self.rng_ref()),
@@ -254,17 +256,39 @@ impl Trainer {
     /// warning, a different LoRA shape (or LoRA against full fine-tuning) an error.
     fn read_trainer_state(&self, sp: &Path) -> Result<TrainerState> {
         let text = std::fs::read_to_string(sp).map_err(io(sp))?;
-        let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        let bad = |msg: String| Error::BadFile {
             path: sp.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+            msg,
+        };
+        let mut v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        match v["format"].as_u64() {
+            Some(2) => {}
+            Some(1) => {
+                let mut config =
+                    GrpoConfig::from_format1(v["config"].take()).map_err(|e| bad(e.to_string()))?;
+                // the loop's knobs were not in format 1: this trainer's
+                let mine = &self.config().optim;
+                config.optim.steps = mine.steps;
+                config.optim.global_batch_size = mine.global_batch_size;
+                config.optim.ppo_epochs = mine.ppo_epochs;
+                v["config"] = serde_json::to_value(config).map_err(|e| bad(e.to_string()))?;
+                v["format"] = 2.into();
+            }
+            f => {
+                return Err(bad(format!(
+                    "format {f:?}: this build reads formats 1 and 2"
+                )))
+            }
+        }
+        let state: TrainerState = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
         if state.config != *self.config() {
             tracing::warn!("resuming with a configuration that differs from the checkpoint's");
         }
         let shape_of = |l: Option<&crate::config::LoraConfig>| {
             l.map(|l| (l.rank, l.alpha(), l.target_modules.clone()))
         };
-        if shape_of(state.config.lora.as_ref()) != shape_of(self.lora()) {
+        if shape_of(state.config.lora().as_ref()) != shape_of(self.lora()) {
             let what = |l: Option<&crate::config::LoraConfig>| match l {
                 None => "full fine-tuning".to_string(),
                 Some(l) => format!(
@@ -278,7 +302,7 @@ impl Trainer {
                 path: sp.to_path_buf(),
                 msg: format!(
                     "the checkpoint was trained with {}, this trainer runs {}",
-                    what(state.config.lora.as_ref()),
+                    what(state.config.lora().as_ref()),
                     what(self.lora())
                 ),
             });

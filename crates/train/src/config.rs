@@ -28,43 +28,31 @@ pub enum LossAgg {
     /// response in the mini-batch.
     SeqMeanTokenSumNorm,
     /// The reference code's literal behaviour: token mean inside each micro-batch of
-    /// [`GrpoConfig::micro_batch_size`] consecutive sequences, then the mean over micro-batches
+    /// [`OptimKnobs::micro_batch_size`] consecutive sequences, then the mean over micro-batches
     /// (R-Zero's Challenger runs micro-batch 2; with micro-batch 1 this equals
     /// `seq-mean-token-mean`, with the whole batch `token-mean`).
     MicrobatchTokenMean,
 }
 
-/// LoRA: train low-rank adapters instead of the full weights.
+/// LoRA as the trainer runs it: the `lora_*` keys of [`OptimKnobs`] with LoRA on, resolved
+/// by [`GrpoConfig::lora`].
 ///
 /// Every target module of every decoder layer gets `A` [r, in] (kaiming-uniform like PEFT,
 /// drawn from a ChaCha8 stream of [`GrpoConfig::seed`]) and `B` [out, r] (zeros); the
 /// policy's weight is `W + (alpha / r)·B·A` with `W` frozen. No dropout, no bias (PEFT's
 /// `lora_dropout = 0`, `bias = "none"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {
-    /// Rank r. Default 8 (PEFT's).
+    /// Rank r (at least 1).
     pub rank: usize,
     /// α: the update is scaled by `alpha / rank`. `None`: `2·rank` (scale 2; PEFT's own
     /// default is a fixed 8).
     pub alpha: Option<f64>,
     /// Adapted modules in each decoder layer, from `q_proj k_proj v_proj o_proj gate_proj
-    /// up_proj down_proj`. Default: all seven.
+    /// up_proj down_proj`.
     pub target_modules: Vec<String>,
-    /// Checkpoints also hold the merged model (`model/`, a full Hugging Face folder) beside
-    /// the adapter (`adapter/`). Default false: the adapter only.
+    /// [`GrpoConfig::merge_lora_on_save`].
     pub merge_on_save: bool,
-}
-
-impl Default for LoraConfig {
-    fn default() -> Self {
-        Self {
-            rank: 8,
-            alpha: None,
-            target_modules: model::lora::ALL_TARGETS.map(String::from).to_vec(),
-            merge_on_save: false,
-        }
-    }
 }
 
 impl LoraConfig {
@@ -79,35 +67,25 @@ impl LoraConfig {
     }
 }
 
-/// GRPO hyper-parameters. `#[serde(default)]`: a TOML/JSON object may name only what it changes.
+/// GRPO hyper-parameters: the knobs a run chooses ([`OptimKnobs`], each documented there)
+/// and the rest of the step, which keeps the reference's values. `#[serde(default)]`: a
+/// JSON object may name only what it changes (but `optim`, when given, in full).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpoConfig {
-    /// AdamW learning rate. Reference: 1e-6.
-    pub lr: f64,
+    /// Learning rate, weight decay (applied to every parameter, norms and embeddings too),
+    /// gradient clip (a non-finite norm always skips the step), PPO clips, KL coefficient,
+    /// micro-batch, LoRA, recomputation, shared prompts and product precision. Its `steps`,
+    /// `global_batch_size` and `ppo_epochs` are the loop's ([`OptimKnobs::loop_config`]);
+    /// the trainer does not read them.
+    pub optim: OptimKnobs,
     /// AdamW betas. Reference: (0.9, 0.999).
     pub betas: [f64; 2],
     /// AdamW epsilon (added to `sqrt(v̂)`). Reference: 1e-8.
     pub eps: f64,
-    /// Decoupled weight decay, applied to every parameter (norms and embeddings too).
-    /// Reference: 1e-2.
-    pub weight_decay: f64,
     /// Linear warmup steps: step k (0-based) uses `lr · min(1, (k+1)/warmup_steps)`.
     /// Reference: 0 (constant learning rate).
     pub warmup_steps: u64,
-    /// Global L2 gradient-norm clip; `0` disables clipping. A non-finite norm always skips
-    /// the step. Reference: 1.0.
-    pub max_grad_norm: f64,
-    /// ε_low: the ratio is clipped below at `1 − ε_low`. Reference: 0.2.
-    pub clip_ratio_low: f64,
-    /// ε_high: the ratio is clipped above at `1 + ε_high` (clip-higher). Reference: 0.3.
-    pub clip_ratio_high: f64,
-    /// Dual clip `c`: for negative advantages the loss is capped at `−c·A`; `None` disables.
-    /// Reference: 3.0.
-    pub clip_ratio_dual: Option<f64>,
-    /// β, the coefficient of the low-variance KL to the reference policy in the loss; `0`
-    /// disables the KL (and the reference model's forward). Reference: 1e-2.
-    pub kl_coef: f64,
     /// The per-token KL is clamped to `[−kl_clamp, kl_clamp]`. Reference: 10.
     pub kl_clamp: f64,
     /// Advantage epsilon added to the (Bessel) std. Reference: 1e-6.
@@ -121,9 +99,6 @@ pub struct GrpoConfig {
     pub loss_agg: LossAgg,
     /// `L` of `seq-mean-token-sum-norm`; `None`: the longest response of the mini-batch.
     pub loss_norm_len: Option<usize>,
-    /// Sequences per forward/backward pass (gradient accumulation over micro-batches).
-    /// Reference (Solver): 1.
-    pub micro_batch_size: usize,
     /// Rows of the hidden state per vocabulary projection chunk in the log-softmax
     /// (bounds the `rows × V` logits alive at once).
     pub logprob_chunk_rows: usize,
@@ -131,13 +106,6 @@ pub struct GrpoConfig {
     pub temperature: f64,
     /// Seed of the trainer's RNG (data order and sampling by the driver).
     pub seed: u64,
-    /// LoRA adapters instead of full fine-tuning; `None` (the default): full fine-tuning.
-    pub lora: Option<LoraConfig>,
-    /// Activation recomputation: keep only each decoder layer's input during the forward
-    /// pass and recompute the layer during backward (and the head + log-softmax per chunk of
-    /// `logprob_chunk_rows` rows). Same gradients, less memory, about one more forward of
-    /// time. Default false.
-    pub recompute: bool,
     /// Dtype of the forward and backward computation (`f32` or `bf16`). With `bf16` the
     /// trained parameters, their gradients and the AdamW state stay f32 (master weights);
     /// each forward casts the weight matrices to bf16 (norm weights and biases stay f32), the
@@ -145,20 +113,9 @@ pub struct GrpoConfig {
     /// copies, and checkpoints are saved in bf16 (the f32 master weights go to
     /// `optimizer.safetensors`). Default `f32`.
     pub compute_dtype: ComputeDtype,
-    /// Operands of the training matrix products with f32 compute (`f32` or `bf16`), as
-    /// `torch.set_float32_matmul_precision("medium")` sets them: with `bf16` the forward
-    /// `x·Wᵀ` and backward `dY·W`, `dYᵀ·X` products of every linear layer and the head round
-    /// their operands to bf16 and sum in f32 (AMX tiles where the CPU has them); weights,
-    /// activations, gradients, master weights and AdamW state stay f32, attention's
-    /// products too. A departure from the reference's f32 numerics, opt-in; CPU only (other
-    /// devices keep f32 products). Default `f32`.
-    pub matmul_precision: model::ops::MatmulPrecision,
-    /// Shared prompts: the sequences of a mini-batch that share a prompt run as one
-    /// micro-batch of `P + G·R` rows (up to `micro_batch_size` responses each; the prompt's
-    /// forward once, the responses attending to its keys and values) instead of `G` padded
-    /// sequences of `P + R`. The loss is the same function (sequence weights do not depend
-    /// on how the work is split); numbers differ by float reassociation. Default true.
-    pub shared_prompts: bool,
+    /// With LoRA, checkpoints also hold the merged model (`model/`, a full Hugging Face
+    /// folder) beside the adapter (`adapter/`). Default false: the adapter only.
+    pub merge_lora_on_save: bool,
 }
 
 /// [`GrpoConfig::compute_dtype`].
@@ -193,34 +150,25 @@ impl ComputeDtype {
     }
 }
 
+/// The reference's values, with [`OptimKnobs::default`]'s knobs.
 impl Default for GrpoConfig {
     fn default() -> Self {
         Self {
-            lr: 1e-6,
+            optim: OptimKnobs::default(),
             betas: [0.9, 0.999],
             eps: 1e-8,
-            weight_decay: 1e-2,
             warmup_steps: 0,
-            max_grad_norm: 1.0,
-            clip_ratio_low: 0.2,
-            clip_ratio_high: 0.3,
-            clip_ratio_dual: Some(3.0),
-            kl_coef: 1e-2,
             kl_clamp: 10.0,
             adv_eps: 1e-6,
             scale_adv_by_std: true,
             drop_equal_reward_groups: false,
             loss_agg: LossAgg::SeqMeanTokenMean,
             loss_norm_len: None,
-            micro_batch_size: 1,
             logprob_chunk_rows: 256,
             temperature: 1.0,
             seed: 0,
-            lora: None,
-            recompute: false,
             compute_dtype: ComputeDtype::F32,
-            matmul_precision: model::ops::MatmulPrecision::F32,
-            shared_prompts: true,
+            merge_lora_on_save: false,
         }
     }
 }
@@ -236,11 +184,12 @@ fn gt(a: f64, b: f64) -> bool {
 }
 
 impl GrpoConfig {
-    /// Checks value ranges; returns an error naming the field.
+    /// Checks value ranges (the knobs the trainer reads, then the rest); returns an error
+    /// naming the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, why: &str| Err(Error::invalid(format!("grpo.{field}: {why}")));
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return bad("lr", "must be finite and >= 0");
+        if let Err(e) = self.optim.check_trainer_knobs() {
+            return Err(Error::invalid(format!("grpo.optim.{e}")));
         }
         for (i, b) in self.betas.iter().enumerate() {
             if !(0.0..1.0).contains(b) {
@@ -250,34 +199,11 @@ impl GrpoConfig {
         if !gt(self.eps, 0.0) {
             return bad("eps", "must be > 0");
         }
-        if !ge(self.weight_decay, 0.0) {
-            return bad("weight_decay", "must be >= 0");
-        }
-        if !ge(self.max_grad_norm, 0.0) {
-            return bad("max_grad_norm", "must be >= 0");
-        }
-        if !(0.0..1.0).contains(&self.clip_ratio_low) {
-            return bad("clip_ratio_low", "must be in [0, 1)");
-        }
-        if !ge(self.clip_ratio_high, 0.0) {
-            return bad("clip_ratio_high", "must be >= 0");
-        }
-        if let Some(c) = self.clip_ratio_dual {
-            if !gt(c, 1.0) {
-                return bad("clip_ratio_dual", "must be > 1");
-            }
-        }
-        if !ge(self.kl_coef, 0.0) {
-            return bad("kl_coef", "must be >= 0");
-        }
         if !gt(self.kl_clamp, 0.0) {
             return bad("kl_clamp", "must be > 0");
         }
         if !ge(self.adv_eps, 0.0) {
             return bad("adv_eps", "must be >= 0");
-        }
-        if self.micro_batch_size == 0 {
-            return bad("micro_batch_size", "must be >= 1");
         }
         if self.logprob_chunk_rows == 0 {
             return bad("logprob_chunk_rows", "must be >= 1");
@@ -288,37 +214,91 @@ impl GrpoConfig {
         if !gt(self.temperature, 0.0) {
             return bad("temperature", "must be > 0");
         }
-        if self.matmul_precision != model::ops::MatmulPrecision::F32
+        if self.optim.matmul_precision != model::ops::MatmulPrecision::F32
             && self.compute_dtype != ComputeDtype::F32
         {
             return bad(
-                "matmul_precision",
+                "optim.matmul_precision",
                 "bf16 operands apply to f32 compute (with compute_dtype bf16 the products are bf16 already)",
             );
         }
-        if let Some(l) = &self.lora {
-            if l.rank == 0 {
-                return bad("lora.rank", "must be >= 1");
-            }
-            if let Some(a) = l.alpha {
-                if !(a.is_finite() && a > 0.0) {
-                    return bad("lora.alpha", "must be finite and > 0");
+        Ok(())
+    }
+
+    /// LoRA as the trainer runs it: `None` for full fine-tuning (`lora_rank = 0`).
+    pub fn lora(&self) -> Option<LoraConfig> {
+        let k = &self.optim;
+        (k.lora_rank > 0).then(|| LoraConfig {
+            rank: k.lora_rank,
+            alpha: (k.lora_alpha > 0.0).then_some(k.lora_alpha),
+            target_modules: k.lora_targets.clone(),
+            merge_on_save: self.merge_lora_on_save,
+        })
+    }
+
+    /// The dual-clip constant `c`, `None` when off (`clip_dual = 0`).
+    pub fn clip_dual(&self) -> Option<f64> {
+        (self.optim.clip_dual > 0.0).then_some(self.optim.clip_dual)
+    }
+
+    /// A `config` object of `trainer_state.json` format 1, written before this struct held
+    /// the [`OptimKnobs`] (to eae0885): the knobs' keys move into `optim` (`clip_ratio_low`,
+    /// `clip_ratio_high` and `clip_ratio_dual` (null: 0) become `clip_low`, `clip_high` and
+    /// `clip_dual`; the `lora` object becomes `lora_rank`, `lora_alpha` (null: 0),
+    /// `lora_targets` and `merge_lora_on_save`). Keys the file lacks keep their defaults;
+    /// an unknown key is still an error.
+    pub fn from_format1(old: serde_json::Value) -> Result<Self> {
+        use serde_json::{json, Value};
+        let bad = |e: String| Error::invalid(format!("trainer state config (format 1): {e}"));
+        let Value::Object(old) = old else {
+            return Err(bad("not an object".into()));
+        };
+        let mut new =
+            serde_json::to_value(GrpoConfig::default()).map_err(|e| bad(e.to_string()))?;
+        let knob_keys: Vec<String> = new["optim"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let zero_if_null = |v: Value| if v.is_null() { json!(0.0) } else { v };
+        for (key, v) in old {
+            let moved = match (key.as_str(), v) {
+                ("clip_ratio_low", v) => vec![("clip_low".to_string(), v)],
+                ("clip_ratio_high", v) => vec![("clip_high".to_string(), v)],
+                ("clip_ratio_dual", v) => vec![("clip_dual".to_string(), zero_if_null(v))],
+                ("lora", Value::Null) => Vec::new(),
+                ("lora", Value::Object(l)) => {
+                    // the old section's defaults: rank 8, every target
+                    let mut m = vec![("lora_rank".to_string(), json!(8))];
+                    for (k, v) in l {
+                        m.push(match k.as_str() {
+                            "rank" => ("lora_rank".into(), v),
+                            "alpha" => ("lora_alpha".into(), zero_if_null(v)),
+                            "target_modules" => ("lora_targets".into(), v),
+                            "merge_on_save" => ("merge_lora_on_save".into(), v),
+                            _ => (format!("lora.{k}"), v),
+                        });
+                    }
+                    m
+                }
+                (k, v) => vec![(k.to_string(), v)],
+            };
+            for (k, v) in moved {
+                if knob_keys.contains(&k) {
+                    new["optim"][k] = v;
+                } else {
+                    new[k] = v;
                 }
             }
-            if let Err(e) = model::lora::check_targets(&l.target_modules) {
-                return bad("lora.target_modules", &e.to_string());
-            }
         }
-        Ok(())
+        serde_json::from_value(new).map_err(|e| bad(e.to_string()))
     }
 }
 
 /// The GRPO settings a run chooses per phase: the keys of `rzero`'s `[challenger.optim]` and
 /// `[solver.optim]` sections, which embed this struct (its `///` field docs are the keys'
-/// documentation, printed by `rzero config`), and of `rzero grpo --config`. The rest of
-/// [`GrpoConfig`] keeps the reference's values. [`OptimKnobs::grpo_config`] and
-/// [`OptimKnobs::loop_config`] are the one place a trainer's and a loop's configuration are
-/// built from them.
+/// documentation, printed by `rzero config`), and of `rzero grpo --config`; the trainer's
+/// [`GrpoConfig::optim`]. [`OptimKnobs::grpo_config`] and [`OptimKnobs::loop_config`] are
+/// the one place a trainer's and a loop's configuration are built from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimKnobs {
@@ -382,28 +362,27 @@ fn all_lora_targets() -> Vec<String> {
     model::lora::ALL_TARGETS.map(String::from).to_vec()
 }
 
-/// The reference's values ([`GrpoConfig::default`]) with the Solver's steps and batch sizes.
+/// The reference's values with the Solver's steps and batch sizes.
 impl Default for OptimKnobs {
     fn default() -> Self {
-        let g = GrpoConfig::default();
         Self {
             steps: 15,
-            lr: g.lr,
-            weight_decay: g.weight_decay,
-            kl_coef: g.kl_coef,
-            max_grad_norm: g.max_grad_norm,
-            clip_low: g.clip_ratio_low,
-            clip_high: g.clip_ratio_high,
+            lr: 1e-6,
+            weight_decay: 1e-2,
+            kl_coef: 1e-2,
+            max_grad_norm: 1.0,
+            clip_low: 0.2,
+            clip_high: 0.3,
             global_batch_size: 128,
             ppo_epochs: 1,
-            micro_batch_size: g.micro_batch_size,
-            clip_dual: g.clip_ratio_dual.unwrap_or(0.0),
+            micro_batch_size: 1,
+            clip_dual: 3.0,
             lora_rank: 0,
             lora_alpha: 0.0,
             lora_targets: all_lora_targets(),
-            recompute: g.recompute,
-            shared_prompts: g.shared_prompts,
-            matmul_precision: g.matmul_precision,
+            recompute: false,
+            shared_prompts: true,
+            matmul_precision: model::ops::MatmulPrecision::F32,
         }
     }
 }
@@ -416,24 +395,8 @@ impl OptimKnobs {
     /// field keeps [`GrpoConfig::default`].
     pub fn grpo_config(&self, temperature: f64, seed: u64, dtype: ComputeDtype) -> GrpoConfig {
         GrpoConfig {
+            optim: self.clone(),
             temperature: if temperature > 0.0 { temperature } else { 1.0 },
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            kl_coef: self.kl_coef,
-            max_grad_norm: self.max_grad_norm,
-            clip_ratio_low: self.clip_low,
-            clip_ratio_high: self.clip_high,
-            clip_ratio_dual: (self.clip_dual > 0.0).then_some(self.clip_dual),
-            micro_batch_size: self.micro_batch_size,
-            lora: (self.lora_rank > 0).then(|| LoraConfig {
-                rank: self.lora_rank,
-                alpha: (self.lora_alpha > 0.0).then_some(self.lora_alpha),
-                target_modules: self.lora_targets.clone(),
-                merge_on_save: false,
-            }),
-            recompute: self.recompute,
-            shared_prompts: self.shared_prompts,
-            matmul_precision: self.matmul_precision,
             loss_agg: LossAgg::MicrobatchTokenMean,
             seed,
             compute_dtype: dtype,
@@ -461,26 +424,48 @@ impl OptimKnobs {
         }
     }
 
-    /// Checks the ranges a run needs (`global_batch_size`, `ppo_epochs` and
-    /// `micro_batch_size` at least 1, a positive `lr`, ...); the message starts with the key.
+    /// Checks the ranges a run needs (`global_batch_size` and `ppo_epochs` at least 1, then
+    /// the trainer's knobs: a positive `lr`, ...); the message starts with the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
         for (key, v) in [
             ("global_batch_size", self.global_batch_size),
             ("ppo_epochs", self.ppo_epochs),
-            ("micro_batch_size", self.micro_batch_size),
         ] {
             if v == 0 {
                 return Err(format!("{key}: must be at least 1"));
             }
         }
+        self.check_trainer_knobs()
+    }
+
+    /// The ranges of the knobs the trainer reads (all but `steps`, `global_batch_size` and
+    /// `ppo_epochs`, which `rzero grpo` lets be 0 for "the whole rollout").
+    fn check_trainer_knobs(&self) -> std::result::Result<(), String> {
+        let bad = |key: &str, why: &str| Err(format!("{key}: {why}"));
+        if self.micro_batch_size == 0 {
+            return bad("micro_batch_size", "must be at least 1");
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err("lr: must be a positive number".into());
+            return bad("lr", "must be a positive number");
+        }
+        for (key, v) in [
+            ("weight_decay", self.weight_decay),
+            ("max_grad_norm", self.max_grad_norm),
+            ("clip_high", self.clip_high),
+            ("kl_coef", self.kl_coef),
+        ] {
+            if !ge(v, 0.0) {
+                return bad(key, "must be >= 0");
+            }
+        }
+        if !(0.0..1.0).contains(&self.clip_low) {
+            return bad("clip_low", "must be in [0, 1)");
         }
         if !(self.clip_dual == 0.0 || (self.clip_dual > 1.0 && self.clip_dual.is_finite())) {
-            return Err("clip_dual: must be 0 (off) or > 1".into());
+            return bad("clip_dual", "must be 0 (off) or > 1");
         }
         if !(self.lora_alpha >= 0.0 && self.lora_alpha.is_finite()) {
-            return Err("lora_alpha: must be >= 0 (0 = 2 x rank)".into());
+            return bad("lora_alpha", "must be >= 0 (0 = 2 x rank)");
         }
         if self.lora_rank > 0 {
             if let Err(e) = model::lora::check_targets(&self.lora_targets) {
@@ -500,59 +485,65 @@ mod tests {
         let c: GrpoConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(c, GrpoConfig::default());
         assert_eq!(c.loss_agg, LossAgg::SeqMeanTokenMean);
+        assert_eq!(
+            (c.optim.lr, c.clip_dual(), c.lora()),
+            (1e-6, Some(3.0), None)
+        );
         let c: GrpoConfig =
-            serde_json::from_str(r#"{"lr": 0.001, "loss_agg": "seq-mean-token-sum-norm"}"#)
+            serde_json::from_str(r#"{"warmup_steps": 3, "loss_agg": "seq-mean-token-sum-norm"}"#)
                 .unwrap();
-        assert_eq!(c.lr, 1e-3);
+        assert_eq!(c.warmup_steps, 3);
         assert_eq!(c.loss_agg, LossAgg::SeqMeanTokenSumNorm);
         assert!(serde_json::from_str::<GrpoConfig>(r#"{"learning_rate": 1}"#).is_err());
-        let bad = GrpoConfig {
-            micro_batch_size: 0,
-            ..Default::default()
-        };
+        // a knob is a key of `optim` only
+        assert!(serde_json::from_str::<GrpoConfig>(r#"{"lr": 1}"#).is_err());
+        let back: GrpoConfig =
+            serde_json::from_str(&serde_json::to_string(&GrpoConfig::default()).unwrap()).unwrap();
+        assert_eq!(back, GrpoConfig::default());
+        let mut bad = GrpoConfig::default();
+        bad.optim.micro_batch_size = 0;
         let err = bad.validate().unwrap_err().to_string();
-        assert!(err.contains("micro_batch_size"), "{err}");
+        assert!(err.contains("grpo.optim.micro_batch_size"), "{err}");
         assert!(GrpoConfig::default().validate().is_ok());
+        // the loop's knobs are not the trainer's: `rzero grpo` runs global_batch_size 0
+        bad.optim.micro_batch_size = 1;
+        bad.optim.global_batch_size = 0;
+        assert!(bad.validate().is_ok());
     }
 
     #[test]
-    fn matmul_precision_is_read_and_checked() {
+    fn matmul_precision_is_checked_against_the_compute_dtype() {
         use model::ops::MatmulPrecision;
-        let c: GrpoConfig = toml::from_str("matmul_precision = \"bf16\"\n").unwrap();
-        assert_eq!(c.matmul_precision, MatmulPrecision::Bf16);
+        let mut c = GrpoConfig::default();
+        assert_eq!(c.optim.matmul_precision, MatmulPrecision::F32);
+        c.optim.matmul_precision = MatmulPrecision::Bf16;
         assert!(c.validate().is_ok());
-        assert_eq!(GrpoConfig::default().matmul_precision, MatmulPrecision::F32);
-        assert!(toml::from_str::<GrpoConfig>("matmul_precision = \"f16\"\n").is_err());
         let both = GrpoConfig {
             compute_dtype: ComputeDtype::Bf16,
             ..c
         };
         let err = both.validate().unwrap_err().to_string();
-        assert!(err.contains("grpo.matmul_precision"), "{err}");
+        assert!(err.contains("grpo.optim.matmul_precision"), "{err}");
     }
 
     #[test]
-    fn lora_section_defaults_and_checks() {
-        let c: GrpoConfig = toml::from_str("recompute = true\n[lora]\nrank = 16\n").unwrap();
-        let l = c.lora.clone().unwrap();
-        assert!(c.recompute);
-        assert_eq!((l.rank, l.alpha(), l.scale()), (16, 32.0, 2.0));
-        assert_eq!(l.target_modules.len(), 7);
-        assert!(!l.merge_on_save);
-        assert!(c.validate().is_ok());
-        let bad = GrpoConfig {
-            lora: Some(LoraConfig {
-                target_modules: vec!["lm_head".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let e = bad.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("lora.target_modules") && e.contains("lm_head"),
-            "{e}"
+    fn lora_resolves_from_the_knobs_and_is_checked() {
+        let mut c = GrpoConfig::default();
+        c.optim.lora_rank = 16;
+        c.merge_lora_on_save = true;
+        let l = c.lora().unwrap();
+        assert_eq!(
+            (l.rank, l.alpha, l.alpha(), l.scale()),
+            (16, None, 32.0, 2.0)
         );
-        assert!(toml::from_str::<GrpoConfig>("[lora]\nrnak = 4\n").is_err());
+        assert_eq!(l.target_modules.len(), 7);
+        assert!(l.merge_on_save);
+        assert!(c.validate().is_ok());
+        c.optim.lora_alpha = 8.0;
+        assert_eq!(c.lora().unwrap().alpha, Some(8.0));
+        c.optim.lora_targets = vec!["lm_head".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("lora_targets") && e.contains("lm_head"), "{e}");
     }
 
     /// The knobs of a run build the trainer's configuration: the reference's values
@@ -589,14 +580,9 @@ mod tests {
             ..OptimKnobs::default()
         };
         let c = k.grpo_config(1.0, 0, ComputeDtype::F32);
-        assert_eq!((c.lr, c.weight_decay, c.kl_coef), (2e-5, 0.5, 0.0));
-        assert_eq!(
-            (c.max_grad_norm, c.clip_ratio_low, c.clip_ratio_high),
-            (0.25, 0.1, 0.4)
-        );
-        assert_eq!((c.micro_batch_size, c.clip_ratio_dual), (3, None));
-        assert!(c.recompute && !c.shared_prompts);
-        let l = c.lora.unwrap();
+        assert_eq!(c.optim, k);
+        assert_eq!(c.clip_dual(), None);
+        let l = c.lora().unwrap();
         assert_eq!((l.rank, l.alpha, l.alpha()), (4, None, 8.0));
         assert_eq!(
             (l.target_modules, l.merge_on_save),
@@ -609,7 +595,7 @@ mod tests {
         assert_eq!(
             alpha
                 .grpo_config(1.0, 0, ComputeDtype::F32)
-                .lora
+                .lora()
                 .unwrap()
                 .alpha,
             Some(3.0)
@@ -677,6 +663,27 @@ mod tests {
                     ..ok.clone()
                 },
                 "clip_dual:",
+            ),
+            (
+                OptimKnobs {
+                    weight_decay: f64::NAN,
+                    ..ok.clone()
+                },
+                "weight_decay:",
+            ),
+            (
+                OptimKnobs {
+                    kl_coef: -1.0,
+                    ..ok.clone()
+                },
+                "kl_coef:",
+            ),
+            (
+                OptimKnobs {
+                    clip_low: 1.0,
+                    ..ok.clone()
+                },
+                "clip_low:",
             ),
             (
                 OptimKnobs {

@@ -7,14 +7,14 @@ micro-batched gradient accumulation, a fused AdamW over f32 master weights, and 
 The crate never names the Challenger or the Solver: a step takes groups of
 (prompt ids, completion ids, reward). Sampling comes from the caller.
 
-- [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values; [`OptimKnobs`]: the
-  part a run chooses (the keys of a run configuration), from which the trainer's and the
-  loop's configurations are built.
+- [`GrpoConfig`]: hyper-parameters, defaults = R-Zero's reference values; it holds the
+  [`OptimKnobs`], the part a run chooses (the keys of a run configuration, each declared and
+  documented once), from which the trainer's and the loop's configurations are built.
 - [`advantages`], [`loss`]: the math, per group and per token.
 - [`adamw`]: flat-buffer AdamW and gradient clipping.
 - [`Trainer`]: one GRPO step on [`Group`]s; [`StepMetrics`] per step. Full fine-tuning, or
   LoRA adapters ([`config::LoraConfig`], PEFT-compatible), with optional activation
-  recomputation ([`GrpoConfig::recompute`]).
+  recomputation ([`OptimKnobs::recompute`]).
 - [`checkpoint`]: `Trainer::save_checkpoint` / `restore_checkpoint` (HF folder and/or PEFT
   adapter + optimizer + RNG state, atomic).
 - [`driver`]: the one GRPO loop (a rollout per step via [`Rollout`], journaled; old and

@@ -30,9 +30,9 @@ impl LossParams {
     /// Resolves the constants of `cfg`.
     pub fn new(cfg: &GrpoConfig) -> Self {
         Self {
-            log_lo: (1.0 - cfg.clip_ratio_low).ln() as f32,
-            log_hi: (1.0 + cfg.clip_ratio_high).ln() as f32,
-            dual: cfg.clip_ratio_dual.map(|c| c as f32),
+            log_lo: (1.0 - cfg.optim.clip_low).ln() as f32,
+            log_hi: (1.0 + cfg.optim.clip_high).ln() as f32,
+            dual: cfg.clip_dual().map(|c| c as f32),
             kl_clamp: cfg.kl_clamp as f32,
         }
     }

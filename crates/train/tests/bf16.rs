@@ -10,15 +10,18 @@
 //! the f32 one ≥ 0.999 and its largest difference ≤ 5% of the largest f32 component.
 
 use candle_core::{DType, Device};
-use train::{ComputeDtype, GrpoConfig, LoraConfig, LossAgg, Trainer};
+use train::{ComputeDtype, GrpoConfig, LossAgg, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
 
 fn cfg(compute: ComputeDtype) -> GrpoConfig {
     GrpoConfig {
-        lr: 1e-3,
-        micro_batch_size: 2,
+        optim: OptimKnobs {
+            lr: 1e-3,
+            micro_batch_size: 2,
+            ..Default::default()
+        },
         loss_agg: LossAgg::TokenMean,
         compute_dtype: compute,
         ..Default::default()
@@ -30,10 +33,7 @@ fn bf16_gradients_are_close_to_f32() {
     for name in ["qwen3-tiny", "llama-tiny"] {
         let m = fixture_model(name).1;
         let dev = Device::Cpu;
-        let lora = LoraConfig {
-            rank: 4,
-            ..Default::default()
-        };
+        let lora = lora_rank(4);
         for (what, recompute, lora) in [
             ("full", false, None),
             ("full, recompute", true, None),
@@ -41,13 +41,10 @@ fn bf16_gradients_are_close_to_f32() {
             ("lora, recompute", true, Some(lora)),
         ] {
             let run = |c: ComputeDtype| {
-                let c = GrpoConfig {
-                    recompute,
-                    lora: lora.clone(),
-                    // A reference other than the policy, so the KL term has a gradient.
-                    kl_coef: 0.1,
-                    ..cfg(c)
-                };
+                let mut c = with_lora(cfg(c), lora.clone());
+                c.optim.recompute = recompute;
+                // A reference other than the policy, so the KL term has a gradient.
+                c.optim.kl_coef = 0.1;
                 let refw: model::Weights = m
                     .weights
                     .iter()

@@ -9,7 +9,7 @@
 use candle_core::{DType, Device};
 use serde_json::Value;
 use train::loss::{kl_token, pg_token, LossParams};
-use train::{Group, GrpoConfig, LossAgg, Response, Trainer};
+use train::{Group, GrpoConfig, LossAgg, OptimKnobs, Response, Trainer};
 
 fn f32s(v: &Value) -> Vec<f32> {
     v.as_array()
@@ -181,10 +181,8 @@ fn run_model(name: &str) {
     w.finish(&mut fails);
 
     // 3. Log-probs of the policy and reference models.
-    let cfg = GrpoConfig {
-        lr: 1e-3,
-        ..Default::default()
-    };
+    let mut cfg = GrpoConfig::default();
+    cfg.optim.lr = 1e-3;
     let trainer = Trainer::new(
         cfg,
         &loaded.config,
@@ -227,9 +225,12 @@ fn run_model(name: &str) {
         eprintln!(" mode {mode} (micro-batch {mbs})");
         let m = &j["modes"][mode];
         let cfg = GrpoConfig {
-            lr: 1e-3,
+            optim: OptimKnobs {
+                lr: 1e-3,
+                micro_batch_size: mbs,
+                ..Default::default()
+            },
             loss_agg: agg,
-            micro_batch_size: mbs,
             ..Default::default()
         };
         let mut tr = Trainer::new(

@@ -4,16 +4,19 @@
 //! still count.
 
 use candle_core::Device;
-use train::{Group, GrpoConfig, Trainer};
+use train::{Group, GrpoConfig, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
 
 fn cfg() -> GrpoConfig {
     GrpoConfig {
-        lr: 1e-3,
-        micro_batch_size: 2,
-        kl_coef: 0.05,
+        optim: OptimKnobs {
+            lr: 1e-3,
+            micro_batch_size: 2,
+            kl_coef: 0.05,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

@@ -12,7 +12,7 @@ use common::model_files;
 use naive::{sample_naive, SampleParams};
 use rand_chacha::ChaCha8Rng;
 use train::driver::{run, LoopConfig};
-use train::{Group, GrpoConfig, Response, Trainer};
+use train::{Group, GrpoConfig, OptimKnobs, Response, Trainer};
 
 /// Target tokens: ids 100..164 (1/8 of the 512-token vocabulary).
 fn reward(ids: &[u32]) -> f32 {
@@ -25,8 +25,11 @@ fn reward(ids: &[u32]) -> f32 {
 #[test]
 fn mean_reward_rises_with_grpo() {
     learn(GrpoConfig {
-        lr: 3e-3,
-        micro_batch_size: 32,
+        optim: OptimKnobs {
+            lr: 3e-3,
+            micro_batch_size: 32,
+            ..Default::default()
+        },
         loss_agg: train::LossAgg::TokenMean,
         seed: 11,
         ..Default::default()
@@ -38,23 +41,23 @@ fn mean_reward_rises_with_grpo() {
 #[test]
 fn mean_reward_rises_with_lora_grpo() {
     learn(GrpoConfig {
-        // Adapters start at B = 0 and move the weights by s·B·A: a larger step than full
-        // fine-tuning's.
-        lr: 2e-2,
-        micro_batch_size: 32,
+        optim: OptimKnobs {
+            // Adapters start at B = 0 and move the weights by s·B·A: a larger step than full
+            // fine-tuning's.
+            lr: 2e-2,
+            micro_batch_size: 32,
+            lora_rank: 8,
+            recompute: true,
+            ..Default::default()
+        },
         loss_agg: train::LossAgg::TokenMean,
         seed: 11,
-        lora: Some(train::config::LoraConfig {
-            rank: 8,
-            ..Default::default()
-        }),
-        recompute: true,
         ..Default::default()
     });
 }
 
 fn learn(cfg: GrpoConfig) {
-    let lora = cfg.lora.is_some();
+    let lora = cfg.lora().is_some();
     let dir = testdata::model_dir("qwen3-tiny");
     let m = model::load(dir.to_str().unwrap(), &model::LoadOptions::default()).unwrap();
     let mut trainer = Trainer::new(cfg, &m.config, &m.weights, None, &Device::Cpu).unwrap();

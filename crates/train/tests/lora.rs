@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use model::{Config, Weights};
 use train::config::LoraConfig;
-use train::{Group, GrpoConfig, LossAgg, ModelFiles, Trainer};
+use train::{Group, GrpoConfig, LossAgg, ModelFiles, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
@@ -36,14 +36,17 @@ fn shifted(w: &Weights) -> Weights {
 /// without recomputation on the same trainer.
 fn check_recompute(what: &str, cfg: &Config, w: &Weights, lora: Option<LoraConfig>) {
     let c = GrpoConfig {
-        lr: 1e-2,
-        micro_batch_size: 3,
+        optim: OptimKnobs {
+            lr: 1e-2,
+            micro_batch_size: 3,
+            kl_coef: 0.1,
+            ..Default::default()
+        },
         logprob_chunk_rows: 5,
         temperature: 0.7,
-        kl_coef: 0.1,
-        lora,
         ..Default::default()
     };
+    let c = with_lora(c, lora);
     let refw = shifted(w);
     let mut t = Trainer::new(c, cfg, w, Some(&refw), &Device::Cpu).unwrap();
     t.step(&groups(0)).unwrap();
@@ -102,12 +105,15 @@ fn recompute_gives_the_same_gradients() {
 fn lora_gradients_are_the_chain_rule_of_the_full_gradient() {
     let (cfg, w) = random_qwen2(12345);
     let c = GrpoConfig {
-        lr: 1e-2,
-        micro_batch_size: 2,
-        kl_coef: 0.05,
-        lora: lora(3, &["q_proj", "o_proj", "up_proj"]),
+        optim: OptimKnobs {
+            lr: 1e-2,
+            micro_batch_size: 2,
+            kl_coef: 0.05,
+            ..Default::default()
+        },
         ..Default::default()
     };
+    let c = with_lora(c, lora(3, &["q_proj", "o_proj", "up_proj"]));
     let mut lt = Trainer::new(c.clone(), &cfg, &w, None, &Device::Cpu).unwrap();
     // Fresh: the policy is the base model (B = 0), and A's gradient is zero.
     let ids = Tensor::new(&[[1u32, 5, 9, 14, 3]], &Device::Cpu).unwrap();
@@ -136,14 +142,7 @@ fn lora_gradients_are_the_chain_rule_of_the_full_gradient() {
         .iter()
         .map(|(k, v)| (k.clone(), v.copy().unwrap()))
         .collect();
-    let mut ft = Trainer::new(
-        GrpoConfig { lora: None, ..c },
-        &cfg,
-        &snapshot,
-        Some(&w),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut ft = Trainer::new(with_lora(c, None), &cfg, &snapshot, Some(&w), &Device::Cpu).unwrap();
     ft.compute_gradients(&groups(1)).unwrap();
     let scale = lt.lora().unwrap().scale() as f32;
     assert_eq!(scale, 3.0);
@@ -197,12 +196,15 @@ fn lora_checkpoint_is_a_peft_adapter_that_loads_merged_and_resumes_bit_identical
     let mut lc = lora(4, &["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"]).unwrap();
     lc.merge_on_save = true;
     let c = GrpoConfig {
-        lr: 1e-2,
-        micro_batch_size: 2,
+        optim: OptimKnobs {
+            lr: 1e-2,
+            micro_batch_size: 2,
+            ..Default::default()
+        },
         loss_agg: LossAgg::TokenMean,
-        lora: Some(lc),
         ..Default::default()
     };
+    let c = with_lora(c, Some(lc));
     let mut a = Trainer::new(c.clone(), &m.config, &m.weights, None, &dev).unwrap();
     a.step(&groups(0)).unwrap();
     a.step(&groups(1)).unwrap();
@@ -311,10 +313,7 @@ fn lora_checkpoint_is_a_peft_adapter_that_loads_merged_and_resumes_bit_identical
 
     // 4. A full fine-tuning trainer refuses the LoRA checkpoint, naming why.
     let mut f = Trainer::new(
-        GrpoConfig {
-            lora: None,
-            ..c.clone()
-        },
+        with_lora(c.clone(), None),
         &m.config,
         &m.weights,
         None,
@@ -329,7 +328,7 @@ fn lora_checkpoint_is_a_peft_adapter_that_loads_merged_and_resumes_bit_identical
 
     // 5. Without merge_on_save the checkpoint holds the adapter only.
     let mut c2 = c;
-    c2.lora.as_mut().unwrap().merge_on_save = false;
+    c2.merge_lora_on_save = false;
     let t2 = Trainer::new(c2, &m.config, &m.weights, None, &dev).unwrap();
     let ck2 = tmp.path().join("ck2");
     t2.save_checkpoint(&ck2, &files).unwrap();

@@ -1,4 +1,4 @@
-//! bf16 products (`GrpoConfig::matmul_precision = bf16`, f32 compute) on the GRPO fixture
+//! bf16 products (`OptimKnobs::matmul_precision = bf16`, f32 compute) on the GRPO fixture
 //! step, for full fine-tuning, recomputation and LoRA: the loss terms and gradients are
 //! within the tolerances of bf16 compute (`tests/bf16.rs`: the mean −log p within 1%, the
 //! gradient's cosine with the f32 one ≥ 0.999 and its largest difference ≤ 5% of the largest
@@ -11,17 +11,20 @@
 
 use candle_core::{DType, Device};
 use model::ops::MatmulPrecision;
-use train::{GrpoConfig, LoraConfig, LossAgg, Trainer};
+use train::{GrpoConfig, LossAgg, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
 
 fn cfg(p: MatmulPrecision) -> GrpoConfig {
     GrpoConfig {
-        lr: 1e-3,
-        micro_batch_size: 2,
+        optim: OptimKnobs {
+            lr: 1e-3,
+            micro_batch_size: 2,
+            matmul_precision: p,
+            ..Default::default()
+        },
         loss_agg: LossAgg::TokenMean,
-        matmul_precision: p,
         ..Default::default()
     }
 }
@@ -31,10 +34,7 @@ fn bf16_product_gradients_are_close_to_f32() {
     for name in ["qwen3-tiny", "llama-tiny"] {
         let m = fixture_model(name).1;
         let dev = Device::Cpu;
-        let lora = LoraConfig {
-            rank: 4,
-            ..Default::default()
-        };
+        let lora = lora_rank(4);
         for (what, recompute, lora) in [
             ("full", false, None),
             ("full, recompute", true, None),
@@ -42,13 +42,10 @@ fn bf16_product_gradients_are_close_to_f32() {
             ("lora, recompute", true, Some(lora)),
         ] {
             let run = |p: MatmulPrecision| {
-                let c = GrpoConfig {
-                    recompute,
-                    lora: lora.clone(),
-                    // A reference other than the policy, so the KL term has a gradient.
-                    kl_coef: 0.1,
-                    ..cfg(p)
-                };
+                let mut c = with_lora(cfg(p), lora.clone());
+                c.optim.recompute = recompute;
+                // A reference other than the policy, so the KL term has a gradient.
+                c.optim.kl_coef = 0.1;
                 let refw: model::Weights = m
                     .weights
                     .iter()
@@ -92,10 +89,8 @@ fn bf16_product_gradients_are_close_to_f32() {
 fn bf16_products_keep_f32_state_and_a_first_ratio_of_one() {
     let m = fixture_model("qwen3-tiny").1;
     for recompute in [false, true] {
-        let c = GrpoConfig {
-            recompute,
-            ..cfg(MatmulPrecision::Bf16)
-        };
+        let mut c = cfg(MatmulPrecision::Bf16);
+        c.optim.recompute = recompute;
         let mut a = Trainer::new(c, &m.config, &m.weights, None, &Device::Cpu).unwrap();
         assert_eq!(a.compute_dtype(), DType::F32);
         let mut g = groups_from(0, 100);

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::Device;
 use serde_json::Value;
 use train::driver::{minibatches, run, LoopConfig};
-use train::{ChaCha8Rng, Group, GrpoConfig, LoraConfig, RolloutBatch, Trainer};
+use train::{ChaCha8Rng, Group, GrpoConfig, OptimKnobs, RolloutBatch, Trainer};
 
 mod common;
 use common::*;
@@ -25,16 +25,16 @@ fn rollout_groups() -> Vec<Group> {
 
 fn cfg(mode: &str) -> GrpoConfig {
     GrpoConfig {
-        // large enough that the second mini-batch is clipped in every mode
-        lr: if mode == "lora" { 8e-2 } else { 2e-2 },
-        kl_coef: 1e-2,
-        micro_batch_size: 2,
-        recompute: mode == "recompute",
-        lora: (mode == "lora").then(|| LoraConfig {
-            rank: 4,
-            target_modules: vec!["q_proj".into(), "v_proj".into(), "up_proj".into()],
+        optim: OptimKnobs {
+            // large enough that the second mini-batch is clipped in every mode
+            lr: if mode == "lora" { 8e-2 } else { 2e-2 },
+            kl_coef: 1e-2,
+            micro_batch_size: 2,
+            recompute: mode == "recompute",
+            lora_rank: if mode == "lora" { 4 } else { 0 },
+            lora_targets: vec!["q_proj".into(), "v_proj".into(), "up_proj".into()],
             ..Default::default()
-        }),
+        },
         seed: 5,
         ..Default::default()
     }

@@ -1,4 +1,4 @@
-//! Shared prompts (`GrpoConfig::shared_prompts`): each distinct prompt's forward once per
+//! Shared prompts (`OptimKnobs::shared_prompts`): each distinct prompt's forward once per
 //! micro-batch. The loss and every parameter gradient equal the unshared computation's
 //! (to 1e-5 relative) for full fine-tuning and LoRA, with and without activation
 //! recomputation; log-probs filled by `fill_rollout_logprobs` give a first-update ratio of
@@ -7,7 +7,7 @@
 use candle_core::Device;
 use model::{Config, Weights};
 use train::config::LoraConfig;
-use train::{Group, GrpoConfig, LossAgg, Trainer};
+use train::{Group, GrpoConfig, LossAgg, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
@@ -60,16 +60,19 @@ fn shifted(w: &Weights) -> Weights {
 /// gradient of another batch shared and unshared on the same trainer.
 fn check(what: &str, cfg: &Config, w: &Weights, lora: Option<LoraConfig>, recompute: bool) {
     let c = GrpoConfig {
-        lr: 1e-2,
-        micro_batch_size: 2,
+        optim: OptimKnobs {
+            lr: 1e-2,
+            micro_batch_size: 2,
+            kl_coef: 0.1,
+            recompute,
+            ..Default::default()
+        },
         logprob_chunk_rows: 5,
         temperature: 0.7,
-        kl_coef: 0.1,
         loss_agg: LossAgg::MicrobatchTokenMean,
-        lora,
-        recompute,
         ..Default::default()
     };
+    let c = with_lora(c, lora);
     let refw = shifted(w);
     let mut t = Trainer::new(c, cfg, w, Some(&refw), &Device::Cpu).unwrap();
     t.step(&groups(0)).unwrap();

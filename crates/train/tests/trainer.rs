@@ -2,7 +2,7 @@
 //! micro-batch invariance, save → load → identical logits, and bit-identical resume.
 
 use candle_core::{Device, Tensor};
-use train::{Group, GrpoConfig, LossAgg, Trainer};
+use train::{Group, GrpoConfig, LossAgg, OptimKnobs, Trainer};
 
 mod common;
 use common::*;
@@ -17,8 +17,11 @@ fn groups(shift: u32) -> Vec<Group> {
 
 fn cfg(mbs: usize) -> GrpoConfig {
     GrpoConfig {
-        lr: 1e-3,
-        micro_batch_size: mbs,
+        optim: OptimKnobs {
+            lr: 1e-3,
+            micro_batch_size: mbs,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -100,8 +103,11 @@ fn save_load_gives_identical_logits_and_resume_is_bit_identical() {
     let m = load("qwen3-tiny");
     let dev = Device::Cpu;
     let c = GrpoConfig {
-        lr: 1e-3,
-        micro_batch_size: 2,
+        optim: OptimKnobs {
+            lr: 1e-3,
+            micro_batch_size: 2,
+            ..Default::default()
+        },
         loss_agg: LossAgg::TokenMean,
         ..Default::default()
     };

@@ -69,14 +69,14 @@ impl GrpoArgs {
     pub fn grpo_config(&self, micro_batch: usize) -> anyhow::Result<train::GrpoConfig> {
         use anyhow::Context;
         Ok(train::GrpoConfig {
-            micro_batch_size: micro_batch,
-            kl_coef: self.kl_coef,
-            lora: (self.lora_rank > 0).then(|| train::config::LoraConfig {
-                rank: self.lora_rank,
+            optim: train::OptimKnobs {
+                micro_batch_size: micro_batch,
+                kl_coef: self.kl_coef,
+                lora_rank: self.lora_rank,
+                recompute: self.recompute,
+                matmul_precision: self.matmul_precision,
                 ..Default::default()
-            }),
-            recompute: self.recompute,
-            matmul_precision: self.matmul_precision,
+            },
             compute_dtype: train::ComputeDtype::from_dtype(model::device::default_dtype())
                 .context("--dtype")?,
             ..Default::default()

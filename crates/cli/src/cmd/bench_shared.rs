@@ -80,11 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (config, weights, args.model.model.clone(), ids)
         }
     };
-    let cfg = GrpoConfig {
+    let mut cfg = GrpoConfig {
         loss_agg: train::LossAgg::MicrobatchTokenMean,
-        shared_prompts: true,
         ..args.grpo.grpo_config(args.micro_batch)?
     };
+    cfg.optim.shared_prompts = true;
     let dev = model::device::default_device();
     let mut trainer = Trainer::new(cfg, &config, &weights, None, &dev)?;
     drop(weights);

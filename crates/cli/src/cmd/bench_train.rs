@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use train::{Group, GrpoConfig, Response, Trainer};
+use train::{Group, Response, Trainer};
 
 /// Arguments of `rzero bench train`.
 #[derive(clap::Args, Debug)]
@@ -58,11 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (loaded.config, loaded.weights, spec.clone())
         }
     };
-    let cfg = GrpoConfig {
-        // every sequence computed in full, as the peers do (`bench shared-prompts` measures sharing)
-        shared_prompts: false,
-        ..args.grpo.grpo_config(args.micro_batch)?
-    };
+    let mut cfg = args.grpo.grpo_config(args.micro_batch)?;
+    // every sequence computed in full, as the peers do (`bench shared-prompts` measures sharing)
+    cfg.optim.shared_prompts = false;
     let params: usize = weights
         .iter()
         .filter(|(n, _)| !(config.tie_word_embeddings && n.as_str() == "lm_head.weight"))

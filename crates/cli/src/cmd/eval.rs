@@ -117,22 +117,6 @@ pub struct EngineArgs {
     pub force: super::generate::ForceArgs,
 }
 
-impl Default for EngineArgs {
-    /// The command-line defaults (for callers such as `rzero run`'s evaluation hook).
-    fn default() -> Self {
-        EngineArgs {
-            batch_size: 32,
-            max_kv_bytes: 4 << 30,
-            prefill_chunk: 512,
-            force: super::generate::ForceArgs {
-                force_answer: false,
-                force_answer_tokens: engine::force::DEFAULT_MAX_TOKENS,
-                force_answer_cue: engine::force::DEFAULT_CUE.into(),
-            },
-        }
-    }
-}
-
 /// The engine-backed `eval::Generator` (`rzero::evaluate::SamplerGenerator`) for `spec`
 /// (resolved like every `--model`), reporting each generation call on `bar`.
 pub fn load_generator(

@@ -122,8 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         items = items.len(),
         model = %args.model,
-        lora_rank = cfg.lora.as_ref().map(|l| l.rank),
-        recompute = cfg.recompute,
+        lora_rank = cfg.optim.lora_rank,
+        recompute = cfg.optim.recompute,
         "grpo"
     );
 
@@ -237,10 +237,10 @@ fn knobs(args: &Args) -> anyhow::Result<OptimKnobs> {
 fn grpo_config(args: &Args, knobs: &OptimKnobs) -> anyhow::Result<GrpoConfig> {
     let dtype =
         train::ComputeDtype::from_dtype(model::device::default_dtype()).context("--dtype")?;
-    let mut cfg = knobs.grpo_config(args.temperature, args.seed, dtype);
-    if let Some(l) = cfg.lora.as_mut() {
-        l.merge_on_save = args.merge_on_save;
-    }
+    let cfg = GrpoConfig {
+        merge_lora_on_save: args.merge_on_save,
+        ..knobs.grpo_config(args.temperature, args.seed, dtype)
+    };
     cfg.validate()?;
     Ok(cfg)
 }
@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(k, want);
         let c = grpo_config(&a, &k).unwrap();
         assert_eq!(c, k.grpo_config(1.0, 0, train::ComputeDtype::F32));
-        assert_eq!((c.lr, c.clip_ratio_dual, c.lora), (1e-6, Some(3.0), None));
+        assert_eq!(
+            (c.optim.lr, c.clip_dual(), c.lora()),
+            (1e-6, Some(3.0), None)
+        );
     }
 
     /// `--config` holds `[solver.optim]` keys over the defaults; flags win; a wrong key is
@@ -339,8 +342,8 @@ mod tests {
             (4, 1e-5, 2, 0)
         );
         let c = grpo_config(&a, &k).unwrap();
-        assert_eq!(c.clip_ratio_dual, None);
-        let l = c.lora.unwrap();
+        assert_eq!(c.clip_dual(), None);
+        let l = c.lora().unwrap();
         assert_eq!((l.rank, l.alpha(), l.merge_on_save), (2, 4.0, true));
         std::fs::write(&p, "learning_rate = 1e-5\n").unwrap();
         let e = format!("{:#}", knobs(&args(&["--config", file])).unwrap_err());

@@ -5,6 +5,7 @@ use crate::num::{C, Q};
 
 /// Exact rational value, when `e` has one that the evaluator can find.
 pub fn exact(e: &Expr) -> Option<Q> {
+    super::count_node();
     match e {
         Expr::Num(q) => Some(*q),
         Expr::Add(v) => v.iter().try_fold(Q::int(0), |acc, x| acc.add(exact(x)?)),
@@ -77,6 +78,7 @@ fn real_only(z: C, f: impl Fn(f64) -> f64) -> C {
 
 /// Numeric value with variables bound by `env`.
 pub fn eval(e: &Expr, env: &[(String, C)]) -> C {
+    super::count_node();
     match e {
         Expr::Num(q) => C::r(q.to_f64()),
         Expr::Float(f) => C::r(*f),

@@ -59,6 +59,27 @@ impl Budget {
     }
 }
 
+/// Counts one node visited by the evaluator (exactly or numerically); test builds only
+/// ([`work::nodes_visited`]).
+#[inline]
+pub(crate) fn count_node() {
+    #[cfg(test)]
+    work::NODES.with(|n| n.set(n.get() + 1));
+}
+
+#[cfg(test)]
+pub(crate) mod work {
+    thread_local! {
+        pub(super) static NODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Nodes the evaluator has visited on this thread: the bounds tests hold a comparison's
+    /// work to the budget with it, a count that does not depend on the machine.
+    pub(crate) fn nodes_visited() -> u64 {
+        NODES.with(|n| n.get())
+    }
+}
+
 /// Elementary functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fun {

@@ -134,7 +134,7 @@ impl Trainer {
         let w = sequence_weights(
             &lens,
             self.cfg.loss_agg,
-            self.cfg.micro_batch_size,
+            self.cfg.optim.micro_batch_size,
             self.cfg.loss_norm_len,
         );
         for (s, w) in seqs.iter_mut().zip(w) {
@@ -159,16 +159,16 @@ impl Trainer {
     /// (consecutive runs of `micro_batch_size` sequences; empty responses left out).
     /// With shared prompts: one prompt's sequences per micro-batch ([`shared`]).
     fn micro_batches<'s, 'a>(&self, seqs: &'s [Seq<'a>]) -> Vec<Vec<&'s Seq<'a>>> {
-        if self.cfg.shared_prompts {
+        if self.cfg.optim.shared_prompts {
             let nonempty: Vec<&Seq> = seqs.iter().filter(|s| !s.resp.is_empty()).collect();
             return shared::shared_micro_batches(
                 &nonempty,
                 |s| s.prompt,
                 |s| s.resp.len(),
-                self.cfg.micro_batch_size,
+                self.cfg.optim.micro_batch_size,
             );
         }
-        seqs.chunks(self.cfg.micro_batch_size.max(1))
+        seqs.chunks(self.cfg.optim.micro_batch_size.max(1))
             .map(|mb| mb.iter().filter(|s| !s.resp.is_empty()).collect::<Vec<_>>())
             .filter(|mb| !mb.is_empty())
             .collect()
@@ -180,7 +180,7 @@ impl Trainer {
     /// [`Trainer::compute_gradients`] lays it out, so an update on `groups` before any
     /// weight changes sees a ratio of exactly 1. `old = false` fills only the reference.
     pub fn fill_rollout_logprobs(&self, groups: &mut [Group], old: bool) -> Result<()> {
-        let beta = self.cfg.kl_coef;
+        let beta = self.cfg.optim.kl_coef;
         let need_ref = beta > 0.0;
         if !old && !need_ref {
             return Ok(());
@@ -194,7 +194,7 @@ impl Trainer {
             for mb in self.micro_batches(&seqs) {
                 let (rows, targets, _, r) = self.rows_of(&mb)?;
                 let olds = if old {
-                    let (lp, _) = if self.cfg.recompute {
+                    let (lp, _) = if self.cfg.optim.recompute {
                         let (_, lp, ent) = self.forward_saving(&rows, &targets, r)?;
                         (lp, ent)
                     } else {
@@ -311,7 +311,7 @@ impl Trainer {
         }
         let dev = &self.device;
         // 2. Policy log-probs: with a graph, or (recompute) without one, keeping layer inputs.
-        let (graph_logp, saved, lp_v, ent_v) = if self.cfg.recompute {
+        let (graph_logp, saved, lp_v, ent_v) = if self.cfg.optim.recompute {
             let (saved, logp, entropy) = self.forward_saving(&rows, &targets, r)?;
             (
                 None,
@@ -326,7 +326,7 @@ impl Trainer {
             (Some(logp), None, lp_v, entropy.to_vec2::<f32>()?)
         };
         // 3. Reference log-probs without a graph, where not given.
-        let beta = self.cfg.kl_coef as f32;
+        let beta = self.cfg.optim.kl_coef as f32;
         let need_ref = beta > 0.0 && mb.iter().any(|s| s.refl.is_none());
         let ref_v = self.ref_logprobs(need_ref, &rows, &targets, r)?;
         // 4. Loss terms and d(loss)/d(logp) per token.
@@ -369,7 +369,7 @@ impl Trainer {
                 wsum += wd;
             }
         }
-        stats.loss = stats.pg_loss + self.cfg.kl_coef * stats.kl;
+        stats.loss = stats.pg_loss + self.cfg.optim.kl_coef * stats.kl;
         // 5. Backward through the surrogate Σ c·logp, accumulate into the flat gradient.
         match (graph_logp, saved) {
             (Some(logp), _) => {
@@ -385,10 +385,10 @@ impl Trainer {
         Ok(wsum)
     }
 
-    /// One micro-batch's rows (padded, or shared with [`crate::GrpoConfig::shared_prompts`],
+    /// One micro-batch's rows (padded, or shared with [`crate::OptimKnobs::shared_prompts`],
     /// whose micro-batches hold one prompt), its targets [B,R], B and R.
     fn rows_of(&self, mb: &[&Seq]) -> Result<(Rows, Tensor, usize, usize)> {
-        if self.cfg.shared_prompts {
+        if self.cfg.optim.shared_prompts {
             let resps: Vec<&[u32]> = mb.iter().map(|s| s.resp).collect();
             let sp = shared::SharedPack::new(mb[0].prompt, &resps, self.pad_id);
             let (rows, targets) = sp.rows(&self.policy)?;

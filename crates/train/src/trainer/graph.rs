@@ -99,7 +99,7 @@ impl Trainer {
     /// `Var`s (LoRA: of `W + s·B·A`), so gradients come back to the f32 `Var`s.
     pub(super) fn graph_model(&self, part: Part) -> Result<Model> {
         let mut m = self.graph_model_of(part)?;
-        m.set_matmul_precision(self.cfg.matmul_precision);
+        m.set_matmul_precision(self.cfg.optim.matmul_precision);
         Ok(m)
     }
 

@@ -23,7 +23,7 @@
 //! the merged model. The no-graph policy holds merged weights of its own, recomputed in place
 //! after every update; the reference policy is the base model itself (no copy).
 //!
-//! **Activation recomputation** ([`GrpoConfig::recompute`]): the forward runs without a
+//! **Activation recomputation** ([`crate::OptimKnobs::recompute`]): the forward runs without a
 //! graph on the policy, keeping only each decoder layer's input; backward then goes head
 //! first, one chunk of `logprob_chunk_rows` response rows at a time (final norm, logits,
 //! log-softmax), then layer by layer in reverse: the saved input becomes a `Var`, the layer
@@ -34,7 +34,7 @@
 //! Files: [`types`] the public inputs and outputs, [`full`] and [`lora`] the two kinds of
 //! trained parameters, [`graph`] the graph models (and bf16 compute), [`batch`] the
 //! micro-batching and loss assembly, [`shared`] shared prompts (one prompt's forward per
-//! micro-batch, [`GrpoConfig::shared_prompts`]), [`recompute`] activation recomputation,
+//! micro-batch, [`crate::OptimKnobs::shared_prompts`]), [`recompute`] activation recomputation,
 //! [`update`] clipping and AdamW.
 
 use std::time::Instant;
@@ -163,7 +163,7 @@ impl Trainer {
     ) -> Result<Self> {
         cfg.validate()?;
         let compute = cfg.compute_dtype.dtype();
-        let (layout, vars, mut train_model, mut policy, lora) = match &cfg.lora {
+        let (layout, vars, mut train_model, mut policy, lora) = match &cfg.lora() {
             None => Self::full_setup(model_cfg, weights, device)?,
             Some(lc) => Self::lora_setup(lc, cfg.seed, model_cfg, weights, device)?,
         };
@@ -181,7 +181,7 @@ impl Trainer {
             policy = p;
         }
         // Operand precision of the fused products (f32 models on the CPU).
-        let mp = cfg.matmul_precision;
+        let mp = cfg.optim.matmul_precision;
         policy.set_matmul_precision(mp);
         if let Some(m) = train_model.as_mut() {
             m.set_matmul_precision(mp);
@@ -192,7 +192,7 @@ impl Trainer {
                 master[spec.offset..spec.offset + spec.len].copy_from_slice(s)
             })?;
         }
-        let reference = if cfg.kl_coef > 0.0 {
+        let reference = if cfg.optim.kl_coef > 0.0 {
             match (reference, &lora) {
                 (None, Some(l)) => Some(Model::from_weights(model_cfg, &l.base, compute, device)?),
                 (r, _) => {
@@ -284,15 +284,15 @@ impl Trainer {
         (&self.policy, &mut self.rng)
     }
 
-    /// Turns activation recomputation on or off ([`GrpoConfig::recompute`]): a memory/time
+    /// Turns activation recomputation on or off ([`crate::OptimKnobs::recompute`]): a memory/time
     /// trade that leaves the gradients unchanged up to float summation order.
     pub fn set_recompute(&mut self, on: bool) {
-        self.cfg.recompute = on;
+        self.cfg.optim.recompute = on;
     }
 
-    /// Turns shared prompts ([`GrpoConfig::shared_prompts`]) on or off.
+    /// Turns shared prompts ([`crate::OptimKnobs::shared_prompts`]) on or off.
     pub fn set_shared_prompts(&mut self, on: bool) {
-        self.cfg.shared_prompts = on;
+        self.cfg.optim.shared_prompts = on;
     }
 
     /// The token id used for padding (the model's pad id, else 0). Padding never changes
@@ -428,7 +428,7 @@ impl Trainer {
         Ok(model::logprobs::score(
             &self.policy,
             items,
-            self.cfg.micro_batch_size.max(1),
+            self.cfg.optim.micro_batch_size.max(1),
         )?)
     }
 }

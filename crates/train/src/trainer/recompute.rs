@@ -1,4 +1,4 @@
-//! Activation recomputation ([`crate::GrpoConfig::recompute`]): a no-graph forward that keeps
+//! Activation recomputation ([`crate::OptimKnobs::recompute`]): a no-graph forward that keeps
 //! each decoder layer's input, and a backward that recomputes one layer at a time.
 
 use candle_core::{DType, Tensor, Var};

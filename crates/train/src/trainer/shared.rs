@@ -1,4 +1,4 @@
-//! Shared prompts ([`crate::GrpoConfig::shared_prompts`]): the sequences of a mini-batch that
+//! Shared prompts ([`crate::OptimKnobs::shared_prompts`]): the sequences of a mini-batch that
 //! share a prompt (the G responses of a group; every Challenger sample of a rollout) run as
 //! one micro-batch of `P + n·R` rows ([`model::Model::forward_hidden_shared`]): the prompt's
 //! forward once, each response attending to its keys and values, the gradients of all

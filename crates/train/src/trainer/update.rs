@@ -15,9 +15,9 @@ impl Trainer {
     pub fn current_lr(&self) -> f64 {
         let w = self.cfg.warmup_steps;
         if w == 0 {
-            self.cfg.lr
+            self.cfg.optim.lr
         } else {
-            self.cfg.lr * ((self.opt.step + 1) as f64 / w as f64).min(1.0)
+            self.cfg.optim.lr * ((self.opt.step + 1) as f64 / w as f64).min(1.0)
         }
     }
 
@@ -38,13 +38,13 @@ impl Trainer {
                 skipped: true,
             });
         }
-        let coef = clip_coef(norm, self.cfg.max_grad_norm);
+        let coef = clip_coef(norm, self.cfg.optim.max_grad_norm);
         let hp = AdamWParams {
             lr,
             beta1: self.cfg.betas[0],
             beta2: self.cfg.betas[1],
             eps: self.cfg.eps,
-            weight_decay: self.cfg.weight_decay,
+            weight_decay: self.cfg.optim.weight_decay,
         };
         self.opt
             .update(&mut self.master, &self.grads, coef as f32, &hp);

@@ -139,3 +139,26 @@ pub fn compare(a: &[f32], b: &[f32]) -> (f64, f64) {
         dmax / bmax.max(1e-300),
     )
 }
+
+/// `c` training LoRA `l` (its `lora_*` knobs and `merge_lora_on_save`); `None`: full
+/// fine-tuning.
+pub fn with_lora(mut c: train::GrpoConfig, l: Option<train::LoraConfig>) -> train::GrpoConfig {
+    c.optim.lora_rank = 0;
+    if let Some(l) = l {
+        c.optim.lora_rank = l.rank;
+        c.optim.lora_alpha = l.alpha.unwrap_or(0.0);
+        c.optim.lora_targets = l.target_modules;
+        c.merge_lora_on_save = l.merge_on_save;
+    }
+    c
+}
+
+/// LoRA of rank `rank` on every target module, α = 2·rank, adapter-only checkpoints.
+pub fn lora_rank(rank: usize) -> train::LoraConfig {
+    train::LoraConfig {
+        rank,
+        alpha: None,
+        target_modules: model::lora::ALL_TARGETS.map(String::from).to_vec(),
+        merge_on_save: false,
+    }
+}

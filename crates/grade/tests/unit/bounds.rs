@@ -1,24 +1,26 @@
-//! Property and adversarial tests: no call panics, and each call returns within
-//! 50 ms (measured per call with `Instant`), on random strings and on hostile ones
+//! Property and adversarial tests: no call panics, and each comparison's work stays within
+//! its budget (counted as evaluator nodes, [`crate::expr::work::nodes_visited`], not timed: a
+//! count does not depend on the machine's load), on random strings and on hostile ones
 //! (deep nesting, 100k-character inputs, unbalanced braces, huge exponents, `\frac`
-//! chains, long lists).
+//! chains, long lists). Compiled into the crate's unit tests (`lib.rs`), where the counter
+//! is visible.
 
-use std::time::{Duration, Instant};
-
-use grade::{
-    equivalent, extract_answer, extract_boxed, extract_free, group_answers, ExtractOptions,
+use crate::expr::work::nodes_visited;
+use crate::{
+    equivalent, extract_answer, extract_boxed, extract_free, group_answers, ExtractOptions, BUDGET,
 };
 
-const LIMIT: Duration = Duration::from_millis(50);
-
-fn timed<T>(what: &str, input: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
+/// Runs `f`, which makes at most `comparisons` comparisons, and checks that it visits at
+/// most [`BUDGET`] evaluator nodes per comparison: each evaluation is charged to its
+/// comparison's budget (a unit per node) before it runs.
+fn bounded<T>(what: &str, input: &str, comparisons: u64, f: impl FnOnce() -> T) -> T {
+    let before = nodes_visited();
     let r = f();
-    let dt = t.elapsed();
+    let nodes = nodes_visited() - before;
     let shown: String = input.chars().take(80).collect();
     assert!(
-        dt < LIMIT,
-        "{what} took {dt:?} on {shown:?} ({} bytes)",
+        nodes <= comparisons * BUDGET,
+        "{what} visited {nodes} nodes on {shown:?} ({} bytes)",
         input.len()
     );
     r
@@ -26,12 +28,12 @@ fn timed<T>(what: &str, input: &str, f: impl FnOnce() -> T) -> T {
 
 fn exercise(s: &str) {
     let all = ExtractOptions::all();
-    timed("extract_boxed", s, || extract_boxed(s));
-    timed("extract_answer", s, || extract_answer(s, &all));
-    timed("extract_free", s, || extract_free(s));
+    extract_boxed(s);
+    extract_answer(s, &all);
+    extract_free(s);
     for other in ["1", r"\frac{1}{2}", "x+1", "(1,2)", s] {
-        let r = timed("equivalent", s, || equivalent(s, other));
-        let back = timed("equivalent", s, || equivalent(other, s));
+        let r = bounded("equivalent", s, 1, || equivalent(s, other));
+        let back = bounded("equivalent", s, 1, || equivalent(other, s));
         assert_eq!(
             r,
             back,
@@ -197,13 +199,10 @@ fn random_strings_are_bounded() {
         exercise(&s);
         group.push(s);
     }
-    let t = Instant::now();
-    let classes = group_answers(&group[..200]);
-    assert!(
-        t.elapsed() < Duration::from_millis(2000),
-        "grouping 200 random answers took {:?}",
-        t.elapsed()
-    );
+    // at most one comparison per pair
+    let classes = bounded("group_answers", "200 random answers", 200 * 199 / 2, || {
+        group_answers(&group[..200])
+    });
     let mut seen: Vec<usize> = classes.concat();
     seen.sort_unstable();
     assert_eq!(
