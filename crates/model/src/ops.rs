@@ -7,6 +7,8 @@
 //!   AVX2 / portable dot-product kernel (`kernels.rs`); with [`MatmulPrecision::Bf16`]
 //!   ([`linear_with`]) the three products take bf16-rounded operands and sum in f32
 //!   (`kernels/amx.rs`: AMX tiles where the CPU and OS have them);
+//!   [`linear_sunk`] adds the weight's gradient into a [`GradSink`] instead of returning it
+//!   to candle (`ops/sink.rs`);
 //! - [`attention`]: masked grouped-query attention, `softmax(q · kᵀ · scale + mask) · v`
 //!   (`ops/attention.rs`; with AVX-512F);
 //! - [`masked_softmax`]: `softmax(scores · scale + mask)` over the last dim (the attention
@@ -14,6 +16,8 @@
 //! - [`rope`]: the half-split rotary embedding with the head transpose (`ops/rope.rs`);
 //! - [`rms_norm`]: `x · rsqrt(mean(x²) + eps) · w`;
 //! - [`silu_mul`]: `silu(g) · u` (the gated MLP);
+//! - [`lora_merge`]: LoRA's merged weight `W + (s·B)·A`, differentiable in `A` and `B` only
+//!   (`ops/merge.rs`);
 //! - [`logprobs_entropy`]: per row of logits, the log-softmax at a target and the entropy
 //!   (one pass, never a second `[rows, V]` tensor in the forward).
 //!
@@ -29,9 +33,11 @@ use crate::kernels::amx::{self, Mat};
 use crate::kernels::{self, gemm};
 
 mod attention;
+mod merge;
 mod rope;
 mod sink;
 pub use attention::{attention, available as attention_available};
+pub use merge::lora_merge;
 pub use rope::rope;
 pub use sink::GradSink;
 
