@@ -39,7 +39,7 @@ mod sink;
 pub use attention::{attention, available as attention_available};
 pub use merge::lora_merge;
 pub use rope::rope;
-pub use sink::GradSink;
+pub use sink::{embedding_sunk, GradSink};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -210,9 +210,10 @@ impl CustomOp2 for Linear {
         let dx = dx.map(|d| tensor(d, x.shape(), x)).transpose()?;
         // dW into the weight's sink when it takes it (no gradient for candle to store).
         let dw = match (dw, &self.1) {
-            (Some(d), Some(sink)) if sink.add(w, &d) => None,
-            (d, _) => d.map(|d| tensor(d, (m, k), w)).transpose()?,
+            (Some(d), Some(sink)) => sink.put(w, d),
+            (d, _) => d,
         };
+        let dw = dw.map(|d| tensor(d, (m, k), w)).transpose()?;
         Ok((dx, dw))
     }
 }

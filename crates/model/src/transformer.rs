@@ -241,11 +241,18 @@ impl Model {
 
     /// Where the backward of the decoder layers' weight products (on the fused ops) adds the
     /// gradients of the weights that `sink` holds, while it has a buffer lent
-    /// ([`crate::ops::GradSink`]); candle's gradient store then gets none for them. `None`
-    /// (the default): every gradient goes to candle. The embedding and the LM head never use
-    /// the sink.
+    /// ([`crate::ops::GradSink`]); candle's gradient store then gets none for them. So do the
+    /// embedding lookup and the LM head when the sink holds their weight (as a summed weight:
+    /// [`crate::ops::GradSink::with_summed`]). `None` (the default): every gradient goes to
+    /// candle.
     pub fn set_grad_sink(&mut self, sink: Option<crate::ops::GradSink>) {
         self.grad_sink = sink;
+    }
+
+    /// The gradient sink when it holds `w` and the fused ops run on it.
+    fn summed_sink(&self, w: &Tensor) -> Option<&crate::ops::GradSink> {
+        let on = self.fused_ops && self.dtype == DType::F32 && crate::ops::fused_ok(w);
+        self.grad_sink.as_ref().filter(|s| on && s.holds(w))
     }
 
     /// Whether `x` goes through the fused ops: on, an f32 model, and `x` f32 on the CPU.
@@ -417,6 +424,9 @@ impl Model {
     /// Token embeddings of `input_ids` [B,T] as rows [B*T, H] in the activation dtype.
     /// Differentiable (in the embedding).
     pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        if let Some(sink) = self.summed_sink(&self.embed) {
+            return Ok(crate::ops::embedding_sunk(&self.embed, input_ids, sink)?);
+        }
         Ok(self
             .embed
             .index_select(&input_ids.flatten_all()?, 0)?
@@ -577,10 +587,12 @@ impl Model {
     /// Logits [N,V] (f32, or f64 for an f64 model) of hidden rows [N,H]. Differentiable.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         if self.fused(hidden) {
-            return Ok(crate::ops::linear_with(
+            let sink = self.summed_sink(&self.lm_head);
+            return Ok(crate::ops::linear_sunk(
                 hidden,
                 &self.lm_head,
                 self.matmul_precision,
+                sink,
             )?);
         }
         let ad = self.act_dtype();

@@ -1,6 +1,7 @@
 //! `ops::GradSink` (`Model::set_grad_sink`): while a buffer is lent, the backward of the
 //! decoder layers' fused products adds each registered weight's gradient into its region of
-//! the buffer and candle's store holds none for it; the added values are candle's gradients
+//! the buffer (the embedding lookup and the LM head chunks, summed weights, once summed) and
+//! candle's store holds none for it; the added values are candle's gradients
 //! bit for bit, every other gradient is unchanged, and without a lent buffer everything goes
 //! to candle as before. f32 and bf16 products, tied (llama) and untied (qwen2, with biases)
 //! fixtures.
@@ -62,19 +63,39 @@ fn sunk_gradients_are_candles_added_into_the_buffer() {
             // Candle's gradients (no sink).
             let want = objective(&m).backward().unwrap();
             // The decoder layers' matrices in a flat buffer, in name order.
+            // The embedding and an untied head as summed weights (the lookup and three
+            // chunks of head rows add into them).
             let mut held = Vec::new();
+            let mut summed = Vec::new();
             let mut total = 0;
             for n in &names {
                 let t = data[*n].as_tensor();
-                if n.starts_with("model.layers.") && t.rank() == 2 {
+                let head =
+                    n.as_str() == "model.embed_tokens.weight" || n.as_str() == "lm_head.weight";
+                if head {
+                    summed.push((*n, t, total));
+                } else if n.starts_with("model.layers.") && t.rank() == 2 {
                     held.push((*n, t, total));
-                    total += t.elem_count();
+                } else {
+                    continue;
                 }
+                total += t.elem_count();
             }
             assert!(held.len() >= 14, "{tag}: {} layer matrices", held.len());
-            let sink = GradSink::new(held.iter().map(|&(_, t, off)| (t, off)));
+            let tied = m.config().tie_word_embeddings;
+            assert_eq!(
+                summed.len(),
+                if tied { 1 } else { 2 },
+                "{tag}: summed weights"
+            );
+            let sink = GradSink::with_summed(
+                held.iter().map(|&(_, t, off)| (t, off)),
+                summed.iter().map(|&(_, t, off)| (t, off)),
+            );
+            held.extend(summed);
             m.set_grad_sink(Some(sink.clone()));
-            // Not lent: every gradient goes to candle, the same as without a sink.
+            // Not lent: every gradient goes to candle, the same as without a sink (the
+            // lookup's too: its ids are distinct, so adding it after the head's is exact).
             let got = objective(&m).backward().unwrap();
             for n in &names {
                 let t = data[*n].as_tensor();

@@ -187,16 +187,30 @@ impl Trainer {
             policy = p;
         }
         // f32 full fine-tuning: the decoder layers' matrices use the gradient sink (each is
-        // used by one product per graph, so `dst += dW` equals candle's `dst += 0 + dW`).
+        // used by one product per graph, so `dst += dW` equals candle's `dst += 0 + dW`), and
+        // the embedding and LM head as summed weights (lookup and head chunks summed apart
+        // in candle's order, then added once).
         let sink = match (train_model.as_mut(), &lora) {
             (Some(m), None) => {
-                let held = layout
-                    .specs()
-                    .iter()
-                    .zip(&vars)
-                    .filter(|(s, v)| s.name.starts_with("model.layers.") && v.rank() == 2)
-                    .map(|(s, v)| (v.as_tensor(), s.offset));
-                let sink = GradSink::new(held);
+                let held = |summed: bool| {
+                    layout
+                        .specs()
+                        .iter()
+                        .zip(&vars)
+                        .filter(move |(s, v)| {
+                            let head = matches!(
+                                s.name.as_str(),
+                                "model.embed_tokens.weight" | "lm_head.weight"
+                            );
+                            if summed {
+                                head
+                            } else {
+                                s.name.starts_with("model.layers.") && v.rank() == 2
+                            }
+                        })
+                        .map(|(s, v)| (v.as_tensor(), s.offset))
+                };
+                let sink = GradSink::with_summed(held(false), held(true));
                 m.set_grad_sink(Some(sink.clone()));
                 Some(sink)
             }
