@@ -105,8 +105,12 @@ pub fn check_targets(targets: &[String]) -> Result<()> {
 /// `W + (scale · B) · A` for `w` [out, in], `a` [r, in], `b` [out, r], computed in f32 and
 /// cast back to `w`'s dtype. Differentiable in every argument. The scale is applied to the
 /// small `B` so a graph through this keeps two [out, in] tensors (`(s·B)·A` and the sum), not
-/// three.
+/// three. On f32 CPU tensors one fused op ([`crate::ops::lora_merge`]: the same values and
+/// gradients, none computed for `w`).
 pub fn merged_weight(w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    if [w, a, b].into_iter().all(crate::ops::fused_ok) {
+        return Ok(crate::ops::lora_merge(w, a, b, scale)?);
+    }
     let delta = (b.to_dtype(DType::F32)? * scale)?.matmul(&a.to_dtype(DType::F32)?)?;
     Ok((w.to_dtype(DType::F32)? + delta)?.to_dtype(w.dtype())?)
 }

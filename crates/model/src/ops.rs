@@ -7,6 +7,8 @@
 //!   AVX2 / portable dot-product kernel (`kernels.rs`); with [`MatmulPrecision::Bf16`]
 //!   ([`linear_with`]) the three products take bf16-rounded operands and sum in f32
 //!   (`kernels/amx.rs`: AMX tiles where the CPU and OS have them);
+//!   [`linear_sunk`] adds the weight's gradient into a [`GradSink`] instead of returning it
+//!   to candle (`ops/sink.rs`);
 //! - [`attention`]: masked grouped-query attention, `softmax(q · kᵀ · scale + mask) · v`
 //!   (`ops/attention.rs`; with AVX-512F);
 //! - [`masked_softmax`]: `softmax(scores · scale + mask)` over the last dim (the attention
@@ -14,6 +16,8 @@
 //! - [`rope`]: the half-split rotary embedding with the head transpose (`ops/rope.rs`);
 //! - [`rms_norm`]: `x · rsqrt(mean(x²) + eps) · w`;
 //! - [`silu_mul`]: `silu(g) · u` (the gated MLP);
+//! - [`lora_merge`]: LoRA's merged weight `W + (s·B)·A`, differentiable in `A` and `B` only
+//!   (`ops/merge.rs`);
 //! - [`logprobs_entropy`]: per row of logits, the log-softmax at a target and the entropy
 //!   (one pass, never a second `[rows, V]` tensor in the forward).
 //!
@@ -29,9 +33,13 @@ use crate::kernels::amx::{self, Mat};
 use crate::kernels::{self, gemm};
 
 mod attention;
+mod merge;
 mod rope;
+mod sink;
 pub use attention::{attention, available as attention_available};
+pub use merge::lora_merge;
 pub use rope::rope;
+pub use sink::{embedding_sunk, GradSink};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -137,8 +145,9 @@ pub fn bf16_products_on_amx() -> bool {
     kernels::amx::amx_usable()
 }
 
-/// `x[.., K] · w[M, K]ᵀ` → `[.., M]`.
-struct Linear(MatmulPrecision);
+/// `x[.., K] · w[M, K]ᵀ` → `[.., M]`; with a sink, the weight's gradient goes into it when
+/// the sink takes it ([`GradSink`]).
+struct Linear(MatmulPrecision, Option<GradSink>);
 
 impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
@@ -189,94 +198,68 @@ impl CustomOp2 for Linear {
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         let (m, k) = w.dims2()?;
         let n = x.elem_count() / k.max(1);
+        let (want_dx, want_dw) = (x.track_op(), w.track_op());
+        let (dx, dw) = with_data(g, |g_| {
+            with_data(w, |w_| {
+                with_data(
+                    x,
+                    |x_| Ok(self.grads(x_, w_, g_, n, m, k, want_dx, want_dw)),
+                )
+            })
+        })?;
+        let dx = dx.map(|d| tensor(d, x.shape(), x)).transpose()?;
+        // dW into the weight's sink when it takes it (no gradient for candle to store).
+        let dw = match (dw, &self.1) {
+            (Some(d), Some(sink)) => sink.put(w, d),
+            (d, _) => d,
+        };
+        let dw = dw.map(|d| tensor(d, (m, k), w)).transpose()?;
+        Ok((dx, dw))
+    }
+}
+
+impl Linear {
+    /// The backward products of `y[N, M] = x[N, K] · w[M, K]ᵀ` for the output gradient `g`:
+    /// `dx = g · w` [N, K] and `dw = gᵀ · x` [M, K], each only when wanted.
+    #[allow(clippy::too_many_arguments)]
+    fn grads(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        g: &[f32],
+        n: usize,
+        m: usize,
+        k: usize,
+        want_dx: bool,
+        want_dw: bool,
+    ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
         if self.0 == MatmulPrecision::Bf16 {
-            return with_data(g, |g_| {
-                with_data(w, |w_| {
-                    with_data(x, |x_| {
-                        // dx[N, K] = g[N, M] · w[M, K].
-                        let dx = if x.track_op() {
-                            let (a, b) = (
-                                Mat {
-                                    d: g_,
-                                    rs: m,
-                                    cs: 1,
-                                },
-                                Mat {
-                                    d: w_,
-                                    rs: k,
-                                    cs: 1,
-                                },
-                            );
-                            Some(tensor(amx::gemm_bf16(a, b, n, k, m), x.shape(), x)?)
-                        } else {
-                            None
-                        };
-                        // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
-                        let dw = if w.track_op() {
-                            let (a, b) = (
-                                Mat {
-                                    d: g_,
-                                    rs: 1,
-                                    cs: m,
-                                },
-                                Mat {
-                                    d: x_,
-                                    rs: k,
-                                    cs: 1,
-                                },
-                            );
-                            Some(tensor(amx::gemm_bf16(a, b, m, k, n), (m, k), w)?)
-                        } else {
-                            None
-                        };
-                        Ok((dx, dw))
-                    })
-                })
+            // dx[N, K] = g[N, M] · w[M, K].
+            let dx = want_dx.then(|| {
+                let a = Mat { d: g, rs: m, cs: 1 };
+                amx::gemm_bf16(a, Mat { d: w, rs: k, cs: 1 }, n, k, m)
             });
+            // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
+            let dw = want_dw.then(|| {
+                let a = Mat { d: g, rs: 1, cs: m };
+                amx::gemm_bf16(a, Mat { d: x, rs: k, cs: 1 }, m, k, n)
+            });
+            return (dx, dw);
         }
         if gemm::available() {
-            return with_data(g, |g_| {
-                with_data(w, |w_| {
-                    with_data(x, |x_| {
-                        // dx[N, K] = g[N, M] · w[M, K].
-                        let dx = if x.track_op() {
-                            let dx = gemm::gemm(g_, m, 1, w_, k, n, k, m);
-                            Some(tensor(dx, x.shape(), x)?)
-                        } else {
-                            None
-                        };
-                        // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
-                        let dw = if w.track_op() {
-                            let dw = gemm::gemm(g_, 1, m, x_, k, m, k, n);
-                            Some(tensor(dw, (m, k), w)?)
-                        } else {
-                            None
-                        };
-                        Ok((dx, dw))
-                    })
-                })
-            });
+            // dx[N, K] = g[N, M] · w[M, K]; dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
+            let dx = want_dx.then(|| gemm::gemm(g, m, 1, w, k, n, k, m));
+            let dw = want_dw.then(|| gemm::gemm(g, 1, m, x, k, m, k, n));
+            return (dx, dw);
         }
-        with_data(g, |g_| {
-            // dx = g · w = g · (wᵀ)ᵀ: rows of g against the rows of wᵀ [K, M].
-            let dx = if x.track_op() {
-                let wt = with_data(w, |w_| Ok(transpose(w_, m, k)))?;
-                let dx = kernels::matmul_nt(g_, n, m, &wt, k);
-                Some(tensor(dx, x.shape(), x)?)
-            } else {
-                None
-            };
-            // dw = gᵀ · x: rows of gᵀ [M, N] against the rows of xᵀ [K, N].
-            let dw = if w.track_op() {
-                let gt = transpose(g_, n, m);
-                let xt = with_data(x, |x_| Ok(transpose(x_, n, k)))?;
-                let dw = kernels::matmul_nt(&gt, m, n, &xt, k);
-                Some(tensor(dw, (m, k), w)?)
-            } else {
-                None
-            };
-            Ok((dx, dw))
-        })
+        // dx = g · w = g · (wᵀ)ᵀ: rows of g against the rows of wᵀ [K, M].
+        let dx = want_dx.then(|| kernels::matmul_nt(g, n, m, &transpose(w, m, k), k));
+        // dw = gᵀ · x: rows of gᵀ [M, N] against the rows of xᵀ [K, N].
+        let dw = want_dw.then(|| {
+            let (gt, xt) = (transpose(g, n, m), transpose(x, n, k));
+            kernels::matmul_nt(&gt, m, n, &xt, k)
+        });
+        (dx, dw)
     }
 }
 
@@ -292,8 +275,20 @@ pub fn linear_with(
     w: &Tensor,
     precision: MatmulPrecision,
 ) -> candle_core::Result<Tensor> {
+    linear_sunk(x, w, precision, None)
+}
+
+/// [`linear_with`] whose backward adds the weight's gradient into `sink` when the sink
+/// holds `w` and has a buffer lent ([`GradSink`]); candle then gets no gradient for `w`.
+pub fn linear_sunk(
+    x: &Tensor,
+    w: &Tensor,
+    precision: MatmulPrecision,
+    sink: Option<&GradSink>,
+) -> candle_core::Result<Tensor> {
+    let sink = sink.filter(|s| s.holds(w)).cloned();
     x.contiguous()?
-        .apply_op2(&w.contiguous()?, Linear(precision))
+        .apply_op2(&w.contiguous()?, Linear(precision, sink))
 }
 
 // ---------------------------------------------------------------------------------------

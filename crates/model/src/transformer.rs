@@ -86,6 +86,9 @@ pub struct Model {
     pub(crate) fused_ops: bool,
     /// The operands of the fused ops' matrix products; see [`Model::set_matmul_precision`].
     pub(crate) matmul_precision: crate::ops::MatmulPrecision,
+    /// Where the decoder layers' fused products put their weights' gradients; see
+    /// [`Model::set_grad_sink`].
+    pub(crate) grad_sink: Option<crate::ops::GradSink>,
 }
 
 /// Fetches `name` under `vb` with `shape`, cast to `dtype`; a missing or wrongly shaped
@@ -200,6 +203,7 @@ impl Model {
             ),
             fused_ops: true,
             matmul_precision: crate::ops::MatmulPrecision::F32,
+            grad_sink: None,
         })
     }
 
@@ -233,6 +237,22 @@ impl Model {
     /// The weight products' operand precision ([`Model::set_matmul_precision`]).
     pub fn matmul_precision(&self) -> crate::ops::MatmulPrecision {
         self.matmul_precision
+    }
+
+    /// Where the backward of the decoder layers' weight products (on the fused ops) adds the
+    /// gradients of the weights that `sink` holds, while it has a buffer lent
+    /// ([`crate::ops::GradSink`]); candle's gradient store then gets none for them. So do the
+    /// embedding lookup and the LM head when the sink holds their weight (as a summed weight:
+    /// [`crate::ops::GradSink::with_summed`]). `None` (the default): every gradient goes to
+    /// candle.
+    pub fn set_grad_sink(&mut self, sink: Option<crate::ops::GradSink>) {
+        self.grad_sink = sink;
+    }
+
+    /// The gradient sink when it holds `w` and the fused ops run on it.
+    fn summed_sink(&self, w: &Tensor) -> Option<&crate::ops::GradSink> {
+        let on = self.fused_ops && self.dtype == DType::F32 && crate::ops::fused_ok(w);
+        self.grad_sink.as_ref().filter(|s| on && s.holds(w))
     }
 
     /// Whether `x` goes through the fused ops: on, an f32 model, and `x` f32 on the CPU.
@@ -404,6 +424,9 @@ impl Model {
     /// Token embeddings of `input_ids` [B,T] as rows [B*T, H] in the activation dtype.
     /// Differentiable (in the embedding).
     pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        if let Some(sink) = self.summed_sink(&self.embed) {
+            return Ok(crate::ops::embedding_sunk(&self.embed, input_ids, sink)?);
+        }
         Ok(self
             .embed
             .index_select(&input_ids.flatten_all()?, 0)?
@@ -533,11 +556,11 @@ impl Model {
         let ad = self.act_dtype();
         if fused {
             let hn = self.rms(x, &layer.post_norm, true)?;
-            let p = self.matmul_precision;
-            let g = crate::ops::linear_with(&hn, &layer.gate_w, p)?;
-            let u = crate::ops::linear_with(&hn, &layer.up_w, p)?;
+            let (p, sink) = (self.matmul_precision, self.grad_sink.as_ref());
+            let g = crate::ops::linear_sunk(&hn, &layer.gate_w, p, sink)?;
+            let u = crate::ops::linear_sunk(&hn, &layer.up_w, p, sink)?;
             let a = crate::ops::silu_mul(&g, &u)?;
-            let y = crate::ops::linear_with(&a, &layer.down_w, p)?;
+            let y = crate::ops::linear_sunk(&a, &layer.down_w, p, sink)?;
             return Ok((x + y)?);
         }
         let hn = rms_norm(x, &layer.post_norm, eps)?.to_dtype(self.dtype)?;
@@ -564,10 +587,12 @@ impl Model {
     /// Logits [N,V] (f32, or f64 for an f64 model) of hidden rows [N,H]. Differentiable.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         if self.fused(hidden) {
-            return Ok(crate::ops::linear_with(
+            let sink = self.summed_sink(&self.lm_head);
+            return Ok(crate::ops::linear_sunk(
                 hidden,
                 &self.lm_head,
                 self.matmul_precision,
+                sink,
             )?);
         }
         let ad = self.act_dtype();
@@ -580,7 +605,8 @@ impl Model {
     /// x [N,in] (activation dtype) · wᵀ (+ b), in the model dtype, back to the activation dtype.
     pub(crate) fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if self.fused(x) {
-            let y = crate::ops::linear_with(x, w, self.matmul_precision)?;
+            let sink = self.grad_sink.as_ref();
+            let y = crate::ops::linear_sunk(x, w, self.matmul_precision, sink)?;
             return Ok(match b {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,

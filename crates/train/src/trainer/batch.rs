@@ -375,7 +375,7 @@ impl Trainer {
             (Some(logp), _) => {
                 let coef = Tensor::from_vec(coef, (b, r), dev)?;
                 let surrogate = (logp * coef)?.sum_all()?;
-                let grads = surrogate.backward()?;
+                let grads = self.backward(&surrogate)?;
                 self.note_device_mem();
                 accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             }

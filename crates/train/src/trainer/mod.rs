@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
+use model::ops::GradSink;
 use model::{Config, Model, Weights};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -101,6 +102,10 @@ pub struct Trainer {
     /// bf16 compute: the current weights by HF name as the policy holds them (matrices cast
     /// to bf16, vectors f32, no graph), rebuilt after every update. `None` in f32.
     half: Option<Weights>,
+    /// Full fine-tuning in f32: the decoder layers' matrices add their gradients straight
+    /// into `grads` during backward ([`model::ops::GradSink`], lent `grads` by
+    /// [`Trainer::backward`]); `None` otherwise.
+    sink: Option<GradSink>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -130,6 +135,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
 }
 
 /// Adds the gradients in `grads` of the `vars` (laid out by `layout`) to the flat `dst`.
+/// Weights whose gradient went into the sink ([`Trainer::backward`]) have none in `grads`.
 fn accumulate(layout: &FlatLayout, vars: &[Var], dst: &mut [f32], grads: &GradStore) -> Result<()> {
     let mut jobs: Vec<(&mut [f32], Tensor)> = Vec::new();
     let mut rest: &mut [f32] = dst;
@@ -180,6 +186,36 @@ impl Trainer {
             half = Some(h);
             policy = p;
         }
+        // f32 full fine-tuning: the decoder layers' matrices use the gradient sink (each is
+        // used by one product per graph, so `dst += dW` equals candle's `dst += 0 + dW`), and
+        // the embedding and LM head as summed weights (lookup and head chunks summed apart
+        // in candle's order, then added once).
+        let sink = match (train_model.as_mut(), &lora) {
+            (Some(m), None) => {
+                let held = |summed: bool| {
+                    layout
+                        .specs()
+                        .iter()
+                        .zip(&vars)
+                        .filter(move |(s, v)| {
+                            let head = matches!(
+                                s.name.as_str(),
+                                "model.embed_tokens.weight" | "lm_head.weight"
+                            );
+                            if summed {
+                                head
+                            } else {
+                                s.name.starts_with("model.layers.") && v.rank() == 2
+                            }
+                        })
+                        .map(|(s, v)| (v.as_tensor(), s.offset))
+                };
+                let sink = GradSink::with_summed(held(false), held(true));
+                m.set_grad_sink(Some(sink.clone()));
+                Some(sink)
+            }
+            _ => None,
+        };
         // Operand precision of the fused products (f32 models on the CPU).
         let mp = cfg.optim.matmul_precision;
         policy.set_matmul_precision(mp);
@@ -241,7 +277,31 @@ impl Trainer {
             compute,
             half,
             mem: Default::default(),
+            sink,
         })
+    }
+
+    /// `t.backward()` with the gradient buffer lent to the weight-gradient sink meanwhile:
+    /// the sunk weights' gradients are in `self.grads` afterwards, not in the store.
+    fn backward(&mut self, t: &Tensor) -> Result<GradStore> {
+        let Some(sink) = self.sink.clone() else {
+            return Ok(t.backward()?);
+        };
+        sink.lend(std::mem::take(&mut self.grads));
+        let r = t.backward();
+        self.grads = sink.take();
+        Ok(r?)
+    }
+
+    /// Turns the weight-gradient sink of f32 full fine-tuning on (the default) or off: with
+    /// it, the backward of the decoder layers' weight products adds their gradients straight
+    /// into the flat gradient buffer ([`model::ops::GradSink`]); without it, candle's
+    /// gradient store holds them and they are added afterwards (more memory, more passes).
+    /// The gradients are the same bit for bit; this exists so tests can prove it.
+    pub fn set_weight_grad_sink(&mut self, on: bool) {
+        if let Some(m) = self.train_model.as_mut() {
+            m.set_grad_sink(if on { self.sink.clone() } else { None });
+        }
     }
 
     /// The configuration.

@@ -108,7 +108,7 @@ impl Trainer {
                     n,
                 )?;
                 let sur = (lp.squeeze(0)? * coef_t.narrow(0, start, n)?)?.sum_all()?;
-                let grads = sur.backward()?;
+                let grads = self.backward(&sur)?;
                 accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
                 if let Some(g) = grads.get(xv.as_tensor()) {
                     with_f32(g, |g| {
@@ -132,7 +132,7 @@ impl Trainer {
             drop(x_in);
             let lm = self.graph_model(Part::Layer(l))?;
             let out = inp.layer(&lm, l, xv.as_tensor())?;
-            let grads = (out * &g)?.sum_all()?.backward()?;
+            let grads = self.backward(&(out * &g)?.sum_all()?)?;
             self.note_device_mem();
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
             g = match grads.get(xv.as_tensor()) {
@@ -143,7 +143,7 @@ impl Trainer {
         // 3. The embedding (trained in full fine-tuning only).
         if self.lora.is_none() {
             let m = self.graph_model(Part::Outer)?;
-            let grads = (inp.embed(&m)? * &g)?.sum_all()?.backward()?;
+            let grads = self.backward(&(inp.embed(&m)? * &g)?.sum_all()?)?;
             accumulate(&self.layout, &self.vars, &mut self.grads, &grads)?;
         }
         Ok(())
