@@ -30,7 +30,7 @@ use crate::kernels::{self, gemm};
 
 mod attention;
 mod rope;
-pub use attention::{attention, available as attention_available};
+pub use attention::{attention, attention_with, available as attention_available};
 pub use rope::rope;
 
 type CResult<T> = candle_core::Result<T>;

@@ -478,7 +478,8 @@ impl Model {
         if fused && t > 0 && crate::ops::attention_available() {
             // [B,T,nh*D] straight from the fused op (no [T,T] tensor kept for backward).
             let scale = 1.0 / (d as f64).sqrt();
-            let o = crate::ops::attention(&q, &k, &v, &inp.add_mask, scale)?;
+            let p = self.matmul_precision;
+            let o = crate::ops::attention_with(&q, &k, &v, &inp.add_mask, scale, p)?;
             let o = self.linear(&o.reshape((b * t, nh * d))?, &layer.o_w, None)?;
             return self.mlp_block(layer, &(x + o)?, fused);
         }
