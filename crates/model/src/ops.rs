@@ -29,8 +29,10 @@ use crate::kernels::amx::{self, Mat};
 use crate::kernels::{self, gemm};
 
 mod attention;
+mod head;
 mod rope;
 pub use attention::{attention, attention_with, available as attention_available};
+pub use head::{head_linear, PackedHead};
 pub use rope::rope;
 
 type CResult<T> = candle_core::Result<T>;

@@ -315,3 +315,59 @@ fn bf16_attention_products_take_rounded_operands_and_its_gradients_stay_close_to
         }
     }
 }
+
+#[test]
+fn head_packed_once_for_all_chunks_gives_the_same_log_probs_and_gradients() {
+    // Several chunks (the head packed once, ops/head.rs, where AMX runs the bf16 products)
+    // against one chunk (the bf16 linear op): the same sums per row, so the same log-probs
+    // and hidden gradients bit for bit; the head's gradient sums the chunks in another order.
+    let (m, vm) = var_model("qwen3-tiny", MatmulPrecision::Bf16);
+    let h = m.config().hidden_size;
+    let v = m.config().vocab_size as u32;
+    let mut rng = Lcg(41);
+    let hidden = Var::from_vec(rng.vec(2 * 20 * h, 1.0), (2, 20, h), &Device::Cpu).unwrap();
+    let targets: Vec<u32> = (0..40).map(|i| (i * 11 + 2) % v).collect();
+    let targets = Tensor::from_vec(targets, (2, 20), &Device::Cpu).unwrap();
+    let head = vm
+        .all_vars()
+        .into_iter()
+        .find(|x| x.as_tensor().id() == m.lm_head().id())
+        .expect("the head's Var");
+    let run = |chunk: usize| {
+        let (lp, _) =
+            model::logprobs::token_logprobs(&m, hidden.as_tensor(), &targets, chunk).unwrap();
+        let wt = Tensor::from_vec(rng_weights(40), (2, 20), &Device::Cpu).unwrap();
+        let grads = (&lp * &wt).unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            host(&lp),
+            host(grads.get(hidden.as_tensor()).unwrap()),
+            host(grads.get(head.as_tensor()).unwrap()),
+        )
+    };
+    let (lp1, dh1, dw1) = run(64);
+    let (lp7, dh7, dw7) = run(7);
+    assert_eq!(lp7, lp1, "log-probs of 6 chunks against 1");
+    assert_eq!(dh7, dh1, "hidden gradient of 6 chunks against 1");
+    let (mut d2, mut b2) = (0f64, 0f64);
+    for (&x, &y) in dw7.iter().zip(&dw1) {
+        d2 += f64::from(x - y).powi(2);
+        b2 += f64::from(y).powi(2);
+    }
+    let rel = (d2 / b2).sqrt();
+    assert!(
+        rel <= 1e-5,
+        "head gradient {rel:e} of its norm from one chunk's"
+    );
+    // And the rows really are bf16 products (not f32 ones).
+    let (m32, _) = var_model("qwen3-tiny", MatmulPrecision::F32);
+    let (lp32, _) = model::logprobs::token_logprobs(&m32, hidden.as_tensor(), &targets, 7).unwrap();
+    assert!(
+        host(&lp32) != lp7,
+        "chunked bf16 log-probs equal the f32 ones"
+    );
+}
+
+/// Loss weights 1, 1.25, .. 2 repeating.
+fn rng_weights(n: usize) -> Vec<f32> {
+    (0..n).map(|i| 1.0 + (i % 5) as f32 * 0.25).collect()
+}
