@@ -80,6 +80,8 @@ fn main() -> ExitCode {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
     }
+    // Large tensors reuse freed heap memory instead of fresh mappings (model::heap).
+    model::heap::keep_freed_memory();
     let cli = Cli::parse();
     init_tracing(cli.quiet);
     // Downloads started by `--model <hub id>` draw the same bars as `rzero download`.

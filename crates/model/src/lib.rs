@@ -26,6 +26,7 @@ pub mod download;
 pub mod error;
 mod generation;
 pub mod gguf;
+pub mod heap;
 pub mod hub;
 pub(crate) mod kernels;
 mod kvpool;

@@ -56,10 +56,23 @@ pub fn token_logprobs(
     let chunk = chunk_rows.max(1);
     let mut lps = Vec::new();
     let mut ents = Vec::new();
+    // bf16 products on AMX: the head packed once for every chunk (ops/head.rs).
+    let packed = if model.matmul_precision() == crate::ops::MatmulPrecision::Bf16
+        && model.fused(&hidden)
+        && rows > chunk
+    {
+        crate::ops::PackedHead::new(model.lm_head())?
+    } else {
+        None
+    };
     let mut start = 0;
     while start < rows {
         let n = chunk.min(rows - start);
-        let logits = model.logits(&hidden.narrow(0, start, n)?)?;
+        let x = hidden.narrow(0, start, n)?;
+        let logits = match &packed {
+            Some(p) => crate::ops::head_linear(&x, model.lm_head(), p, model.head_sink())?,
+            None => model.logits(&x)?,
+        };
         let (lp, ent) = if model.fused(&logits) {
             let le = crate::ops::logprobs_entropy(&logits, &tg_host[start..start + n])?;
             (

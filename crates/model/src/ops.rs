@@ -33,10 +33,12 @@ use crate::kernels::amx::{self, Mat};
 use crate::kernels::{self, gemm};
 
 mod attention;
+mod head;
 mod merge;
 mod rope;
 mod sink;
-pub use attention::{attention, available as attention_available};
+pub use attention::{attention, attention_with, available as attention_available};
+pub use head::{head_linear, PackedHead};
 pub use merge::lora_merge;
 pub use rope::rope;
 pub use sink::{embedding_sunk, GradSink};

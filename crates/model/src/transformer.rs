@@ -249,6 +249,11 @@ impl Model {
         self.grad_sink = sink;
     }
 
+    /// The gradient sink when it holds the LM head's weight (`logprobs`' packed head).
+    pub(crate) fn head_sink(&self) -> Option<&crate::ops::GradSink> {
+        self.summed_sink(&self.lm_head)
+    }
+
     /// The gradient sink when it holds `w` and the fused ops run on it.
     fn summed_sink(&self, w: &Tensor) -> Option<&crate::ops::GradSink> {
         let on = self.fused_ops && self.dtype == DType::F32 && crate::ops::fused_ok(w);
@@ -501,7 +506,8 @@ impl Model {
         if fused && t > 0 && crate::ops::attention_available() {
             // [B,T,nh*D] straight from the fused op (no [T,T] tensor kept for backward).
             let scale = 1.0 / (d as f64).sqrt();
-            let o = crate::ops::attention(&q, &k, &v, &inp.add_mask, scale)?;
+            let p = self.matmul_precision;
+            let o = crate::ops::attention_with(&q, &k, &v, &inp.add_mask, scale, p)?;
             let o = self.linear(&o.reshape((b * t, nh * d))?, &layer.o_w, None)?;
             return self.mlp_block(layer, &(x + o)?, fused);
         }

@@ -2,7 +2,8 @@
 //! decoder layers' matrices add `dW` straight into the flat gradient buffer during backward
 //! instead of going through candle's gradient store. The gradients, and the weights after
 //! AdamW steps, are the same bit for bit with and without it: full fine-tuning with
-//! micro-batches of 1 and 2, activation recomputation, shared prompts, bf16 products, and
+//! micro-batches of 1 and 2, activation recomputation, shared prompts, bf16 products (the
+//! head packed once for its chunks included), and
 //! LoRA (where the sink is not used), on tied (llama, qwen3) and untied (qwen2) fixtures.
 
 use candle_core::Device;
@@ -72,6 +73,14 @@ fn gradients_with_the_sink_equal_candles_bit_for_bit() {
         (
             "bf16 products, micro-batch 2",
             mb2(&|c| c.optim.matmul_precision = MatmulPrecision::Bf16),
+        ),
+        (
+            // chunks of 2 rows: the head is packed once for its chunks (ops/head.rs)
+            "bf16 products, head in chunks",
+            mb2(&|c| {
+                c.optim.matmul_precision = MatmulPrecision::Bf16;
+                c.logprob_chunk_rows = 2;
+            }),
         ),
         ("lora, micro-batch 2", lora(mb2(&|_| {}))),
         ("lora, recompute", lora(mb2(&|c| c.optim.recompute = true))),

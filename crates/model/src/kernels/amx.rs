@@ -363,6 +363,25 @@ mod simd {
                 _mm256_storeu_si256(t.add(r * 32) as _, _mm512_cvtepi32_epi16(lo));
                 _mm256_storeu_si256(t.add(r * 32 + 16) as _, _mm512_cvtepi32_epi16(hi));
             }
+        } else if a.rs == 1 {
+            // Aᵀ of a row-major matrix (a weight gradient's gᵀ, attention's Pᵀ and dSᵀ):
+            // columns 2q, 2q + 1 of A are two rows of the source, 16 rows of A each. Their
+            // pairs (16 u32, one per row of A) go to a 16 × 16 block, transposed into the tile
+            // (row r: the 16 pairs of row r).
+            let mut blk = [0u32; 256];
+            for q in 0..16 {
+                let src = d.add(r0 + (c0 + 2 * q) * a.cs);
+                let lo = bf16x16(_mm512_loadu_ps(src));
+                let hi = bf16x16(_mm512_loadu_ps(src.add(a.cs)));
+                let pair = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
+                _mm512_storeu_si512(blk.as_mut_ptr().add(q * 16) as _, pair);
+            }
+            let t32 = t as *mut u32;
+            for r in 0..16 {
+                for q in 0..16 {
+                    t32.add(r * 16 + q).write_unaligned(blk[q * 16 + r]);
+                }
+            }
         } else {
             // Lane q of row r: the pair of columns 2q, 2q + 1.
             let idx = lanes(2 * a.cs);
@@ -403,13 +422,63 @@ thread_local! {
     };
 }
 
+/// A `k × n` B operand packed once ([`pack_b`]'s tile order) for several AMX products
+/// ([`gemm_bf16_packed`]): a weight that every chunk of rows multiplies.
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    tiles: Vec<u16>,
+}
+
+impl PackedB {
+    /// `b` (`k × n`) packed. AMX only ([`amx_usable`]).
+    pub(crate) fn new(b: Mat<'_>, k: usize, n: usize) -> PackedB {
+        assert!(amx_usable(), "bf16 gemm: packed operands need AMX");
+        b.check(k, n, "B");
+        let mut tiles = Vec::new();
+        if k > 0 && n > 0 {
+            pack_b(&mut tiles, b, k, n, 2 * n.div_ceil(32), k.div_ceil(32));
+        }
+        PackedB { k, n, tiles }
+    }
+}
+
+/// `C[m, n] = bf16(A[m, k]) · B` for a packed `B` ([`PackedB`]): the same sums as
+/// [`gemm_bf16`] on AMX.
+pub(crate) fn gemm_bf16_packed(a: Mat<'_>, b: &PackedB, m: usize) -> Vec<f32> {
+    let (n, k) = (b.n, b.k);
+    a.check(m, k, "A");
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0f32; m * n];
+    }
+    let (mp, kt) = (m.div_ceil(32), k.div_ceil(32));
+    let (mut ap, bp) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    pack_a(&mut ap, a, m, k, 2 * mp, kt);
+    let c = amx_product(&ap, &b.tiles, m, n, k);
+    PACKED.with(|p| *p.borrow_mut() = (ap, bp));
+    c
+}
+
 fn amx_gemm(a: Mat<'_>, b: Mat<'_>, m: usize, n: usize, k: usize) -> Vec<f32> {
     // Whole pairs of tiles on both sides (a padding tile is zero).
     let (mp, np, kt) = (m.div_ceil(32), n.div_ceil(32), k.div_ceil(32));
-    let (mpad, npad) = (mp * 32, np * 32);
     let (mut ap, mut bp) = PACKED.with(|p| std::mem::take(&mut *p.borrow_mut()));
     pack_a(&mut ap, a, m, k, 2 * mp, kt);
     pack_b(&mut bp, b, k, n, 2 * np, kt);
+    let c = amx_product(&ap, &bp, m, n, k);
+    PACKED.with(|p| *p.borrow_mut() = (ap, bp));
+    c
+}
+
+/// `C[m, n]` from the packed operands: `ap` ([`pack_a`], `2·⌈m/32⌉` row tiles) and `bp`
+/// ([`pack_b`], `2·⌈n/32⌉` column tiles), `⌈k/32⌉` tiles of `p` each.
+fn amx_product(ap: &[u16], bp: &[u16], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let (mp, np, kt) = (m.div_ceil(32), n.div_ceil(32), k.div_ceil(32));
+    let (mpad, npad) = (mp * 32, np * 32);
+    assert!(
+        ap.len() >= 2 * mp * kt * TILE && bp.len() >= 2 * np * kt * TILE,
+        "bf16 gemm: packed operand sizes"
+    );
     // Every element of C is stored by the first block of p (k > 0) before any is read.
     let mut c: Vec<f32> = Vec::with_capacity(mpad * npad);
     let tasks: Vec<(usize, usize)> = (0..mp.div_ceil(RB))
@@ -421,13 +490,13 @@ fn amx_gemm(a: Mat<'_>, b: Mat<'_>, m: usize, n: usize, k: usize) -> Vec<f32> {
         let (i1, j1) = ((i0 + RB).min(mp), (j0 + CB).min(np));
         // SAFETY: AMX is usable (checked by the caller); each task writes only the C rows
         // 32·i0..32·i1 × columns 32·j0..32·j1 (disjoint across tasks) of the mpad × npad
-        // buffer, and reads packed tiles inside `ap` ([2·mp][kt] tiles) and `bp`.
+        // buffer, and reads packed tiles inside `ap` ([2·mp][kt] tiles) and `bp` (asserted).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            amx_task(&ap, &bp, kt, i0, i1, j0, j1, cp.0, npad)
+            amx_task(ap, bp, kt, i0, i1, j0, j1, cp.0, npad)
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (i1, j1, cp, &ap, &bp);
+        let _ = (i1, j1, cp, ap, bp);
     };
     if tasks.len() == 1 {
         run(&tasks[0]);
@@ -436,7 +505,6 @@ fn amx_gemm(a: Mat<'_>, b: Mat<'_>, m: usize, n: usize, k: usize) -> Vec<f32> {
     }
     // SAFETY: the tasks stored all mpad × npad elements (see above).
     unsafe { c.set_len(mpad * npad) };
-    PACKED.with(|p| *p.borrow_mut() = (ap, bp));
     if npad != n {
         for i in 0..m {
             c.copy_within(i * npad..i * npad + n, i * n);
