@@ -8,9 +8,10 @@
 //! the next allocation instead.
 
 /// Sets glibc's `M_MMAP_MAX` to 0 (no allocation gets its own mapping) and `M_TRIM_THRESHOLD`
-/// to 2 GiB (freed memory stays in the heap), unless the environment sets either
+/// to its maximum (freed memory stays in the heap), unless the environment sets either
 /// (`MALLOC_MMAP_MAX_`, `MALLOC_TRIM_THRESHOLD_`). Peak RSS grows by a little fragmentation
-/// (3-7% in `bench train`: +0.12 GiB at 2 × 512, +0.14-0.16 GiB at 8 × 512 with f32 products), and memory freed after a peak is not given back to the OS.
+/// (3-7% in `bench train`: +0.12 GiB at 2 × 512, +0.14-0.16 GiB at 8 × 512 with f32
+/// products), and memory freed after a peak is not given back to the OS.
 /// A worker thread's allocation over 64 MiB (the largest heap of a thread arena) still gets a
 /// mapping of its own. Returns whether the policy was set (glibc on Linux only). Call it
 /// before the work starts.

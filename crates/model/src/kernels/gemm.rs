@@ -202,48 +202,11 @@ fn run_t<const R: usize, const V: usize>(
         PackA::Always => true,
     };
     let cp = SendPtr(c.as_mut_ptr());
-    let cp = &cp;
+    let geo = Geo { n, nr, mb, np, kc };
     if !packed {
-        let tasks: Vec<(usize, usize)> = (0..m.div_ceil(mb))
-            .flat_map(|bi| (0..np).map(move |bj| (bi * mb, bj * nr)))
-            .collect();
-        tasks
-            .par_iter()
-            .for_each_init(Vec::new, |panel, &(i0, j0)| {
-                let (i1, j1) = ((i0 + mb).min(m), (j0 + nr).min(n));
-                let mut p0 = 0;
-                while p0 < k {
-                    let p1 = (p0 + kc).min(k);
-                    pack(p0, p1, j0, j1, nr, panel);
-                    assert_eq!(panel.len(), (p1 - p0) * nr, "gemm: panel size");
-                    // SAFETY: AVX-512F checked; each task writes only C[i0..i1, j0..j1]
-                    // (disjoint); A rows are clamped to i1 − 1 and every read is in
-                    // bounds by the assertions above (the panel holds (p1 − p0) × nr).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        let mut i = i0;
-                        while i < i1 {
-                            let mr = (i1 - i).min(R);
-                            block::<R, V, false>(
-                                a.as_ptr().add(i * rsa + p0 * csa),
-                                rsa,
-                                csa,
-                                panel.as_ptr(),
-                                p1 - p0,
-                                cp.0.add(i * n + j0),
-                                n,
-                                mr,
-                                j1 - j0,
-                                p0 == 0,
-                            );
-                            i += mr;
-                        }
-                    }
-                    p0 = p1;
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                let _ = (i1, j1, cp);
-            });
+        // A read in place: tile rows at row i, step p0.
+        let a_at = |i: usize, p0: usize| a[i * rsa + p0 * csa..].as_ptr();
+        tasks::<R, V, false>(&geo, (0, m), (0, k), &a_at, (rsa, csa), pack, &cp);
         return;
     }
     // Packed A: passes of `g` rows (a multiple of mb) × `kb` steps (a multiple of kc).
@@ -278,52 +241,82 @@ fn run_t<const R: usize, const V: usize>(
                         dst,
                     )
                 });
+            // Micro-panel t holds R·kq floats; the tile rows at row i, step p0 start at
+            // (p0 − q0)·R in it.
             let ap_ = &ap;
-            let tasks: Vec<(usize, usize)> = (0..(g1 - g0).div_ceil(mb))
-                .flat_map(|bi| (0..np).map(move |bj| (g0 + bi * mb, bj * nr)))
-                .collect();
-            tasks
-                .par_iter()
-                .for_each_init(Vec::new, |panel, &(i0, j0)| {
-                    let (i1, j1) = ((i0 + mb).min(g1), (j0 + nr).min(n));
-                    let mut p0 = q0;
-                    while p0 < q1 {
-                        let p1 = (p0 + kc).min(q1);
-                        pack(p0, p1, j0, j1, nr, panel);
-                        assert_eq!(panel.len(), (p1 - p0) * nr, "gemm: panel size");
-                        // SAFETY: as above; micro-panel t holds R·kq floats, read at
-                        // (p0 − q0 + p)·R + r for p < p1 − p0 and r < R.
-                        #[cfg(target_arch = "x86_64")]
-                        unsafe {
-                            let mut i = i0;
-                            while i < i1 {
-                                let mr = (i1 - i).min(R);
-                                let t = (i - g0) / R;
-                                let base = ap_.as_ptr().add(t * R * kq + (p0 - q0) * R);
-                                block::<R, V, true>(
-                                    base,
-                                    0,
-                                    0,
-                                    panel.as_ptr(),
-                                    p1 - p0,
-                                    cp.0.add(i * n + j0),
-                                    n,
-                                    mr,
-                                    j1 - j0,
-                                    p0 == 0,
-                                );
-                                i += mr;
-                            }
-                        }
-                        p0 = p1;
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let _ = (i1, j1, cp);
-                });
+            let a_at = |i: usize, p0: usize| ap_[(i - g0) / R * R * kq + (p0 - q0) * R..].as_ptr();
+            tasks::<R, V, true>(&geo, (g0, g1), (q0, q1), &a_at, (0, 0), pack, &cp);
             q0 = q1;
         }
         g0 = g1;
     }
+}
+
+/// The shape of a product's tasks: C's width `n`, panels of `nr` columns (`np` of them),
+/// tasks of `mb` rows, `p` in blocks of `kc`.
+struct Geo {
+    n: usize,
+    nr: usize,
+    mb: usize,
+    np: usize,
+    kc: usize,
+}
+
+/// Runs, in parallel, the tiles of rows `g0..g1` of C (tasks of `mb` rows × one panel)
+/// over steps `q0..q1` in blocks of `kc`: each task packs its panel of B per block and runs
+/// its tiles, reading A at `a_at(row, p0)` with strides `(rsa, csa)` (`(0, 0)` for packed
+/// micro-panels, `PACKED`).
+fn tasks<const R: usize, const V: usize, const PACKED: bool>(
+    geo: &Geo,
+    (g0, g1): (usize, usize),
+    (q0, q1): (usize, usize),
+    a_at: &(dyn Fn(usize, usize) -> *const f32 + Sync),
+    (rsa, csa): (usize, usize),
+    pack: Pack<'_>,
+    cp: &SendPtr,
+) {
+    let Geo { n, nr, mb, np, kc } = *geo;
+    let tasks: Vec<(usize, usize)> = (0..(g1 - g0).div_ceil(mb))
+        .flat_map(|bi| (0..np).map(move |bj| (g0 + bi * mb, bj * nr)))
+        .collect();
+    tasks
+        .par_iter()
+        .for_each_init(Vec::new, |panel, &(i0, j0)| {
+            let (i1, j1) = ((i0 + mb).min(g1), (j0 + nr).min(n));
+            let mut p0 = q0;
+            while p0 < q1 {
+                let p1 = (p0 + kc).min(q1);
+                pack(p0, p1, j0, j1, nr, panel);
+                assert_eq!(panel.len(), (p1 - p0) * nr, "gemm: panel size");
+                // SAFETY: AVX-512F checked; each task writes only C[i0..i1, j0..j1]
+                // (disjoint); A rows are clamped to i1 − 1 and every read is in bounds
+                // (`a_at` slices A or its micro-panel there; the panel holds
+                // (p1 − p0) × nr).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let mut i = i0;
+                    while i < i1 {
+                        let mr = (i1 - i).min(R);
+                        block::<R, V, PACKED>(
+                            a_at(i, p0),
+                            rsa,
+                            csa,
+                            panel.as_ptr(),
+                            p1 - p0,
+                            cp.0.add(i * n + j0),
+                            n,
+                            mr,
+                            j1 - j0,
+                            p0 == 0,
+                        );
+                        i += mr;
+                    }
+                }
+                p0 = p1;
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (i1, j1, cp, a_at);
+        });
 }
 
 /// Copies `A(i0..i1, q0..q1)` into the micro-panel `dst` (`[q1 − q0][r]`, rows past `i1`
