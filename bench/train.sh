@@ -4,8 +4,8 @@
 # tokens, forward + backward + AdamW, full fine-tuning, no KL. Appends both rows (and the
 # ratio, printed) to bench/results/train.jsonl.
 #   bench/train.sh [BATCH] [SEQ] [STEPS] [NOTE]
-# Extra rzero settings: RZERO_ARGS="--lora-rank 16" / "--recompute" (the peer stays full
-# fine-tuning without KL, so only the default rows compare the same work).
+# Extra rzero settings: RZERO_ARGS="--lora-rank 16" / "--recompute", KL_COEF=0.01 (the peer
+# stays full fine-tuning without KL, so only the default rows compare the same work).
 # MATMUL_PRECISION=bf16: bf16 operands in the matrix products on both sides (rzero
 # --matmul-precision bf16; torch.set_float32_matmul_precision("medium")).
 # Needs torch + transformers: scripts/py-venv.sh (or PYTHON=... with both installed).
@@ -23,7 +23,7 @@ trap 'rm -f "$TMP"' EXIT
 cargo build --release -q -p rzero-cli
 # shellcheck disable=SC2086
 ./target/release/rzero bench train --random-init "$CONFIG" --batch "$BATCH" --seq "$SEQ" \
-  --steps "$STEPS" --kl-coef 0 --matmul-precision "${MATMUL_PRECISION:-f32}" ${RZERO_ARGS:-} \
+  --steps "$STEPS" --kl-coef "${KL_COEF:-0}" --matmul-precision "${MATMUL_PRECISION:-f32}" ${RZERO_ARGS:-} \
   --json | tee -a "$TMP"
 "$PY" bench/hf_train.py --config "$CONFIG" --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
   --micro-batch 1 --matmul-precision "${MATMUL_PRECISION:-f32}" 2>/dev/null | tee -a "$TMP"
