@@ -77,6 +77,34 @@ fn tensor(v: Vec<f32>, shape: impl Into<Shape>, like: &Tensor) -> CResult<Tensor
     Tensor::from_vec(v, shape, like.device())
 }
 
+/// The shape `[.., M]` of a product `x[.., K] · wᵀ` with x's dims `dims`.
+fn product_shape(dims: &[usize], m: usize) -> Shape {
+    let mut od = dims.to_vec();
+    *od.last_mut().expect("x has a last dim") = m;
+    Shape::from(od)
+}
+
+/// `dw[M, K] = gᵀ · x` for `g` [N, M] and `x` [N, K] with bf16 operands (`A(i, p) =
+/// g[p·M + i]`).
+fn dw_bf16(g: &[f32], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let a = Mat { d: g, rs: 1, cs: m };
+    amx::gemm_bf16(a, Mat { d: x, rs: k, cs: 1 }, m, k, n)
+}
+
+/// The gradient `d` of the weight `w` [M, K] for candle: `None` when `sink` takes it
+/// ([`GradSink`]), else as a tensor.
+fn weight_grad(
+    d: Option<Vec<f32>>,
+    sink: Option<&GradSink>,
+    w: &Tensor,
+) -> CResult<Option<Tensor>> {
+    let d = match (d, sink) {
+        (Some(d), Some(sink)) => sink.put(w, d),
+        (d, _) => d,
+    };
+    d.map(|d| tensor(d, w.shape(), w)).transpose()
+}
+
 /// `dst[c, r] = src[r, c]` for a row-major `[rows, cols]` source, in parallel 32×32 blocks.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const BS: usize = 32;
@@ -186,9 +214,7 @@ impl CustomOp2 for Linear {
         } else {
             kernels::matmul_nt(x, n, k, w, m)
         };
-        let mut od = dims.to_vec();
-        *od.last_mut().expect("x has a last dim") = m;
-        Ok((CpuStorage::F32(out), Shape::from(od)))
+        Ok((CpuStorage::F32(out), product_shape(dims, m)))
     }
 
     fn bwd(
@@ -211,12 +237,7 @@ impl CustomOp2 for Linear {
         })?;
         let dx = dx.map(|d| tensor(d, x.shape(), x)).transpose()?;
         // dW into the weight's sink when it takes it (no gradient for candle to store).
-        let dw = match (dw, &self.1) {
-            (Some(d), Some(sink)) => sink.put(w, d),
-            (d, _) => d,
-        };
-        let dw = dw.map(|d| tensor(d, (m, k), w)).transpose()?;
-        Ok((dx, dw))
+        Ok((dx, weight_grad(dw, self.1.as_ref(), w)?))
     }
 }
 
@@ -241,11 +262,7 @@ impl Linear {
                 let a = Mat { d: g, rs: m, cs: 1 };
                 amx::gemm_bf16(a, Mat { d: w, rs: k, cs: 1 }, n, k, m)
             });
-            // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
-            let dw = want_dw.then(|| {
-                let a = Mat { d: g, rs: 1, cs: m };
-                amx::gemm_bf16(a, Mat { d: x, rs: k, cs: 1 }, m, k, n)
-            });
+            let dw = want_dw.then(|| dw_bf16(g, x, m, k, n));
             return (dx, dw);
         }
         if gemm::available() {

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::{data, err, tensor, with_data, CResult, GradSink};
+use super::{data, dw_bf16, err, product_shape, tensor, weight_grad, with_data, CResult, GradSink};
 use crate::kernels::amx::{self, Mat, PackedB};
 
 /// A weight `w [M, K]` packed for the bf16 products of `x · wᵀ` and `g · w`.
@@ -74,9 +74,7 @@ impl CustomOp2 for HeadLinear {
         }
         let n = x.len() / k.max(1);
         let out = amx::gemm_bf16_packed(Mat { d: x, rs: k, cs: 1 }, &self.0.fwd, n);
-        let mut od = dims.to_vec();
-        *od.last_mut().expect("x has a last dim") = m;
-        Ok((CpuStorage::F32(out), Shape::from(od)))
+        Ok((CpuStorage::F32(out), product_shape(dims, m)))
     }
 
     fn bwd(
@@ -118,33 +116,13 @@ impl CustomOp2 for HeadLinear {
             } else {
                 None
             };
-            // dw[M, K] = gᵀ · x: A(i, p) = g[p·M + i].
+            // dW into the weight's sink when it takes it (as `Linear` does).
             let dw = if w.track_op() {
-                with_data(x, |x_| {
-                    let (a, b) = (
-                        Mat {
-                            d: g_,
-                            rs: 1,
-                            cs: m,
-                        },
-                        Mat {
-                            d: x_,
-                            rs: k,
-                            cs: 1,
-                        },
-                    );
-                    // dW into the weight's sink when it takes it (as `Linear` does).
-                    let d = amx::gemm_bf16(a, b, m, k, n);
-                    let d = match &self.1 {
-                        Some(sink) => sink.put(w, d),
-                        None => Some(d),
-                    };
-                    d.map(|d| tensor(d, (m, k), w)).transpose()
-                })?
+                with_data(x, |x_| Ok(Some(dw_bf16(g_, x_, m, k, n))))?
             } else {
                 None
             };
-            Ok((dx, dw))
+            Ok((dx, weight_grad(dw, self.1.as_ref(), w)?))
         })
     }
 }
