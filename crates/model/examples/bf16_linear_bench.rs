@@ -10,34 +10,11 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use model::ops::{self, MatmulPrecision};
 
+mod support;
+use support::{cpu_s, load_avg};
+
 fn rand(shape: &[usize]) -> Var {
     Var::from_tensor(&Tensor::randn(0f32, 0.5, shape, &Device::Cpu).unwrap()).unwrap()
-}
-
-/// CPU time of all the process's threads (`/proc/self/task/*/schedstat`), seconds.
-fn cpu_s() -> f64 {
-    let mut ns = 0u64;
-    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
-        for e in rd.flatten() {
-            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    ns as f64 * 1e-9
-}
-
-fn load_avg() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Best of `reps` (wall, CPU) seconds of `f`.

@@ -11,31 +11,10 @@ use std::time::Instant;
 
 use model::gemm_bench::{available, gemm, gemm_nt};
 
+mod support;
+use support::{cpu_s, load_avg};
+
 const ROUNDS: usize = 3;
-
-/// CPU time of all the process's threads (`/proc/self/task/*/schedstat`), seconds.
-fn cpu_s() -> f64 {
-    let mut ns = 0u64;
-    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
-        for e in rd.flatten() {
-            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    ns as f64 * 1e-9
-}
-
-fn load_avg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
 
 fn rand(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed;
@@ -163,6 +142,6 @@ fn main() {
         "{{\"shape\":\"step-weighted\",\"gflop_per_cpu_s\":{:.1},\"threads\":{},\"load\":{:.2}}}",
         flop_all / cpu_all / 1e9,
         rayon::current_num_threads(),
-        load_avg()
+        load_avg().unwrap_or(f64::NAN)
     );
 }

@@ -6,11 +6,15 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var, D};
 use model::ops;
 
+mod support;
+use support::cpu_s;
+
 fn rand(shape: &[usize]) -> Var {
     Var::from_tensor(&Tensor::randn(0f32, 0.5, shape, &Device::Cpu).unwrap()).unwrap()
 }
 
-/// Best of 3 of forward + backward of Σ f(..) ⊙ r, seconds. With an argument `fused` or
+/// Best of 3 of forward + backward of Σ f(..) ⊙ r, seconds (CPU seconds with
+/// `OPS_BENCH_CPU=1`: [`cpu_s`]). With an argument `fused` or
 /// `candle`, only that side runs (for `perf stat -e cycles:u` on a busy machine).
 fn time(side: &str, f: &dyn Fn() -> Tensor) -> f64 {
     if std::env::args().nth(1).is_some_and(|m| m != side) {
@@ -30,26 +34,6 @@ fn time(side: &str, f: &dyn Fn() -> Tensor) -> f64 {
         best = best.min(s);
     }
     best
-}
-
-/// CPU time of all the process's threads (`/proc/self/task/*/schedstat`), seconds: with
-/// `OPS_BENCH_CPU=1` the figures are CPU time, which a busy machine disturbs less than wall
-/// time (run with RAYON_NUM_THREADS=1 so that no thread spins).
-fn cpu_s() -> f64 {
-    let mut ns = 0u64;
-    if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
-        for e in rd.flatten() {
-            let p = e.path().join("schedstat");
-            if let Ok(s) = std::fs::read_to_string(p) {
-                ns += s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    ns as f64 * 1e-9
 }
 
 fn main() {

@@ -15,13 +15,11 @@
 //! measured 2e-8; the f32 op is 2.5e-3 away), its gradients within 3% of the f32 op's norm
 //! (measured 0.4%).
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor, Var};
 use model::ops::{self, MatmulPrecision};
-use model::Model;
 
 mod common;
-use common::{host, named_grads, Lcg};
+use common::{host, named_grads, var_model, Lcg};
 
 fn bf(x: f32) -> f64 {
     f64::from(half::bf16::from_f32(x).to_f32())
@@ -103,24 +101,6 @@ fn bf16_linear_is_the_f32_sum_of_rounded_operands_forward_and_backward() {
     assert_eq!(y.dims(), &[2, 3, 5]);
     assert_eq!("bf16".parse::<MatmulPrecision>(), Ok(MatmulPrecision::Bf16));
     assert!("fp16".parse::<MatmulPrecision>().is_err());
-}
-
-/// The fixture model over `Var`s (so that every parameter gets a gradient).
-fn var_model(name: &'static str, p: MatmulPrecision) -> (Model, VarMap) {
-    let fx = common::load(name);
-    let vm = VarMap::new();
-    {
-        let mut data = vm.data().lock().unwrap();
-        for (n, t) in &fx.weights {
-            let t = t.to_dtype(DType::F32).unwrap();
-            data.insert(n.clone(), Var::from_tensor(&t).unwrap());
-        }
-    }
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let mut m = Model::new(&fx.cfg, vb).unwrap();
-    m.set_matmul_precision(p);
-    assert_eq!(m.matmul_precision(), p);
-    (m, vm)
 }
 
 /// Token log-probs of a padded batch and every parameter's gradient of a weighted sum.

@@ -6,29 +6,12 @@
 //! to candle as before. f32 and bf16 products, tied (llama) and untied (qwen2, with biases)
 //! fixtures.
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
 use model::ops::{GradSink, MatmulPrecision};
 use model::Model;
 
 mod common;
-use common::{host, Lcg};
-
-fn var_model(name: &'static str, p: MatmulPrecision) -> (Model, VarMap) {
-    let fx = common::load(name);
-    let vm = VarMap::new();
-    {
-        let mut data = vm.data().lock().unwrap();
-        for (n, t) in &fx.weights {
-            let t = t.to_dtype(DType::F32).unwrap();
-            data.insert(n.clone(), Var::from_tensor(&t).unwrap());
-        }
-    }
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let mut m = Model::new(&fx.cfg, vb).unwrap();
-    m.set_matmul_precision(p);
-    (m, vm)
-}
+use common::{host, var_model, Lcg};
 
 /// The weighted sum of a padded batch's token log-probs, to differentiate.
 fn objective(m: &Model) -> Tensor {

@@ -153,3 +153,22 @@ pub fn named_grads(
         })
         .collect()
 }
+
+/// The fixture `name`'s model over `Var`s (so that every parameter gets a gradient), its
+/// products at precision `p`.
+pub fn var_model(name: &'static str, p: model::ops::MatmulPrecision) -> (Model, candle_nn::VarMap) {
+    let fx = load(name);
+    let vm = candle_nn::VarMap::new();
+    {
+        let mut data = vm.data().lock().unwrap();
+        for (n, t) in &fx.weights {
+            let t = t.to_dtype(DType::F32).unwrap();
+            data.insert(n.clone(), candle_core::Var::from_tensor(&t).unwrap());
+        }
+    }
+    let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let mut m = Model::new(&fx.cfg, vb).unwrap();
+    m.set_matmul_precision(p);
+    assert_eq!(m.matmul_precision(), p);
+    (m, vm)
+}
